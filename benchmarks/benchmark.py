@@ -1,0 +1,198 @@
+"""Times sdviz against the plain diffusers pipeline, in one run, on the same model and settings.
+
+    python benchmarks/benchmark.py                       # the embedded model, this machine
+    python benchmarks/benchmark.py --sd15-random         # SD 1.5-sized components, random weights
+    python benchmarks/benchmark.py --memory              # + attention capture memory at SD 1.5 size, 512 x 512
+    python benchmarks/benchmark.py --write               # also record the table in docs/BENCHMARKS.md
+
+Every configuration runs once per round, rounds interleaved, and the median is
+reported. The targets (ratios, so they hold on any machine):
+    approx (every step)   <= 1.05 x plain pipeline
+    full (x_t and x0 every step) <= 1.05 x (plain pipeline + the same number of stand-alone VAE decodes)
+    attention capture     <= 1.25 x the same run without it
+Timing does not depend on weight values, so random SD 1.5-sized weights give SD 1.5 timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import sdviz  # noqa: E402
+from sdviz.attention import AttentionCapture  # noqa: E402
+from sdviz.previews import decode_full  # noqa: E402
+
+PROMPT = "a large red circle on the left on a blue background"  # 10 words
+DOC = ROOT / "docs" / "BENCHMARKS.md"
+
+
+def sd15_random_pipeline():
+    """SD 1.5's component configs (UNet as in CompVis/stable-diffusion-v1-4, VAE, CLIP ViT-L/14 text), random weights."""
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    from training.train import SD1_SCHEDULER
+
+    unet = UNet2DConditionModel(
+        sample_size=64, block_out_channels=(320, 640, 1280, 1280), layers_per_block=2, cross_attention_dim=768,
+        attention_head_dim=8,
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4, sample_size=512,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        scaling_factor=0.18215,
+    )
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+        max_position_embeddings=77, hidden_act="quick_gelu", bos_token_id=49406, eos_token_id=49407,
+    ))
+    tokenizer = CLIPTokenizer.from_pretrained(ROOT / "assets" / "sdviz-shapes" / "tokenizer")
+    return StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+        scheduler=PNDMScheduler.from_config(SD1_SCHEDULER), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def timed(fn, device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - started
+
+
+def run_benchmark(model, steps: int, rounds: int, scheduler: str) -> dict[str, float]:
+    from diffusers import StableDiffusionPipeline
+
+    from sdviz import schedulers
+
+    pipe = StableDiffusionPipeline(**model.components(schedulers.create(scheduler, model.scheduler_config)))
+    pipe.set_progress_bar_config(disable=True)
+    settings = dict(prompt=PROMPT, scheduler=scheduler, steps=steps, guidance=7.5, seed=0)
+    h, w = model.facts.native_height // model.facts.vae_factor, model.facts.native_width // model.facts.vae_factor
+    latents = torch.randn(1, model.facts.latent_channels, h, w, device=model.device, dtype=model.dtype)
+
+    configs = {
+        "plain pipeline": lambda: pipe(PROMPT, num_inference_steps=steps, guidance_scale=7.5,
+                                       generator=torch.Generator().manual_seed(0)),
+        "one VAE decode": lambda: decode_full(model, latents),
+        "sdviz approx": lambda: sdviz.generate(model, sdviz.Settings(**settings, preview="approx")),
+        "sdviz full": lambda: sdviz.generate(model, sdviz.Settings(**settings, preview="full")),
+        "sdviz approx + attention": lambda: sdviz.generate(
+            model, sdviz.Settings(**settings, preview="approx"), capture=AttentionCapture(model)),
+        "sdviz full + attention": lambda: sdviz.generate(
+            model, sdviz.Settings(**settings, preview="full"), capture=AttentionCapture(model)),
+    }
+    for fn in configs.values():  # warm up
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in configs}
+    names = list(configs)
+    for round_ in range(rounds):
+        for name in names[round_ % len(names):] + names[: round_ % len(names)]:
+            times[name].append(timed(configs[name], model.device))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def attention_memory(steps: int = 50) -> dict[str, float]:
+    """Bytes the capture keeps per step for an SD 1.5-sized UNet at 512 x 512, guided, 10-word prompt."""
+    model = sdviz.from_pipeline(sd15_random_pipeline(), "SD 1.5-sized, random weights")
+    per_layer = {}
+    for layered in (False, True):
+        capture = AttentionCapture(model, per_layer=layered)
+        run = sdviz.Run(model, sdviz.Settings(prompt=PROMPT, steps=steps, preview="approx"), capture=capture)
+        for record in run:
+            if record.index == 1:  # two steps measured; every step keeps the same amount
+                run.stop()
+        kept = capture.maps().nbytes / len(capture.maps().steps)
+        per_layer[layered] = kept
+    return {"per_step_bytes": per_layer[False], "per_step_bytes_per_layer": per_layer[True], "steps": steps}
+
+
+def markdown(key: str, model, device, steps: int, rounds: int, medians: dict[str, float], memory=None) -> str:
+    plain, decode = medians["plain pipeline"], medians["one VAE decode"]
+    decodes = 2 * steps  # sdviz full decodes x_t and x0 at every step (+ the noise once; the last x_t is the image)
+    lines = [
+        f"<!-- bench:{key} -->",
+        f"### {key}",
+        "",
+        f"{model.facts.name}, {model.facts.native_width} x {model.facts.native_height}, DDIM {steps} steps, "
+        f"guidance 7.5, {rounds} interleaved rounds, medians. {device}; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} CPU threads.",
+        "",
+        "| run | seconds | ratio | target |",
+        "|---|---|---|---|",
+        f"| plain diffusers pipeline | {plain:.3f} | 1.00 | |",
+        f"| one stand-alone VAE decode | {decode:.4f} | | |",
+        f"| sdviz approx, every step | {medians['sdviz approx']:.3f} | {medians['sdviz approx'] / plain:.3f} x plain | <= 1.05 |",
+        f"| sdviz full (x_t + x0), every step | {medians['sdviz full']:.3f} | "
+        f"{medians['sdviz full'] / (plain + decodes * decode):.3f} x (plain + {decodes} decodes) | <= 1.05 |",
+        f"| sdviz approx + attention capture | {medians['sdviz approx + attention']:.3f} | "
+        f"{medians['sdviz approx + attention'] / medians['sdviz approx']:.3f} x sdviz approx | <= 1.25 |",
+        f"| sdviz full + attention capture | {medians['sdviz full + attention']:.3f} | "
+        f"{medians['sdviz full + attention'] / medians['sdviz full']:.3f} x sdviz full | <= 1.25 |",
+    ]
+    if memory:
+        mb = memory["per_step_bytes"] * memory["steps"] / 2**20
+        mb_layers = memory["per_step_bytes_per_layer"] * memory["steps"] / 2**20
+        lines += ["", f"Attention capture memory, SD 1.5-sized UNet at 512 x 512, guided, 10-word prompt, "
+                      f"{memory['steps']} steps: {mb:.1f} MB per resolution (target < 250 MB); "
+                      f"{mb_layers:.1f} MB with every layer's map kept as well."]
+    lines += ["", f"Reproduce: `python benchmarks/benchmark.py {' '.join(sys.argv[1:])}`", f"<!-- /bench:{key} -->"]
+    return "\n".join(lines)
+
+
+def write_section(key: str, section: str) -> None:
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\nWritten by `benchmarks/benchmark.py --write`.\n"
+    start, end = f"<!-- bench:{key} -->", f"<!-- /bench:{key} -->"
+    if start in text:
+        text = text[: text.index(start)] + section + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    DOC.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default=None, help="folder or hub id (default: the embedded model)")
+    parser.add_argument("--sd15-random", action="store_true", help="SD 1.5-sized components with random weights")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--scheduler", default="ddim")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--memory", action="store_true", help="measure attention capture memory at SD 1.5 size")
+    parser.add_argument("--write", action="store_true", help=f"record the table in {DOC.relative_to(ROOT)}")
+    args = parser.parse_args()
+
+    if args.sd15_random:
+        pipe = sd15_random_pipeline().to(sdviz.models.pick_device(args.device))
+        if pipe.device.type == "cuda":
+            pipe.unet.half(), pipe.text_encoder.half()  # fp16 as load_model runs GPUs; the VAE stays fp32
+        model = sdviz.from_pipeline(pipe, "SD 1.5-sized, random weights")
+    else:
+        model = sdviz.load_model(args.model, device=args.device)
+    device = torch.cuda.get_device_name() if model.device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()})"
+    medians = run_benchmark(model, args.steps, args.rounds, args.scheduler)
+    memory = attention_memory() if args.memory else None
+    key = f"{'SD 1.5-sized, random weights' if args.sd15_random else model.facts.name} on {device}"
+    section = markdown(key, model, device, args.steps, args.rounds, medians, memory)
+    print(section)
+    if args.write:
+        write_section(key, section)
+
+
+if __name__ == "__main__":
+    main()

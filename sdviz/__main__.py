@@ -1,0 +1,7 @@
+"""`python -m sdviz`: see sdviz.cli."""
+
+import sys
+
+from sdviz.cli import main
+
+sys.exit(main())

@@ -1,0 +1,140 @@
+"""Recording the UNet's attention at every step of a run (DAAM, Tang et al., ACL 2023).
+
+`AttentionCapture` is handed to a `Run`; for the run's duration it wraps every
+attention layer's processor and always restores the originals, also when the
+run fails or is stopped. The wrapper calls the original processor first, so
+the UNet's output is bit-for-bit what it is without capture; then, for the
+conditional half of the guidance batch only, it recomputes softmax(QK^T / sqrt(d))
+and keeps its mean over heads:
+
+    cross-attention  (query positions, prompt tokens): summed over the layers of
+                     each resolution, as DAAM sums them; the padding slots are
+                     left out, so memory grows with the prompt, not the window
+    self-attention   (query positions, key positions), on request, for
+                     resolutions of at most `self_max_positions` positions
+
+At the end of each step the sums move to the CPU as float16.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+
+from sdviz.attention.layers import Layer, grid_for, wrapped_processors
+from sdviz.attention.maps import AttentionMaps, grid_key
+
+
+class _Recorder:
+    """Processor wrapper: the original's output, plus this layer's probabilities recorded."""
+
+    def __init__(self, capture: "AttentionCapture", layer: Layer, original):
+        self.capture, self.layer, self.original = capture, layer, original
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, *args, **kwargs):
+        output = self.original(attn, hidden_states, encoder_hidden_states, *args, **kwargs)
+        if self.layer.kind == "cross" or self.capture.self_attention:
+            self.capture.record(self.layer, attn, hidden_states, encoder_hidden_states)
+        return output
+
+
+def attention_probs(attn, hidden_states: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+    """softmax(QK^T / sqrt(d)) of one sample, as diffusers computes it: (heads, queries, keys)."""
+    if hidden_states.ndim == 4:  # (B, C, H, W) -> (B, HW, C)
+        hidden_states = hidden_states.flatten(2).transpose(1, 2)
+    if attn.group_norm is not None:
+        hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+    if context is None:
+        context = hidden_states
+    elif attn.norm_cross:
+        context = attn.norm_encoder_hidden_states(context)
+    query = attn.head_to_batch_dim(attn.to_q(hidden_states))  # (heads, queries, head_dim)
+    key = attn.head_to_batch_dim(attn.to_k(context))  # (heads, keys, head_dim)
+    if getattr(attn, "norm_q", None) is not None:
+        query = attn.norm_q(query)
+    if getattr(attn, "norm_k", None) is not None:
+        key = attn.norm_k(key)
+    return attn.get_attention_scores(query, key, None)
+
+
+class AttentionCapture:
+    """Per-step attention maps of one run. Create one per run; pass it to `Run(capture=...)`.
+
+    per_layer       also keep each cross-attention layer's own map
+    self_attention  also keep self-attention, per resolution, where a layer
+                    has at most self_max_positions query positions
+    """
+
+    def __init__(self, model=None, *, per_layer: bool = False, self_attention: bool = False,
+                 self_max_positions: int = 1024):
+        self.per_layer = per_layer
+        self.self_attention = self_attention
+        self.self_max_positions = self_max_positions
+        self._keep = 0  # token slots kept: start, words, end
+        self._latent_hw = (0, 0)
+        self._step: dict[str, dict[str, torch.Tensor]] = {}
+        self._counts: dict[str, int] = {}
+        self._steps: list[int] = []
+        self._stored: dict[str, dict[str, list[np.ndarray]]] = {"cross": {}, "layer": {}, "self": {}}
+
+    @contextlib.contextmanager
+    def installed(self, unet, trajectory):
+        """Wraps the UNet's attention processors for one run; restores them whatever happens."""
+        slots = trajectory.tokens["slots"]
+        self._keep = sum(1 for s in slots if s["kind"] != "padding")
+        self._tokens = [s["token"] for s in slots[: self._keep]]
+        self._kinds = [s["kind"] for s in slots[: self._keep]]
+        self._latent_hw = tuple(trajectory.shapes["latents"][1:])
+        self._image_hw = tuple(trajectory.shapes["image"][1:])
+        with wrapped_processors(unet, lambda layer, original: _Recorder(self, layer, original)):
+            yield self
+
+    def record(self, layer: Layer, attn, hidden_states, encoder_hidden_states) -> None:
+        sample = hidden_states[-1:]  # the conditional half of the guidance batch (or the only sample)
+        queries = sample.shape[1] if sample.ndim == 3 else sample.shape[2] * sample.shape[3]
+        grid = grid_for(queries, *self._latent_hw)
+        if layer.kind == "cross":
+            probs = attention_probs(attn, sample, encoder_hidden_states[-1:])  # (heads, HW, tokens)
+            token_map = probs[:, :, : self._keep].float().mean(0).T.reshape(self._keep, *grid)  # (T, h, w)
+            self._add("cross", grid_key(grid), token_map)
+            if self.per_layer:
+                self._step.setdefault("layer", {})[layer.name] = token_map
+        elif queries <= self.self_max_positions:
+            probs = attention_probs(attn, sample, None)  # (heads, HW, HW)
+            self._add("self", grid_key(grid), probs.float().mean(0))
+
+    def _add(self, kind: str, key: str, value: torch.Tensor) -> None:
+        bucket = self._step.setdefault(kind, {})
+        bucket[key] = bucket[key] + value if key in bucket else value
+        self._counts[f"{kind}:{key}"] = self._counts.get(f"{kind}:{key}", 0) + 1
+
+    def finish_step(self, index: int) -> None:
+        """Moves this step's sums to the CPU (float16); the self-attention sums become means."""
+        layers_per_step = {k: v for k, v in self._counts.items()}
+        for kind, bucket in self._step.items():
+            for key, value in bucket.items():
+                if kind == "self":
+                    value = value / layers_per_step[f"self:{key}"]
+                self._stored[kind].setdefault(key, []).append(value.to(torch.float16).cpu().numpy())
+        if not self._steps:
+            self._layer_counts = {k.split(":", 1)[1]: v for k, v in layers_per_step.items() if k.startswith("cross:")}
+        self._steps.append(index)
+        self._step, self._counts = {}, {}
+
+    def maps(self, trajectory=None) -> AttentionMaps:
+        """Everything recorded so far, stacked over steps."""
+        stack = {kind: {key: np.stack(values) for key, values in bucket.items()}
+                 for kind, bucket in self._stored.items()}
+        return AttentionMaps(
+            tokens=list(self._tokens),
+            kinds=list(self._kinds),
+            steps=list(self._steps),
+            latent_hw=tuple(self._latent_hw),
+            image_hw=tuple(self._image_hw),
+            cross=stack["cross"],
+            layers=stack["layer"],
+            self_attn=stack["self"],
+            layer_counts=dict(getattr(self, "_layer_counts", {})),
+        )

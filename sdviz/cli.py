@@ -1,0 +1,141 @@
+"""The command line: `python -m sdviz render|schedulers|layers`.
+
+Bad input is refused before any model work with one line on stderr naming the
+value and what is allowed, and exit status 2; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from sdviz import schedulers
+from sdviz.settings import PREVIEW_MODES, Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m sdviz", description="See Stable Diffusion denoise, step by step.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    render = commands.add_parser("render", help="run one prompt and write every step")
+    defaults = Settings()
+    render.add_argument("--prompt", required=True)
+    render.add_argument("--negative-prompt", default="")
+    render.add_argument("--model", default=None, help="diffusers folder or hub id (default: the embedded model)")
+    render.add_argument("--scheduler", default=defaults.scheduler, help="short or diffusers class name; see `schedulers`")
+    render.add_argument("--steps", type=int, default=defaults.steps)
+    render.add_argument("--guidance", type=float, default=defaults.guidance)
+    render.add_argument("--eta", type=float, default=defaults.eta)
+    render.add_argument("--seed", type=int, default=defaults.seed)
+    render.add_argument("--width", type=int, default=None, help="pixels (default: the model's native size)")
+    render.add_argument("--height", type=int, default=None)
+    render.add_argument("--init-image", default=None, help="img2img: the starting image")
+    render.add_argument("--strength", type=float, default=defaults.strength, help="img2img: share of the schedule run, (0, 1]")
+    render.add_argument("--preview", default=defaults.preview, help=f"per-step decoder: {', '.join(PREVIEW_MODES)}")
+    render.add_argument("--every", type=int, default=defaults.every, help="decode every N steps (the last always)")
+    render.add_argument("--attention", action="store_true", help="capture cross-attention; write attention.npz and overlays")
+    render.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    render.add_argument("--out", required=True, type=Path)
+
+    commands.add_parser("schedulers", help="list the scheduler names")
+
+    layers = commands.add_parser("layers", help="the UNet's attention layers with their tensor shapes")
+    layers.add_argument("--model", default=None)
+    layers.add_argument("--height", type=int, default=None)
+    layers.add_argument("--width", type=int, default=None)
+    layers.add_argument("--guidance", type=float, default=defaults.guidance, help="> 1 doubles the batch, as in a guided run")
+    layers.add_argument("--json", action="store_true")
+    return parser
+
+
+def _progress(total: int):
+    def report(record) -> None:
+        sigma = f" sigma {record.sigma:.4f}"
+        print(f"step {record.index + 1}/{total} timestep {record.timestep:g}{sigma} "
+              f"({record.seconds * 1000:.0f} ms)", file=sys.stderr, flush=True)
+    return report
+
+
+def render(args) -> int:
+    from sdviz.export import export_all
+    from sdviz.images import load_image
+    from sdviz.models import check_source, default_model, load_model
+    from sdviz.sampler import Run
+    from sdviz.settings import validate
+
+    img2img = args.init_image is not None
+    settings = validate(
+        Settings(
+            prompt=args.prompt, negative_prompt=args.negative_prompt, scheduler=args.scheduler,
+            steps=args.steps, guidance=args.guidance, eta=args.eta, seed=args.seed,
+            width=args.width, height=args.height, strength=args.strength,
+            preview=args.preview, every=args.every,
+        ),
+        img2img=img2img,
+    )
+    init_image = load_image(args.init_image) if img2img else None
+    check_source(args.model or default_model())
+    model = load_model(args.model, device=args.device)
+    capture = None
+    if args.attention:
+        from sdviz.attention import AttentionCapture
+
+        capture = AttentionCapture(model)
+    run = Run(model, settings, init_image=init_image, capture=capture)
+    report = _progress(run.trajectory.settings["steps"])
+    for record in run:
+        report(record)
+    traj = run.trajectory
+    for warning in traj.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    written = export_all(traj, args.out)
+    if capture is not None:
+        from sdviz.attention import write_overlays
+
+        write_overlays(traj, args.out / "attention")
+    print(f"wrote {len(written)} exports to {args.out} ({traj.timings['total']:.2f} s)", file=sys.stderr)
+    print(args.out / "final.png")
+    return 0
+
+
+def layers(args) -> int:
+    from sdviz.attention import layer_table
+    from sdviz.models import check_source, default_model, load_model
+
+    check_source(args.model or default_model())
+    model = load_model(args.model)
+    height = args.height or model.facts.native_height
+    width = args.width or model.facts.native_width
+    Settings(width=width, height=height).resolved(model.facts)
+    table = layer_table(model.unet, height, width, guidance=args.guidance > 1,
+                        vae_factor=model.facts.vae_factor, text_tokens=model.facts.tokens)
+    if args.json:
+        print(json.dumps(table, indent=1))
+        return 0
+    print(f"{'index':>5} {'kind':5} {'res':>4}  {'query':16} {'key':16} {'value':16} {'probs':18} name")
+    for row in table:
+        print(f"{row['index']:>5} {row['kind']:5} {row['resolution']:>4}  {str(tuple(row['query_shape'])):16} "
+              f"{str(tuple(row['key_shape'])):16} {str(tuple(row['value_shape'])):16} "
+              f"{str(tuple(row['probs_shape'])):18} {row['name']}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "schedulers":
+            for name, class_name, label in schedulers.describe():
+                print(f"{name:16} {class_name:34} {label}")
+            return 0
+        if args.command == "layers":
+            return layers(args)
+        return render(args)
+    except ValueError as error:
+        print(f"sdviz: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

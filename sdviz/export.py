@@ -1,0 +1,159 @@
+"""Exports of a trajectory: filmstrip PNG, animated GIF, MP4, per-step PNGs.
+
+The filmstrip follows *The Illustrated Stable Diffusion*: decoded latents in a
+row from noise to image, each with its step number; with many steps a readable
+selection (always the noise and the last step). GIF and MP4 go through imageio
+(MP4 with the ffmpeg binary that imageio-ffmpeg ships).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+MIN_VIDEO_SIDE = 256  # small frames are enlarged (nearest neighbour) to at least this
+FILMSTRIP_FRAMES = 10  # at most this many frames per row
+FILMSTRIP_SIDE = 128  # frames in the filmstrip are scaled to this height at least
+
+
+def pick(count: int, most: int) -> list[int]:
+    """Up to `most` indices from 0..count-1, evenly spread, always the first and the last."""
+    if count <= most:
+        return list(range(count))
+    return sorted({round(k * (count - 1) / (most - 1)) for k in range(most)})
+
+
+def enlarge(frame: np.ndarray, side: int) -> np.ndarray:
+    """Nearest-neighbour enlargement by a whole factor so the short side is at least `side`."""
+    factor = max(1, -(-side // min(frame.shape[:2])))
+    return frame.repeat(factor, axis=0).repeat(factor, axis=1) if factor > 1 else frame
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow without FreeType
+        return ImageFont.load_default()
+
+
+def filmstrip(trajectory, most: int = FILMSTRIP_FRAMES, with_x0: bool = True):
+    """A PIL image: the row of decoded x_t from noise to image, step numbers under each,
+    and (with_x0) the predicted x0 of the same steps beneath."""
+    from PIL import Image, ImageDraw
+
+    rows = [("x_t", trajectory.frames("x_t"))]
+    if with_x0:
+        x0 = dict(trajectory.frames("x0"))
+        rows.append(("predicted x0", [(label, x0.get(label)) for label, _ in rows[0][1]]))
+    chosen = pick(len(rows[0][1]), most)
+    if not chosen:
+        raise ValueError("the trajectory has no decoded frames to draw")
+    sample = rows[0][1][chosen[0]][1]
+    scale = max(1, -(-FILMSTRIP_SIDE // sample.shape[0]))
+    tile_h, tile_w = sample.shape[0] * scale, sample.shape[1] * scale
+    gap, label_h, margin = max(4, tile_w // 16), max(16, tile_h // 6), max(70, tile_w // 2)
+    title_h = label_h + 6
+    total = len(trajectory.steps) if trajectory.steps else 0
+    sheet = Image.new(
+        "RGB",
+        (margin + len(chosen) * (tile_w + gap), title_h + len(rows) * (tile_h + label_h + gap)),
+        "white",
+    )
+    draw = ImageDraw.Draw(sheet)
+    font = _font(max(11, label_h - 4))
+    scheduler = trajectory.settings.get("scheduler", "")
+    draw.text((4, 2), f"denoising steps (of {total}, {scheduler}): from noise to image", fill="black", font=font)
+    for r, (name, frames) in enumerate(rows):
+        top = title_h + r * (tile_h + label_h + gap)
+        draw.text((4, top + tile_h // 2 - label_h // 2), name, fill="black", font=font)
+        for c, k in enumerate(chosen):
+            label, frame = frames[k]
+            left = margin + c * (tile_w + gap)
+            if frame is not None:
+                sheet.paste(Image.fromarray(frame).resize((tile_w, tile_h), Image.Resampling.NEAREST), (left, top))
+            text = label if label == "noise" else f"step {label}"
+            draw.text((left + 2, top + tile_h + 1), text, fill="black", font=font)
+    return sheet
+
+
+def _video_frames(trajectory, kind: str) -> list[np.ndarray]:
+    frames = [frame for _, frame in trajectory.frames(kind) if frame is not None]
+    if not frames:
+        raise ValueError("the trajectory has no decoded frames to animate")
+    return [enlarge(frame, MIN_VIDEO_SIDE) for frame in frames]
+
+
+def save_gif(trajectory, path: str | Path, fps: float = 8.0, kind: str = "x_t", hold_last: float = 1.5) -> Path:
+    """An animated GIF (looping) of the decoded frames; the last one is held `hold_last` s."""
+    import imageio.v3 as iio
+
+    frames = _video_frames(trajectory, kind)
+    durations = [1000.0 / fps] * len(frames)
+    durations[-1] = max(durations[-1], hold_last * 1000.0)
+    iio.imwrite(path, np.stack(frames), extension=".gif", duration=durations, loop=0)
+    return Path(path)
+
+
+def save_mp4(trajectory, path: str | Path, fps: float = 8.0, kind: str = "x_t", hold_last: float = 1.5) -> Path:
+    """An H.264 MP4 of the decoded frames (yuv420p, plays in browsers)."""
+    import imageio.v2 as imageio
+
+    frames = _video_frames(trajectory, kind)
+    frames += [frames[-1]] * int(round(hold_last * fps))
+    height, width = frames[0].shape[:2]
+    frames = [_pad_even(f) for f in frames] if (height % 2 or width % 2) else frames
+    with imageio.get_writer(
+        str(path), format="FFMPEG", mode="I", fps=fps, codec="libx264", pixelformat="yuv420p",
+        macro_block_size=1, ffmpeg_log_level="error",
+    ) as writer:
+        for frame in frames:
+            writer.append_data(frame)
+    return Path(path)
+
+
+def _pad_even(frame: np.ndarray) -> np.ndarray:
+    pad_h, pad_w = frame.shape[0] % 2, frame.shape[1] % 2
+    return np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+
+
+def save_step_pngs(trajectory, folder: str | Path) -> list[Path]:
+    """xt/NNN.png (x_t after step NNN), x0/NNN.png, xt/noise.png; NNN from 000."""
+    from PIL import Image
+
+    folder = Path(folder)
+    written = []
+    (folder / "xt").mkdir(parents=True, exist_ok=True)
+    (folder / "x0").mkdir(parents=True, exist_ok=True)
+    width = max(3, len(str(len(trajectory.steps) - 1)))
+    if trajectory.noise_image is not None:
+        written.append(folder / "xt" / "noise.png")
+        Image.fromarray(trajectory.noise_image).save(written[-1])
+    for step in trajectory.decoded_steps():
+        name = f"{step.index:0{width}d}.png"
+        for sub, frame in (("xt", step.x_t_image), ("x0", step.x0_image)):
+            written.append(folder / sub / name)
+            Image.fromarray(frame).save(written[-1])
+    return written
+
+
+def export_all(trajectory, folder: str | Path) -> dict[str, Path]:
+    """Everything the CLI writes: final.png, step PNGs, filmstrip, GIF, MP4, JSON + latents."""
+    from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    if trajectory.final_image is not None:
+        out["final"] = folder / "final.png"
+        Image.fromarray(trajectory.final_image).save(out["final"])
+    save_step_pngs(trajectory, folder)
+    out["filmstrip"] = folder / "filmstrip.png"
+    filmstrip(trajectory).save(out["filmstrip"])
+    out["gif"] = save_gif(trajectory, folder / "trajectory.gif")
+    out["mp4"] = save_mp4(trajectory, folder / "trajectory.mp4")
+    trajectory.save(folder)
+    out["json"], out["latents"] = folder / "trajectory.json", folder / "latents.npz"
+    return out

@@ -1,0 +1,68 @@
+"""Noise levels and the predicted clean latents x0, the same for every scheduler.
+
+Stable Diffusion was trained variance-preserving (VP):
+    x_t = alpha * x0 + s * eps,  alpha = 1 / sqrt(sigma^2 + 1),  s = sigma * alpha
+with sigma = sqrt((1 - alphas_cumprod[t]) / alphas_cumprod[t]) (Karras et al.
+2022 write the same model as x = x0 + sigma * eps, "variance exploding", VE).
+Schedulers keep their sample in either form; what the UNet sees is always the
+VP form (`scale_model_input` divides VE samples by sqrt(sigma^2 + 1)). So from
+the UNet's input, its output and the sigma of that evaluation, x0 is
+
+    epsilon:       x0 = (x_vp - s * eps) / alpha
+    v_prediction:  x0 = alpha * x_vp - s * v           (Salimans & Ho 2022)
+    sample:        x0 = output
+
+which also covers the schedulers whose `step()` returns no
+`pred_original_sample` (DPM-Solver, UniPC, DEIS, PNDM) and both stages of the
+second-order ones (Heun, KDPM2).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def is_variance_exploding(scheduler) -> bool:
+    """True when the scheduler's sample is x0 + sigma * eps (Euler, LMS, Heun, KDPM2)."""
+    return hasattr(scheduler, "sigmas") and float(scheduler.init_noise_sigma) != 1.0
+
+
+def current_sigma(scheduler, timestep) -> float:
+    """Sigma of the sample the scheduler is at now: before `step()`, the one the UNet
+    evaluates; after it, for sigma-based schedulers, the one `step()` returned (0 at the end).
+
+    Sigma-based schedulers are read at their step index (KDPM2's second stage
+    at its interpolated sigma, as its `scale_model_input` does); the others
+    from `alphas_cumprod` at the timestep.
+    """
+    sigmas = getattr(scheduler, "sigmas", None)
+    if sigmas is not None and hasattr(scheduler, "step_index"):
+        if scheduler.step_index is None:
+            scheduler._init_step_index(timestep)  # what step() does first; the index is the same
+        index = scheduler.step_index
+        if hasattr(scheduler, "sigmas_interpol") and not scheduler.state_in_first_order:
+            sigmas = scheduler.sigmas_interpol
+        return float(sigmas[index]) if index < len(sigmas) else 0.0
+    alphas_cumprod = scheduler.alphas_cumprod
+    alpha_bar = float(alphas_cumprod[int(round(float(timestep)))])
+    return math.sqrt((1 - alpha_bar) / alpha_bar)
+
+
+def vp_coefficients(sigma: float) -> tuple[float, float]:
+    """(alpha, s) with x_vp = alpha * x0 + s * eps for this sigma."""
+    alpha = 1.0 / math.sqrt(sigma * sigma + 1.0)
+    return alpha, sigma * alpha
+
+
+def predict_x0(x_vp: torch.Tensor, model_output: torch.Tensor, sigma: float, prediction_type: str) -> torch.Tensor:
+    """x0 from the UNet's VP input and its (guided) output at noise level sigma."""
+    alpha, s = vp_coefficients(sigma)
+    if prediction_type == "epsilon":
+        return (x_vp - s * model_output) / alpha
+    if prediction_type == "v_prediction":
+        return alpha * x_vp - s * model_output
+    if prediction_type == "sample":
+        return model_output
+    raise ValueError(f"unknown prediction_type {prediction_type!r}; allowed: epsilon, v_prediction, sample")

@@ -1,0 +1,214 @@
+"""The traced sampler: Stable Diffusion's denoising loop, unrolled, keeping every step.
+
+The loop is diffusers' `StableDiffusionPipeline.__call__` (and the img2img
+pipeline's) written out, with the same calls in the same order, so the final
+image equals the pipeline's for the same seed. A per-run pipeline object shares
+the loaded weights and owns this run's fresh scheduler; its own helpers encode
+the prompt and prepare the starting latents. At every entry of the scheduler's
+timesteps one `StepRecord` is produced: x_t before and after, the three noise
+predictions, x0, and (every N steps) their decoded frames.
+
+    run = Run(model, Settings(prompt="a red circle"))
+    for record in run:            # one StepRecord per scheduler entry, as it happens
+        ...
+    run.trajectory                # everything, on the CPU
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from sdviz import noise, schedulers
+from sdviz.previews import Previewer, decode_full
+from sdviz.settings import Settings, validate
+from sdviz.tokens import token_view, truncation_warning
+from sdviz.trajectory import StepRecord, Trajectory
+
+
+def _cpu(tensor: torch.Tensor | None) -> np.ndarray | None:
+    return None if tensor is None else tensor[0].detach().float().cpu().numpy()
+
+
+class Run:
+    """One traced run. Iterate it for StepRecords; `trajectory` fills as it goes.
+
+    `stop()` (from another thread) ends the run after the current step; closing
+    the iterator does too. Either way the trajectory is kept, marked incomplete,
+    and anything installed on the model (attention processors) is restored.
+    """
+
+    def __init__(self, model, settings: Settings, init_image=None, capture=None):
+        from sdviz.images import prepare_init_image
+
+        img2img = init_image is not None
+        self.model = model
+        self.settings = validate(settings, img2img=img2img).resolved(model.facts)
+        self.init_image = (
+            prepare_init_image(init_image, self.settings.width, self.settings.height) if img2img else None
+        )
+        self.previewer = Previewer(model, self.settings.preview, self.settings.height, self.settings.width)
+        self.capture = capture
+        self.total: int | None = None  # entries in the scheduler's timesteps, known once the run starts
+        self._stop = False
+        facts = model.facts
+        view = token_view(model.tokenizer, self.settings.prompt)
+        self.trajectory = Trajectory(
+            settings={**self.settings.to_dict(), "model": model.source, "img2img": img2img},
+            facts=facts.to_dict(),
+            shapes={
+                "token_embeddings": list(facts.token_shape()),
+                "latents": list(facts.latent_shape(self.settings.height, self.settings.width)),
+                "image": list(facts.image_shape(self.settings.height, self.settings.width)),
+            },
+            tokens=view.to_dict(),
+            x_start=np.zeros(0, np.float32),
+            init_image=np.asarray(self.init_image) if img2img else None,
+        )
+        message = truncation_warning(view, facts.tokens)
+        if message:
+            warnings.warn(message, stacklevel=2)
+            self.trajectory.warnings.append(message)
+
+    def stop(self) -> None:
+        self._stop = True
+
+    def __iter__(self) -> Iterator[StepRecord]:
+        with torch.no_grad():
+            if self.capture is None:
+                yield from self._loop()
+            else:
+                with self.capture.installed(self.model.unet, self.trajectory):
+                    yield from self._loop()
+
+    def _loop(self) -> Iterator[StepRecord]:
+        from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
+        from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import retrieve_timesteps
+
+        model, s, traj = self.model, self.settings, self.trajectory
+        started = time.perf_counter()
+        device, unet = model.device, model.unet
+        scheduler = schedulers.create(s.scheduler, model.scheduler_config)
+        img2img = self.init_image is not None
+        pipeline_class = StableDiffusionImg2ImgPipeline if img2img else StableDiffusionPipeline
+        pipe = pipeline_class(**model.components(scheduler))  # this run's; shares the weights
+        generator = torch.Generator("cpu").manual_seed(s.seed)
+        guided = s.guidance > 1 and unet.config.time_cond_proj_dim is None
+        prediction_type = scheduler.config.prediction_type
+
+        # 1. Encode the prompt, and the negative (or empty) prompt for guidance
+        cond, uncond = pipe.encode_prompt(s.prompt, device, 1, guided, s.negative_prompt or None)
+        embeddings = torch.cat([uncond, cond]) if guided else cond
+        traj.timings["encode_prompt"] = time.perf_counter() - started
+
+        # 2. Timesteps (img2img keeps the last `strength` of them)
+        timesteps, _ = retrieve_timesteps(scheduler, s.steps, device)
+        if img2img:
+            timesteps, _ = pipe.get_timesteps(s.steps, s.strength, device)
+
+        # 3. Starting latents: noise, or the init image encoded and noised to the first timestep
+        if img2img:
+            image = pipe.image_processor.preprocess(self.init_image)
+            latents = pipe.prepare_latents(
+                image, timesteps[:1], 1, 1, embeddings.dtype, device, generator
+            )
+        else:
+            channels, height, width = model.facts.latent_shape(s.height, s.width)
+            latents = pipe.prepare_latents(1, channels, s.height, s.width, embeddings.dtype, device, generator)
+        traj.x_start = _cpu(latents)
+        self.total = len(timesteps)
+        extra_step_kwargs = pipe.prepare_extra_step_kwargs(generator, s.eta)
+        if s.eta > 0 and "eta" not in extra_step_kwargs:
+            traj.warnings.append(f"eta {s.eta} is ignored: {type(scheduler).__name__} has no eta")
+        variance_exploding = noise.is_variance_exploding(scheduler)
+        timings = {"unet": 0.0, "decode": 0.0}
+
+        # 4. Denoising loop: one record per scheduler entry
+        last = len(timesteps) - 1
+        for i, t in enumerate(timesteps):
+            if self._stop:
+                break
+            step_started = time.perf_counter()
+            model_input = torch.cat([latents] * 2) if guided else latents
+            model_input = scheduler.scale_model_input(model_input, t)
+            sigma = noise.current_sigma(scheduler, t)
+            output = unet(
+                model_input,
+                t,
+                encoder_hidden_states=embeddings,
+                timestep_cond=None,
+                cross_attention_kwargs=None,
+                added_cond_kwargs=None,
+                return_dict=False,
+            )[0]
+            if guided:
+                noise_uncond, noise_cond = output.chunk(2)
+                noise_pred = noise_uncond + s.guidance * (noise_cond - noise_uncond)
+            else:
+                noise_uncond = noise_cond = None
+                noise_pred = output
+            timings["unet"] += time.perf_counter() - step_started
+            if self.capture is not None:
+                self.capture.finish_step(i)
+            x_vp = model_input[-1:]  # the UNet's (variance-preserving) view of x_t
+            x0_pred = noise.predict_x0(x_vp, noise_pred, sigma, prediction_type)
+            x_t = latents
+            latents = scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
+            next_scale = noise.vp_coefficients(noise.current_sigma(scheduler, None))[0] if variance_exploding else 1.0
+
+            # 5. Decode x_t (after the step) and x0 every N steps; the starting noise once
+            decode_started = time.perf_counter()
+            frames = [None, None]
+            if i == last:  # x_t alone, batched as the pipeline decodes it, so the final image is exact
+                frames = [self.previewer.decode(latents)[0], self.previewer.decode(x0_pred)[0]]
+            elif (i + 1) % s.every == 0:
+                frames = list(self.previewer.decode(torch.cat([latents * next_scale, x0_pred])))
+            if i == 0:
+                traj.noise_image = self.previewer.decode(x_vp)[0]
+            timings["decode"] += time.perf_counter() - decode_started
+
+            record = StepRecord(
+                index=i,
+                timestep=float(t),
+                sigma=sigma,
+                x_t=_cpu(x_t),
+                x_next=_cpu(latents),
+                next_vp_scale=next_scale,
+                noise_uncond=_cpu(noise_uncond),
+                noise_cond=_cpu(noise_cond),
+                noise_pred=_cpu(noise_pred),
+                x0_pred=_cpu(x0_pred),
+                x_t_image=frames[0],
+                x0_image=frames[1],
+                seconds=time.perf_counter() - step_started,
+            )
+            traj.steps.append(record)
+            yield record
+
+        # 6. The final image: the last decoded frame when the preview is the VAE itself
+        finished = len(traj.steps) == len(timesteps)
+        if finished:
+            if s.preview == "full":
+                traj.final_image = traj.steps[-1].x_t_image
+            else:
+                decode_started = time.perf_counter()
+                traj.final_image = decode_full(model, latents)[0]
+                timings["decode"] += time.perf_counter() - decode_started
+        if self.capture is not None:
+            traj.attention = self.capture.maps(traj)
+        traj.complete = finished
+        traj.timings.update(timings)
+        traj.timings["total"] = time.perf_counter() - started
+
+
+def generate(model, settings: Settings, init_image=None, callback=None, capture=None) -> Trajectory:
+    """Runs to the end and returns the trajectory; callback(record) is called at every step."""
+    run = Run(model, settings, init_image=init_image, capture=capture)
+    for record in run:
+        if callback is not None:
+            callback(record)
+    return run.trajectory

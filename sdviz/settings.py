@@ -1,0 +1,104 @@
+"""What a run is asked to do, and the checks that refuse bad values up front.
+
+Every check raises `ValueError` naming the value and what is allowed; the CLI
+prints it as one line, the app shows it as `gr.Error`. Checks that need the
+model (image size) take its `ModelFacts`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from sdviz import schedulers
+
+PREVIEW_MODES = ("full", "approx", "taesd")
+MAX_STEPS = 1000
+MAX_SIDE = 2048  # pixels; beyond this a single SD-family run no longer fits common GPUs
+MAX_SEED = 2**63 - 1
+MAX_GUIDANCE = 100.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One run's parameters. width/height None mean the model's native size."""
+
+    prompt: str = ""
+    negative_prompt: str = ""
+    scheduler: str = schedulers.DEFAULT_SCHEDULER
+    steps: int = 20
+    guidance: float = 7.5
+    eta: float = 0.0
+    seed: int = 0
+    width: int | None = None
+    height: int | None = None
+    strength: float = 0.8  # img2img only: how much of the schedule to run
+    preview: str = "full"
+    every: int = 1  # decode previews every N steps (the last step always)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def resolved(self, facts) -> "Settings":
+        """These settings with the size filled in from the model and checked against it."""
+        width = self.width if self.width is not None else facts.native_width
+        height = self.height if self.height is not None else facts.native_height
+        for name, value in (("width", width), ("height", height)):
+            check_int(name, value, facts.vae_factor, MAX_SIDE)
+            if value % facts.vae_factor:
+                raise ValueError(
+                    f"{name} {value} is not a multiple of the model's VAE factor {facts.vae_factor}; "
+                    f"allowed: multiples of {facts.vae_factor} from {facts.vae_factor} to {MAX_SIDE}"
+                )
+        return replace(self, width=width, height=height)
+
+
+def check_int(name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise ValueError(f"{name} {value!r} is not a whole number; allowed: {low}..{high}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} {value} is out of range; allowed: {low}..{high}")
+    return int(value)
+
+
+def check_float(name: str, value: Any, low: float, high: float, low_open: bool = False) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} {value!r} is not a number; allowed: {_range(low, high, low_open)}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name} {value} is not finite; allowed: {_range(low, high, low_open)}")
+    if number < low or number > high or (low_open and number == low):
+        raise ValueError(f"{name} {value} is out of range; allowed: {_range(low, high, low_open)}")
+    return number
+
+
+def _range(low: float, high: float, low_open: bool) -> str:
+    return f"{'(' if low_open else '['}{low:g}, {high:g}]"
+
+
+def validate(settings: Settings, img2img: bool = False) -> Settings:
+    """Checks everything that needs no model; returns the settings with numbers normalised."""
+    if not isinstance(settings.prompt, str) or not isinstance(settings.negative_prompt, str):
+        raise ValueError("prompt and negative prompt must be text")
+    steps = check_int("steps", settings.steps, 1, MAX_STEPS)
+    guidance = check_float("guidance", settings.guidance, 0.0, MAX_GUIDANCE)
+    eta = check_float("eta", settings.eta, 0.0, 1.0)
+    seed = check_int("seed", settings.seed, 0, MAX_SEED)
+    every = check_int("every", settings.every, 1, MAX_STEPS)
+    scheduler = schedulers.resolve(settings.scheduler).name
+    if settings.preview not in PREVIEW_MODES:
+        raise ValueError(f"unknown preview mode {settings.preview!r}; allowed: {', '.join(PREVIEW_MODES)}")
+    strength = settings.strength
+    if img2img:
+        strength = check_float("strength", settings.strength, 0.0, 1.0, low_open=True)
+        if int(steps * strength) < 1:
+            raise ValueError(
+                f"strength {settings.strength} with {steps} steps keeps no denoising step "
+                f"(int(steps * strength) = 0); allowed: strength >= {1 / steps:.3g} for {steps} steps"
+            )
+    return replace(
+        settings, steps=steps, guidance=guidance, eta=eta, seed=seed, every=every,
+        scheduler=scheduler, strength=strength,
+    )

@@ -1,0 +1,187 @@
+"""The per-step record and the trajectory: everything a run produced, on the CPU.
+
+One `StepRecord` per entry of the scheduler's timesteps (k-diffusion's
+callback dict, with x0 as a first-class field) and one `Trajectory` holding the
+settings, the model's facts and every record. Renderers, exporters, the CLI
+and the app all read these; they save to a folder and load back without loss.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT = "sdviz-trajectory/1"
+LATENT_FIELDS = ("x_t", "x_next", "noise_uncond", "noise_cond", "noise_pred", "x0_pred")
+
+
+@dataclass
+class StepRecord:
+    """One scheduler entry. Latents are float32 (C, h, w) at UNet scale; frames uint8 (H, W, 3)."""
+
+    index: int  # position in the scheduler's timesteps, from 0
+    timestep: float  # the timestep the UNet was given
+    sigma: float  # noise level of this evaluation, sqrt((1 - alpha_bar) / alpha_bar)
+    x_t: np.ndarray  # sample entering the step, in the scheduler's own form
+    x_next: np.ndarray  # sample step() returned
+    next_vp_scale: float  # x_next * this is its variance-preserving form (1 for VP schedulers)
+    noise_uncond: np.ndarray | None  # UNet output for the negative/empty prompt (None without guidance)
+    noise_cond: np.ndarray | None  # UNet output for the prompt (None without guidance)
+    noise_pred: np.ndarray  # guided output the scheduler stepped with
+    x0_pred: np.ndarray  # predicted clean latents
+    x_t_image: np.ndarray | None = None  # decoded x_next (VP form); None on undecoded steps
+    x0_image: np.ndarray | None = None  # decoded x0_pred
+    seconds: float = 0.0  # wall time of the step, decode included
+
+    @property
+    def decoded(self) -> bool:
+        return self.x_t_image is not None
+
+
+@dataclass
+class Trajectory:
+    """A run from noise to image: settings, model facts, and every step's record."""
+
+    settings: dict[str, Any]
+    facts: dict[str, Any]
+    shapes: dict[str, list[int]]  # token_embeddings, latents, image: this run's real tensor shapes
+    tokens: dict[str, Any]  # TokenView.to_dict()
+    x_start: np.ndarray  # starting latents, scheduler form (noise, or noised init image)
+    noise_image: np.ndarray | None = None  # decoded starting latents (VP form)
+    init_image: np.ndarray | None = None  # img2img input as used (resized), uint8
+    steps: list[StepRecord] = field(default_factory=list)
+    final_image: np.ndarray | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    complete: bool = False
+    attention: Any = None  # sdviz.attention.AttentionMaps when captured
+
+    # --- reading -----------------------------------------------------------------
+
+    def decoded_steps(self) -> list[StepRecord]:
+        return [s for s in self.steps if s.decoded]
+
+    def frames(self, kind: str = "x_t") -> list[tuple[str, np.ndarray]]:
+        """(label, frame) from the starting noise to the last decoded step.
+
+        kind 'x_t' starts with the noise; 'x0' has only the steps. Labels are
+        the number of steps done ('noise', '1', ... 'N').
+        """
+        out = []
+        if kind == "x_t" and self.noise_image is not None:
+            out.append(("noise", self.noise_image))
+        for step in self.decoded_steps():
+            image = step.x_t_image if kind == "x_t" else step.x0_image
+            out.append((str(step.index + 1), image))
+        return out
+
+    def step_summary(self, step: StepRecord) -> dict[str, Any]:
+        def stats(array: np.ndarray) -> dict[str, float]:
+            return {k: round(float(f(array)), 6) for k, f in
+                    (("mean", np.mean), ("std", np.std), ("min", np.min), ("max", np.max))}
+
+        return {
+            "index": step.index,
+            "timestep": step.timestep,
+            "sigma": step.sigma,
+            "next_vp_scale": step.next_vp_scale,
+            "seconds": step.seconds,
+            "decoded": step.decoded,
+            "x_t": stats(step.x_next),
+            "x0_pred": stats(step.x0_pred),
+            "noise_pred": stats(step.noise_pred),
+        }
+
+    # --- saving and loading --------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "settings": self.settings,
+            "facts": self.facts,
+            "shapes": self.shapes,
+            "tokens": self.tokens,
+            "timings": self.timings,
+            "warnings": self.warnings,
+            "complete": self.complete,
+            "steps": [self.step_summary(s) for s in self.steps],
+        }
+
+    def save(self, folder: str | Path) -> Path:
+        """Writes trajectory.json, latents.npz and frames.npz (and attention.npz) into folder."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "trajectory.json").write_text(json.dumps(self.to_json(), indent=1) + "\n")
+        latents = {"x_start": self.x_start}
+        if self.steps:
+            for name in LATENT_FIELDS:
+                values = [getattr(s, name) for s in self.steps]
+                if all(v is not None for v in values):
+                    latents["x_t" if name == "x_next" else "x_t_in" if name == "x_t" else name] = np.stack(values)
+        np.savez_compressed(folder / "latents.npz", **latents)
+        decoded = self.decoded_steps()
+        frames: dict[str, np.ndarray] = {"frame_steps": np.array([s.index for s in decoded], np.int64)}
+        if decoded:
+            frames["x_t"] = np.stack([s.x_t_image for s in decoded])
+            frames["x0"] = np.stack([s.x0_image for s in decoded])
+        for name in ("noise_image", "init_image", "final_image"):
+            if getattr(self, name) is not None:
+                frames[name] = getattr(self, name)
+        np.savez_compressed(folder / "frames.npz", **frames)
+        if self.attention is not None:
+            self.attention.save(folder / "attention.npz")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "Trajectory":
+        folder = Path(folder)
+        meta = json.loads((folder / "trajectory.json").read_text())
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{folder} is not an sdviz trajectory (format {meta.get('format')!r})")
+        with np.load(folder / "latents.npz", allow_pickle=False) as npz:
+            latents = {k: npz[k] for k in npz.files}
+        with np.load(folder / "frames.npz", allow_pickle=False) as npz:
+            frames = {k: npz[k] for k in npz.files}
+        decoded_at = {int(i): n for n, i in enumerate(frames["frame_steps"])}
+        steps = []
+        for n, summary in enumerate(meta["steps"]):
+            frame = decoded_at.get(summary["index"])
+            steps.append(StepRecord(
+                index=summary["index"],
+                timestep=summary["timestep"],
+                sigma=summary["sigma"],
+                x_t=latents["x_t_in"][n],
+                x_next=latents["x_t"][n],
+                next_vp_scale=summary["next_vp_scale"],
+                noise_uncond=latents["noise_uncond"][n] if "noise_uncond" in latents else None,
+                noise_cond=latents["noise_cond"][n] if "noise_cond" in latents else None,
+                noise_pred=latents["noise_pred"][n],
+                x0_pred=latents["x0_pred"][n],
+                x_t_image=frames["x_t"][frame] if frame is not None else None,
+                x0_image=frames["x0"][frame] if frame is not None else None,
+                seconds=summary["seconds"],
+            ))
+        attention = None
+        if (folder / "attention.npz").exists():
+            from sdviz.attention import AttentionMaps
+
+            attention = AttentionMaps.load(folder / "attention.npz")
+        return cls(
+            settings=meta["settings"],
+            facts=meta["facts"],
+            shapes=meta["shapes"],
+            tokens=meta["tokens"],
+            x_start=latents["x_start"],
+            noise_image=frames.get("noise_image"),
+            init_image=frames.get("init_image"),
+            steps=steps,
+            final_image=frames.get("final_image"),
+            timings=meta["timings"],
+            warnings=meta["warnings"],
+            complete=meta["complete"],
+            attention=attention,
+        )

@@ -1,0 +1,107 @@
+"""Shared fixtures: the embedded model, and tiny random SD pipelines built from configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import sdviz
+from sdviz.models import EMBEDDED_MODEL
+
+TOKENIZER = EMBEDDED_MODEL / "tokenizer"
+
+
+@pytest.fixture(scope="session")
+def embedded():
+    """The embedded model (or $SDVIZ_MODEL), loaded once."""
+    return sdviz.load_model()
+
+
+def build_tiny_pipeline(folder: Path, prediction_type: str = "epsilon", scaling_factor: float = 0.5) -> Path:
+    """A random-weight SD pipeline: 2-level UNet with cross-attention, VAE factor 2, 2-layer CLIP."""
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32, attention_head_dim=2, norm_num_groups=16,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(16, 32), down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=16,
+        sample_size=16, scaling_factor=scaling_factor,
+    )
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
+    ))
+    scheduler = PNDMScheduler.from_config(dict(
+        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+        prediction_type=prediction_type, steps_offset=1, skip_prk_steps=True, set_alpha_to_one=False,
+        clip_sample=False,
+    ))
+    pipe = StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=CLIPTokenizer.from_pretrained(TOKENIZER), unet=unet,
+        scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_v_model(tmp_path_factory):
+    """A v-prediction model (as SD 2.x 768 is), random weights."""
+    return sdviz.load_model(str(build_tiny_pipeline(tmp_path_factory.mktemp("tiny-v"), "v_prediction")))
+
+
+@pytest.fixture(scope="session")
+def tiny_sd1_vae_model(tmp_path_factory):
+    """A random model whose VAE has SD 1.x's scaling factor, so the published preview map applies."""
+    return sdviz.load_model(str(build_tiny_pipeline(tmp_path_factory.mktemp("tiny-sd1"), scaling_factor=0.18215)))
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def app_url():
+    """`python app.py` launched as a user launches it, on a free local port; stopped at the end."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    root = Path(__file__).resolve().parent.parent
+    port = free_port()
+    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+           "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(root)}
+    env.pop("SDVIZ_ALLOW_CUSTOM_MODELS", None)
+    log = open(root / ".pytest_cache" / "app.log", "w") if (root / ".pytest_cache").is_dir() else subprocess.DEVNULL
+    server = subprocess.Popen([sys.executable, "app.py"], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"app.py exited with {server.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        server.kill()
+        raise RuntimeError("app.py did not start within 120 s")
+    yield url
+    server.terminate()
+    server.wait(timeout=30)

@@ -1,0 +1,53 @@
+"""The app over HTTP with gradio_client, a real API client: defaults, errors, concurrent users."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import sdviz
+
+gradio_client = pytest.importorskip("gradio_client")
+
+
+def client(url):
+    return gradio_client.Client(url, verbose=False)
+
+
+def test_generate_with_defaults_returns_the_image_and_the_trajectory_files(app_url, embedded):
+    final, files = client(app_url).predict(prompt="a red circle", api_name="/generate")
+    image = np.asarray(Image.open(final))
+    assert image.shape == (embedded.facts.native_height, embedded.facts.native_width, 3)
+    names = sorted(Path(f).name for f in files)
+    assert names == ["filmstrip.png", "trajectory.gif", "trajectory.mp4", "trajectory.zip"]
+    local = sdviz.generate(embedded, sdviz.Settings(prompt="a red circle"))  # the same defaults, run here
+    np.testing.assert_array_equal(image, local.final_image)
+
+
+def test_bad_input_returns_an_error_and_the_server_keeps_serving(app_url):
+    api = client(app_url)
+    with pytest.raises(Exception) as error:
+        api.predict(prompt="a red circle", width=65, api_name="/generate")
+    assert "width 65 is not a multiple of the model's VAE factor" in str(error.value)
+    with pytest.raises(Exception) as error:
+        api.predict(prompt="a red circle", model="someone/any-weights", api_name="/generate")
+    assert "is not offered here" in str(error.value)
+    final, _ = api.predict(prompt="a blue square", steps=4, api_name="/generate")
+    assert Path(final).is_file()
+
+
+def test_two_clients_at_once_each_get_their_own_seed(app_url, embedded):
+    def run(seed):
+        final, _ = client(app_url).predict(prompt="a yellow triangle", seed=seed, steps=12, api_name="/generate")
+        return np.asarray(Image.open(final))
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(run, [1, 2])
+    for seed, image in ((1, first), (2, second)):
+        expected = sdviz.generate(embedded, sdviz.Settings(prompt="a yellow triangle", seed=seed, steps=12)).final_image
+        np.testing.assert_array_equal(image, expected)
+    assert not np.array_equal(first, second)

@@ -1,0 +1,224 @@
+"""Attention capture (DAAM per step), heat maps, the self-attention probe and the layer inventory."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import sdviz
+from sdviz.attention import AttentionCapture, AttentionMaps, attention_probs, layer_table
+from sdviz.attention.layers import wrapped_processors
+from tests.helpers import sdviz_cli
+
+SEED_TABLE = Path(__file__).resolve().parent.parent.parent / "shared" / "seeds" / "002_9f1e9699d3b83f70.txt"
+PROMPT = "a large red circle on the left on a blue background"
+
+
+def processors(unet) -> dict:
+    return dict(unet.attn_processors)
+
+
+def test_processors_are_restored_after_a_run(embedded):
+    before = processors(embedded.unet)
+    capture = AttentionCapture(embedded)
+    sdviz.generate(embedded, sdviz.Settings(prompt=PROMPT, steps=3), capture=capture)
+    after = processors(embedded.unet)
+    assert after.keys() == before.keys() and all(after[k] is before[k] for k in before)
+
+
+def test_processors_are_restored_after_an_exception_mid_run(embedded):
+    before = processors(embedded.unet)
+    run = sdviz.Run(embedded, sdviz.Settings(prompt=PROMPT, steps=5), capture=AttentionCapture(embedded))
+    with pytest.raises(RuntimeError, match="boom"):
+        for record in run:
+            assert type(next(iter(processors(embedded.unet).values()))).__name__ == "_Recorder"
+            if record.index == 2:
+                raise RuntimeError("boom")
+    after = processors(embedded.unet)
+    assert all(after[k] is before[k] for k in before)
+
+
+def test_processors_are_restored_when_the_run_is_abandoned(embedded):
+    before = processors(embedded.unet)
+    run = sdviz.Run(embedded, sdviz.Settings(prompt=PROMPT, steps=5), capture=AttentionCapture(embedded))
+    iterator = iter(run)
+    next(iterator)
+    iterator.close()  # what a cancelled app request does
+    assert all(processors(embedded.unet)[k] is before[k] for k in before)
+
+
+def test_capture_does_not_change_the_result(embedded):
+    settings = sdviz.Settings(prompt=PROMPT, steps=6, seed=8)
+    plain = sdviz.generate(embedded, settings)
+    watched = sdviz.generate(embedded, settings, capture=AttentionCapture(embedded, self_attention=True, per_layer=True))
+    np.testing.assert_array_equal(plain.steps[-1].x_next, watched.steps[-1].x_next)
+    np.testing.assert_array_equal(plain.final_image, watched.final_image)
+
+
+def test_each_querys_attention_over_the_tokens_sums_to_one(embedded):
+    """Before aggregation: softmax rows of every cross- and self-attention layer sum to 1."""
+    seen = {"self": 0, "cross": 0}
+
+    class Check:
+        def __init__(self, layer, original):
+            self.layer, self.original = layer, original
+
+        def __call__(self, attn, hidden_states, encoder_hidden_states=None, *args, **kwargs):
+            probs = attention_probs(attn, hidden_states[-1:], None if encoder_hidden_states is None else encoder_hidden_states[-1:])
+            keys = embedded.tokenizer.model_max_length if self.layer.kind == "cross" else hidden_states.shape[1]
+            assert probs.shape == (attn.heads, hidden_states.shape[1], keys)
+            torch.testing.assert_close(probs.sum(-1), torch.ones(probs.shape[:2]), rtol=1e-5, atol=1e-5)
+            seen[self.layer.kind] += 1
+            return self.original(attn, hidden_states, encoder_hidden_states, *args, **kwargs)
+
+    with wrapped_processors(embedded.unet, Check):
+        sdviz.generate(embedded, sdviz.Settings(prompt=PROMPT, steps=2))
+    assert seen["self"] > 0 and seen["cross"] > 0
+
+
+@pytest.fixture(scope="module")
+def captured(embedded):
+    capture = AttentionCapture(embedded, self_attention=True, per_layer=True)
+    return sdviz.generate(embedded, sdviz.Settings(prompt=PROMPT, steps=10, seed=21), capture=capture)
+
+
+def test_maps_are_kept_per_step_per_token_per_resolution(captured, embedded):
+    maps = captured.attention
+    words = PROMPT.split()
+    assert maps.tokens == ["<|startoftext|>", *[f"{w}</w>" for w in words], "<|endoftext|>"]  # padding left out
+    assert maps.steps == list(range(10))
+    latent_h, latent_w = captured.shapes["latents"][1:]
+    assert maps.resolutions[0] == f"{latent_h}x{latent_w}" and len(maps.resolutions) >= 2
+    for key, array in maps.cross.items():
+        h, w = map(int, key.split("x"))
+        assert array.shape == (10, len(maps.tokens), h, w) and array.dtype == np.float16
+    # per resolution = sum over that resolution's layers of the head-averaged maps, each summing to 1 over tokens
+    # (up to the padding slots left out): so every position's token sum is at most the layer count
+    for key, array in maps.cross.items():
+        assert array.astype(np.float32).sum(1).max() <= maps.layer_counts[key] + 1e-2
+    assert sum(maps.layer_counts.values()) == len(maps.layers)
+
+
+def test_heat_maps_per_step_and_range(captured):
+    maps = captured.attention
+    circle = maps.tokens.index("circle</w>")
+    whole = maps.heat_map(circle)
+    assert whole.shape == tuple(captured.shapes["image"][1:])
+    assert whole.min() == pytest.approx(0, abs=1e-6) and whole.max() == pytest.approx(1, abs=1e-3)
+    early, late = maps.aggregate(steps=0)[circle], maps.aggregate(steps=9)[circle]
+    assert not np.allclose(early, late)  # the per-step maps differ: it is not one map copied
+    summed = maps.aggregate(steps=range(3))[circle]
+    np.testing.assert_allclose(summed, sum(maps.aggregate(steps=s)[circle] for s in range(3)), rtol=1e-3, atol=1e-3)
+    fine = maps.resolutions[0]
+    assert maps.heat_map(circle, resolution=fine).shape == whole.shape
+    with pytest.raises(ValueError, match="resolution '3x3' was not captured"):
+        maps.heat_map(circle, resolution="3x3")
+
+
+def test_self_attention_probe(captured):
+    maps = captured.attention
+    height, width = captured.shapes["image"][1:]
+    probe = maps.self_attention_probe(height // 2, width // 4)
+    assert probe.shape == (height, width) and probe.max() == pytest.approx(1, abs=1e-3)
+    rows = maps.self_attn[maps.resolutions[0]].astype(np.float32)
+    np.testing.assert_allclose(rows.sum(-1), 1.0, atol=2e-2)  # each position's attention sums to 1
+    with pytest.raises(ValueError, match="outside the image"):
+        maps.self_attention_probe(height, 0)
+
+
+def test_maps_save_and_load(captured, tmp_path):
+    maps = captured.attention
+    maps.save(tmp_path / "attention.npz")
+    loaded = AttentionMaps.load(tmp_path / "attention.npz")
+    assert loaded.tokens == maps.tokens and loaded.steps == maps.steps and loaded.layer_counts == maps.layer_counts
+    for key in maps.cross:
+        np.testing.assert_array_equal(loaded.cross[key], maps.cross[key])
+    with np.load(tmp_path / "attention.npz", allow_pickle=False) as npz:
+        assert npz["maps"].shape == (10, len(maps.tokens), *captured.shapes["latents"][1:])
+        assert list(npz["tokens"]) == maps.tokens
+
+
+def test_cli_writes_attention_npz_and_overlays(tmp_path):
+    result = sdviz_cli("render", "--prompt", "a small blue square at the top", "--steps", "5", "--attention",
+                       "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    with np.load(tmp_path / "attention.npz", allow_pickle=False) as npz:
+        maps, tokens = npz["maps"], list(npz["tokens"])
+    assert maps.ndim == 4 and maps.shape[0] == 5 and maps.shape[1] == len(tokens) and maps.dtype.kind == "f"
+    names = sorted(p.name for p in (tmp_path / "attention").iterdir())
+    assert names == sorted(["1_a.png", "2_small.png", "3_blue.png", "4_square.png", "5_at.png", "6_the.png", "7_top.png"])
+
+
+def test_shape_words_attend_to_the_drawn_shape(embedded):
+    """DAAM's segmentation on a few held-out prompts (the full 50-prompt figure is in the model card)."""
+    from training.evaluate import daam_ious, held_out_pairs
+
+    ious = daam_ious(str(embedded.source), held_out_pairs(8))
+    assert np.mean(ious) >= 0.6, ious
+
+
+def parse_seed_table(kind: str) -> list[tuple[int, tuple, tuple, tuple, tuple]]:
+    text = SEED_TABLE.read_text()
+    section = text.split("Self-Attention のテンソル形状")[1] if kind == "self" else text.split("Cross-Attention のテンソル形状")[1]
+    rows = []
+    for line in section.splitlines():
+        match = re.match(r"^(\d+) (\(.*?\)) (\(.*?\)) (\(.*?\)) (\(.*?\))$", line.strip())
+        if match:
+            rows.append((int(match[1]), *(tuple(int(v) for v in re.findall(r"\d+", match[k])) for k in range(2, 6))))
+        elif rows:
+            break
+    return rows
+
+
+def seed_scales() -> dict[int, int]:
+    text = SEED_TABLE.read_text()
+    scales = {}
+    for scale, indices in re.findall(r"^(\d+) \[([\d, ]+)\]$", text, flags=re.M):
+        for index in indices.split(","):
+            scales[int(index)] = int(scale)
+    return scales
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SEED_TABLE.exists(), reason="the seed table lives in ../shared beside the checkout")
+def test_layer_table_reproduces_the_sd1_table():
+    """An SD 1.x UNet built from its config (random weights), run once at 512 x 512 with guidance."""
+    from diffusers import UNet2DConditionModel
+
+    unet = UNet2DConditionModel(
+        sample_size=64, block_out_channels=(320, 640, 1280, 1280), layers_per_block=2, cross_attention_dim=768,
+        attention_head_dim=8, down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+    ).eval()
+    table = layer_table(unet, 512, 512)
+    assert len(table) == 32 and [r["order"] for r in table] == list(range(1, 33))
+    scales = seed_scales()
+    for kind in ("self", "cross"):
+        expected = parse_seed_table(kind)
+        rows = [r for r in table if r["kind"] == kind]
+        assert len(expected) == len(rows) == 16
+        for row, (index, query, key, value, probs) in zip(rows, expected):
+            assert row["index"] == index
+            assert row["resolution"] == scales[index]
+            assert (tuple(row["query_shape"]), tuple(row["key_shape"]), tuple(row["value_shape"]),
+                    tuple(row["probs_shape"])) == (query, key, value, probs), row["name"]
+    assert table[0]["name"] == "down_blocks.0.attentions.0.transformer_blocks.0.attn1"
+
+
+@pytest.mark.slow
+def test_capture_memory_stays_bounded_at_sd15_size():
+    """What the capture keeps for an SD 1.5-sized UNet at 512 x 512, 10-word prompt: < 250 MB for 50 steps."""
+    from benchmarks.benchmark import sd15_random_pipeline
+
+    model = sdviz.from_pipeline(sd15_random_pipeline())
+    capture = AttentionCapture(model)
+    run = sdviz.Run(model, sdviz.Settings(prompt=PROMPT, steps=50, preview="approx"), capture=capture)
+    for record in run:
+        run.stop()  # one step: every step keeps the same amount
+    maps = capture.maps()
+    assert maps.steps == [0] and sorted(maps.resolutions) == sorted(["64x64", "32x32", "16x16", "8x8"])
+    assert maps.nbytes * 50 < 250 * 2**20, maps.nbytes

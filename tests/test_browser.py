@@ -1,0 +1,132 @@
+"""End to end in a real headless Chromium: type, generate, watch the filmstrip fill, scrub, stop.
+
+Needs Debian's chromium and chromium-driver; skipped without them unless
+SDVIZ_REQUIRE_BROWSER=1 (CI), where their absence fails. Screenshots go to
+$SDVIZ_SCREENSHOTS (docs/screenshots refreshes the README's) or a temp folder;
+the time from click to first streamed frame goes to time_to_first_frame.json there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+if not (CHROMIUM and CHROMEDRIVER):
+    if os.environ.get("SDVIZ_REQUIRE_BROWSER") == "1":
+        raise RuntimeError("SDVIZ_REQUIRE_BROWSER=1 but chromium/chromedriver are not installed")
+    pytest.skip("needs chromium and chromium-driver (apt-get install chromium chromium-driver)", allow_module_level=True)
+
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+# Records every change of the filmstrip and the status with a timestamp, from the click on.
+OBSERVE = """
+window.sdvizLog = [];
+const strip = document.querySelector('#filmstrip');
+new MutationObserver(() => {
+  const figures = strip.querySelectorAll('figure[data-step]');
+  const steps = Array.from(figures).map(f => f.dataset.step);
+  window.sdvizLog.push({t: performance.now(), frames: figures.length, last: steps[steps.length - 1] || null});
+}).observe(strip, {childList: true, subtree: true, characterData: true});
+window.sdvizClick = performance.now();
+document.querySelector('#generate').click();
+"""
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    folder = Path(os.environ.get("SDVIZ_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def browser(app_url, tmp_path_factory):
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-dev-shm-usage", "--no-first-run",
+                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}", "--window-size=1400,1900"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.get(app_url)
+    WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#generate"))
+    time.sleep(1)
+    yield driver
+    driver.quit()
+
+
+def status_text(driver) -> str:
+    return driver.find_element(By.CSS_SELECTOR, "#status").text
+
+
+def set_number(driver, selector: str, value) -> None:
+    box = driver.find_element(By.CSS_SELECTOR, f"{selector} input[type=number]")
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(str(value), Keys.ENTER)
+    time.sleep(0.3)
+
+
+def test_generate_streams_every_step_into_the_filmstrip(browser, shots):
+    prompt = browser.find_element(By.CSS_SELECTOR, "#prompt textarea")
+    prompt.clear()
+    prompt.send_keys("a large yellow square on the right on a purple background")
+    browser.execute_script(OBSERVE)
+    WebDriverWait(browser, 60).until(lambda d: "finished" in status_text(d))
+    log = browser.execute_script("return window.sdvizLog")
+    click = browser.execute_script("return window.sdvizClick")
+    counts = [entry["frames"] for entry in log if entry["frames"]]
+    # it filled step by step: many distinct, growing frame counts, up to noise + 20 steps
+    assert len(set(counts)) >= 5 and counts == sorted(counts) and counts[-1] == 21, counts
+    first = next(entry["t"] for entry in log if entry["frames"] >= 2)  # noise + step 1
+    seconds = (first - click) / 1000
+    (shots / "time_to_first_frame.json").write_text(json.dumps({"seconds": seconds}) + "\n")
+    print(f"time to first streamed frame: {seconds:.3f} s")
+    assert seconds < 0.5
+    browser.save_screenshot(str(shots / "01-generated.png"))
+    diagram = browser.find_element(By.CSS_SELECTOR, "#diagram").text
+    assert "77 × " in diagram and "UNet + scheduler" in diagram
+
+
+def test_the_step_slider_scrubs_the_run(browser, shots):
+    WebDriverWait(browser, 30).until(lambda d: "step 20 / 20" in d.find_element(By.CSS_SELECTOR, "#step-info").text)
+    before = browser.find_element(By.CSS_SELECTOR, "#xt-view img").get_attribute("src")
+    set_number(browser, "#step-slider", 4)
+    WebDriverWait(browser, 30).until(lambda d: "step 5 / 20" in d.find_element(By.CSS_SELECTOR, "#step-info").text)
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.CSS_SELECTOR, "#xt-view img").get_attribute("src") != before)
+    browser.execute_script("document.querySelector('#step-slider').scrollIntoView()")
+    browser.save_screenshot(str(shots / "02-explore.png"))
+
+
+def test_stop_ends_a_run_midway_and_the_app_stays_ready(browser, shots):
+    browser.execute_script("window.scrollTo(0, 0)")
+    set_number(browser, "#steps", 200)
+    browser.execute_script(OBSERVE)
+    WebDriverWait(browser, 60).until(lambda d: d.execute_script(
+        "return window.sdvizLog.some(e => e.frames >= 4)"))
+    browser.find_element(By.CSS_SELECTOR, "#stop").click()
+    # the explorer loads the partial run: "step k / k" with k < 200
+    WebDriverWait(browser, 30).until(lambda d: re.search(
+        r"step (\d+) / (\d+)", d.find_element(By.CSS_SELECTOR, "#step-info").text) and int(re.search(
+            r"step (\d+) / (\d+)", d.find_element(By.CSS_SELECTOR, "#step-info").text)[2]) < 200)
+    status = status_text(browser)
+    time.sleep(1.0)
+    assert status_text(browser) == status  # nothing streams any more
+    done = int(re.search(r"step (\d+) /", status)[1])
+    assert 4 <= done < 200, status
+    browser.save_screenshot(str(shots / "03-stopped.png"))
+    set_number(browser, "#steps", 8)
+    browser.execute_script(OBSERVE)
+    WebDriverWait(browser, 60).until(lambda d: "step 8 / 8" in status_text(d) and "finished" in status_text(d))

@@ -1,0 +1,96 @@
+"""The command line, run as a user runs it: a subprocess, its files, its errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sdviz import schedulers
+from tests.helpers import sdviz_cli
+
+
+
+def test_render_writes_every_output(tmp_path):
+    out = tmp_path / "run"
+    result = sdviz_cli("render", "--prompt", "a red circle on the left", "--steps", "6", "--seed", "3", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "step 6/6" in result.stderr  # progress on stderr
+    for name in ("final.png", "filmstrip.png", "trajectory.gif", "trajectory.mp4", "trajectory.json", "latents.npz"):
+        assert (out / name).stat().st_size > 0, name
+    assert sorted(p.name for p in (out / "xt").iterdir()) == [f"{i:03d}.png" for i in range(6)] + ["noise.png"]
+    assert sorted(p.name for p in (out / "x0").iterdir()) == [f"{i:03d}.png" for i in range(6)]
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "final.png")), np.asarray(Image.open(out / "xt" / "005.png")))
+    meta = json.loads((out / "trajectory.json").read_text())
+    assert meta["settings"]["steps"] == 6 and len(meta["steps"]) == 6
+    assert {"timestep", "sigma", "x_t"} <= set(meta["steps"][0]) and "total" in meta["timings"]
+    assert meta["facts"]["vae_factor"] >= 1 and meta["shapes"]["latents"][0] == meta["facts"]["latent_channels"]
+    with np.load(out / "latents.npz", allow_pickle=False) as latents:
+        for name in ("x_t", "x0_pred", "noise_pred"):
+            assert latents[name].shape[0] == 6, name
+
+
+def test_render_img2img(tmp_path):
+    Image.new("RGBA", (40, 30), (200, 30, 30, 128)).save(tmp_path / "in.png")
+    out = tmp_path / "run"
+    result = sdviz_cli("render", "--prompt", "a red square", "--init-image", str(tmp_path / "in.png"),
+                       "--strength", "0.5", "--steps", "8", "--scheduler", "EulerDiscreteScheduler", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert len(list((out / "x0").iterdir())) == 4  # strength 0.5 of 8 steps
+
+
+def test_schedulers_lists_every_name():
+    result = sdviz_cli("schedulers")
+    assert result.returncode == 0
+    for name, class_name, _ in schedulers.describe():
+        assert name in result.stdout and class_name in result.stdout
+
+
+BAD_INPUTS = [
+    (["--steps", "0"], "steps 0 is out of range; allowed: 1..1000"),
+    (["--steps", "1001"], "steps 1001 is out of range"),
+    (["--guidance", "nan"], "guidance nan is not finite"),
+    (["--guidance", "-1"], "guidance -1.0 is out of range"),
+    (["--eta", "-0.1"], "eta -0.1 is out of range"),
+    (["--seed", "-5"], "seed -5 is out of range"),
+    (["--width", "63"], "width 63 is not a multiple of the model's VAE factor"),
+    (["--height", "100000"], "height 100000 is out of range"),
+    (["--scheduler", "bogus"], "unknown scheduler 'bogus'; allowed: ddim, pndm"),
+    (["--preview", "sketch"], "unknown preview mode 'sketch'; allowed: full, approx, taesd"),
+    (["--every", "0"], "every 0 is out of range"),
+    (["--init-image", "missing.png"], "init image 'missing.png' does not exist"),
+    (["--init-image", "EMPTY", "--strength", "0.5"], "is empty (0 bytes)"),
+    (["--init-image", "CORRUPT"], "is not a readable image"),
+    (["--init-image", "GOOD", "--strength", "0"], "strength 0.0 is out of range; allowed: (0, 1]"),
+    (["--init-image", "GOOD", "--strength", "1.5"], "strength 1.5 is out of range"),
+    (["--init-image", "GOOD", "--strength", "0.01", "--steps", "20"], "keeps no denoising step"),
+    (["--model", "no/such/dir/"], "does not exist and is not a hub id"),
+    (["--model", "NOTPIPELINE"], "is not a diffusers pipeline: no model_index.json"),
+    (["--preview", "taesd"], "preview 'taesd'"),
+]
+
+
+@pytest.mark.parametrize("extra,message", BAD_INPUTS, ids=[m[:30] for _, m in BAD_INPUTS])
+def test_bad_input_is_one_clear_line(tmp_path, extra, message):
+    (tmp_path / "EMPTY").write_bytes(b"")
+    (tmp_path / "CORRUPT").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    Image.new("RGB", (8, 8)).save(tmp_path / "GOOD", format="PNG")
+    (tmp_path / "NOTPIPELINE").mkdir()
+    args = [a if a not in ("EMPTY", "CORRUPT", "GOOD", "NOTPIPELINE") else str(tmp_path / a) for a in extra]
+    # later options win, so `extra` can override the short default run
+    result = sdviz_cli("render", "--prompt", "x", "--steps", "2", *args, "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("sdviz: error:")]
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not (tmp_path / "out" / "final.png").exists()
+
+
+def test_layers_json_comes_from_the_model():
+    result = sdviz_cli("layers", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert {r["kind"] for r in rows} == {"self", "cross"}
+    assert [r["order"] for r in rows] == list(range(1, len(rows) + 1))

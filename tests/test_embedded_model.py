@@ -1,0 +1,146 @@
+"""The embedded model: SD 1.x-family format, size, the data it learned, and what it draws."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sdviz.attention import layer_table
+from sdviz.models import EMBEDDED_MODEL
+from training import scenes
+from training.evaluate import ATTRIBUTES, ddim_pipeline, generate, held_out_pairs, score_images, vae_psnr
+
+ROOT = Path(__file__).resolve().parent.parent
+BARS = {"colour": 0.9, "shape": 0.8, "position": 0.8, "background": 0.9}
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return ddim_pipeline(str(EMBEDDED_MODEL))
+
+
+def test_loads_unchanged_as_a_stable_diffusion_pipeline():
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    pipe = StableDiffusionPipeline.from_pretrained(EMBEDDED_MODEL)
+    assert isinstance(pipe.tokenizer, CLIPTokenizer) and isinstance(pipe.text_encoder, CLIPTextModel)
+    assert isinstance(pipe.unet, UNet2DConditionModel) and isinstance(pipe.vae, AutoencoderKL)
+    assert pipe.safety_checker is None
+    assert pipe.vae.config.latent_channels == 4 and pipe.unet.config.in_channels == 4
+    assert pipe.unet.config.sample_size >= 16 and pipe.unet.config.sample_size * pipe.vae_scale_factor >= 64
+    config = pipe.scheduler.config
+    assert (config.beta_schedule, config.beta_start, config.beta_end, config.num_train_timesteps,
+            config.prediction_type, config.steps_offset) == ("scaled_linear", 0.00085, 0.012, 1000, "epsilon", 1)
+
+
+def test_the_real_clip_vocabulary():
+    from transformers import CLIPTokenizer
+
+    tokenizer = CLIPTokenizer.from_pretrained(EMBEDDED_MODEL / "tokenizer")
+    assert len(tokenizer) == 49408 and tokenizer.model_max_length == 77
+    assert tokenizer("a photo of an astronaut riding a horse").input_ids == [
+        49406, 320, 1125, 539, 550, 18376, 6765, 320, 4558, 49407]
+
+
+def test_cross_attention_at_two_or_more_resolutions(pipe):
+    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    table = layer_table(pipe.unet, size, size, vae_factor=pipe.vae_scale_factor)
+    assert len({row["resolution"] for row in table if row["kind"] == "cross"}) >= 2
+
+
+def test_shipped_as_safetensors_within_30_mb():
+    files = [p for p in EMBEDDED_MODEL.rglob("*") if p.is_file()]
+    assert not [p for p in files if p.suffix in (".bin", ".ckpt", ".pt", ".pth", ".pkl")]
+    assert {p.parent.name for p in files if p.suffix == ".safetensors"} == {"unet", "vae", "text_encoder"}
+    assert sum(p.stat().st_size for p in files) <= 30 * 2**20
+
+
+def test_model_card_reports_the_evaluation():
+    card = (EMBEDDED_MODEL / "README.md").read_text()
+    report = json.loads((EMBEDDED_MODEL / "eval.json").read_text())
+    assert report["pairs"] == 200 and report["daam_prompts"] == 50
+    for attribute, bar in BARS.items():
+        assert report["accuracy"][attribute] >= bar, attribute
+        assert f"{report['accuracy'][attribute] * 100:.1f} %" in card
+    assert report["vae_psnr_db"] >= 28 and f"{report['vae_psnr_db']:.1f} dB" in card
+    assert report["daam_miou"] >= 0.6 and f"{report['daam_miou']:.3f}" in card
+    training = json.loads((EMBEDDED_MODEL / "training_log.json").read_text())
+    assert training["wall_seconds"]["total"] <= 90 * 60
+
+
+def test_draws_what_held_out_prompts_ask_for(pipe):
+    """A fixed 40-pair subset of the 200 held-out pairs, scored by the analyser as the card's figures are."""
+    pairs = held_out_pairs(40)
+    results = score_images(pairs, generate(pipe, pairs))
+    for attribute in ATTRIBUTES:
+        assert np.mean(results[attribute]) >= BARS[attribute], (attribute, np.mean(results[attribute]))
+
+
+def test_vae_reconstructs_held_out_scenes(pipe):
+    assert vae_psnr(pipe, count=32) >= 28
+
+
+# --- the data -------------------------------------------------------------------------
+
+
+def test_analyser_reads_rendered_scenes_exactly():
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        scene = scenes.sample_scene(rng)
+        image, mask = scenes.render(scene)
+        analysis = scenes.analyse(image)
+        stated = {"colour": scene.colour, "shape": scene.shape, "size": scene.size,
+                  "position": scene.position, "background": scene.background}
+        assert all(analysis.matches(stated).values()), (scene, analysis)
+        assert scenes.iou(analysis.mask, mask > 0.5) > 0.9
+
+
+def test_prompts_parse_back_into_their_attributes():
+    scene = scenes.make_scene(("purple", "triangle", "small", "bottom", "white"), np.random.default_rng(0))
+    text = scenes.caption(scene).text
+    assert text == "a small purple triangle at the bottom on a white background"
+    assert scenes.parse_prompt(text) == {"colour": "purple", "shape": "triangle", "size": "small",
+                                         "position": "bottom", "background": "white"}
+    assert scenes.parse_prompt("a red circle") == {"colour": "red", "shape": "circle"}
+
+
+def test_held_out_combinations_never_reach_training():
+    rng = np.random.default_rng(0)
+    assert not any(scenes.is_held_out(scenes.sample_scene(rng).combo) for _ in range(2000))
+    pairs = held_out_pairs(200)
+    assert len({pair.seed for pair in pairs}) == 200
+    for pair in pairs:
+        assert scenes.is_held_out(pair.combo)
+        stated = scenes.parse_prompt(pair.prompt)
+        assert all(stated[key] == value for key, value in zip(("colour", "shape", "size", "position", "background"), pair.combo)
+                   if key in stated)
+
+
+@pytest.mark.slow
+def test_training_script_runs_end_to_end(tmp_path):
+    """The committed script, with a few steps of each phase, writes a pipeline diffusers loads."""
+    from diffusers import StableDiffusionPipeline
+
+    out = tmp_path / "model"
+    (out / "tokenizer").mkdir(parents=True)
+    for name in ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"):
+        (out / "tokenizer" / name).write_bytes((EMBEDDED_MODEL / "tokenizer" / name).read_bytes())
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-m", "training.train", "--out", str(out), "--vae-steps", "2",
+                             "--unet-steps", "2", "--pool", "64"], capture_output=True, text=True, env=env,
+                            cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    pipe = StableDiffusionPipeline.from_pretrained(out)
+    image = pipe("a red circle", num_inference_steps=2, generator=torch.Generator().manual_seed(0),
+                 output_type="np").images[0]
+    assert image.shape == (64, 64, 3)
+    log = json.loads((out / "training_log.json").read_text())
+    assert log["config"]["unet_steps"] == 2 and "vae held-out PSNR" in " ".join(log["log"])

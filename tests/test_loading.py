@@ -1,0 +1,64 @@
+"""Loading: safetensors only, clear refusals, facts read from the model itself."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+import sdviz
+from sdviz.models import EMBEDDED_MODEL, check_source, default_model, pick_device
+
+
+def test_default_is_the_embedded_model(monkeypatch):
+    monkeypatch.delenv("SDVIZ_MODEL", raising=False)
+    assert default_model() == str(EMBEDDED_MODEL)
+    assert check_source(default_model()) == "local"
+
+
+def test_pickle_only_weights_are_refused(tmp_path):
+    copy = tmp_path / "model"
+    shutil.copytree(EMBEDDED_MODEL, copy)
+    for weights in (copy / "unet").glob("*.safetensors"):
+        weights.unlink()
+    (copy / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"pickle")
+    with pytest.raises(ValueError, match=r"unet/ has only pickle weights \(diffusion_pytorch_model.bin\); sdviz loads safetensors only"):
+        sdviz.load_model(str(copy))
+
+
+@pytest.mark.parametrize("name", ["model.ckpt", "model.safetensors"])
+def test_checkpoint_files_are_refused(tmp_path, name):
+    (tmp_path / name).write_bytes(b"x")
+    with pytest.raises(ValueError, match="checkpoint file"):
+        check_source(str(tmp_path / name))
+
+
+def test_missing_and_non_pipeline_paths_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="does not exist and is not a hub id"):
+        check_source(str(tmp_path / "nothing"))
+    with pytest.raises(ValueError, match="no model_index.json"):
+        check_source(str(tmp_path))
+
+
+def test_unreachable_hub_id_gives_a_clear_message(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ValueError, match="could not load model 'stable-diffusion-v1-5/stable-diffusion-v1-5'"):
+        sdviz.load_model("stable-diffusion-v1-5/stable-diffusion-v1-5")
+
+
+def test_device_falls_back_to_the_cpu():
+    import torch
+
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert pick_device().type in (expected, "mps")
+    assert pick_device("cpu").type == "cpu"
+
+
+def test_facts_come_from_the_components(embedded):
+    facts = embedded.facts
+    assert facts.tokens == embedded.tokenizer.model_max_length
+    assert facts.text_width == embedded.text_encoder.config.hidden_size
+    assert facts.latent_channels == embedded.vae.config.latent_channels
+    assert 2 ** (len(embedded.vae.config.block_out_channels) - 1) == facts.vae_factor
+    assert facts.parameters["unet"] == sum(p.numel() for p in embedded.unet.parameters())
+    assert embedded.unet.dtype == embedded.vae.dtype  # fp32 on the CPU

@@ -1,0 +1,1 @@
+"""The Gradio app around the sdviz core: layout, handlers, HTML panels, settings."""

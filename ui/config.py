@@ -1,0 +1,57 @@
+"""The app's settings, read from the environment in one place.
+
+    SDVIZ_MODEL                 default model: folder or hub id (default: the embedded model)
+    SDVIZ_MODELS                more models offered in the menu, comma-separated
+    SDVIZ_ALLOW_CUSTOM_MODELS   1/true lets users type any hub id or local path (off: a
+                                public Space must not load arbitrary weights)
+    SDVIZ_QUEUE_SIZE            requests that may wait in the queue (default 16)
+    SDVIZ_CONCURRENCY           model runs at once (default 1)
+    SDVIZ_DEVICE                cuda, mps or cpu (default: the best available)
+    SDVIZ_CACHE_SECONDS         how long streamed frames and exports are kept (default 3600)
+GRADIO_SERVER_NAME and GRADIO_SERVER_PORT set the host and port, as in any gradio app.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from sdviz.models import default_model
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{name}={value!r} is not a whole number >= 1")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    default_model: str
+    models: tuple[str, ...] = field(default_factory=tuple)
+    allow_custom_models: bool = False
+    queue_size: int = 16
+    concurrency: int = 1
+    device: str | None = None
+    cache_seconds: int = 3600
+
+    @classmethod
+    def from_env(cls) -> "AppConfig":
+        default = default_model()
+        extra = [m.strip() for m in os.environ.get("SDVIZ_MODELS", "").split(",") if m.strip()]
+        return cls(
+            default_model=default,
+            models=tuple(dict.fromkeys([default, *extra])),
+            allow_custom_models=_flag("SDVIZ_ALLOW_CUSTOM_MODELS"),
+            queue_size=_int("SDVIZ_QUEUE_SIZE", 16),
+            concurrency=_int("SDVIZ_CONCURRENCY", 1),
+            device=os.environ.get("SDVIZ_DEVICE") or None,
+            cache_seconds=_int("SDVIZ_CACHE_SECONDS", 3600),
+        )

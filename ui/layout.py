@@ -1,0 +1,145 @@
+"""The page: inputs on the left, the live run on the right, the explorer below.
+
+`build_demo(config, handlers)` only places components and wires events to the
+handlers; everything it shows comes from `ui.handlers` and the core.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from sdviz import schedulers
+from sdviz.settings import PREVIEW_MODES, Settings
+from ui import html
+from ui.handlers import SPANS, random_seed
+
+DEFAULTS = Settings()
+MAX_UI_STEPS = 200  # the slider's range; the core accepts up to MAX_STEPS
+PROMPT_EXAMPLES = [
+    "a large red circle on the left on a blue background",
+    "a small yellow triangle at the top on a purple background",
+    "a green square in the center on a white background",
+]
+
+
+def _model_choices(config) -> list[tuple[str, str]]:
+    return [(Path(m).name + (" (embedded)" if m == config.default_model else ""), m) for m in config.models]
+
+
+def build_demo(config, handlers) -> gr.Blocks:
+    default = handlers.model(config.default_model).facts
+    blank = {"token_embeddings": list(default.token_shape()),
+             "latents": list(default.latent_shape(default.native_height, default.native_width)),
+             "image": list(default.image_shape(default.native_height, default.native_width))}
+    private = {"api_visibility": "private"}
+
+    with gr.Blocks(title="sdviz: watch Stable Diffusion denoise", delete_cache=(config.cache_seconds, config.cache_seconds)) as demo:
+        gr.Markdown("# sdviz · watch Stable Diffusion turn noise into an image\n"
+                    "Type a prompt and press **Generate**: every denoising step is decoded as it happens.")
+        diagram = gr.HTML(html.diagram(blank, default.to_dict(), "", DEFAULTS.scheduler), elem_id="diagram")
+        trajectory = gr.State(None)
+
+        with gr.Row():
+            with gr.Column(scale=2):
+                with gr.Tabs():
+                    with gr.Tab("Text to image", id="txt2img"):
+                        prompt = gr.Textbox(label="Prompt", value=PROMPT_EXAMPLES[0], lines=2, elem_id="prompt")
+                        generate = gr.Button("Generate", variant="primary", elem_id="generate")
+                    with gr.Tab("Image to image", id="img2img"):
+                        init_image = gr.Image(label="Start image", type="pil", image_mode="RGB", elem_id="init-image")
+                        strength = gr.Slider(0.05, 1.0, value=DEFAULTS.strength, step=0.05, label="Strength (share of the schedule run)")
+                        generate_img2img = gr.Button("Generate from image", variant="primary", elem_id="generate-img2img")
+                negative = gr.Textbox(label="Negative prompt", value="", elem_id="negative")
+                stop = gr.Button("Stop", variant="stop", elem_id="stop")
+                with gr.Accordion("Settings", open=True):
+                    model = gr.Dropdown(_model_choices(config), value=config.default_model, label="Model",
+                                        allow_custom_value=config.allow_custom_models, elem_id="model")
+                    scheduler = gr.Dropdown([(label, name) for name, _, label in schedulers.describe()],
+                                            value=DEFAULTS.scheduler, label="Scheduler", elem_id="scheduler")
+                    steps = gr.Slider(1, MAX_UI_STEPS, value=DEFAULTS.steps, step=1, label="Steps", elem_id="steps")
+                    guidance = gr.Slider(0, 20, value=DEFAULTS.guidance, step=0.5, label="Guidance scale", elem_id="guidance")
+                    with gr.Row():
+                        seed = gr.Number(value=DEFAULTS.seed, precision=0, label="Seed", elem_id="seed")
+                        dice = gr.Button("random seed", size="sm", elem_id="random-seed")
+                    with gr.Row():
+                        width = gr.Number(value=default.native_width, precision=0, step=default.vae_factor, label="Width", elem_id="width")
+                        height = gr.Number(value=default.native_height, precision=0, step=default.vae_factor, label="Height", elem_id="height")
+                    eta = gr.Slider(0, 1, value=DEFAULTS.eta, step=0.05, label="eta (DDIM noise)")
+                    with gr.Row():
+                        preview = gr.Radio(list(PREVIEW_MODES), value=DEFAULTS.preview, label="Preview decoder")
+                        every = gr.Number(value=DEFAULTS.every, precision=0, label="Decode every N steps")
+                    attention = gr.Checkbox(value=True, label="Capture attention (heat maps, self-attention probe)")
+            with gr.Column(scale=3):
+                status = gr.HTML(html.status(), elem_id="status")
+                with gr.Row(elem_classes="sdviz-pixelated"):
+                    live_xt = gr.Image(label="x_t (decoded latents)", height=256, format="png", interactive=False, elem_id="live-xt")
+                    live_x0 = gr.Image(label="predicted x0", height=256, format="png", interactive=False, elem_id="live-x0")
+                filmstrip = gr.HTML(elem_id="filmstrip")
+                final = gr.Image(label="Final image", height=192, format="png", interactive=False, elem_id="final",
+                                 elem_classes="sdviz-pixelated")
+
+        with gr.Tabs():
+            with gr.Tab("Explore the steps"):
+                with gr.Row():
+                    step = gr.Slider(0, 1, value=0, step=1, label="Step (from 0)", interactive=False, elem_id="step-slider")
+                    play = gr.Button("▶ play", size="sm", elem_id="play")
+                    pause = gr.Button("❚❚ pause", size="sm")
+                step_info = gr.Markdown(elem_id="step-info")
+                with gr.Row(elem_classes="sdviz-pixelated"):
+                    xt_view = gr.Image(label="x_t after this step", height=200, format="png", interactive=False, elem_id="xt-view")
+                    x0_view = gr.Image(label="predicted x0", height=200, format="png", interactive=False, elem_id="x0-view")
+                    noise_view = gr.Image(label="predicted noise", height=200, format="png", interactive=False)
+                channels = gr.Gallery(label="latent channels (x_t)", columns=4, height=180, elem_classes="sdviz-pixelated")
+            with gr.Tab("Tokens"):
+                tokens = gr.HTML(elem_id="tokens")
+            with gr.Tab("Attention"):
+                with gr.Row():
+                    word = gr.Radio([], label="Word", elem_id="word")
+                    resolution = gr.Dropdown(["all"], value="all", label="Resolution")
+                    span = gr.Radio(list(SPANS), value="this step", label="Steps")
+                with gr.Row(elem_classes="sdviz-pixelated"):
+                    heat = gr.Image(label="cross-attention heat map (DAAM)", height=220, format="png", interactive=False, elem_id="heat")
+                    probe = gr.Image(label="self-attention probe: click the x0 here", height=220, format="png", interactive=False)
+                    probe_resolution = gr.Dropdown([], label="Self-attention resolution")
+                show_layers = gr.Button("Show the attention layers", size="sm")
+                layer_rows = gr.Dataframe(headers=["index", "kind", "resolution", "query", "key", "value", "probs", "name"],
+                                          label="Attention layers in execution order", wrap=True)
+            with gr.Tab("Downloads"):
+                downloads = gr.File(label="GIF, MP4, filmstrip and trajectory", file_count="multiple", elem_id="downloads")
+
+        # --- events --------------------------------------------------------------------
+        params = [negative, model, scheduler, steps, guidance, seed, width, height, eta, preview, every, attention]
+        live = [diagram, status, live_xt, live_x0, filmstrip, trajectory]
+        after = [step, tokens, word, resolution, probe_resolution, downloads, final]
+        explorer = [xt_view, x0_view, noise_view, channels, step_info, heat]
+        run_options = dict(concurrency_limit=config.concurrency, concurrency_id="model", show_progress="hidden", **private)
+
+        txt2img_run = generate.click(handlers.stream, [prompt, *params], live, **run_options)
+        img2img_run = generate_img2img.click(handlers.stream, [prompt, *params, init_image, strength], live, **run_options)
+        for event in (txt2img_run, img2img_run):
+            event.success(handlers.finish, trajectory, after, **private)
+        stop.click(None, cancels=[txt2img_run, img2img_run], **private).then(handlers.finish, trajectory, after, **private)
+
+        step_inputs = [trajectory, step, word, resolution, span]
+        for trigger in (step.change, word.change, resolution.change, span.change):
+            trigger(handlers.show_step, step_inputs, explorer, concurrency_limit=None, show_progress="hidden", **private)
+        playing = play.click(handlers.play, [trajectory, step], step, concurrency_limit=None, show_progress="hidden", **private)
+        pause.click(None, cancels=[playing], **private)
+        probe.select(handlers.probe, [trajectory, step, probe_resolution], probe, concurrency_limit=None, **private)
+        x0_view.change(lambda image: image, x0_view, probe, show_progress="hidden", **private)
+        show_layers.click(handlers.layers, [model, width, height, guidance], layer_rows, **private)
+        dice.click(random_seed, None, seed, **private)
+        model.change(handlers.native_size, model, [width, height], **private)
+
+        # The API: every parameter has a default; returns the final image and the trajectory files.
+        api_final = gr.Image(label="final image", visible=False, format="png")
+        api_files = gr.File(label="trajectory files", visible=False, file_count="multiple")
+        api_button = gr.Button(visible=False)
+        api_button.click(handlers.api_generate,
+                         [prompt, negative, model, scheduler, steps, guidance, seed, width, height, eta, preview,
+                          every, init_image, strength],
+                         [api_final, api_files], api_name="generate", concurrency_limit=config.concurrency,
+                         concurrency_id="model")
+    return demo
