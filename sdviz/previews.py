@@ -34,9 +34,10 @@ def fit_latent_rgb(vae, facts) -> torch.Tensor:
     """A (C + 1, 3) map from latents (UNet scale) plus a bias to RGB in [-1, 1].
 
     The published factors where the VAE is SD 1.x/2.x's or SDXL's; otherwise a
-    least-squares fit: random colour fields, half smooth and half in flat blocks,
-    are encoded by this VAE and their latents regressed onto the images
-    average-pooled to latent resolution.
+    least-squares fit of this VAE's decoder, which the map stands in for: on the
+    latents of random colour fields (half smooth, half flat blocks) and on draws
+    from the latent prior (what the first steps look like), the decoded images,
+    average-pooled to latent resolution, are regressed onto the latents.
     """
     channels = facts.latent_channels
     if channels == 4 and abs(facts.scaling_factor - SD1_SCALING) < 1e-6:
@@ -51,11 +52,13 @@ def fit_latent_rgb(vae, facts) -> torch.Tensor:
         torch.nn.functional.interpolate(coarse[:half], size=(side, side), mode="bilinear", align_corners=False),
         torch.nn.functional.interpolate(coarse[half:], size=(side, side), mode="nearest"),
     ])
+    prior = torch.randn(FIT_IMAGES, channels, FIT_LATENT_SIDE, FIT_LATENT_SIDE, generator=generator)
     param = next(vae.parameters())
     with torch.no_grad():
-        latents = vae.encode(images.to(param.device, param.dtype)).latent_dist.mode().float().cpu()
-    latents = latents * facts.scaling_factor
-    targets = torch.nn.functional.avg_pool2d(images, facts.vae_factor)  # (N, 3, h, w)
+        encoded = vae.encode(images.to(param.device, param.dtype)).latent_dist.mode().float().cpu()
+        latents = torch.cat([encoded * facts.scaling_factor, prior])
+        decoded = vae.decode((latents / facts.scaling_factor).to(param.device, param.dtype)).sample
+    targets = torch.nn.functional.avg_pool2d(decoded.float().cpu().clamp(-1, 1), facts.vae_factor)  # (N, 3, h, w)
     inputs = torch.cat([latents, torch.ones_like(latents[:, :1])], dim=1)  # (N, C + 1, h, w)
     design = inputs.permute(0, 2, 3, 1).reshape(-1, channels + 1)
     target = targets.permute(0, 2, 3, 1).reshape(-1, 3)

@@ -95,6 +95,10 @@ def test_generate_streams_every_step_into_the_filmstrip(browser, shots):
     (shots / "time_to_first_frame.json").write_text(json.dumps({"seconds": seconds}) + "\n")
     print(f"time to first streamed frame: {seconds:.3f} s")
     assert seconds < 0.5
+    # after the run: the final image, the explorer on the last step, the downloads
+    WebDriverWait(browser, 60).until(lambda d: "step 20 / 20" in d.find_element(By.CSS_SELECTOR, "#step-info").text
+                                     and d.find_elements(By.CSS_SELECTOR, "#final img"))
+    time.sleep(0.5)
     browser.save_screenshot(str(shots / "01-generated.png"))
     diagram = browser.find_element(By.CSS_SELECTOR, "#diagram").text
     assert "77 × " in diagram and "UNet + scheduler" in diagram
@@ -114,18 +118,23 @@ def test_stop_ends_a_run_midway_and_the_app_stays_ready(browser, shots):
     browser.execute_script("window.scrollTo(0, 0)")
     set_number(browser, "#steps", 200)
     browser.execute_script(OBSERVE)
-    WebDriverWait(browser, 60).until(lambda d: d.execute_script(
-        "return window.sdvizLog.some(e => e.frames >= 4)"))
+    def streaming(driver) -> bool:  # this run, at step 4 or later
+        shown = re.search(r"step (\d+) / 200", status_text(driver))
+        return bool(shown) and int(shown[1]) >= 4
+
+    WebDriverWait(browser, 60).until(streaming)
     browser.find_element(By.CSS_SELECTOR, "#stop").click()
-    # the explorer loads the partial run: "step k / k" with k < 200
-    WebDriverWait(browser, 30).until(lambda d: re.search(
-        r"step (\d+) / (\d+)", d.find_element(By.CSS_SELECTOR, "#step-info").text) and int(re.search(
-            r"step (\d+) / (\d+)", d.find_element(By.CSS_SELECTOR, "#step-info").text)[2]) < 200)
+    # the explorer loads the partial run: "step k / k", where the status stopped at "step k / 200"
+    def partial_run_loaded(driver) -> bool:
+        explored = re.search(r"step (\d+) / (\d+)", driver.find_element(By.CSS_SELECTOR, "#step-info").text)
+        streamed = re.search(r"step (\d+) / 200", status_text(driver))
+        return bool(explored and streamed) and explored[1] == explored[2] == streamed[1]
+
+    WebDriverWait(browser, 30).until(partial_run_loaded)
     status = status_text(browser)
     time.sleep(1.0)
     assert status_text(browser) == status  # nothing streams any more
-    done = int(re.search(r"step (\d+) /", status)[1])
-    assert 4 <= done < 200, status
+    assert 4 <= int(re.search(r"step (\d+) / 200", status)[1]) < 200, status
     browser.save_screenshot(str(shots / "03-stopped.png"))
     set_number(browser, "#steps", 8)
     browser.execute_script(OBSERVE)

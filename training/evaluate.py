@@ -85,13 +85,17 @@ def generate(pipe, pairs, batch: int = 25) -> list[np.ndarray]:
     return images
 
 
-def daam_ious(model_path: str, pairs) -> list[float]:
-    """IoU of each prompt's thresholded shape-word map with the analysed shape."""
+def daam_ious(model_path: str, pairs, resolutions=(None,)) -> dict:
+    """IoU of each prompt's thresholded shape-word map with the analysed shape.
+
+    One list per entry of `resolutions`: None is DAAM's sum over every layer, a grid
+    key such as '16x16' that resolution's layers alone ('finest': the latent grid's).
+    """
     import sdviz
     from sdviz.attention import DAAM_THRESHOLD, AttentionCapture
 
     model = sdviz.load_model(model_path)
-    ious = []
+    ious: dict = {resolution: [] for resolution in resolutions}
     for prompt, seed, _ in pairs:
         capture = AttentionCapture(model)
         traj = sdviz.generate(
@@ -99,9 +103,11 @@ def daam_ious(model_path: str, pairs) -> list[float]:
             capture=capture,
         )
         shape = scenes.parse_prompt(prompt)["shape"]
-        heat = traj.attention.word_heat_map(shape)
         drawn = scenes.analyse(traj.final_image).mask
-        ious.append(scenes.iou(heat > DAAM_THRESHOLD, drawn))
+        for resolution in resolutions:
+            key = traj.attention.resolutions[0] if resolution == "finest" else resolution
+            heat = traj.attention.word_heat_map(shape, resolution=key)
+            ious[resolution].append(scenes.iou(heat > DAAM_THRESHOLD, drawn))
     return ious
 
 
@@ -140,13 +146,14 @@ def main() -> None:
     started = time.perf_counter()
     results = score_images(pairs, generate(pipe, pairs))
     accuracy = {a: float(np.mean(v)) for a, v in results.items()}
-    ious = daam_ious(args.model, pairs[: args.daam])
+    ious = daam_ious(args.model, pairs[: args.daam], resolutions=(None, "finest"))
     report = {
         "pairs": len(pairs),
         "accuracy": accuracy,
         "scored": {a: len(v) for a, v in results.items()},
-        "daam_miou": float(np.mean(ious)),
-        "daam_prompts": len(ious),
+        "daam_miou": float(np.mean(ious[None])),
+        "daam_miou_finest_resolution": float(np.mean(ious["finest"])),
+        "daam_prompts": len(ious[None]),
         "vae_psnr_db": vae_psnr(pipe),
         "generation_seconds_20_steps": generation_seconds(pipe),
         "threads": torch.get_num_threads(),
@@ -157,7 +164,8 @@ def main() -> None:
     out.write_text(json.dumps(report, indent=1) + "\n")
     for attribute, value in accuracy.items():
         print(f"{attribute:10s} {value * 100:5.1f} %  ({report['scored'][attribute]} prompts)")
-    print(f"DAAM mIoU  {report['daam_miou']:.3f}  ({len(ious)} prompts)")
+    print(f"DAAM mIoU  {report['daam_miou']:.3f}  ({report['daam_prompts']} prompts; "
+          f"finest resolution alone {report['daam_miou_finest_resolution']:.3f})")
     print(f"VAE PSNR   {report['vae_psnr_db']:.2f} dB")
     print(f"20-step DDIM with guidance: {report['generation_seconds_20_steps']:.3f} s")
 
