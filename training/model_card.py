@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from training import scenes
@@ -46,8 +47,8 @@ pixels, with the exact mask of the shape kept for evaluation. Prompts follow
 
 with colours {colours}, shapes {shapes}, sizes {sizes} and positions {positions}
 (the centre jittered by up to {jitter:.0%} of the side). Shape and background colours
-differ. During training the size phrase is kept half of the time and the position and
-background phrases {keep_pos:.0%} of the time, and {uncond:.0%} of prompts are empty (for
+differ. During training the size phrase is kept {keep_size:.0%} of the time, the position
+phrase {keep_pos:.0%} and the background phrase {keep_bg:.0%}, and {uncond:.0%} of prompts are empty (for
 classifier-free guidance). {held_out}% of the {combos} (colour, shape, size, position,
 background) combinations are never drawn for training; the evaluation uses only those.
 Two-object prompts are not part of the grammar.
@@ -119,15 +120,8 @@ def parameter_count(folder: Path) -> int:
     for path in folder.glob("*.safetensors"):
         with safe_open(path, "pt") as weights:
             for key in weights.keys():
-                total += _prod(weights.get_slice(key).get_shape())
+                total += math.prod(weights.get_slice(key).get_shape())
     return total
-
-
-def _prod(shape) -> int:
-    result = 1
-    for side in shape:
-        result *= side
-    return result
 
 
 def millions(count: int) -> str:
@@ -194,7 +188,9 @@ def render(model: Path) -> str:
         sizes=", ".join(scenes.SIZES),
         positions=", ".join(scenes.POSITION_PHRASES.values()),
         jitter=scenes.JITTER,
-        keep_pos=0.85,
+        keep_size=scenes.KEEP_SIZE,
+        keep_pos=scenes.KEEP_POSITION,
+        keep_bg=scenes.KEEP_BACKGROUND,
         uncond=cfg["uncond_prob"],
         held_out=scenes.HELD_OUT_PERCENT,
         combos=len(list(scenes.all_combos())),

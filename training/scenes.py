@@ -51,6 +51,8 @@ JITTER = 0.04  # uniform jitter of the centre, fraction of the image side
 SIZE_JITTER = 0.015  # uniform jitter of the half-extent
 SUPERSAMPLE = 4
 HELD_OUT_PERCENT = 15  # share of attribute combinations never drawn for training
+# How often a training caption keeps each optional phrase (see random_caption).
+KEEP_SIZE, KEEP_POSITION, KEEP_BACKGROUND = 0.5, 0.85, 0.85
 
 
 @dataclass(frozen=True)
@@ -143,9 +145,9 @@ def random_caption(scene: Scene, rng: np.random.Generator) -> Caption:
     """Optional parts dropped at random, so the model learns each on its own."""
     return caption(
         scene,
-        says_size=rng.random() < 0.5,
-        says_position=rng.random() < 0.85,
-        says_background=rng.random() < 0.85,
+        says_size=rng.random() < KEEP_SIZE,
+        says_position=rng.random() < KEEP_POSITION,
+        says_background=rng.random() < KEEP_BACKGROUND,
     )
 
 
