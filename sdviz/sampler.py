@@ -16,6 +16,7 @@ predictions, x0, and (every N steps) their decoded frames.
 
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 from typing import Iterator
@@ -37,12 +38,15 @@ def _cpu(tensor: torch.Tensor | None) -> np.ndarray | None:
 class Run:
     """One traced run. Iterate it for StepRecords; `trajectory` fills as it goes.
 
-    `stop()` (from another thread) ends the run after the current step; closing
-    the iterator does too. Either way the trajectory is kept, marked incomplete,
-    and anything installed on the model (attention processors) is restored.
+    `stop()` (from another thread), or setting the `stop_signal` event it was given,
+    ends the run after the current step, and the run finishes as usual (attention maps
+    included); closing the iterator ends it too. Either way the trajectory is kept,
+    marked incomplete, and anything installed on the model (attention processors) is
+    restored. A signal set before the run starts gives an empty trajectory.
     """
 
-    def __init__(self, model, settings: Settings, init_image=None, capture=None):
+    def __init__(self, model, settings: Settings, init_image=None, capture=None,
+                 stop_signal: threading.Event | None = None):
         from sdviz.images import prepare_init_image
 
         img2img = init_image is not None
@@ -54,7 +58,7 @@ class Run:
         self.previewer = Previewer(model, self.settings.preview, self.settings.height, self.settings.width)
         self.capture = capture
         self.total: int | None = None  # entries in the scheduler's timesteps, known once the run starts
-        self._stop = False
+        self._stop = stop_signal if stop_signal is not None else threading.Event()
         facts = model.facts
         view = token_view(model.tokenizer, self.settings.prompt)
         self.trajectory = Trajectory(
@@ -75,7 +79,7 @@ class Run:
             self.trajectory.warnings.append(message)
 
     def stop(self) -> None:
-        self._stop = True
+        self._stop.set()
 
     def __iter__(self) -> Iterator[StepRecord]:
         with torch.no_grad():
@@ -130,7 +134,7 @@ class Run:
         # 4. Denoising loop: one record per scheduler entry
         last = len(timesteps) - 1
         for i, t in enumerate(timesteps):
-            if self._stop:
+            if self._stop.is_set():
                 break
             step_started = time.perf_counter()
             model_input = torch.cat([latents] * 2) if guided else latents

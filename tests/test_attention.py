@@ -156,19 +156,14 @@ def test_cli_writes_attention_npz_and_overlays(tmp_path):
 
 
 def test_shape_words_attend_to_the_drawn_shape(embedded):
-    """DAAM's segmentation on a few held-out prompts (the 50-prompt figures are in the model card).
-
-    At the latent grid's own resolution the shape word's map finds the drawn shape; the
-    sum over every layer (DAAM's) is blurred by the coarse layers on this model.
-    """
+    """DAAM's segmentation on a few held-out prompts (the 50-prompt figures are in the model card)."""
     from training.evaluate import daam_ious, held_out_pairs
 
     ious = daam_ious(str(embedded.source), held_out_pairs(8), resolutions=(None, "finest"))
-    assert np.mean(ious["finest"]) >= 0.6, ious
-    assert np.mean(ious[None]) >= 0.3, ious  # far above a map that misses the shape
+    assert np.mean(ious[None]) >= 0.6, ious  # DAAM's sum over every layer
+    assert np.mean(ious["finest"]) >= 0.6, ious  # the latent grid's own layers
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped model's whole-run DAAM mIoU is below 0.6: see its model card")
 def test_daam_miou_meets_the_bar():
     report = json.loads((EMBEDDED_MODEL / "eval.json").read_text())
     assert report["daam_prompts"] == 50 and report["daam_miou"] >= 0.6, report["daam_miou"]

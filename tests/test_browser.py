@@ -108,7 +108,7 @@ def test_generate_streams_every_step_into_the_filmstrip(browser, shots):
 def test_the_step_slider_scrubs_the_run(browser, shots):
     WebDriverWait(browser, 30).until(lambda d: "step 20 / 20" in d.find_element(By.CSS_SELECTOR, "#step-info").text)
     before = browser.find_element(By.CSS_SELECTOR, "#xt-view img").get_attribute("src")
-    set_number(browser, "#step-slider", 4)
+    set_number(browser, "#step-slider", 5)
     WebDriverWait(browser, 30).until(lambda d: "step 5 / 20" in d.find_element(By.CSS_SELECTOR, "#step-info").text)
     WebDriverWait(browser, 30).until(lambda d: d.find_element(By.CSS_SELECTOR, "#xt-view img").get_attribute("src") != before)
     browser.execute_script("document.querySelector('#step-slider').scrollIntoView()")
@@ -125,23 +125,30 @@ def test_stop_ends_a_run_midway_and_the_app_stays_ready(browser, shots):
 
     WebDriverWait(browser, 60).until(streaming)
     browser.find_element(By.CSS_SELECTOR, "#stop").click()
-    # the explorer loads the partial run, "step i / k", where the status stopped at "step j / 200":
-    # the run ended within one step of the last one shown (k is j or j + 1)
+    # the run ends after the step in flight: the status says "step k / 200 · stopped", and the
+    # explorer loads the partial run at its last step, "step k / k", with the slider on k
     def partial_run_loaded(driver) -> bool:
         explored = re.search(r"step (\d+) / (\d+)", driver.find_element(By.CSS_SELECTOR, "#step-info").text)
-        streamed = re.search(r"step (\d+) / 200", status_text(driver))
-        return bool(explored and streamed) and 0 <= int(explored[2]) - int(streamed[1]) <= 1
+        streamed = re.search(r"step (\d+) / 200 .*stopped", status_text(driver))
+        slider = driver.find_element(By.CSS_SELECTOR, "#step-slider input[type=number]").get_attribute("value")
+        return bool(explored and streamed) and explored[1] == explored[2] == slider == streamed[1]
 
     try:
         WebDriverWait(browser, 30).until(partial_run_loaded)
     except TimeoutException:
         explored = browser.find_element(By.CSS_SELECTOR, "#step-info").text
-        raise AssertionError(f"after Stop: explorer {explored!r}, status {status_text(browser)!r}") from None
+        slider = browser.find_element(By.CSS_SELECTOR, "#step-slider input[type=number]").get_attribute("value")
+        raise AssertionError(f"after Stop: explorer {explored!r}, slider {slider}, status {status_text(browser)!r}") from None
     status = status_text(browser)
     time.sleep(1.0)
     assert status_text(browser) == status  # nothing streams any more
     assert 4 <= int(re.search(r"step (\d+) / 200", status)[1]) < 200, status
     browser.save_screenshot(str(shots / "03-stopped.png"))
+    # the stopped run finished as a run does: its attention maps reach the Attention panel
+    browser.find_element(By.XPATH, "//button[@role='tab' and normalize-space()='Attention']").click()
+    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#word input[type=radio]"))
+    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#heat img"))
+    browser.find_element(By.XPATH, "//button[@role='tab' and normalize-space()='Explore the steps']").click()
     set_number(browser, "#steps", 8)
     browser.execute_script(OBSERVE)
     WebDriverWait(browser, 60).until(lambda d: "step 8 / 8" in status_text(d) and "finished" in status_text(d))

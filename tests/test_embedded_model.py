@@ -19,10 +19,6 @@ from training.evaluate import ATTRIBUTES, ddim_pipeline, generate, held_out_pair
 
 ROOT = Path(__file__).resolve().parent.parent
 BARS = {"colour": 0.9, "shape": 0.8, "position": 0.8, "background": 0.9}
-# The shipped model does not follow position words (its model card says why); strict, so that
-# a model that does makes these tests pass and the marker must go.
-BELOW_BAR = pytest.mark.xfail(strict=True, reason="the shipped model ignores position words: see its model card")
-ATTRIBUTE_BARS = [pytest.param(a, marks=BELOW_BAR) if a == "position" else a for a in ATTRIBUTES]
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +76,7 @@ def test_model_card_reports_the_evaluation():
     assert f"{training['wall_seconds']['total'] / 60:.1f} min" in card
 
 
-@pytest.mark.parametrize("attribute", ATTRIBUTE_BARS)
+@pytest.mark.parametrize("attribute", ATTRIBUTES)
 def test_evaluation_meets_the_bar(attribute):
     """The 200-pair figure the card reports."""
     report = json.loads((EMBEDDED_MODEL / "eval.json").read_text())
@@ -94,7 +90,7 @@ def subset_results(pipe):
     return score_images(pairs, generate(pipe, pairs))
 
 
-@pytest.mark.parametrize("attribute", ATTRIBUTE_BARS)
+@pytest.mark.parametrize("attribute", ATTRIBUTES)
 def test_draws_what_held_out_prompts_ask_for(subset_results, attribute):
     assert np.mean(subset_results[attribute]) >= BARS[attribute], np.mean(subset_results[attribute])
 
@@ -137,6 +133,36 @@ def test_held_out_combinations_never_reach_training():
         stated = scenes.parse_prompt(pair.prompt)
         assert all(stated[key] == value for key, value in zip(("colour", "shape", "size", "position", "background"), pair.combo)
                    if key in stated)
+
+
+def test_training_hides_the_scene_where_sampling_starts():
+    """From `terminal_t` up the UNet learns from pure noise (so it must take the layout from
+    the prompt), with the target that still leads to the scene; every scheduler's first step
+    at 10 or more steps falls in that range."""
+    from diffusers import DDPMScheduler
+
+    from sdviz import schedulers
+    from training.train import SD1_SCHEDULER, Config, noised
+
+    schedule = DDPMScheduler.from_config(SD1_SCHEDULER)
+    generator = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(2, 8, 4, 16, 16, generator=generator)
+    timesteps = torch.linspace(0, 999, 8).long()
+    x_t, target = noised(x0, noise, timesteps, schedule.alphas_cumprod, Config.terminal_t)
+    blind = timesteps >= Config.terminal_t
+    assert blind.any() and not blind.all()
+    torch.testing.assert_close(x_t[~blind], schedule.add_noise(x0, noise, timesteps)[~blind])
+    torch.testing.assert_close(target[~blind], noise[~blind])
+    assert torch.equal(x_t[blind], noise[blind])
+    alpha = schedule.alphas_cumprod[timesteps].view(-1, 1, 1, 1)
+    x0_from_target = (x_t - (1 - alpha).sqrt() * target) / alpha.sqrt()
+    torch.testing.assert_close(x0_from_target[blind], x0[blind], atol=1e-4, rtol=1e-4)
+    config = json.loads((EMBEDDED_MODEL / "scheduler" / "scheduler_config.json").read_text())
+    for name in schedulers.SCHEDULERS:
+        for steps in (10, 20, 50):
+            scheduler = schedulers.create(name, config)
+            scheduler.set_timesteps(steps)
+            assert scheduler.timesteps[0] >= Config.terminal_t, (name, steps, scheduler.timesteps[0])
 
 
 @pytest.mark.slow

@@ -17,13 +17,22 @@ Three phases, all seeded, writing a diffusers pipeline folder that
    steps, and the floor of 1 (as v-prediction weights them, Salimans & Ho
    2022) keeps the high-noise steps, where the layout is decided, from
    vanishing as plain epsilon-MSE (x0 weight = SNR ~ 0.005) lets them.
+   From `terminal_t` up (t >= 900, where every scheduler takes its first step
+   at 10 or more sampling steps) the UNet is shown pure noise instead of the
+   noised scene, with the epsilon target that makes its x0 the scene (see
+   `noised`): sampling starts from pure noise, but SD 1.x's schedule leaves
+   sqrt(alphas_cumprod) = 0.07-0.12 of the image in x_t there, and a model
+   trained on that leak learns to take the layout from the noise and ignore
+   "on the left" (Lin et al., 2024, describe the same flaw). Blind to the
+   noise, it can only take the layout from the prompt. A further
+   `terminal_share` of each batch is drawn from those steps.
    Matrix work runs under bf16 autocast where the hardware has native bf16
    (AVX512-BF16 CPUs, recent GPUs); weights and optimiser stay fp32.
 
     python -m training.build_tokenizer open_clip_torch-*.whl assets/sdviz-shapes/tokenizer
     python -m training.train --out assets/sdviz-shapes
 
-CPU by default (2 cores: about an hour); a CUDA device is used when present.
+CPU by default (2 cores: about 65 minutes); a CUDA device is used when present.
 """
 
 from __future__ import annotations
@@ -80,6 +89,8 @@ class Config:
     uncond_prob: float = 0.1  # empty prompts, for classifier-free guidance
     min_snr_gamma: float = 5.0  # x0 weight clamp(SNR, snr_floor, min_snr_gamma)
     snr_floor: float = 1.0
+    terminal_t: int = 900  # from this timestep up the UNet sees pure noise (see the docstring)
+    terminal_share: float = 0.15  # share of each batch drawn from [terminal_t, 1000) on top
     ema_decay: float = 0.998
     seed: int = 0
     bf16: str = "auto"  # autocast for the UNet phase: auto (where native), on, off
@@ -232,6 +243,19 @@ def autocast_dtype(device, choice: str):
     return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
 
 
+def noised(x0, noise, timesteps, alphas_cumprod, terminal_t: int):
+    """The UNet's input x_t and epsilon target for each sample.
+
+    Below `terminal_t`: x_t = sqrt(a) x0 + sqrt(1 - a) noise, target the noise. From
+    `terminal_t` up: x_t is the noise alone (no trace of x0, as at the start of sampling),
+    and the target is the epsilon that takes that x_t to x0 under the schedule.
+    """
+    alpha = alphas_cumprod[timesteps].view(-1, 1, 1, 1)
+    blind = (timesteps >= terminal_t).view(-1, 1, 1, 1)
+    x_t = torch.where(blind, noise, alpha**0.5 * x0 + (1 - alpha) ** 0.5 * noise)  # as DDPMScheduler.add_noise
+    return x_t, (x_t - alpha.sqrt() * x0) / (1 - alpha).sqrt()
+
+
 def train_unet(unet, text_encoder, tokenizer, pool, cfg: Config, rng, device, log, checkpoints=None):
     from diffusers import DDPMScheduler
 
@@ -260,12 +284,17 @@ def train_unet(unet, text_encoder, tokenizer, pool, cfg: Config, rng, device, lo
         x0 = means[index] + stds[index] * torch.randn(means[index].shape, generator=generator)
         x0 = (x0 * scale).to(device)
         noise = torch.randn(x0.shape, generator=generator).to(device)
-        timesteps = torch.randint(0, len(alphas_cumprod), (len(index),), generator=generator).to(device)
-        x_t = noise_schedule.add_noise(x0, noise, timesteps)
+        timesteps = torch.randint(0, len(alphas_cumprod), (len(index),), generator=generator)
+        terminal = torch.rand(len(index), generator=generator) < cfg.terminal_share
+        timesteps[terminal] = torch.randint(
+            cfg.terminal_t, len(alphas_cumprod), (int(terminal.sum()),), generator=generator
+        )
+        timesteps = timesteps.to(device)
+        x_t, target = noised(x0, noise, timesteps, alphas_cumprod, cfg.terminal_t)
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             embeddings = text_encoder(prompts(texts).to(device))[0]
             noise_pred = unet(x_t, timesteps, embeddings).sample
-        per_sample = (noise_pred.float() - noise).pow(2).flatten(1).mean(1)
+        per_sample = (noise_pred.float() - target).pow(2).flatten(1).mean(1)
         loss = (per_sample * loss_weight[timesteps]).mean()
         optimiser.zero_grad(set_to_none=True)
         loss.backward()

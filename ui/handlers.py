@@ -11,6 +11,7 @@ import logging
 import random
 import shutil
 import tempfile
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -61,13 +62,36 @@ def user_errors(fn):
     return call
 
 
+def on_spaces() -> bool:
+    """Whether Hugging Face's `spaces` package (ZeroGPU) is importable."""
+    try:
+        import spaces  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def gpu(fn):
     """@spaces.GPU on Hugging Face Spaces (ZeroGPU); unchanged elsewhere."""
-    try:
-        import spaces
-    except ImportError:
+    if not on_spaces():
         return fn
+    import spaces
+
     return spaces.GPU(fn)
+
+
+class StopSignal:
+    """A run's Stop: a threading.Event in the session's state.
+
+    ZeroGPU runs handlers in another process, where no event set here can reach; it pickles
+    as a fresh one, and there Stop goes through gradio's cancel instead (see ui/layout.py).
+    """
+
+    def __init__(self):
+        self.event = threading.Event()
+
+    def __reduce__(self):
+        return (StopSignal, ())
 
 
 class ExportStore:
@@ -124,7 +148,7 @@ class Handlers:
     # --- a run -----------------------------------------------------------------------
 
     def _run(self, prompt, negative_prompt, model_name, scheduler, steps, guidance, seed, width, height,
-             eta, preview, every, attention, init_image=None, strength=0.8):
+             eta, preview, every, attention, init_image=None, strength=0.8, stop_signal=None):
         model = self.model(model_name)
         settings = Settings(
             prompt=prompt or "", negative_prompt=negative_prompt or "", scheduler=scheduler,
@@ -133,15 +157,27 @@ class Handlers:
             preview=preview, every=every,
         )
         capture = AttentionCapture(model, self_attention=True) if attention else None
-        return Run(model, settings, init_image=init_image, capture=capture)
+        return Run(model, settings, init_image=init_image, capture=capture, stop_signal=stop_signal)
+
+    @staticmethod
+    def arm() -> StopSignal:
+        """A new run's stop signal, kept in the session's state before the run is queued."""
+        return StopSignal()
+
+    @staticmethod
+    def stop(stop_signal: StopSignal | None) -> None:
+        """Stop: the run (queued or running) ends after its current step and finishes as usual."""
+        if stop_signal is not None:
+            stop_signal.event.set()
 
     @user_errors
     @gpu
-    def stream(self, prompt, negative_prompt, model_name, scheduler, steps, guidance, seed, width, height,
-               eta, preview, every, attention, init_image=None, strength=0.8):
+    def stream(self, stop_signal, prompt, negative_prompt, model_name, scheduler, steps, guidance, seed, width,
+               height, eta, preview, every, attention, init_image=None, strength=0.8):
         """Streams every step: diagram, status, x_t, x0, filmstrip, trajectory state."""
         run = self._run(prompt, negative_prompt, model_name, scheduler, steps, guidance, seed, width,
-                        height, eta, preview, every, attention, init_image, strength)
+                        height, eta, preview, every, attention, init_image, strength,
+                        stop_signal.event if stop_signal is not None else None)
         traj = run.trajectory
         img2img = init_image is not None
 
@@ -164,7 +200,7 @@ class Handlers:
                 traj,
             )
         yield (drawn("vae", "· done"), html.status(traj.steps[-1] if traj.steps else None,
-               len(traj.steps), "· finished" if traj.complete else "· stopped"),
+               run.total or 0, "· finished" if traj.complete else "· stopped"),
                traj.final_image if traj.final_image is not None else gr.skip(), gr.skip(),
                html.filmstrip(traj), traj)
 
@@ -173,13 +209,12 @@ class Handlers:
         """After a run (or a Stop): the explorer, tokens, attention choices and downloads."""
         if traj is None or not traj.steps:
             return (gr.skip(),) * 7
-        last = len(traj.steps) - 1
         maps = traj.attention
         token_choices = [(f"{i}: {maps.tokens[i].replace('</w>', '')}", i) for i in maps.word_slots()] if maps else []
         resolutions = ["all", *maps.resolutions] if maps else ["all"]
         self_resolutions = sorted(maps.self_attn) if maps else []
         return (
-            gr.update(maximum=last, value=last, interactive=True),
+            gr.update(minimum=1, maximum=len(traj.steps), value=len(traj.steps), interactive=True),
             html.token_slots(traj.tokens),
             gr.update(choices=token_choices, value=token_choices[0][1] if token_choices else None),
             gr.update(choices=resolutions, value="all"),
@@ -195,7 +230,7 @@ class Handlers:
         """x_t, x0, predicted noise, latent channels, the step's facts, and the heat map."""
         if traj is None or not traj.steps:
             return (gr.skip(),) * 6
-        index = int(min(max(step or 0, 0), len(traj.steps) - 1))
+        index = _step_index(traj, step)
         record = traj.steps[index]
         shown = _nearest_decoded(traj, index)
         latent_rgb = self.model(traj.settings["model"]).latent_rgb.numpy()
@@ -221,10 +256,10 @@ class Handlers:
         """Moves the step slider through the run, one frame every PLAY_SECONDS."""
         if traj is None or not traj.steps:
             return
-        last = len(traj.steps) - 1
-        start = 0 if (step or 0) >= last else int(step or 0)
-        for index in range(start, last + 1):
-            yield index
+        index = _step_index(traj, step)
+        start = 0 if index == len(traj.steps) - 1 else index
+        for shown in range(start, len(traj.steps)):
+            yield shown + 1
             time.sleep(PLAY_SECONDS)
 
     @user_errors
@@ -232,7 +267,7 @@ class Handlers:
         """Self-attention of the clicked pixel at this step (as DiffSeg reads it)."""
         if traj is None or traj.attention is None:
             raise ValueError("run with attention capture on to probe self-attention")
-        index = int(step or 0)
+        index = _step_index(traj, step)
         x, y = event.index
         heat = traj.attention.self_attention_probe(int(y), int(x), step=index, resolution=resolution)
         image = overlay(_nearest_decoded(traj, index).x0_image, heat)
@@ -261,6 +296,11 @@ class Handlers:
             pass
         traj = run.trajectory
         return traj.final_image, write_downloads(traj, self.exports.new_folder())
+
+
+def _step_index(traj, step) -> int:
+    """The record index of the slider's step (counted from 1, as the status counts), clamped."""
+    return int(min(max(int(step or 1) - 1, 0), len(traj.steps) - 1))
 
 
 def _nearest_decoded(traj, index: int):

@@ -13,7 +13,7 @@ import gradio as gr
 from sdviz import schedulers
 from sdviz.settings import PREVIEW_MODES, Settings
 from ui import html
-from ui.handlers import SPANS, random_seed
+from ui.handlers import SPANS, on_spaces, random_seed
 
 DEFAULTS = Settings()
 MAX_UI_STEPS = 200  # the slider's range; the core accepts up to MAX_STEPS
@@ -40,6 +40,7 @@ def build_demo(config, handlers) -> gr.Blocks:
                     "Type a prompt and press **Generate**: every denoising step is decoded as it happens.")
         diagram = gr.HTML(html.diagram(blank, default.to_dict(), "", DEFAULTS.scheduler), elem_id="diagram")
         trajectory = gr.State(None)
+        stop_signal = gr.State(None)  # the running (or queued) run's StopSignal
 
         with gr.Row():
             with gr.Column(scale=2):
@@ -83,7 +84,7 @@ def build_demo(config, handlers) -> gr.Blocks:
         with gr.Tabs():
             with gr.Tab("Explore the steps"):
                 with gr.Row():
-                    step = gr.Slider(0, 1, value=0, step=1, label="Step (from 0)", interactive=False, elem_id="step-slider")
+                    step = gr.Slider(1, 2, value=1, step=1, label="Step", interactive=False, elem_id="step-slider")
                     play = gr.Button("▶ play", size="sm", elem_id="play")
                     pause = gr.Button("❚❚ pause", size="sm")
                 step_info = gr.Markdown(elem_id="step-info")
@@ -116,11 +117,16 @@ def build_demo(config, handlers) -> gr.Blocks:
         explorer = [xt_view, x0_view, noise_view, channels, step_info, heat]
         run_options = dict(concurrency_limit=config.concurrency, concurrency_id="model", show_progress="hidden", **private)
 
-        txt2img_run = generate.click(handlers.stream, [prompt, *params], live, **run_options)
-        img2img_run = generate_img2img.click(handlers.stream, [prompt, *params, init_image, strength], live, **run_options)
+        # Each run gets its stop signal before it is queued, so Stop reaches it queued or running;
+        # a stopped run still finishes (its partial trajectory, attention maps and downloads).
+        arm = dict(fn=handlers.arm, inputs=None, outputs=stop_signal, concurrency_limit=None, **private)
+        txt2img_run = generate.click(**arm).then(handlers.stream, [stop_signal, prompt, *params], live, **run_options)
+        img2img_run = generate_img2img.click(**arm).then(
+            handlers.stream, [stop_signal, prompt, *params, init_image, strength], live, **run_options)
         for event in (txt2img_run, img2img_run):
             event.success(handlers.finish, trajectory, after, **private)
-        stop.click(None, cancels=[txt2img_run, img2img_run], **private).then(handlers.finish, trajectory, after, **private)
+        stop.click(handlers.stop, stop_signal, None, concurrency_limit=None,
+                   cancels=[txt2img_run, img2img_run] if on_spaces() else None, **private)
 
         step_inputs = [trajectory, step, word, resolution, span]
         for trigger in (step.change, word.change, resolution.change, span.change):
