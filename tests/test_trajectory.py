@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import warnings
 
 import numpy as np
 import pytest
 
 import sdviz
+from sdviz.attention import AttentionCapture
 from sdviz.trajectory import LATENT_FIELDS, Trajectory
 
 
@@ -71,6 +73,21 @@ def test_stop_ends_the_run_after_the_current_step(embedded):
             run.stop()
     assert len(run.trajectory.steps) == 3
     assert not run.trajectory.complete and run.trajectory.final_image is None
+
+
+def test_a_stop_signal_from_another_thread_ends_the_run_and_it_finishes_as_usual(embedded):
+    """How the app's Stop reaches a run: an event set elsewhere; set before the start, no steps."""
+    signal = threading.Event()
+    run = sdviz.Run(embedded, sdviz.Settings(prompt="a red square", steps=10), stop_signal=signal,
+                    capture=AttentionCapture(embedded))
+    for record in run:
+        if record.index == 2:
+            threading.Thread(target=signal.set).start()
+            signal.wait()
+    assert len(run.trajectory.steps) == 3 and not run.trajectory.complete
+    assert run.trajectory.attention is not None and run.trajectory.attention.steps == [0, 1, 2]
+    early = sdviz.Run(embedded, sdviz.Settings(prompt="a red square", steps=10), stop_signal=signal)
+    assert list(early) == [] and early.trajectory.steps == [] and not early.trajectory.complete
 
 
 def test_a_run_closed_midway_keeps_its_steps(embedded):
