@@ -159,8 +159,8 @@ def test_shape_words_attend_to_the_drawn_shape(embedded):
     """DAAM's segmentation on a few held-out prompts (the 50-prompt figures are in the model card)."""
     from training.evaluate import daam_ious, held_out_pairs
 
-    ious = daam_ious(str(embedded.source), held_out_pairs(8), resolutions=(None, "finest"))
-    assert np.mean(ious[None]) >= 0.6, ious  # DAAM's sum over every layer
+    ious = daam_ious(str(embedded.source), held_out_pairs(8), resolutions=("all", "finest"))
+    assert np.mean(ious["all"]) >= 0.6, ious  # DAAM's sum over every layer
     assert np.mean(ious["finest"]) >= 0.6, ious  # the latent grid's own layers
 
 

@@ -85,17 +85,17 @@ def generate(pipe, pairs, batch: int = 25) -> list[np.ndarray]:
     return images
 
 
-def daam_ious(model_path: str, pairs, resolutions=(None,)) -> dict:
+def daam_ious(model_path: str, pairs, resolutions=("all",)) -> dict[str, list[float]]:
     """IoU of each prompt's thresholded shape-word map with the analysed shape.
 
-    One list per entry of `resolutions`: None is DAAM's sum over every layer, a grid
+    One list per entry of `resolutions`: 'all' is DAAM's sum over every layer, a grid
     key such as '16x16' that resolution's layers alone ('finest': the latent grid's).
     """
     import sdviz
     from sdviz.attention import DAAM_THRESHOLD, AttentionCapture
 
     model = sdviz.load_model(model_path)
-    ious: dict = {resolution: [] for resolution in resolutions}
+    ious: dict[str, list[float]] = {resolution: [] for resolution in resolutions}
     for prompt, seed, _ in pairs:
         capture = AttentionCapture(model)
         traj = sdviz.generate(
@@ -146,14 +146,14 @@ def main() -> None:
     started = time.perf_counter()
     results = score_images(pairs, generate(pipe, pairs))
     accuracy = {a: float(np.mean(v)) for a, v in results.items()}
-    ious = daam_ious(args.model, pairs[: args.daam], resolutions=(None, "finest"))
+    ious = daam_ious(args.model, pairs[: args.daam], resolutions=("all", "finest"))
     report = {
         "pairs": len(pairs),
         "accuracy": accuracy,
         "scored": {a: len(v) for a, v in results.items()},
-        "daam_miou": float(np.mean(ious[None])),
+        "daam_miou": float(np.mean(ious["all"])),
         "daam_miou_finest_resolution": float(np.mean(ious["finest"])),
-        "daam_prompts": len(ious[None]),
+        "daam_prompts": len(ious["all"]),
         "vae_psnr_db": vae_psnr(pipe),
         "generation_seconds_20_steps": generation_seconds(pipe),
         "threads": torch.get_num_threads(),

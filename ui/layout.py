@@ -125,8 +125,11 @@ def build_demo(config, handlers) -> gr.Blocks:
             handlers.stream, [stop_signal, prompt, *params, init_image, strength], live, **run_options)
         for event in (txt2img_run, img2img_run):
             event.success(handlers.finish, trajectory, after, **private)
-        stop.click(handlers.stop, stop_signal, None, concurrency_limit=None,
-                   cancels=[txt2img_run, img2img_run] if on_spaces() else None, **private)
+        if on_spaces():  # ZeroGPU: the run is in another process, where only gradio's cancel reaches
+            stopping = stop.click(None, cancels=[txt2img_run, img2img_run], **private)
+            stopping.then(handlers.finish, trajectory, after, **private)  # a cancelled run never finishes
+        else:
+            stop.click(handlers.stop, stop_signal, None, concurrency_limit=None, **private)
 
         step_inputs = [trajectory, step, word, resolution, span]
         for trigger in (step.change, word.change, resolution.change, span.change):
