@@ -1,30 +1,46 @@
 """sdviz web app: `python app.py` opens the page on the embedded model.
 
-Settings come from the environment (see ui/config.py): SDVIZ_MODEL,
-SDVIZ_MODELS, SDVIZ_ALLOW_CUSTOM_MODELS, SDVIZ_QUEUE_SIZE, SDVIZ_CONCURRENCY,
-SDVIZ_DEVICE, SDVIZ_CACHE_SECONDS; the host and port follow gradio's
-GRADIO_SERVER_NAME and GRADIO_SERVER_PORT.
+Settings come from the environment (see ui/config.py and the README's table):
+the models offered, the queue, and the limits one request may ask for. The host
+and port follow gradio's GRADIO_SERVER_NAME and GRADIO_SERVER_PORT.
 """
 
 import logging
+import os
+import signal
+import sys
+import tempfile
+from pathlib import Path
 
-from sdviz.models import ModelCache
-from ui import html
-from ui.config import AppConfig
-from ui.handlers import Handlers
-from ui.layout import build_demo
+# gradio's cache (uploads, and its copies of the files handlers return) goes in a folder of
+# this process's own, which the app prunes and removes at exit, unless the host names one.
+OWN_GRADIO_CACHE = None
+if not os.environ.get("GRADIO_TEMP_DIR"):
+    OWN_GRADIO_CACHE = Path(tempfile.mkdtemp(prefix="sdviz-gradio-"))
+    os.environ["GRADIO_TEMP_DIR"] = str(OWN_GRADIO_CACHE)
+
+from sdviz.models import ModelCache  # noqa: E402 - after GRADIO_TEMP_DIR is set
+from ui import html  # noqa: E402
+from ui.config import AppConfig  # noqa: E402
+from ui.files import FileStore  # noqa: E402
+from ui.handlers import Handlers  # noqa: E402
+from ui.layout import build_demo  # noqa: E402
 
 
 def create_app():
     config = AppConfig.from_env()
-    handlers = Handlers(config, ModelCache(config.device))
+    files = FileStore(config.cache_seconds, config.cache_mb * 1024 * 1024,
+                      also_owned=[OWN_GRADIO_CACHE] if OWN_GRADIO_CACHE else [])
+    cache = ModelCache(config.device, most=config.max_models, pinned=config.default_model)
+    handlers = Handlers(config, cache, files)
     demo = build_demo(config, handlers)
     demo.queue(max_size=config.queue_size, default_concurrency_limit=config.concurrency)
-    return demo
+    return demo, config
 
 
-demo = create_app()
+demo, CONFIG = create_app()
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
-    demo.launch(css=html.CSS, footer_links=["api", "gradio"])
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # so the files are removed at exit (atexit)
+    demo.launch(css=html.CSS, footer_links=["api", "gradio"], max_file_size=CONFIG.limits.upload_bytes)

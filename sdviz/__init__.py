@@ -4,15 +4,35 @@
     model = sdviz.load_model()                      # the embedded model by default
     traj = sdviz.generate(model, sdviz.Settings(prompt="a red circle on the left"))
     sdviz.export.filmstrip(traj).save("filmstrip.png")
+
+The names below load on first use (PEP 562), so `import sdviz` does not import
+torch; the sampler and its torch come with the first `Run` or `generate`.
 """
 
-from sdviz.models import ModelFacts, default_model, from_pipeline, load_model
-from sdviz.sampler import Run, generate
-from sdviz.settings import Settings
-from sdviz.trajectory import StepRecord, Trajectory
+import importlib
 
-__all__ = [
-    "ModelFacts", "Run", "Settings", "StepRecord", "Trajectory",
-    "default_model", "from_pipeline", "generate", "load_model",
-]
+_EXPORTS = {
+    "ModelFacts": "sdviz.models", "default_model": "sdviz.models", "from_pipeline": "sdviz.models",
+    "load_model": "sdviz.models", "Run": "sdviz.sampler", "generate": "sdviz.sampler",
+    "Settings": "sdviz.settings", "StepRecord": "sdviz.trajectory", "Trajectory": "sdviz.trajectory",
+}
+_SUBMODULES = ("attention", "export", "images", "limits", "models", "noise", "previews", "sampler",
+               "schedulers", "settings", "tokens", "trajectory", "views")
+
+__all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"sdviz.{name}")
+    else:
+        raise AttributeError(f"module 'sdviz' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS, *_SUBMODULES])

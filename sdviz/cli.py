@@ -50,12 +50,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _progress(total: int):
-    def report(record) -> None:
-        sigma = f" sigma {record.sigma:.4f}"
-        print(f"step {record.index + 1}/{total} timestep {record.timestep:g}{sigma} "
-              f"({record.seconds * 1000:.0f} ms)", file=sys.stderr, flush=True)
-    return report
+def _report(record, total: int) -> None:
+    """One progress line; total is the run's own count of scheduler entries (Heun's doubled
+    ones, img2img's share of the schedule), not the steps asked for."""
+    print(f"step {record.index + 1}/{total} timestep {record.timestep:g} sigma {record.sigma:.4f} "
+          f"({record.seconds * 1000:.0f} ms)", file=sys.stderr, flush=True)
 
 
 def render(args) -> int:
@@ -84,9 +83,8 @@ def render(args) -> int:
 
         capture = AttentionCapture(model)
     run = Run(model, settings, init_image=init_image, capture=capture)
-    report = _progress(run.trajectory.settings["steps"])
     for record in run:
-        report(record)
+        _report(record, run.total)
     traj = run.trajectory
     for warning in traj.warnings:
         print(f"warning: {warning}", file=sys.stderr)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import asdict, dataclass
+import threading
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,14 @@ class Model:
     dtype: Any
     facts: ModelFacts
     latent_rgb: Any  # (C + 1, 3) linear map latent -> RGB in [-1, 1], last row the bias
+    # A fast (Rust) tokenizer keeps its padding/truncation mode on itself between calls, so
+    # overlapping runs tokenize one at a time, or one run's prompt is cut by another's mode.
+    text_lock: Any = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @property
+    def name(self) -> str:
+        """What runs and pages call the model: a local folder's name (never its path) or the hub id."""
+        return self.facts.name
 
     @property
     def unet(self):
@@ -184,11 +193,13 @@ def from_pipeline(pipe, source: str = "in-memory pipeline") -> Model:
 
     Its weights are shared, not copied; runs never step its own scheduler.
     """
+    from sdviz.attention.layers import trace
     from sdviz.previews import fit_latent_rgb
 
     pipe.set_progress_bar_config(disable=True)
     for module in (pipe.unet, pipe.vae, pipe.text_encoder):
         module.eval().requires_grad_(False)
+    trace(pipe.unet)  # observable per call, with no state of any run on it
     facts = read_facts(source, pipe)
     return Model(
         source=source,
@@ -227,18 +238,47 @@ def read_facts(name: str, pipe) -> ModelFacts:
 
 
 class ModelCache:
-    """Loaded models by source, shared read-only between requests; loads each once."""
+    """Loaded models by source, shared read-only between requests; loads each once.
 
-    def __init__(self, device: str | None = None):
-        import threading
+    At most `most` models stay loaded: loading one more evicts the least recently
+    used, except the pinned default. A run that still holds an evicted model keeps
+    it alive until it ends; the memory is freed then.
+    """
 
-        self.device = device
-        self._models: dict[str, Model] = {}
+    def __init__(self, device: str | None = None, most: int = 2, pinned: str | None = None):
+        from collections import OrderedDict
+
+        self.device, self.most, self.pinned = device, max(1, most), pinned
+        self._models: OrderedDict[str, Model] = OrderedDict()
         self._lock = threading.Lock()
+        self._loading: dict[str, threading.Lock] = {}
 
     def get(self, source: str | None = None) -> Model:
+        """The loaded model; a model being loaded for one request does not hold up the others."""
         source = str(source or default_model())
         with self._lock:
-            if source not in self._models:
-                self._models[source] = load_model(source, device=self.device)
-            return self._models[source]
+            if source in self._models:
+                self._models.move_to_end(source)
+                return self._models[source]
+            loading = self._loading.setdefault(source, threading.Lock())
+        with loading:  # one load per source, however many ask at once
+            with self._lock:
+                if source in self._models:
+                    return self._models[source]
+            try:
+                model = load_model(source, device=self.device)
+            except BaseException:
+                with self._lock:
+                    self._loading.pop(source, None)
+                raise
+            with self._lock:
+                self._loading.pop(source, None)
+                evictable = [s for s in self._models if s != self.pinned]
+                while len(self._models) >= self.most and evictable:
+                    del self._models[evictable.pop(0)]
+                self._models[source] = model
+            return model
+
+    def loaded(self) -> list[str]:
+        with self._lock:
+            return list(self._models)

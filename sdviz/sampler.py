@@ -38,15 +38,17 @@ def _cpu(tensor: torch.Tensor | None) -> np.ndarray | None:
 class Run:
     """One traced run. Iterate it for StepRecords; `trajectory` fills as it goes.
 
-    `stop()` (from another thread), or setting the `stop_signal` event it was given,
-    ends the run after the current step, and the run finishes as usual (attention maps
-    included); closing the iterator ends it too. Either way the trajectory is kept,
-    marked incomplete, and anything installed on the model (attention processors) is
-    restored. A signal set before the run starts gives an empty trajectory.
+    `stop()` (from another thread), setting the `stop_signal` event it was given, or
+    running past `time_limit` seconds ends the run after the current step, and the
+    run finishes as usual (attention maps included); closing the iterator ends it too.
+    Either way the trajectory is kept, marked incomplete. A signal set before the run
+    starts gives an empty trajectory. Nothing of the run is stored on the model: the
+    attention capture observes this run's own UNet calls. A Run runs once; iterating
+    it again raises.
     """
 
     def __init__(self, model, settings: Settings, init_image=None, capture=None,
-                 stop_signal: threading.Event | None = None):
+                 stop_signal: threading.Event | None = None, time_limit: float | None = None):
         from sdviz.images import prepare_init_image
 
         img2img = init_image is not None
@@ -58,11 +60,14 @@ class Run:
         self.previewer = Previewer(model, self.settings.preview, self.settings.height, self.settings.width)
         self.capture = capture
         self.total: int | None = None  # entries in the scheduler's timesteps, known once the run starts
+        self.time_limit = time_limit
         self._stop = stop_signal if stop_signal is not None else threading.Event()
+        self._started = False
         facts = model.facts
-        view = token_view(model.tokenizer, self.settings.prompt)
+        with model.text_lock:
+            view = token_view(model.tokenizer, self.settings.prompt)
         self.trajectory = Trajectory(
-            settings={**self.settings.to_dict(), "model": model.source, "img2img": img2img},
+            settings={**self.settings.to_dict(), "model": model.name, "img2img": img2img},
             facts=facts.to_dict(),
             shapes={
                 "token_embeddings": list(facts.token_shape()),
@@ -82,12 +87,11 @@ class Run:
         self._stop.set()
 
     def __iter__(self) -> Iterator[StepRecord]:
+        if self._started:
+            raise RuntimeError("this Run has already run; create a new Run to run again")
+        self._started = True
         with torch.no_grad():
-            if self.capture is None:
-                yield from self._loop()
-            else:
-                with self.capture.installed(self.model.unet, self.trajectory):
-                    yield from self._loop()
+            yield from self._loop()
 
     def _loop(self) -> Iterator[StepRecord]:
         from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
@@ -105,7 +109,8 @@ class Run:
         prediction_type = scheduler.config.prediction_type
 
         # 1. Encode the prompt, and the negative (or empty) prompt for guidance
-        cond, uncond = pipe.encode_prompt(s.prompt, device, 1, guided, s.negative_prompt or None)
+        with model.text_lock:
+            cond, uncond = pipe.encode_prompt(s.prompt, device, 1, guided, s.negative_prompt or None)
         embeddings = torch.cat([uncond, cond]) if guided else cond
         traj.timings["encode_prompt"] = time.perf_counter() - started
 
@@ -129,12 +134,17 @@ class Run:
         if s.eta > 0 and "eta" not in extra_step_kwargs:
             traj.warnings.append(f"eta {s.eta} is ignored: {type(scheduler).__name__} has no eta")
         variance_exploding = noise.is_variance_exploding(scheduler)
+        attention_kwargs = self.capture.begin(unet, traj) if self.capture is not None else None
         timings = {"unet": 0.0, "decode": 0.0}
 
         # 4. Denoising loop: one record per scheduler entry
         last = len(timesteps) - 1
         for i, t in enumerate(timesteps):
             if self._stop.is_set():
+                break
+            if self.time_limit is not None and time.perf_counter() - started > self.time_limit:
+                traj.warnings.append(f"stopped after step {i} of {len(timesteps)}: the run-time limit is "
+                                     f"{self.time_limit:g} s")
                 break
             step_started = time.perf_counter()
             model_input = torch.cat([latents] * 2) if guided else latents
@@ -145,7 +155,7 @@ class Run:
                 t,
                 encoder_hidden_states=embeddings,
                 timestep_cond=None,
-                cross_attention_kwargs=None,
+                cross_attention_kwargs=attention_kwargs,
                 added_cond_kwargs=None,
                 return_dict=False,
             )[0]

@@ -56,14 +56,16 @@ def resolve(name: str) -> SchedulerSpec:
     A class name that several entries share (DPMSolverMultistepScheduler) gives
     the first, plain one; the short names pick the variants.
     """
-    key = str(name).strip()
+    if not isinstance(name, str):
+        raise ValueError(f"scheduler {name!r:.60} is not a name; allowed: {', '.join(SCHEDULERS)}")
+    key = name.strip()
     if key.lower() in SCHEDULERS:
         return SCHEDULERS[key.lower()]
     for spec in _SPECS:
         if spec.class_name.lower() == key.lower():
             return spec
     allowed = ", ".join(SCHEDULERS)
-    raise ValueError(f"unknown scheduler {name!r}; allowed: {allowed} (or their diffusers class names)")
+    raise ValueError(f"unknown scheduler {name!r:.60}; allowed: {allowed} (or their diffusers class names)")
 
 
 def create(name: str, model_config: dict[str, Any]):

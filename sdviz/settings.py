@@ -8,6 +8,7 @@ model (image size) take its `ModelFacts`.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -18,6 +19,7 @@ MAX_STEPS = 1000
 MAX_SIDE = 2048  # pixels; beyond this a single SD-family run no longer fits common GPUs
 MAX_SEED = 2**63 - 1
 MAX_GUIDANCE = 100.0
+MAX_PROMPT_CHARS = 2000  # far beyond any text encoder's window; longer text is refused, not cut
 
 
 @dataclass(frozen=True)
@@ -55,18 +57,51 @@ class Settings:
 
 
 def check_int(name: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
-        raise ValueError(f"{name} {value!r} is not a whole number; allowed: {low}..{high}")
+    """A whole number in [low, high]: ints, and floats with no fraction (3.0); nothing rounded."""
+    whole = (not isinstance(value, bool) and isinstance(value, numbers.Real)
+             and math.isfinite(value) and value == int(value))
+    if not whole:
+        raise ValueError(f"{name} {_shown(value)} is not a whole number; allowed: {low}..{high}")
     if not low <= value <= high:
-        raise ValueError(f"{name} {value} is out of range; allowed: {low}..{high}")
+        raise ValueError(f"{name} {_shown(value)} is out of range; allowed: {low}..{high}")
     return int(value)
+
+
+def check_text(name: str, value: Any, most: int = MAX_PROMPT_CHARS) -> str:
+    """Text of at most `most` characters that encodes as UTF-8 (no lone surrogates)."""
+    if not isinstance(value, str):
+        raise ValueError(f"{name} {_shown(value)} is not text; allowed: text of up to {most} characters")
+    if len(value) > most:
+        raise ValueError(f"{name} has {len(value)} characters; allowed: up to {most}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(
+            f"{name} has an invalid character {value[error.start]!r} at position {error.start} "
+            "(a lone UTF-16 surrogate); allowed: any Unicode text"
+        ) from None
+    return value
+
+
+def check_choice(name: str, value: Any, allowed) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{name} {_shown(value)} is not one of the choices; allowed: {', '.join(allowed)}")
+    return value
+
+
+def _shown(value: Any, most: int = 60) -> str:
+    """A bad value as an error message shows it: repr, shortened."""
+    text = repr(value)
+    return text if len(text) <= most else text[: most - 3] + "..."
 
 
 def check_float(name: str, value: Any, low: float, high: float, low_open: bool = False) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} {value!r} is not a number; allowed: {_range(low, high, low_open)}") from None
+        raise ValueError(f"{name} {_shown(value)} is not a number; allowed: {_range(low, high, low_open)}") from None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} {_shown(value)} is not a number; allowed: {_range(low, high, low_open)}")
     if not math.isfinite(number):
         raise ValueError(f"{name} {value} is not finite; allowed: {_range(low, high, low_open)}")
     if number < low or number > high or (low_open and number == low):
@@ -80,16 +115,15 @@ def _range(low: float, high: float, low_open: bool) -> str:
 
 def validate(settings: Settings, img2img: bool = False) -> Settings:
     """Checks everything that needs no model; returns the settings with numbers normalised."""
-    if not isinstance(settings.prompt, str) or not isinstance(settings.negative_prompt, str):
-        raise ValueError("prompt and negative prompt must be text")
+    check_text("prompt", settings.prompt)
+    check_text("negative prompt", settings.negative_prompt)
     steps = check_int("steps", settings.steps, 1, MAX_STEPS)
     guidance = check_float("guidance", settings.guidance, 0.0, MAX_GUIDANCE)
     eta = check_float("eta", settings.eta, 0.0, 1.0)
     seed = check_int("seed", settings.seed, 0, MAX_SEED)
     every = check_int("every", settings.every, 1, MAX_STEPS)
     scheduler = schedulers.resolve(settings.scheduler).name
-    if settings.preview not in PREVIEW_MODES:
-        raise ValueError(f"unknown preview mode {settings.preview!r}; allowed: {', '.join(PREVIEW_MODES)}")
+    check_choice("preview", settings.preview, PREVIEW_MODES)
     strength = settings.strength
     if img2img:
         strength = check_float("strength", settings.strength, 0.0, 1.0, low_open=True)

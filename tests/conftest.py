@@ -72,36 +72,78 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def app_url():
-    """`python app.py` launched as a user launches it, on a free local port; stopped at the end."""
-    import os
-    import subprocess
-    import sys
-    import time
-    import urllib.request
+class AppServer:
+    """`python app.py` launched as a user launches it, on a free local port, with its own temp folder."""
 
-    root = Path(__file__).resolve().parent.parent
-    port = free_port()
-    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
-           "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(root)}
-    env.pop("SDVIZ_ALLOW_CUSTOM_MODELS", None)
-    log = open(root / ".pytest_cache" / "app.log", "w") if (root / ".pytest_cache").is_dir() else subprocess.DEVNULL
-    server = subprocess.Popen([sys.executable, "app.py"], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"app.py exited with {server.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        server.kill()
-        raise RuntimeError("app.py did not start within 120 s")
-    yield url
-    server.terminate()
-    server.wait(timeout=30)
+    def __init__(self, tmp: Path, **env: str):
+        import os
+        import subprocess
+        import sys
+        import time
+        import urllib.request
+
+        root = Path(__file__).resolve().parent.parent
+        self.port = free_port()
+        self.tmp = tmp
+        tmp.mkdir(parents=True, exist_ok=True)
+        full_env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(self.port),
+                    "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(root), "TMPDIR": str(tmp), **env}
+        for name in ("SDVIZ_ALLOW_CUSTOM_MODELS", "GRADIO_TEMP_DIR"):
+            if name not in env:
+                full_env.pop(name, None)
+        self.log_path = tmp.parent / f"{tmp.name}-app.log"
+        self.log = open(self.log_path, "w")
+        self.process = subprocess.Popen([sys.executable, "app.py"], cwd=root, env=full_env, stdout=self.log,
+                                        stderr=subprocess.STDOUT)
+        self.url = f"http://127.0.0.1:{self.port}/"
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"app.py exited with {self.process.returncode}: {self.log_path.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(self.url, timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            self.process.kill()
+            raise RuntimeError("app.py did not start within 120 s")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server process has used so far (Linux /proc)."""
+        import os
+
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_bytes(self) -> int:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS")
+
+    def disk_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.tmp.rglob("*") if p.is_file())
+
+    def log_text(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        self.log.close()
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory):
+    """The app as launched by `python app.py`, shared by the API, hosting and browser tests."""
+    server = AppServer(tmp_path_factory.mktemp("app-tmp"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def app_url(app_server):
+    return app_server.url

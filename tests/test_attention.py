@@ -12,7 +12,7 @@ import torch
 
 import sdviz
 from sdviz.attention import AttentionCapture, AttentionMaps, attention_probs, layer_table
-from sdviz.attention.layers import wrapped_processors
+from sdviz.attention.layers import TracedProcessor, observing
 from sdviz.models import EMBEDDED_MODEL
 from tests.helpers import sdviz_cli
 
@@ -24,33 +24,97 @@ def processors(unet) -> dict:
     return dict(unet.attn_processors)
 
 
-def test_processors_are_restored_after_a_run(embedded):
+def test_a_captured_run_leaves_the_model_as_it_was(embedded):
     before = processors(embedded.unet)
+    assert all(isinstance(p, TracedProcessor) for p in before.values())  # wrapped once, at load
     capture = AttentionCapture(embedded)
     sdviz.generate(embedded, sdviz.Settings(prompt=PROMPT, steps=3), capture=capture)
     after = processors(embedded.unet)
     assert after.keys() == before.keys() and all(after[k] is before[k] for k in before)
+    assert all(vars(p).keys() == {"layer", "original"} for p in after.values())  # nothing of any run on them
 
 
-def test_processors_are_restored_after_an_exception_mid_run(embedded):
+def test_the_model_is_unchanged_during_and_after_a_failed_or_abandoned_run(embedded):
     before = processors(embedded.unet)
     run = sdviz.Run(embedded, sdviz.Settings(prompt=PROMPT, steps=5), capture=AttentionCapture(embedded))
     with pytest.raises(RuntimeError, match="boom"):
         for record in run:
-            assert type(next(iter(processors(embedded.unet).values()))).__name__ == "_Recorder"
+            assert all(processors(embedded.unet)[k] is before[k] for k in before)
             if record.index == 2:
                 raise RuntimeError("boom")
-    after = processors(embedded.unet)
-    assert all(after[k] is before[k] for k in before)
-
-
-def test_processors_are_restored_when_the_run_is_abandoned(embedded):
-    before = processors(embedded.unet)
     run = sdviz.Run(embedded, sdviz.Settings(prompt=PROMPT, steps=5), capture=AttentionCapture(embedded))
     iterator = iter(run)
     next(iterator)
     iterator.close()  # what a cancelled app request does
     assert all(processors(embedded.unet)[k] is before[k] for k in before)
+
+
+def test_a_capture_and_a_run_are_used_once(embedded):
+    capture = AttentionCapture(embedded)
+    run = sdviz.Run(embedded, sdviz.Settings(prompt=PROMPT, steps=2), capture=capture)
+    list(run)
+    with pytest.raises(RuntimeError, match="already run"):
+        list(run)
+    with pytest.raises(RuntimeError, match="already recorded a run"):
+        sdviz.generate(embedded, sdviz.Settings(prompt=PROMPT, steps=2), capture=capture)
+    assert capture.maps().steps == [0, 1]  # the first run's maps, untouched
+
+
+def test_overlapping_captured_runs_layer_tables_and_non_square_runs_do_not_see_each_other(embedded):
+    """Found on a hosted app: recorders left on the shared UNet broke every later non-square run."""
+    import threading
+
+    facts = embedded.facts
+    square = (facts.native_width, facts.native_height)
+    wide = (facts.native_width * 2, facts.native_height)
+    tall = (facts.native_width, facts.native_height + 2 * facts.vae_factor)
+    jobs = [("captured", square, 1), ("captured", wide, 2), ("captured", tall, 3), ("plain", wide, 4),
+            ("plain", tall, 5), ("layers", wide, 0), ("layers", tall, 0), ("captured", square, 6)]
+    results, errors = {}, []
+    start = threading.Barrier(len(jobs))
+
+    def work(number, kind, size, seed):
+        try:
+            start.wait()
+            if kind == "layers":
+                results[number] = layer_table(embedded.unet, size[1], size[0], vae_factor=facts.vae_factor,
+                                              text_tokens=facts.tokens)
+                return
+            settings = sdviz.Settings(prompt=PROMPT, steps=6, seed=seed, width=size[0], height=size[1])
+            capture = AttentionCapture(embedded, self_attention=True) if kind == "captured" else None
+            results[number] = sdviz.generate(embedded, settings, capture=capture)
+        except Exception as error:  # noqa: BLE001 - collected and reported below
+            errors.append(f"{kind} {size}: {type(error).__name__}: {error}")
+
+    before = processors(embedded.unet)
+    threads = [threading.Thread(target=work, args=(n, *job)) for n, job in enumerate(jobs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    after = processors(embedded.unet)
+    assert all(after[k] is before[k] for k in before)
+    for number, (kind, size, seed) in enumerate(jobs):
+        if kind == "layers":
+            expected = layer_table(embedded.unet, size[1], size[0], vae_factor=facts.vae_factor, text_tokens=facts.tokens)
+            assert results[number] == expected
+            continue
+        traj = results[number]
+        assert traj.complete and traj.final_image.shape == (size[1], size[0], 3)
+        alone = sdviz.generate(embedded, sdviz.Settings(prompt=PROMPT, steps=6, seed=seed, width=size[0],
+                                                        height=size[1]),
+                               capture=AttentionCapture(embedded, self_attention=True) if kind == "captured" else None)
+        np.testing.assert_array_equal(traj.final_image, alone.final_image, err_msg=f"job {number} {kind} {size} {seed}")
+        if kind == "captured":
+            maps = traj.attention
+            assert maps.steps == list(range(6)) and maps.latent_hw == tuple(traj.shapes["latents"][1:])
+            assert maps.layer_counts == alone.attention.layer_counts
+            for key in alone.attention.cross:  # the same maps as the run made alone: no other run's calls in them
+                np.testing.assert_allclose(maps.cross[key].astype(np.float32),
+                                           alone.attention.cross[key].astype(np.float32), atol=2e-3)
+        else:
+            assert traj.attention is None
 
 
 def test_capture_does_not_change_the_result(embedded):
@@ -65,20 +129,18 @@ def test_each_querys_attention_over_the_tokens_sums_to_one(embedded):
     """Before aggregation: softmax rows of every cross- and self-attention layer sum to 1."""
     seen = {"self": 0, "cross": 0}
 
-    class Check:
-        def __init__(self, layer, original):
-            self.layer, self.original = layer, original
+    def check(layer, attn, hidden_states, encoder_hidden_states):
+        probs = attention_probs(attn, hidden_states[-1:], None if encoder_hidden_states is None else encoder_hidden_states[-1:])
+        keys = embedded.tokenizer.model_max_length if layer.kind == "cross" else hidden_states.shape[1]
+        assert probs.shape == (attn.heads, hidden_states.shape[1], keys)
+        torch.testing.assert_close(probs.sum(-1), torch.ones(probs.shape[:2]), rtol=1e-5, atol=1e-5)
+        seen[layer.kind] += 1
 
-        def __call__(self, attn, hidden_states, encoder_hidden_states=None, *args, **kwargs):
-            probs = attention_probs(attn, hidden_states[-1:], None if encoder_hidden_states is None else encoder_hidden_states[-1:])
-            keys = embedded.tokenizer.model_max_length if self.layer.kind == "cross" else hidden_states.shape[1]
-            assert probs.shape == (attn.heads, hidden_states.shape[1], keys)
-            torch.testing.assert_close(probs.sum(-1), torch.ones(probs.shape[:2]), rtol=1e-5, atol=1e-5)
-            seen[self.layer.kind] += 1
-            return self.original(attn, hidden_states, encoder_hidden_states, *args, **kwargs)
-
-    with wrapped_processors(embedded.unet, Check):
-        sdviz.generate(embedded, sdviz.Settings(prompt=PROMPT, steps=2))
+    cond, _ = embedded.pipe.encode_prompt(PROMPT, embedded.device, 1, False)
+    channels, h, w = embedded.facts.latent_shape(embedded.facts.native_height, embedded.facts.native_width)
+    with torch.no_grad():
+        embedded.unet(torch.randn(1, channels, h, w), torch.tensor(500), encoder_hidden_states=cond,
+                      cross_attention_kwargs=observing(embedded.unet, check))
     assert seen["self"] > 0 and seen["cross"] > 0
 
 

@@ -152,3 +152,48 @@ def test_stop_ends_a_run_midway_and_the_app_stays_ready(browser, shots):
     set_number(browser, "#steps", 8)
     browser.execute_script(OBSERVE)
     WebDriverWait(browser, 60).until(lambda d: "step 8 / 8" in status_text(d) and "finished" in status_text(d))
+
+
+def test_generate_twice_then_stop_stops_the_run_the_page_shows(browser, shots):
+    """Found on a hosted app: a second Generate during a run left the first beyond Stop's reach."""
+    browser.execute_script("window.scrollTo(0, 0)")
+    set_number(browser, "#steps", 200)
+    button = browser.find_element(By.CSS_SELECTOR, "#generate")
+    button.click()
+    time.sleep(0.3)
+    button.click()  # again, during the first run
+
+    def streaming(driver) -> bool:
+        shown = re.search(r"step (\d+) / 200", status_text(driver))
+        return bool(shown) and int(shown[1]) >= 4
+
+    WebDriverWait(browser, 60).until(streaming)
+    time.sleep(0.5)
+    browser.find_element(By.CSS_SELECTOR, "#stop").click()
+    stopped = time.perf_counter()
+    WebDriverWait(browser, 30).until(lambda d: re.search(r"step \d+ / 200 .*stopped", status_text(d)))
+    # nothing runs on: the status stays, and the explorer loads the stopped run
+    status = status_text(browser)
+    time.sleep(1.5)
+    assert status_text(browser) == status, "a run went on after Stop"
+    print(f"stop to stopped: {time.perf_counter() - stopped:.2f} s")
+    WebDriverWait(browser, 30).until(
+        lambda d: re.search(r"step (\d+) / \1\b", d.find_element(By.CSS_SELECTOR, "#step-info").text))
+    set_number(browser, "#steps", 8)
+    browser.find_element(By.CSS_SELECTOR, "#generate").click()
+    WebDriverWait(browser, 60).until(lambda d: "step 8 / 8" in status_text(d) and "finished" in status_text(d))
+
+
+def test_generate_from_image_without_an_image_says_so(browser):
+    browser.execute_script("window.scrollTo(0, 0)")
+    browser.find_element(By.XPATH, "//button[@role='tab' and normalize-space()='Image to image']").click()
+    browser.find_element(By.CSS_SELECTOR, "#generate-img2img").click()
+    WebDriverWait(browser, 30).until(lambda d: "init image is missing" in d.find_element(By.TAG_NAME, "body").text)
+    browser.find_element(By.XPATH, "//button[@role='tab' and normalize-space()='Text to image']").click()
+
+
+def test_downloads_are_written_when_asked_for(browser):
+    browser.find_element(By.XPATH, "//button[@role='tab' and normalize-space()='Downloads']").click()
+    WebDriverWait(browser, 60).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#downloads a")) >= 4)
+    names = sorted((a.get_attribute("href") or "").rsplit("/", 1)[-1] for a in browser.find_elements(By.CSS_SELECTOR, "#downloads a"))
+    assert {"filmstrip.png", "trajectory.gif", "trajectory.mp4", "trajectory.zip"} <= set(names), names

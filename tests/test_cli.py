@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from sdviz import schedulers
-from tests.helpers import sdviz_cli
+from tests.helpers import ROOT, sdviz_cli
 
 
 
@@ -39,6 +39,27 @@ def test_render_img2img(tmp_path):
                        "--strength", "0.5", "--steps", "8", "--scheduler", "EulerDiscreteScheduler", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert len(list((out / "x0").iterdir())) == 4  # strength 0.5 of 8 steps
+    assert "step 4/4 " in result.stderr and "/8 " not in result.stderr  # progress counts the run's own steps
+
+
+def test_progress_counts_the_schedulers_entries_and_no_path_is_written(tmp_path):
+    out = tmp_path / "run"
+    result = sdviz_cli("render", "--prompt", "a red circle", "--scheduler", "heun", "--steps", "3", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("step ")]
+    assert len(lines) == 5 and lines[-1].startswith("step 5/5 ")  # Heun: 2 x 3 - 1 evaluations
+    saved = (out / "trajectory.json").read_text()
+    assert json.loads(saved)["settings"]["model"] == "sdviz-shapes"  # the model's name, not where it is installed
+    assert str(ROOT) not in saved
+
+
+def test_import_sdviz_is_light():
+    import subprocess
+    import sys
+
+    code = "import sys, sdviz; sdviz.Settings(); print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.stdout.strip() == "False", result.stderr
 
 
 def test_schedulers_lists_every_name():
@@ -58,7 +79,7 @@ BAD_INPUTS = [
     (["--width", "63"], "width 63 is not a multiple of the model's VAE factor"),
     (["--height", "100000"], "height 100000 is out of range"),
     (["--scheduler", "bogus"], "unknown scheduler 'bogus'; allowed: ddim, pndm"),
-    (["--preview", "sketch"], "unknown preview mode 'sketch'; allowed: full, approx, taesd"),
+    (["--preview", "sketch"], "preview 'sketch' is not one of the choices; allowed: full, approx, taesd"),
     (["--every", "0"], "every 0 is out of range"),
     (["--init-image", "missing.png"], "init image 'missing.png' does not exist"),
     (["--init-image", "EMPTY", "--strength", "0.5"], "is empty (0 bytes)"),

@@ -8,6 +8,7 @@ from PIL import Image
 
 import sdviz
 from sdviz.images import load_image, prepare_init_image
+from sdviz.models import EMBEDDED_MODEL
 from sdviz.settings import Settings, validate
 
 
@@ -79,3 +80,42 @@ def test_arrays_are_accepted_and_resized():
     assert resized.size == (64, 32)
     with pytest.raises(ValueError, match=r"shape \(2, 2, 7\)"):
         load_image(np.zeros((2, 2, 7), np.uint8))
+
+
+def test_limits_scale_with_the_model_and_name_what_sets_them(embedded):
+    from sdviz.limits import Limits
+
+    facts = embedded.facts
+    limits = Limits.from_env({"SDVIZ_MAX_PIXELS": "2", "SDVIZ_MAX_STEPS": "50"})
+    assert limits.max_pixels(facts) == 2 * facts.native_width * facts.native_height
+    fits = sdviz.Settings(width=facts.native_width * 2, height=facts.native_height, steps=50).resolved(facts)
+    limits.check(fits, facts)
+    too_big = sdviz.Settings(width=facts.native_width * 2, height=facts.native_height * 2).resolved(facts)
+    with pytest.raises(ValueError, match=r"over this server's limit; allowed: up to \d+ pixels, 2 x the model's native .*SDVIZ_MAX_PIXELS"):
+        limits.check(too_big, facts)
+    with pytest.raises(ValueError, match=r"steps 51 is over this server's limit; allowed: 1\.\.50 \(SDVIZ_MAX_STEPS\)"):
+        limits.check(sdviz.Settings(steps=51).resolved(facts), facts)
+    for bad in ("0", "-1", "abc", "inf", "nan"):
+        with pytest.raises(ValueError, match=f"SDVIZ_MAX_RUN_SECONDS={bad!r} is not a positive number"):
+            Limits.from_env({"SDVIZ_MAX_RUN_SECONDS": bad})
+
+
+def test_a_run_past_its_time_limit_stops_after_the_step_and_says_so(embedded):
+    timed = sdviz.Run(embedded, sdviz.Settings(prompt="a red circle", steps=50), time_limit=0.3)
+    steps = list(timed)
+    assert 1 <= len(steps) < 50 and not timed.trajectory.complete
+    assert f"stopped after step {len(steps)} of 50: the run-time limit is 0.3 s" in timed.trajectory.warnings[-1]
+
+
+def test_the_model_cache_keeps_at_most_its_size_and_the_default_always(tmp_path):
+    from sdviz.models import ModelCache
+    from tests.conftest import build_tiny_pipeline
+
+    first, second = (str(build_tiny_pipeline(tmp_path / name)) for name in ("first", "second"))
+    cache = ModelCache(most=2, pinned=str(EMBEDDED_MODEL))
+    cache.get(str(EMBEDDED_MODEL))
+    cache.get(first)
+    assert cache.loaded() == [str(EMBEDDED_MODEL), first]
+    cache.get(second)  # evicts the least recently used model that is not the default
+    assert cache.loaded() == [str(EMBEDDED_MODEL), second]
+    assert cache.get(second) is cache.get(second)

@@ -8,6 +8,10 @@
     SDVIZ_CONCURRENCY           model runs at once (default 1)
     SDVIZ_DEVICE                cuda, mps or cpu (default: the best available)
     SDVIZ_CACHE_SECONDS         how long streamed frames and exports are kept (default 3600)
+    SDVIZ_CACHE_MB              most disk the app's frames, downloads and uploads take (default 1000)
+    SDVIZ_MAX_MODELS            models kept loaded at once; the default model always (default 2)
+    SDVIZ_MAX_PIXELS, SDVIZ_MAX_STEPS, SDVIZ_MAX_RUN_SECONDS, SDVIZ_MAX_UPLOAD_MB,
+    SDVIZ_MAX_IMAGE_MEGAPIXELS  what one request may ask for (see sdviz.limits)
 GRADIO_SERVER_NAME and GRADIO_SERVER_PORT set the host and port, as in any gradio app.
 """
 
@@ -15,8 +19,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from sdviz.limits import Limits
 from sdviz.models import default_model
+
+
+def model_name(source: str) -> str:
+    """What the menu, messages and pages call a model: a folder's name, never its path; a hub id as is."""
+    path = Path(source).expanduser()
+    return path.name if path.exists() else source
 
 
 def _flag(name: str) -> bool:
@@ -41,6 +53,14 @@ class AppConfig:
     concurrency: int = 1
     device: str | None = None
     cache_seconds: int = 3600
+    cache_mb: int = 1000
+    max_models: int = 2
+    limits: Limits = field(default_factory=Limits)
+
+    @property
+    def default_name(self) -> str:
+        """The default model as the menu names it (a folder's name, never its path)."""
+        return model_name(self.default_model)
 
     @classmethod
     def from_env(cls) -> "AppConfig":
@@ -54,4 +74,7 @@ class AppConfig:
             concurrency=_int("SDVIZ_CONCURRENCY", 1),
             device=os.environ.get("SDVIZ_DEVICE") or None,
             cache_seconds=_int("SDVIZ_CACHE_SECONDS", 3600),
+            cache_mb=_int("SDVIZ_CACHE_MB", 1000),
+            max_models=_int("SDVIZ_MAX_MODELS", 2),
+            limits=Limits.from_env(),
         )

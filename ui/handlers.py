@@ -1,16 +1,22 @@
 """The app's event handlers: they turn widget values into core calls and core results
 into what the widgets show. Per-request data lives in locals and `gr.State` (the
-trajectory); the only shared objects are the read-only model cache and the export folder.
+trajectory, the run's stop signal); the shared objects are the read-only model
+cache and the file store.
+
+Every value a handler takes is checked here or in the core, whoever sent it (the
+page, the API, or a hand-made request to an event the page uses): a bad one is
+answered with one message naming the parameter, the value and what is allowed,
+logged without a traceback; real failures are logged with theirs.
 """
 
 from __future__ import annotations
 
 import functools
+import html as html_text
 import inspect
 import logging
 import random
 import shutil
-import tempfile
 import threading
 import time
 import zipfile
@@ -21,9 +27,12 @@ import numpy as np
 
 from sdviz import export, views
 from sdviz.attention import AttentionCapture, layer_table, overlay
+from sdviz.images import load_image
 from sdviz.sampler import Run
-from sdviz.settings import MAX_SEED, Settings
+from sdviz.settings import MAX_SEED, Settings, check_float, check_int, check_text, validate
 from ui import html
+from ui.config import model_name
+from ui.streaming import follow
 
 log = logging.getLogger("sdviz.app")
 PLAY_SECONDS = 0.25  # per frame when playing the trajectory back
@@ -31,23 +40,39 @@ SPANS = ("this step", "up to this step", "whole run")
 
 
 def user_errors(fn):
-    """ValueError (bad input) becomes gr.Error, shown in the page; anything else is logged
-    with its traceback server-side and shown as a one-line error. The server keeps serving."""
+    """ValueError (bad input) becomes gr.Error, shown in the page and returned over the API, and
+    logged as one line; anything else is logged with its traceback server-side and answered
+    with one line that shows nothing of the server. The server keeps serving."""
 
     def convert(error: Exception) -> gr.Error:
         if isinstance(error, ValueError):
-            return gr.Error(str(error))
-        log.exception("handler %s failed", fn.__name__)
-        return gr.Error(f"the run failed: {type(error).__name__}: {error}")
+            log.info("refused %s: %s", fn.__name__, error)
+            return gr.Error(html_text.escape(str(error), quote=False), print_exception=False)
+        log.error("handler %s failed", fn.__name__, exc_info=error)
+        return gr.Error(f"the request failed ({type(error).__name__}); the server logged the details",
+                        print_exception=False)
 
-    if inspect.isgeneratorfunction(inspect.unwrap(fn)):
+    target = inspect.unwrap(fn)
+    if inspect.isasyncgenfunction(target):
+        @functools.wraps(fn)
+        async def follow_async(*args, **kwargs):
+            try:
+                async for update in fn(*args, **kwargs):
+                    yield update
+            except gr.Error:
+                raise
+            except Exception as error:  # noqa: BLE001 - converted for the user, logged above
+                raise convert(error) from None
+        return follow_async
+
+    if inspect.isgeneratorfunction(target):
         @functools.wraps(fn)
         def stream(*args, **kwargs):
             try:
                 yield from fn(*args, **kwargs)
             except gr.Error:
                 raise
-            except Exception as error:  # noqa: BLE001 - converted for the user, logged above
+            except Exception as error:  # noqa: BLE001
                 raise convert(error) from None
         return stream
 
@@ -80,6 +105,13 @@ def gpu(fn):
     return spaces.GPU(fn)
 
 
+@gpu
+def iterate(run, emit) -> None:
+    """The run's steps, on the worker thread (on ZeroGPU, in the GPU process)."""
+    for record in run:
+        emit(record)
+
+
 class StopSignal:
     """A run's Stop: a threading.Event in the session's state.
 
@@ -94,21 +126,6 @@ class StopSignal:
         return (StopSignal, ())
 
 
-class ExportStore:
-    """A folder per run for downloads; folders older than max_age seconds are removed."""
-
-    def __init__(self, max_age: int):
-        self.root = Path(tempfile.mkdtemp(prefix="sdviz-exports-"))
-        self.max_age = max_age
-
-    def new_folder(self) -> Path:
-        now = time.time()
-        for old in self.root.iterdir():
-            if now - old.stat().st_mtime > self.max_age:
-                shutil.rmtree(old, ignore_errors=True)
-        return Path(tempfile.mkdtemp(dir=self.root))
-
-
 def write_downloads(traj, folder: Path) -> list[str]:
     """filmstrip.png, trajectory.gif, trajectory.mp4 and trajectory.zip (JSON + latents + frames)."""
     files = []
@@ -120,49 +137,72 @@ def write_downloads(traj, folder: Path) -> list[str]:
     with zipfile.ZipFile(folder / "trajectory.zip", "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(saved.iterdir()):
             archive.write(path, path.name)
+    shutil.rmtree(saved)  # the zip is the download; no unzipped copy stays on disk
     files.append(str(folder / "trajectory.zip"))
     return files
 
 
 class Handlers:
-    def __init__(self, config, cache):
-        self.config, self.cache = config, cache
-        self.exports = ExportStore(config.cache_seconds)
+    def __init__(self, config, cache, files):
+        self.config, self.cache, self.files, self.limits = config, cache, files, config.limits
+        self.sources = {model_name(source): source for source in config.models}  # menu name -> folder/hub id
 
     # --- models ------------------------------------------------------------------
 
-    def model(self, name: str | None):
-        name = (name or self.config.default_model).strip()
-        if name not in self.config.models and not self.config.allow_custom_models:
-            raise ValueError(
-                f"model {name!r} is not offered here; allowed: {', '.join(self.config.models)} "
-                "(set SDVIZ_ALLOW_CUSTOM_MODELS=1 to allow any hub id or local path)"
-            )
-        return self.cache.get(name)
+    def model(self, name):
+        """The loaded model a menu name (or, where allowed, any hub id or folder) stands for."""
+        name = check_text("model", self.config.default_name if name is None else name, 300).strip()
+        source = self.sources.get(name)
+        if source is None:
+            if not self.config.allow_custom_models:
+                raise ValueError(
+                    f"model {name!r} is not offered here; allowed: {', '.join(self.sources)} "
+                    "(the host can set SDVIZ_ALLOW_CUSTOM_MODELS=1 to allow any hub id or local path)"
+                )
+            source = name
+        model = self.cache.get(source)
+        self.sources.setdefault(model.name, source)
+        return model
 
     @user_errors
-    def native_size(self, name: str):
+    def native_size(self, name):
         facts = self.model(name).facts
         return facts.native_width, facts.native_height
 
     # --- a run -----------------------------------------------------------------------
 
     def _run(self, prompt, negative_prompt, model_name, scheduler, steps, guidance, seed, width, height,
-             eta, preview, every, attention, init_image=None, strength=0.8, stop_signal=None):
+             eta, preview, every, attention, init_image=None, strength=0.8, stop_event=None,
+             img2img=False) -> Run:
+        """Checks every value, then the host's limits, before any model work; returns the Run."""
         model = self.model(model_name)
-        settings = Settings(
-            prompt=prompt or "", negative_prompt=negative_prompt or "", scheduler=scheduler,
-            steps=steps, guidance=guidance, eta=eta, seed=seed,
-            width=width or None, height=height or None, strength=strength,
-            preview=preview, every=every,
-        )
+        if not isinstance(attention, bool):
+            raise ValueError(f"attention {attention!r:.60} is not true or false")
+        settings = validate(Settings(
+            prompt=prompt, negative_prompt=negative_prompt, scheduler=scheduler,
+            steps=steps, guidance=guidance, eta=eta, seed=seed, width=width, height=height,
+            strength=strength, preview=preview, every=every,
+        ), img2img=img2img).resolved(model.facts)
+        self.limits.check(settings, model.facts)
+        image = None
+        if img2img:
+            if init_image is None:
+                raise ValueError("init image is missing; allowed: an uploaded image (PNG, JPEG, WebP, ...)")
+            image = load_image(init_image, check_size=self.limits.check_image)
         capture = AttentionCapture(model, self_attention=True) if attention else None
-        return Run(model, settings, init_image=init_image, capture=capture, stop_signal=stop_signal)
+        return Run(model, settings, init_image=image, capture=capture, stop_signal=stop_event,
+                   time_limit=self.limits.run_seconds)
 
     @staticmethod
-    def arm() -> StopSignal:
-        """A new run's stop signal, kept in the session's state before the run is queued."""
-        return StopSignal()
+    def arm(previous: StopSignal | None):
+        """A new run's stop signal, kept in the session's state before the run is queued.
+
+        The session's earlier run, queued or running, is stopped: one session runs one
+        run at a time, and Stop always reaches the run the page shows.
+        """
+        if previous is not None:
+            previous.event.set()
+        return StopSignal(), html.status(note="queued: waiting for the model")
 
     @staticmethod
     def stop(stop_signal: StopSignal | None) -> None:
@@ -171,42 +211,59 @@ class Handlers:
             stop_signal.event.set()
 
     @user_errors
-    @gpu
-    def stream(self, stop_signal, prompt, negative_prompt, model_name, scheduler, steps, guidance, seed, width,
-               height, eta, preview, every, attention, init_image=None, strength=0.8):
-        """Streams every step: diagram, status, x_t, x0, filmstrip, trajectory state."""
-        run = self._run(prompt, negative_prompt, model_name, scheduler, steps, guidance, seed, width,
-                        height, eta, preview, every, attention, init_image, strength,
-                        stop_signal.event if stop_signal is not None else None)
+    async def stream(self, stop_signal, prompt, negative_prompt, model_name, scheduler, steps, guidance, seed,
+                     width, height, eta, preview, every, attention):
+        """Text to image, streamed: diagram, status, x_t, x0, filmstrip, trajectory state."""
+        run = self._run(prompt, negative_prompt, model_name, scheduler, steps, guidance, seed, width, height,
+                        eta, preview, every, attention, stop_event=_event(stop_signal))
+        async for update in self._stream(run):
+            yield update
+
+    @user_errors
+    async def stream_img2img(self, stop_signal, prompt, negative_prompt, model_name, scheduler, steps, guidance,
+                             seed, width, height, eta, preview, every, attention, init_image, strength):
+        """Image to image, streamed like `stream`; refuses to run without an image."""
+        run = self._run(prompt, negative_prompt, model_name, scheduler, steps, guidance, seed, width, height,
+                        eta, preview, every, attention, init_image, strength, _event(stop_signal), img2img=True)
+        async for update in self._stream(run):
+            yield update
+
+    async def _stream(self, run):
         traj = run.trajectory
-        img2img = init_image is not None
+        img2img = traj.settings["img2img"]
 
         def drawn(active: str, step: str = "") -> str:
             return html.diagram(traj.shapes, traj.facts, active, traj.settings["scheduler"], step, img2img)
 
         yield (drawn("encode" if img2img else "text"), html.status(note="encoding the prompt"),
-               gr.skip(), gr.skip(), gr.skip(), traj)
+               gr.skip(), gr.skip(), gr.skip(), gr.skip(), traj)
         shown = 0
-        for record in run:
+        async for records in follow(run, iterate):
             for message in traj.warnings[shown:]:  # a cut prompt, an ignored eta
-                gr.Warning(message)
+                gr.Warning(html_text.escape(message, quote=False))
             shown = len(traj.warnings)
+            record = records[-1]
+            decoded = next((r for r in reversed(records) if r.decoded), None)
             yield (
                 drawn("unet", f"· step {record.index + 1} / {run.total}"),
                 html.status(record, run.total),
-                record.x_t_image if record.decoded else gr.skip(),
-                record.x0_image if record.decoded else gr.skip(),
-                html.filmstrip(traj) if record.decoded else gr.skip(),
+                self.files.image(decoded.x_t_image) if decoded else gr.skip(),
+                self.files.image(decoded.x0_image) if decoded else gr.skip(),
+                html.filmstrip(traj) if decoded else gr.skip(),
+                gr.skip(),
                 traj,
             )
+        for message in traj.warnings[shown:]:  # the run-time limit
+            gr.Warning(html_text.escape(message, quote=False))
+        final = traj.final_image
         yield (drawn("vae", "· done"), html.status(traj.steps[-1] if traj.steps else None,
                run.total or 0, "· finished" if traj.complete else "· stopped"),
-               traj.final_image if traj.final_image is not None else gr.skip(), gr.skip(),
-               html.filmstrip(traj), traj)
+               gr.skip(), gr.skip(), html.filmstrip(traj),
+               self.files.image(final) if final is not None else gr.skip(), traj)
 
     @user_errors
     def finish(self, traj):
-        """After a run (or a Stop): the explorer, tokens, attention choices and downloads."""
+        """After a run (or a Stop): the explorer, tokens and attention choices; downloads wait to be asked for."""
         if traj is None or not traj.steps:
             return (gr.skip(),) * 7
         maps = traj.attention
@@ -219,9 +276,19 @@ class Handlers:
             gr.update(choices=token_choices, value=token_choices[0][1] if token_choices else None),
             gr.update(choices=resolutions, value="all"),
             gr.update(choices=self_resolutions, value=self_resolutions[0] if self_resolutions else None),
-            write_downloads(traj, self.exports.new_folder()),
-            traj.final_image,
+            None,  # the downloads: written when the Downloads tab is opened
+            None,
         )
+
+    @user_errors
+    def downloads(self, traj, written):
+        """GIF, MP4, filmstrip and trajectory, written the first time they are asked for."""
+        if traj is None or not traj.steps:
+            return None, None
+        if written is not None:
+            return written, written
+        files = write_downloads(traj, self.files.new_folder())
+        return files, files
 
     # --- exploring a finished run ------------------------------------------------------
 
@@ -235,22 +302,30 @@ class Handlers:
         shown = _nearest_decoded(traj, index)
         latent_rgb = self.model(traj.settings["model"]).latent_rgb.numpy()
         size = tuple(traj.shapes["image"][1:])
-        channels = [(image, f"channel {c}") for c, image in enumerate(views.channel_images(record.x_next * record.next_vp_scale))]
+        channels = [(self.files.image(image), f"channel {c}")
+                    for c, image in enumerate(views.channel_images(record.x_next * record.next_vp_scale))]
         info = (f"**step {index + 1} / {len(traj.steps)}** · timestep {record.timestep:g} · σ {record.sigma:.4f}"
                 f" · x_t std {np.std(record.x_next * record.next_vp_scale):.3f}"
                 + (f" · (frames from step {shown.index + 1}: decoded every {traj.settings['every']})"
                    if shown is not record else ""))
-        return (shown.x_t_image, shown.x0_image, views.noise_image(record.noise_pred, latent_rgb, size),
-                channels, info, self._heat(traj, index, token, resolution, span))
+        heat = self._heat(traj, index, token, resolution, span)
+        return (self.files.image(shown.x_t_image), self.files.image(shown.x0_image),
+                self.files.image(views.noise_image(record.noise_pred, latent_rgb, size)),
+                channels, info, self.files.image(heat) if heat is not None else None)
 
     def _heat(self, traj, index, token, resolution, span):
         maps = traj.attention
         if maps is None or token is None:
             return None
+        token = check_int("word", token, 0, len(maps.tokens) - 1)
+        if resolution not in ("all", *maps.resolutions):
+            raise ValueError(f"resolution {resolution!r:.60} is not captured; allowed: all, {', '.join(maps.resolutions)}")
+        if span not in SPANS:
+            raise ValueError(f"steps {span!r:.60} is not a choice; allowed: {', '.join(SPANS)}")
         steps = {"this step": index, "up to this step": range(index + 1)}.get(span)
         base = traj.final_image if span == "whole run" and traj.final_image is not None \
             else _nearest_decoded(traj, index).x0_image
-        return overlay(base, maps.heat_map(int(token), steps=steps, resolution=resolution))
+        return overlay(base, maps.heat_map(token, steps=steps, resolution=resolution))
 
     def play(self, traj, step):
         """Moves the step slider through the run, one frame every PLAY_SECONDS."""
@@ -268,17 +343,27 @@ class Handlers:
         if traj is None or traj.attention is None:
             raise ValueError("run with attention capture on to probe self-attention")
         index = _step_index(traj, step)
-        x, y = event.index
-        heat = traj.attention.self_attention_probe(int(y), int(x), step=index, resolution=resolution)
+        height, width = traj.shapes["image"][1:]
+        if not isinstance(event.index, (list, tuple)) or len(event.index) != 2:
+            raise ValueError(f"pixel {event.index!r:.60} is not a pixel; allowed: [x, y]")
+        x = check_int("pixel x", event.index[0], 0, width - 1)
+        y = check_int("pixel y", event.index[1], 0, height - 1)
+        if resolution not in traj.attention.self_attn:
+            raise ValueError(f"self-attention resolution {resolution!r:.60} is not captured; "
+                             f"allowed: {', '.join(traj.attention.self_attn)}")
+        heat = traj.attention.self_attention_probe(y, x, step=index, resolution=resolution)
         image = overlay(_nearest_decoded(traj, index).x0_image, heat)
-        image[int(y), int(x)] = (255, 255, 255)
-        return image
+        image[y, x] = (255, 255, 255)
+        return self.files.image(image)
 
     @user_errors
     def layers(self, model_name, width, height, guidance):
+        """The attention layer inventory at this size; within the host's pixel limit, like a run."""
         model = self.model(model_name)
-        settings = Settings(width=width or None, height=height or None).resolved(model.facts)
-        rows = layer_table(model.unet, settings.height, settings.width, guidance=float(guidance) > 1,
+        guidance = check_float("guidance", guidance, 0.0, 100.0)
+        settings = validate(Settings(width=width, height=height)).resolved(model.facts)
+        self.limits.check(settings, model.facts)
+        rows = layer_table(model.unet, settings.height, settings.width, guidance=guidance > 1,
                            vae_factor=model.facts.vae_factor, text_tokens=model.facts.tokens)
         return [[r["index"], r["kind"], r["resolution"], str(tuple(r["query_shape"])), str(tuple(r["key_shape"])),
                  str(tuple(r["value_shape"])), str(tuple(r["probs_shape"])), r["name"]] for r in rows]
@@ -286,16 +371,24 @@ class Handlers:
     # --- the API ---------------------------------------------------------------------------
 
     @user_errors
-    @gpu
-    def api_generate(self, prompt, negative_prompt, model, scheduler, steps, guidance, seed, width, height,
-                     eta, preview, every, init_image=None, strength=0.8):
-        """Runs to the end; returns the final image and the trajectory files."""
+    async def api_generate(self, prompt, negative_prompt, model, scheduler, steps, guidance, seed, width, height,
+                           eta, preview, every, init_image=None, strength=0.8):
+        """Runs to the end; returns the final image and the trajectory files.
+
+        A generator, so that a client that cancels or goes away stops the run (see ui.streaming).
+        """
         run = self._run(prompt, negative_prompt, model, scheduler, steps, guidance, seed, width, height,
-                        eta, preview, every, False, init_image, strength)
-        for _ in run:
-            pass
+                        eta, preview, every, False, init_image, strength, img2img=init_image is not None)
+        yield gr.skip(), gr.skip()
+        async for _ in follow(run, iterate):
+            yield gr.skip(), gr.skip()
         traj = run.trajectory
-        return traj.final_image, write_downloads(traj, self.exports.new_folder())
+        final = self.files.image(traj.final_image) if traj.final_image is not None else None
+        yield final, write_downloads(traj, self.files.new_folder())
+
+
+def _event(stop_signal) -> threading.Event | None:
+    return stop_signal.event if isinstance(stop_signal, StopSignal) else None
 
 
 def _step_index(traj, step) -> int:

@@ -6,17 +6,17 @@ handlers; everything it shows comes from `ui.handlers` and the core.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import gradio as gr
 
 from sdviz import schedulers
 from sdviz.settings import PREVIEW_MODES, Settings
 from ui import html
+from ui.components import Dropdown, Image, Radio, Slider
+from ui.config import model_name
 from ui.handlers import SPANS, on_spaces, random_seed
 
 DEFAULTS = Settings()
-MAX_UI_STEPS = 200  # the slider's range; the core accepts up to MAX_STEPS
 PROMPT_EXAMPLES = [
     "a large red circle on the left on a blue background",
     "a small yellow triangle at the top on a purple background",
@@ -25,22 +25,25 @@ PROMPT_EXAMPLES = [
 
 
 def _model_choices(config) -> list[tuple[str, str]]:
-    return [(Path(m).name + (" (embedded)" if m == config.default_model else ""), m) for m in config.models]
+    """(label, name): the menu shows and sends names, so no install path reaches the page or the API."""
+    return [(model_name(m) + (" (default)" if m == config.default_model else ""), model_name(m)) for m in config.models]
 
 
 def build_demo(config, handlers) -> gr.Blocks:
-    default = handlers.model(config.default_model).facts
+    default = handlers.model(config.default_name).facts
+    limits = config.limits
     blank = {"token_embeddings": list(default.token_shape()),
              "latents": list(default.latent_shape(default.native_height, default.native_width)),
              "image": list(default.image_shape(default.native_height, default.native_width))}
     private = {"api_visibility": "private"}
 
-    with gr.Blocks(title="sdviz: watch Stable Diffusion denoise", delete_cache=(config.cache_seconds, config.cache_seconds)) as demo:
+    with gr.Blocks(title="sdviz: watch Stable Diffusion denoise") as demo:  # files: ui.files prunes them
         gr.Markdown("# sdviz · watch Stable Diffusion turn noise into an image\n"
                     "Type a prompt and press **Generate**: every denoising step is decoded as it happens.")
         diagram = gr.HTML(html.diagram(blank, default.to_dict(), "", DEFAULTS.scheduler), elem_id="diagram")
         trajectory = gr.State(None)
         stop_signal = gr.State(None)  # the running (or queued) run's StopSignal
+        written = gr.State(None)  # the run's download files, once asked for
 
         with gr.Row():
             with gr.Column(scale=2):
@@ -49,28 +52,28 @@ def build_demo(config, handlers) -> gr.Blocks:
                         prompt = gr.Textbox(label="Prompt", value=PROMPT_EXAMPLES[0], lines=2, elem_id="prompt")
                         generate = gr.Button("Generate", variant="primary", elem_id="generate")
                     with gr.Tab("Image to image", id="img2img"):
-                        init_image = gr.Image(label="Start image", type="pil", image_mode="RGB", elem_id="init-image")
-                        strength = gr.Slider(0.05, 1.0, value=DEFAULTS.strength, step=0.05, label="Strength (share of the schedule run)")
+                        init_image = Image(label="Start image", type="filepath", elem_id="init-image")
+                        strength = Slider(0.05, 1.0, value=DEFAULTS.strength, step=0.05, label="Strength (share of the schedule run)")
                         generate_img2img = gr.Button("Generate from image", variant="primary", elem_id="generate-img2img")
                 negative = gr.Textbox(label="Negative prompt", value="", elem_id="negative")
                 stop = gr.Button("Stop", variant="stop", elem_id="stop")
                 with gr.Accordion("Settings", open=True):
-                    model = gr.Dropdown(_model_choices(config), value=config.default_model, label="Model",
-                                        allow_custom_value=config.allow_custom_models, elem_id="model")
-                    scheduler = gr.Dropdown([(label, name) for name, _, label in schedulers.describe()],
+                    model = Dropdown(_model_choices(config), value=config.default_name, label="Model",
+                                     allow_custom_value=config.allow_custom_models, elem_id="model")
+                    scheduler = Dropdown([(label, name) for name, _, label in schedulers.describe()],
                                             value=DEFAULTS.scheduler, label="Scheduler", elem_id="scheduler")
-                    steps = gr.Slider(1, MAX_UI_STEPS, value=DEFAULTS.steps, step=1, label="Steps", elem_id="steps")
-                    guidance = gr.Slider(0, 20, value=DEFAULTS.guidance, step=0.5, label="Guidance scale", elem_id="guidance")
+                    steps = Slider(1, limits.steps, value=DEFAULTS.steps, step=1, label="Steps", elem_id="steps")
+                    guidance = Slider(0, 20, value=DEFAULTS.guidance, step=0.5, label="Guidance scale", elem_id="guidance")
                     with gr.Row():
-                        seed = gr.Number(value=DEFAULTS.seed, precision=0, label="Seed", elem_id="seed")
+                        seed = gr.Number(value=DEFAULTS.seed, step=1, label="Seed", elem_id="seed")
                         dice = gr.Button("random seed", size="sm", elem_id="random-seed")
                     with gr.Row():
-                        width = gr.Number(value=default.native_width, precision=0, step=default.vae_factor, label="Width", elem_id="width")
-                        height = gr.Number(value=default.native_height, precision=0, step=default.vae_factor, label="Height", elem_id="height")
-                    eta = gr.Slider(0, 1, value=DEFAULTS.eta, step=0.05, label="eta (DDIM noise)")
+                        width = gr.Number(value=default.native_width, step=default.vae_factor, label="Width", elem_id="width")
+                        height = gr.Number(value=default.native_height, step=default.vae_factor, label="Height", elem_id="height")
+                    eta = Slider(0, 1, value=DEFAULTS.eta, step=0.05, label="eta (DDIM noise)")
                     with gr.Row():
-                        preview = gr.Radio(list(PREVIEW_MODES), value=DEFAULTS.preview, label="Preview decoder")
-                        every = gr.Number(value=DEFAULTS.every, precision=0, label="Decode every N steps")
+                        preview = Radio(list(PREVIEW_MODES), value=DEFAULTS.preview, label="Preview decoder")
+                        every = gr.Number(value=DEFAULTS.every, step=1, label="Decode every N steps")
                     attention = gr.Checkbox(value=True, label="Capture attention (heat maps, self-attention probe)")
             with gr.Column(scale=3):
                 status = gr.HTML(html.status(), elem_id="status")
@@ -107,29 +110,34 @@ def build_demo(config, handlers) -> gr.Blocks:
                 show_layers = gr.Button("Show the attention layers", size="sm")
                 layer_rows = gr.Dataframe(headers=["index", "kind", "resolution", "query", "key", "value", "probs", "name"],
                                           label="Attention layers in execution order", wrap=True)
-            with gr.Tab("Downloads"):
+            with gr.Tab("Downloads", elem_id="downloads-tab") as downloads_tab:
                 downloads = gr.File(label="GIF, MP4, filmstrip and trajectory", file_count="multiple", elem_id="downloads")
 
         # --- events --------------------------------------------------------------------
         params = [negative, model, scheduler, steps, guidance, seed, width, height, eta, preview, every, attention]
-        live = [diagram, status, live_xt, live_x0, filmstrip, trajectory]
-        after = [step, tokens, word, resolution, probe_resolution, downloads, final]
+        live = [diagram, status, live_xt, live_x0, filmstrip, final, trajectory]
+        after = [step, tokens, word, resolution, probe_resolution, downloads, written]
         explorer = [xt_view, x0_view, noise_view, channels, step_info, heat]
         run_options = dict(concurrency_limit=config.concurrency, concurrency_id="model", show_progress="hidden", **private)
 
         # Each run gets its stop signal before it is queued, so Stop reaches it queued or running;
-        # a stopped run still finishes (its partial trajectory, attention maps and downloads).
-        arm = dict(fn=handlers.arm, inputs=None, outputs=stop_signal, concurrency_limit=None, **private)
-        txt2img_run = generate.click(**arm).then(handlers.stream, [stop_signal, prompt, *params], live, **run_options)
+        # arming a new run stops the session's earlier one. A stopped run still finishes (its
+        # partial trajectory, attention maps and downloads).
+        again = dict(trigger_mode="multiple")  # Generate during a run: that run stops, this one is queued
+        arm = dict(fn=handlers.arm, inputs=stop_signal, outputs=[stop_signal, status], concurrency_limit=None,
+                   show_progress="hidden", **again, **private)
+        txt2img_run = generate.click(**arm).then(handlers.stream, [stop_signal, prompt, *params], live,
+                                                 **run_options, **again)
         img2img_run = generate_img2img.click(**arm).then(
-            handlers.stream, [stop_signal, prompt, *params, init_image, strength], live, **run_options)
+            handlers.stream_img2img, [stop_signal, prompt, *params, init_image, strength], live, **run_options, **again)
         for event in (txt2img_run, img2img_run):
-            event.success(handlers.finish, trajectory, after, **private)
+            event.success(handlers.finish, trajectory, after, **again, **private)
         if on_spaces():  # ZeroGPU: the run is in another process, where only gradio's cancel reaches
             stopping = stop.click(None, cancels=[txt2img_run, img2img_run], **private)
             stopping.then(handlers.finish, trajectory, after, **private)  # a cancelled run never finishes
         else:
             stop.click(handlers.stop, stop_signal, None, concurrency_limit=None, **private)
+        downloads_tab.select(handlers.downloads, [trajectory, written], [downloads, written], **private)
 
         step_inputs = [trajectory, step, word, resolution, span]
         for trigger in (step.change, word.change, resolution.change, span.change):
@@ -138,7 +146,8 @@ def build_demo(config, handlers) -> gr.Blocks:
         pause.click(None, cancels=[playing], **private)
         probe.select(handlers.probe, [trajectory, step, probe_resolution], probe, concurrency_limit=None, **private)
         x0_view.change(lambda image: image, x0_view, probe, show_progress="hidden", **private)
-        show_layers.click(handlers.layers, [model, width, height, guidance], layer_rows, **private)
+        show_layers.click(handlers.layers, [model, width, height, guidance], layer_rows, concurrency_limit=config.concurrency,
+                          concurrency_id="model", **private)
         dice.click(random_seed, None, seed, **private)
         model.change(handlers.native_size, model, [width, height], **private)
 
@@ -150,5 +159,5 @@ def build_demo(config, handlers) -> gr.Blocks:
                          [prompt, negative, model, scheduler, steps, guidance, seed, width, height, eta, preview,
                           every, init_image, strength],
                          [api_final, api_files], api_name="generate", concurrency_limit=config.concurrency,
-                         concurrency_id="model")
+                         concurrency_id="model", show_progress="hidden")
     return demo

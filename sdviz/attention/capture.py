@@ -1,11 +1,12 @@
 """Recording the UNet's attention at every step of a run (DAAM, Tang et al., ACL 2023).
 
-`AttentionCapture` is handed to a `Run`; for the run's duration it wraps every
-attention layer's processor and always restores the originals, also when the
-run fails or is stopped. The wrapper calls the original processor first, so
-the UNet's output is bit-for-bit what it is without capture; then, for the
-conditional half of the guidance batch only, it recomputes softmax(QK^T / sqrt(d))
-and keeps its mean over heads:
+`AttentionCapture` is handed to a `Run`, one per run. It installs nothing: the
+run passes its `record` as the observer of its own UNet calls (through
+`cross_attention_kwargs`, see `layers.observing`), so runs that overlap on one
+shared model, or a layer table taken meanwhile, never see each other's. Each
+layer's processor runs unchanged first, so the UNet's output is bit-for-bit what
+it is without capture; then, for the conditional half of the guidance batch only,
+`record` recomputes softmax(QK^T / sqrt(d)) and keeps its mean over heads:
 
     cross-attention  (query positions, prompt tokens): summed over the layers of
                      each resolution, as DAAM sums them; the padding slots are
@@ -18,26 +19,11 @@ At the end of each step the sums move to the CPU as float16.
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import torch
 
-from sdviz.attention.layers import Layer, grid_for, wrapped_processors
+from sdviz.attention.layers import Layer, grid_for, observing
 from sdviz.attention.maps import AttentionMaps, grid_key
-
-
-class _Recorder:
-    """Processor wrapper: the original's output, plus this layer's probabilities recorded."""
-
-    def __init__(self, capture: "AttentionCapture", layer: Layer, original):
-        self.capture, self.layer, self.original = capture, layer, original
-
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, *args, **kwargs):
-        output = self.original(attn, hidden_states, encoder_hidden_states, *args, **kwargs)
-        if self.layer.kind == "cross" or self.capture.self_attention:
-            self.capture.record(self.layer, attn, hidden_states, encoder_hidden_states)
-        return output
 
 
 def attention_probs(attn, hidden_states: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
@@ -72,6 +58,7 @@ class AttentionCapture:
         self.per_layer = per_layer
         self.self_attention = self_attention
         self.self_max_positions = self_max_positions
+        self._begun = False
         self._keep = 0  # token slots kept: start, words, end
         self._latent_hw = (0, 0)
         self._step: dict[str, dict[str, torch.Tensor]] = {}
@@ -79,19 +66,27 @@ class AttentionCapture:
         self._steps: list[int] = []
         self._stored: dict[str, dict[str, list[np.ndarray]]] = {"cross": {}, "layer": {}, "self": {}}
 
-    @contextlib.contextmanager
-    def installed(self, unet, trajectory):
-        """Wraps the UNet's attention processors for one run; restores them whatever happens."""
+    def begin(self, unet, trajectory) -> dict:
+        """Readies this capture for one run; returns the `cross_attention_kwargs` of its UNet calls.
+
+        A capture records one run: beginning it twice raises, since a second run's
+        steps would be appended to the first's.
+        """
+        if self._begun:
+            raise RuntimeError("this AttentionCapture has already recorded a run; create one per run")
+        self._begun = True
         slots = trajectory.tokens["slots"]
         self._keep = sum(1 for s in slots if s["kind"] != "padding")
         self._tokens = [s["token"] for s in slots[: self._keep]]
         self._kinds = [s["kind"] for s in slots[: self._keep]]
         self._latent_hw = tuple(trajectory.shapes["latents"][1:])
         self._image_hw = tuple(trajectory.shapes["image"][1:])
-        with wrapped_processors(unet, lambda layer, original: _Recorder(self, layer, original)):
-            yield self
+        return observing(unet, self.record)
 
     def record(self, layer: Layer, attn, hidden_states, encoder_hidden_states) -> None:
+        """The observer of one attention call: adds its head-averaged map to this step's sums."""
+        if layer.kind == "self" and not self.self_attention:
+            return
         sample = hidden_states[-1:]  # the conditional half of the guidance batch (or the only sample)
         queries = sample.shape[1] if sample.ndim == 3 else sample.shape[2] * sample.shape[3]
         grid = grid_for(queries, *self._latent_hw)

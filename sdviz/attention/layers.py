@@ -1,14 +1,18 @@
-"""Locating the UNet's attention layers, and the layer inventory with real tensor shapes.
+"""Locating the UNet's attention layers, observing them per call, and the layer inventory.
 
-Locating is separate from recording: `attention_layers` names the layers,
-`layer_table` runs the UNet once with processors that note each call's shapes,
-in execution order, then restores the originals.
+Locating is separate from recording: `attention_layers` names the layers;
+`trace` wraps each layer's processor once, at load, in a `TracedProcessor` that
+calls the original unchanged and holds no state of any run. A run that wants to
+see its attention passes an observer with its own UNet calls, through
+`cross_attention_kwargs` (`observing(observer)`), so runs that overlap on one
+shared model never see each other's. `layer_table` is such an observer: it runs
+the UNet once and notes each call's shapes, in execution order.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -35,18 +39,51 @@ def attention_layers(unet) -> list[Layer]:
     return layers
 
 
-@contextlib.contextmanager
-def wrapped_processors(unet, make_wrapper):
-    """Installs make_wrapper(layer, original) on every attention layer; always restores the originals."""
-    originals = dict(unet.attn_processors)
-    layers = {layer.name: layer for layer in attention_layers(unet)}
-    wrapped = {key: make_wrapper(layers[key.removesuffix(".processor")], processor)
-               for key, processor in originals.items()}
-    unet.set_attn_processor(wrapped)
-    try:
-        yield
-    finally:
-        unet.set_attn_processor(originals)
+OBSERVER = "sdviz_observer"  # the cross_attention_kwargs key that carries a call's observer
+_tracing = threading.Lock()  # two first runs on a fresh model must not both wrap it
+
+
+class TracedProcessor:
+    """One layer's own processor, called unchanged, then the observer its call carries (if any).
+
+    The observer is `observer(layer, attn, hidden_states, encoder_hidden_states)`; it
+    arrives with each UNet call, so this object never holds anything of a run.
+    """
+
+    def __init__(self, layer: Layer, original):
+        self.layer, self.original = layer, original
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None,
+                 sdviz_observer=None, **kwargs):
+        if temb is not None:
+            kwargs["temb"] = temb
+        output = self.original(attn, hidden_states, encoder_hidden_states, attention_mask, **kwargs)
+        if sdviz_observer is not None:
+            sdviz_observer(self.layer, attn, hidden_states, encoder_hidden_states)
+        return output
+
+
+def trace(unet) -> None:
+    """Wraps every attention processor in a TracedProcessor, once; a no-op when all are wrapped.
+
+    Done at load; checked again before each observed call, in case the processors
+    were replaced since (e.g. by `set_default_attn_processor`).
+    """
+    with _tracing:
+        processors = unet.attn_processors
+        if all(isinstance(p, TracedProcessor) for p in processors.values()):
+            return
+        layers = {layer.name: layer for layer in attention_layers(unet)}
+        unet.set_attn_processor({
+            key: p if isinstance(p, TracedProcessor) else TracedProcessor(layers[key.removesuffix(".processor")], p)
+            for key, p in processors.items()
+        })
+
+
+def observing(unet, observer) -> dict:
+    """The `cross_attention_kwargs` of a UNet call whose attention layers report to `observer`."""
+    trace(unet)
+    return {OBSERVER: observer}
 
 
 def grid_for(tokens: int, latent_h: int, latent_w: int) -> tuple[int, int]:
@@ -56,10 +93,12 @@ def grid_for(tokens: int, latent_h: int, latent_w: int) -> tuple[int, int]:
 
 
 class _ShapeRecorder:
-    def __init__(self, layer: Layer, original, rows: list, latent_hw: tuple[int, int]):
-        self.layer, self.original, self.rows, self.latent_hw = layer, original, rows, latent_hw
+    """Observer that notes each attention call's shapes, in execution order."""
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, *args, **kwargs):
+    def __init__(self, rows: list, latent_hw: tuple[int, int]):
+        self.rows, self.latent_hw = rows, latent_hw
+
+    def __call__(self, layer: Layer, attn, hidden_states, encoder_hidden_states) -> None:
         batch, queries = hidden_states.shape[0], hidden_states.shape[1]
         context = encoder_hidden_states if encoder_hidden_states is not None else hidden_states
         keys = context.shape[1]
@@ -68,8 +107,8 @@ class _ShapeRecorder:
         value_dim = attn.to_v.out_features // heads
         h, w = grid_for(queries, *self.latent_hw)
         self.rows.append({
-            "name": self.layer.name,
-            "kind": self.layer.kind,
+            "name": layer.name,
+            "kind": layer.kind,
             "resolution": h,
             "grid": [h, w],
             "query_shape": [batch * heads, queries, head_dim],
@@ -77,7 +116,6 @@ class _ShapeRecorder:
             "value_shape": [batch * heads, keys, value_dim],
             "probs_shape": [batch * heads, queries, keys],
         })
-        return self.original(attn, hidden_states, encoder_hidden_states, *args, **kwargs)
 
 
 @torch.no_grad()
@@ -98,9 +136,9 @@ def layer_table(unet, height: int, width: int, *, guidance: bool = True,
     sample = torch.randn(batch, unet.config.in_channels, latent_h, latent_w, generator=generator)
     context = torch.randn(batch, text_tokens, unet.config.cross_attention_dim, generator=generator)
     rows: list[dict] = []
-    with wrapped_processors(unet, lambda layer, original: _ShapeRecorder(layer, original, rows, (latent_h, latent_w))):
-        unet(sample.to(param.device, param.dtype), torch.tensor(999, device=param.device),
-             encoder_hidden_states=context.to(param.device, param.dtype))
+    unet(sample.to(param.device, param.dtype), torch.tensor(999, device=param.device),
+         encoder_hidden_states=context.to(param.device, param.dtype),
+         cross_attention_kwargs=observing(unet, _ShapeRecorder(rows, (latent_h, latent_w))))
     counters = {"self": 0, "cross": 0}
     for order, row in enumerate(rows, start=1):
         counters[row["kind"]] += 1

@@ -1,0 +1,325 @@
+"""The app as a public host meets it: hostile values, limits, cancelled and dropped clients, a soak.
+
+Everything here goes through HTTP to `python app.py` (gradio_client, and raw requests
+where gradio_client refuses to send a value, such as NaN), the way it was found.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sdviz.limits import Limits
+from tests.conftest import AppServer
+
+gradio_client = pytest.importorskip("gradio_client")
+LIMITS = Limits()  # the defaults: the test server sets none
+
+
+def client(url):
+    return gradio_client.Client(url, verbose=False)
+
+
+def refusal(url, **values) -> str:
+    """The message /generate answers `values` with (it must refuse them)."""
+    started = time.perf_counter()
+    with pytest.raises(Exception) as error:
+        client(url).predict(api_name="/generate", **values)
+    assert time.perf_counter() - started < 10, "refused only after model work"
+    return str(error.value)
+
+
+def raw_generate(url, body: str) -> tuple[str, str]:
+    """POSTs a hand-written JSON body (NaN and Infinity are valid to Python's parser) to /generate;
+    returns the last server-sent event and its data."""
+    request = urllib.request.Request(url + "gradio_api/call/generate", data=body.encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        event_id = json.loads(response.read())["event_id"]
+    with urllib.request.urlopen(url + f"gradio_api/call/generate/{event_id}", timeout=60) as response:
+        text = response.read().decode()
+    events = [block for block in text.strip().split("\n\n") if block.strip()]
+    last = dict(line.split(": ", 1) for line in events[-1].splitlines() if ": " in line)
+    data = json.loads(last.get("data", "null"))
+    return last.get("event", ""), data.get("error", "") if isinstance(data, dict) else str(data)
+
+
+def upload(url, path: Path) -> urllib.request.Request:
+    """A multipart POST of one file to gradio's upload route, as the page sends it."""
+    boundary = "sdvizboundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{path.name}\"\r\n"
+            "Content-Type: image/png\r\n\r\n").encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    return urllib.request.Request(url + "gradio_api/upload", data=body,
+                                  headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+
+
+def write_images(folder: Path) -> dict[str, str]:
+    folder.mkdir(exist_ok=True)
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really" * 50)
+    (folder / "text.png").write_text("hello, I am not an image")
+    Image.new("L", (6000, 5000)).save(folder / "bomb.png")  # 30 megapixels, a few kB on disk
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(folder / "ok.png")
+    return {p.stem: str(p) for p in folder.iterdir()}
+
+
+# (values for /generate, the words the answer must contain: the parameter, the value, what is allowed)
+HOSTILE = [
+    ({"steps": 0}, "steps 0 is out of range; allowed: 1..1000"),
+    ({"steps": -3}, "steps -3 is out of range"),
+    ({"steps": 2.5}, "steps 2.5 is not a whole number"),
+    ({"steps": "abc"}, "steps 'abc' is not a whole number"),
+    ({"steps": True}, "steps True is not a whole number"),
+    ({"steps": None}, "steps None is not a whole number"),
+    ({"steps": [5]}, "steps [5] is not a whole number"),
+    ({"steps": LIMITS.steps + 1}, f"steps {LIMITS.steps + 1} is over this server's limit; allowed: 1..{LIMITS.steps} (SDVIZ_MAX_STEPS)"),
+    ({"steps": 5000}, "steps 5000 is out of range"),
+    ({"guidance": -1}, "guidance -1 is out of range; allowed: [0, 100]"),
+    ({"guidance": 1e9}, "guidance 1000000000.0 is out of range"),
+    ({"guidance": "x"}, "guidance 'x' is not a number"),
+    ({"guidance": None}, "guidance None is not a number"),
+    ({"seed": -1}, "seed -1 is out of range"),
+    ({"seed": 2**64}, "seed 18446744073709551616 is out of range"),
+    ({"seed": 1.5}, "seed 1.5 is not a whole number"),
+    ({"seed": "7"}, "seed '7' is not a whole number"),
+    ({"seed": {"a": 1}}, "seed {'a': 1} is not a whole number"),
+    ({"width": 65}, "width 65 is not a multiple of the model's VAE factor"),
+    ({"width": 0}, "width 0 is out of range"),
+    ({"width": -64}, "width -64 is out of range"),
+    ({"width": 3.5}, "width 3.5 is not a whole number"),
+    ({"width": "wide"}, "width 'wide' is not a whole number"),
+    ({"height": 63}, "height 63 is not a multiple"),
+    ({"height": 10**6}, "height 1000000 is out of range"),
+    ({"width": 512, "height": 512}, "is over this server's limit; allowed: up to"),
+    ({"eta": -0.1}, "eta -0.1 is out of range; allowed: [0, 1]"),
+    ({"eta": 1.5}, "eta 1.5 is out of range"),
+    ({"eta": "e"}, "eta 'e' is not a number"),
+    ({"preview": "sketch"}, "preview 'sketch' is not one of the choices; allowed: full, approx, taesd"),
+    ({"preview": 5}, "preview 5 is not one of the choices"),
+    ({"preview": None}, "preview None is not one of the choices"),
+    ({"every": 0}, "every 0 is out of range"),
+    ({"every": 1.5}, "every 1.5 is not a whole number"),
+    ({"every": "n"}, "every 'n' is not a whole number"),
+    ({"scheduler": "nope"}, "unknown scheduler 'nope'; allowed: ddim"),
+    ({"scheduler": "<img src=x onerror=alert(1)>"}, "unknown scheduler '&lt;img src=x onerror=alert(1)&gt;'"),
+    ({"scheduler": 7}, "scheduler 7 is not a name; allowed: ddim"),
+    ({"scheduler": None}, "scheduler None is not a name"),
+    ({"model": "someone/any-weights"}, "model 'someone/any-weights' is not offered here; allowed: sdviz-shapes"),
+    ({"model": "../../../etc"}, "model '../../../etc' is not offered here"),
+    ({"model": 5}, "model 5 is not text"),
+    ({"prompt": "x" * 5000}, "prompt has 5000 characters; allowed: up to 2000"),
+    ({"negative_prompt": "n" * 3000}, "negative prompt has 3000 characters"),
+    ({"guidance": [1]}, "guidance [1] is not a number"),
+    ({"eta": None}, "eta None is not a number"),
+    ({"every": None}, "every None is not a whole number"),
+]
+
+# values gradio_client cannot send (it refuses NaN/Infinity), written as JSON by hand: position, literal
+RAW = [
+    (0, '"a red \\ud800 circle"', "prompt has an invalid character '\\ud800' at position 6"),
+    (4, "NaN", "steps nan is not a whole number"),
+    (5, "NaN", "guidance nan is not finite"),
+    (5, "Infinity", "guidance inf is not finite"),
+    (6, "Infinity", "seed inf is not a whole number"),
+    (7, "NaN", "width nan is not a whole number"),
+    (9, "-Infinity", "eta -inf is not finite"),
+    (11, "NaN", "every nan is not a whole number"),
+    (13, "NaN", "strength nan is not finite"),
+]
+
+
+@pytest.mark.parametrize("values, answer", HOSTILE, ids=[f"{k}={str(v)[:20]}" for case, _ in HOSTILE for k, v in list(case.items())[:1]])
+def test_every_hostile_value_is_answered_with_its_parameter_and_the_server_keeps_serving(app_url, values, answer):
+    assert answer in refusal(app_url, prompt=values.pop("prompt", "a red circle"), **values)
+
+
+def test_values_gradio_client_cannot_send_are_answered_too(app_url, tmp_path):
+    with urllib.request.urlopen(upload(app_url, Path(write_images(tmp_path)["ok"])), timeout=30) as response:
+        image = json.loads(response.read())[0]  # the server's path of the upload
+    for position, literal, answer in RAW:
+        values = [json.dumps(v) for v in ("a red circle", "", "sdviz-shapes", "ddim", 4, 7.5, 0, 64, 64, 0, "full", 1,
+                                          None, 0.5)]
+        values[position] = literal
+        if position == 13:  # strength only counts with an image
+            values[12] = json.dumps({"path": image, "meta": {"_type": "gradio.FileData"}})
+        event, data = raw_generate(app_url, '{"data": [' + ", ".join(values) + "]}")
+        if position == 13 and event == "error" and "not uploaded" in data:
+            continue  # gradio refuses a path it did not receive as an upload: also an answer
+        assert event == "error" and answer in data, (literal, event, data)
+
+
+def test_bad_init_images_are_refused_by_name_before_any_model_work(app_url, tmp_path):
+    images = write_images(tmp_path)
+    api = client(app_url)
+    answers = {
+        "empty": "init image 'empty.png' is empty (0 bytes)",
+        "corrupt": "init image 'corrupt.png' is not a readable image",
+        "text": "init image 'text.png' is not a readable image",
+        "bomb": "init image 6000 x 5000 (30.0 megapixels) is over this server's limit; allowed: up to 25 megapixels "
+                "(SDVIZ_MAX_IMAGE_MEGAPIXELS)",
+    }
+    for name, answer in answers.items():
+        with pytest.raises(Exception) as error:
+            api.predict(prompt="a red circle", init_image=gradio_client.handle_file(images[name]), api_name="/generate")
+        message = str(error.value)
+        assert answer in message and "/tmp" not in message and str(tmp_path) not in message, message
+    for strength, answer in ((0, "strength 0 is out of range; allowed: (0, 1]"), (1.5, "strength 1.5 is out of range")):
+        with pytest.raises(Exception) as error:
+            api.predict(prompt="a red circle", init_image=gradio_client.handle_file(images["ok"]), strength=strength,
+                        api_name="/generate")
+        assert answer in str(error.value)
+    final, _ = api.predict(prompt="a red circle", init_image=gradio_client.handle_file(images["ok"]), strength=0.5,
+                           steps=4, api_name="/generate")
+    assert Image.open(final).size == (64, 64)
+
+
+def test_uploads_over_the_limit_are_refused(app_url, tmp_path):
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\0" * (LIMITS.upload_bytes + 1))
+    with pytest.raises(urllib.error.HTTPError) as error:
+        urllib.request.urlopen(upload(app_url, big), timeout=60)
+    assert error.value.code == 413
+    assert f"maximum allowed size of {LIMITS.upload_bytes} bytes" in error.value.read().decode()
+
+
+def test_refusals_leave_no_traceback_in_the_log_and_no_path_in_the_api(app_server):
+    before = app_server.log_text().count("Traceback")
+    refusal(app_server.url, prompt="a red circle", steps=0)
+    refusal(app_server.url, prompt="a red circle", width=65)
+    time.sleep(0.5)
+    log = app_server.log_text()
+    assert log.count("Traceback") == before, log[-3000:]
+    assert "refused" in log and "steps 0 is out of range" in log  # one line each
+    repo = str(Path(__file__).resolve().parent.parent)
+    for route in ("config", "gradio_api/info"):
+        with urllib.request.urlopen(app_server.url + route, timeout=30) as response:
+            assert repo not in response.read().decode(), route
+
+
+def busy_seconds(server: AppServer, seconds: float) -> float:
+    """CPU seconds the server uses over the next `seconds` of wall time."""
+    before = server.cpu_seconds()
+    time.sleep(seconds)
+    return server.cpu_seconds() - before
+
+
+LONG_RUN = {"prompt": "a red circle", "steps": LIMITS.steps, "width": 128, "height": 128}
+
+
+def test_a_cancelled_job_stops_its_run(app_server):
+    api = client(app_server.url)
+    job = api.submit(api_name="/generate", **LONG_RUN)
+    time.sleep(3)
+    assert busy_seconds(app_server, 1.0) > 0.5  # the run is working
+    cancelled = time.perf_counter()
+    job.cancel()
+    deadline = time.perf_counter() + 10
+    while busy_seconds(app_server, 0.5) > 0.15:  # idle: under 30 % of a core
+        assert time.perf_counter() < deadline, "the server stayed busy after the cancel"
+    idle_after = time.perf_counter() - cancelled
+    print(f"cancel to idle: {idle_after:.2f} s")
+    assert idle_after < 5
+    final, _ = api.predict(prompt="a blue square", steps=4, api_name="/generate")  # and it serves the next
+    assert Path(final).is_file()
+
+
+def test_a_client_that_goes_away_stops_its_run(app_server):
+    script = textwrap.dedent(f"""
+        from gradio_client import Client
+        Client({app_server.url!r}, verbose=False).submit(api_name="/generate", **{LONG_RUN!r})
+        import time; time.sleep(600)
+    """)
+    gone = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.perf_counter() + 30
+        while busy_seconds(app_server, 0.5) < 0.25:
+            assert time.perf_counter() < deadline, "the run never started"
+        time.sleep(1)
+    finally:
+        gone.kill()
+        gone.wait()
+    killed = time.perf_counter()
+    deadline = killed + 10
+    while busy_seconds(app_server, 0.5) > 0.15:
+        assert time.perf_counter() < deadline, "the server stayed busy after the client went away"
+    print(f"disconnect to idle: {time.perf_counter() - killed:.2f} s")
+    final, _ = client(app_server.url).predict(prompt="a blue square", steps=4, api_name="/generate")
+    assert Path(final).is_file()
+
+
+def test_a_run_past_the_time_limit_stops_and_is_kept(tmp_path):
+    server = AppServer(tmp_path / "tmp", SDVIZ_MAX_RUN_SECONDS="1")
+    try:
+        started = time.perf_counter()
+        final, files = client(server.url).predict(api_name="/generate", **LONG_RUN)
+        assert time.perf_counter() - started < 8
+        assert final is None  # stopped: no final image, but the partial trajectory comes back
+        assert [Path(f).name for f in files][-1] == "trajectory.zip"
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_soak_of_100_runs_keeps_memory_and_disk_bounded(tmp_path):
+    """100 runs over the API on a server whose files may take 15 MB for 20 s: disk stays near the cap,
+    memory stops growing, and nothing is left on disk after the server stops."""
+    server = AppServer(tmp_path / "tmp", SDVIZ_CACHE_MB="15", SDVIZ_CACHE_SECONDS="20")
+    try:
+        api = client(server.url)
+        for seed in range(5):  # warm up: imports, ffmpeg, first allocations
+            api.predict(prompt="a red circle", seed=seed, steps=4, api_name="/generate")
+        rss, disk = [server.rss_bytes()], [server.disk_bytes()]
+        started = time.perf_counter()
+        for seed in range(100):
+            api.predict(prompt="a small blue square on the left", seed=seed, steps=4, api_name="/generate")
+            if seed % 10 == 9:
+                rss.append(server.rss_bytes())
+                disk.append(server.disk_bytes())
+        seconds = time.perf_counter() - started
+        growth_mb = (rss[-1] - rss[0]) / 2**20
+        second_half_mb = (rss[-1] - rss[len(rss) // 2]) / 2**20
+        report = {"runs": 100, "seconds": round(seconds, 1), "rss_mb": [round(r / 2**20) for r in rss],
+                  "disk_mb": [round(d / 2**20, 1) for d in disk], "rss_growth_mb": round(growth_mb, 1)}
+        print(json.dumps(report))
+        assert growth_mb < 100 and second_half_mb < 40, report
+        assert max(disk) < 40 * 2**20, report  # the 15 MB cap plus what 30 s of runs adds between prunes
+    finally:
+        server.stop()
+    leftovers = [p for p in (tmp_path / "tmp").iterdir() if p.name.startswith(("sdviz-", "gradio"))]
+    assert not leftovers, leftovers
+
+
+def test_frames_are_written_once_under_their_content_and_pruned_by_age_and_size(tmp_path):
+    """gradio rewrote identical images in place while browsers read them (ERR_CONTENT_LENGTH_MISMATCH):
+    each frame is now written once, atomically, and found again by its content."""
+    import os
+
+    from ui.files import FileStore
+
+    store = FileStore(max_age=60, max_bytes=10**9)
+    try:
+        frame = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+        first = store.image(frame)
+        inode = os.stat(first).st_ino
+        again = store.image(frame.copy())
+        assert again == first and os.stat(again).st_ino == inode  # not rewritten
+        other = store.image(255 - frame)
+        old = time.time() - 120
+        os.utime(first, (old, old))
+        store.prune()
+        assert not Path(first).exists() and Path(other).exists()  # older than max_age
+        store.max_bytes = 0
+        store.prune()
+        assert not Path(other).exists()  # over the size cap: the oldest go
+    finally:
+        store.remove()
+    assert not store.root.exists()
