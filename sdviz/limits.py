@@ -43,8 +43,9 @@ class Limits:
                 number = float(text)
             except ValueError:
                 number = float("nan")
-            if not number > 0 or number == float("inf"):
-                raise ValueError(f"{variable}={text!r} is not a positive number")
+            if not number > 0 or number == float("inf") or (name == "steps" and number != int(number)):
+                kind = "whole number" if name == "steps" else "number"
+                raise ValueError(f"{variable}={text!r} is not a positive {kind}")
             values[name] = int(number) if name == "steps" else number
         return cls(**values)
 

@@ -125,6 +125,39 @@ def test_capture_does_not_change_the_result(embedded):
     np.testing.assert_array_equal(plain.final_image, watched.final_image)
 
 
+def test_overlapping_runs_encode_their_own_prompts(embedded):
+    """CLIP's fast tokenizer keeps its padding/truncation mode on itself between calls: unguarded,
+    a run being set up (its token view) switched a running run's prompt encoding to unpadded."""
+    import threading
+
+    prompt = "a large red circle on the left on a blue background"
+    alone = sdviz.generate(embedded, sdviz.Settings(prompt=prompt, steps=1)).steps[0].noise_pred
+    wrong, errors, done = [], [], threading.Event()
+
+    def set_up_runs():  # what every queued request does first
+        while not done.is_set():
+            sdviz.Run(embedded, sdviz.Settings(prompt=prompt + " and a square", steps=1))
+
+    def run():
+        try:
+            for _ in range(15):
+                got = sdviz.generate(embedded, sdviz.Settings(prompt=prompt, steps=1)).steps[0].noise_pred
+                wrong.extend([] if np.array_equal(got, alone) else [np.abs(got - alone).max()])
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(repr(error))
+
+    setters = [threading.Thread(target=set_up_runs) for _ in range(3)]
+    runners = [threading.Thread(target=run) for _ in range(3)]
+    for thread in setters + runners:
+        thread.start()
+    for thread in runners:
+        thread.join()
+    done.set()
+    for thread in setters:
+        thread.join()
+    assert not errors and not wrong, (errors, wrong)
+
+
 def test_each_querys_attention_over_the_tokens_sums_to_one(embedded):
     """Before aggregation: softmax rows of every cross- and self-attention layer sum to 1."""
     seen = {"self": 0, "cross": 0}

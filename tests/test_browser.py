@@ -177,6 +177,7 @@ def test_generate_twice_then_stop_stops_the_run_the_page_shows(browser, shots):
     time.sleep(1.5)
     assert status_text(browser) == status, "a run went on after Stop"
     print(f"stop to stopped: {time.perf_counter() - stopped:.2f} s")
+    browser.save_screenshot(str(shots / "04-generate-twice-stop.png"))
     WebDriverWait(browser, 30).until(
         lambda d: re.search(r"step (\d+) / \1\b", d.find_element(By.CSS_SELECTOR, "#step-info").text))
     set_number(browser, "#steps", 8)
@@ -184,16 +185,30 @@ def test_generate_twice_then_stop_stops_the_run_the_page_shows(browser, shots):
     WebDriverWait(browser, 60).until(lambda d: "step 8 / 8" in status_text(d) and "finished" in status_text(d))
 
 
-def test_generate_from_image_without_an_image_says_so(browser):
+def test_generate_from_image_without_an_image_says_so(browser, shots):
     browser.execute_script("window.scrollTo(0, 0)")
     browser.find_element(By.XPATH, "//button[@role='tab' and normalize-space()='Image to image']").click()
     browser.find_element(By.CSS_SELECTOR, "#generate-img2img").click()
     WebDriverWait(browser, 30).until(lambda d: "init image is missing" in d.find_element(By.TAG_NAME, "body").text)
+    WebDriverWait(browser, 10).until(lambda d: status_text(d) == "ready")  # not left saying "queued"
+    browser.save_screenshot(str(shots / "05-no-image.png"))
     browser.find_element(By.XPATH, "//button[@role='tab' and normalize-space()='Text to image']").click()
 
 
-def test_downloads_are_written_when_asked_for(browser):
+def test_downloads_are_written_when_asked_for(browser, app_server, shots):
+    def zips() -> int:
+        return len(list(app_server.tmp.rglob("trajectory.zip")))
+
+    browser.execute_script("window.scrollTo(0, 0)")
+    before = zips()
+    browser.find_element(By.CSS_SELECTOR, "#generate").click()
+    WebDriverWait(browser, 60).until(lambda d: "step 8 / 8" in status_text(d) and "finished" in status_text(d))
+    WebDriverWait(browser, 30).until(lambda d: "step 8 / 8" in d.find_element(By.CSS_SELECTOR, "#step-info").text)
+    time.sleep(1)
+    assert zips() == before, "downloads were written before anyone asked for them"
     browser.find_element(By.XPATH, "//button[@role='tab' and normalize-space()='Downloads']").click()
     WebDriverWait(browser, 60).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#downloads a")) >= 4)
     names = sorted((a.get_attribute("href") or "").rsplit("/", 1)[-1] for a in browser.find_elements(By.CSS_SELECTOR, "#downloads a"))
     assert {"filmstrip.png", "trajectory.gif", "trajectory.mp4", "trajectory.zip"} <= set(names), names
+    assert zips() > before
+    browser.save_screenshot(str(shots / "06-downloads.png"))

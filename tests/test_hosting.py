@@ -205,6 +205,15 @@ def test_refusals_leave_no_traceback_in_the_log_and_no_path_in_the_api(app_serve
             assert repo not in response.read().decode(), route
 
 
+def test_a_new_generate_stops_the_sessions_earlier_run_and_says_queued():
+    from ui.handlers import Handlers, StopSignal
+
+    earlier = StopSignal()
+    signal, status = Handlers.arm(earlier)
+    assert earlier.event.is_set() and not signal.event.is_set()
+    assert "queued" in status
+
+
 def busy_seconds(server: AppServer, seconds: float) -> float:
     """CPU seconds the server uses over the next `seconds` of wall time."""
     before = server.cpu_seconds()

@@ -98,6 +98,8 @@ def test_limits_scale_with_the_model_and_name_what_sets_them(embedded):
     for bad in ("0", "-1", "abc", "inf", "nan"):
         with pytest.raises(ValueError, match=f"SDVIZ_MAX_RUN_SECONDS={bad!r} is not a positive number"):
             Limits.from_env({"SDVIZ_MAX_RUN_SECONDS": bad})
+    with pytest.raises(ValueError, match="SDVIZ_MAX_STEPS='2.5' is not a positive whole number"):
+        Limits.from_env({"SDVIZ_MAX_STEPS": "2.5"})
 
 
 def test_a_run_past_its_time_limit_stops_after_the_step_and_says_so(embedded):

@@ -205,6 +205,11 @@ class Handlers:
         return StopSignal(), html.status(note="queued: waiting for the model")
 
     @staticmethod
+    def refused() -> str:
+        """The status after a run was refused (the message says why): the page is ready again."""
+        return html.status()
+
+    @staticmethod
     def stop(stop_signal: StopSignal | None) -> None:
         """Stop: the run (queued or running) ends after its current step and finishes as usual."""
         if stop_signal is not None:
@@ -236,7 +241,7 @@ class Handlers:
             return html.diagram(traj.shapes, traj.facts, active, traj.settings["scheduler"], step, img2img)
 
         yield (drawn("encode" if img2img else "text"), html.status(note="encoding the prompt"),
-               gr.skip(), gr.skip(), gr.skip(), gr.skip(), traj)
+               gr.skip(), gr.skip(), gr.skip(), None, traj)  # no earlier run's final image beside this one
         shown = 0
         async for records in follow(run, iterate):
             for message in traj.warnings[shown:]:  # a cut prompt, an ignored eta

@@ -130,18 +130,22 @@ def build_demo(config, handlers) -> gr.Blocks:
                                                  **run_options, **again)
         img2img_run = generate_img2img.click(**arm).then(
             handlers.stream_img2img, [stop_signal, prompt, *params, init_image, strength], live, **run_options, **again)
+        step_inputs = [trajectory, step, word, resolution, span]
+        show = dict(fn=handlers.show_step, inputs=step_inputs, outputs=explorer, concurrency_limit=None,
+                    show_progress="hidden", **private)
         for event in (txt2img_run, img2img_run):
-            event.success(handlers.finish, trajectory, after, **again, **private)
+            # the explorer is drawn for the new run even when the slider lands on the value it had
+            event.success(handlers.finish, trajectory, after, **again, **private).then(**show)
+            event.failure(handlers.refused, None, status, show_progress="hidden", **private)
         if on_spaces():  # ZeroGPU: the run is in another process, where only gradio's cancel reaches
             stopping = stop.click(None, cancels=[txt2img_run, img2img_run], **private)
-            stopping.then(handlers.finish, trajectory, after, **private)  # a cancelled run never finishes
+            stopping.then(handlers.finish, trajectory, after, **private).then(**show)  # a cancelled run never finishes
         else:
             stop.click(handlers.stop, stop_signal, None, concurrency_limit=None, **private)
         downloads_tab.select(handlers.downloads, [trajectory, written], [downloads, written], **private)
 
-        step_inputs = [trajectory, step, word, resolution, span]
         for trigger in (step.change, word.change, resolution.change, span.change):
-            trigger(handlers.show_step, step_inputs, explorer, concurrency_limit=None, show_progress="hidden", **private)
+            trigger(**show)
         playing = play.click(handlers.play, [trajectory, step], step, concurrency_limit=None, show_progress="hidden", **private)
         pause.click(None, cancels=[playing], **private)
         probe.select(handlers.probe, [trajectory, step, probe_resolution], probe, concurrency_limit=None, **private)
