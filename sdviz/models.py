@@ -28,6 +28,12 @@ def default_model() -> str:
     return os.environ.get("SDVIZ_MODEL") or str(EMBEDDED_MODEL)
 
 
+def display_name(source: str) -> str:
+    """What runs, menus and messages call a model: a local folder's name (never its path), a hub id as is."""
+    path = Path(source).expanduser()
+    return path.name if path.exists() else source
+
+
 def pick_device(requested: str | None = None):
     """CUDA, then MPS, then CPU, unless `requested` names one."""
     import torch
@@ -220,7 +226,7 @@ def read_facts(name: str, pipe) -> ModelFacts:
         return sum(p.numel() for p in module.parameters())
 
     return ModelFacts(
-        name=Path(name).name if Path(name).exists() else name,
+        name=display_name(name),
         tokens=pipe.tokenizer.model_max_length,
         text_width=pipe.text_encoder.config.hidden_size,
         latent_channels=pipe.unet.config.in_channels,

@@ -19,16 +19,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from sdviz.limits import Limits
-from sdviz.models import default_model
-
-
-def model_name(source: str) -> str:
-    """What the menu, messages and pages call a model: a folder's name, never its path; a hub id as is."""
-    path = Path(source).expanduser()
-    return path.name if path.exists() else source
+from sdviz.models import default_model, display_name
 
 
 def _flag(name: str) -> bool:
@@ -60,7 +53,7 @@ class AppConfig:
     @property
     def default_name(self) -> str:
         """The default model as the menu names it (a folder's name, never its path)."""
-        return model_name(self.default_model)
+        return display_name(self.default_model)
 
     @classmethod
     def from_env(cls) -> "AppConfig":

@@ -29,10 +29,6 @@ log = logging.getLogger("sdviz.app")
 PRUNE_SECONDS = 30.0  # how often the folders are pruned
 
 
-def folder_bytes(root: Path) -> int:
-    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
-
-
 class FileStore:
     def __init__(self, max_age: float, max_bytes: int, also_owned: list[Path] | None = None):
         self.root = Path(tempfile.mkdtemp(prefix="sdviz-files-"))

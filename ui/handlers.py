@@ -28,10 +28,10 @@ import numpy as np
 from sdviz import export, views
 from sdviz.attention import AttentionCapture, layer_table, overlay
 from sdviz.images import load_image
+from sdviz.models import display_name
 from sdviz.sampler import Run
 from sdviz.settings import MAX_SEED, Settings, check_float, check_int, check_text, validate
 from ui import html
-from ui.config import model_name
 from ui.streaming import follow
 
 log = logging.getLogger("sdviz.app")
@@ -64,17 +64,6 @@ def user_errors(fn):
             except Exception as error:  # noqa: BLE001 - converted for the user, logged above
                 raise convert(error) from None
         return follow_async
-
-    if inspect.isgeneratorfunction(target):
-        @functools.wraps(fn)
-        def stream(*args, **kwargs):
-            try:
-                yield from fn(*args, **kwargs)
-            except gr.Error:
-                raise
-            except Exception as error:  # noqa: BLE001
-                raise convert(error) from None
-        return stream
 
     @functools.wraps(fn)
     def call(*args, **kwargs):
@@ -145,7 +134,7 @@ def write_downloads(traj, folder: Path) -> list[str]:
 class Handlers:
     def __init__(self, config, cache, files):
         self.config, self.cache, self.files, self.limits = config, cache, files, config.limits
-        self.sources = {model_name(source): source for source in config.models}  # menu name -> folder/hub id
+        self.sources = {display_name(source): source for source in config.models}  # menu name -> folder/hub id
 
     # --- models ------------------------------------------------------------------
 

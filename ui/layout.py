@@ -10,10 +10,10 @@ from __future__ import annotations
 import gradio as gr
 
 from sdviz import schedulers
+from sdviz.models import display_name
 from sdviz.settings import PREVIEW_MODES, Settings
 from ui import html
 from ui.components import Dropdown, Image, Radio, Slider
-from ui.config import model_name
 from ui.handlers import SPANS, on_spaces, random_seed
 
 DEFAULTS = Settings()
@@ -26,7 +26,7 @@ PROMPT_EXAMPLES = [
 
 def _model_choices(config) -> list[tuple[str, str]]:
     """(label, name): the menu shows and sends names, so no install path reaches the page or the API."""
-    return [(model_name(m) + (" (default)" if m == config.default_model else ""), model_name(m)) for m in config.models]
+    return [(display_name(m) + (" (default)" if m == config.default_model else ""), display_name(m)) for m in config.models]
 
 
 def build_demo(config, handlers) -> gr.Blocks:
