@@ -5,6 +5,7 @@ the models offered, the queue, and the limits one request may ask for. The host
 and port follow gradio's GRADIO_SERVER_NAME and GRADIO_SERVER_PORT.
 """
 
+import functools
 import logging
 import os
 import signal
@@ -19,20 +20,23 @@ if not os.environ.get("GRADIO_TEMP_DIR"):
     OWN_GRADIO_CACHE = Path(tempfile.mkdtemp(prefix="sdviz-gradio-"))
     os.environ["GRADIO_TEMP_DIR"] = str(OWN_GRADIO_CACHE)
 
-from sdviz.models import ModelCache  # noqa: E402 - after GRADIO_TEMP_DIR is set
+from sdviz.models import ModelCache, load_model  # noqa: E402 - after GRADIO_TEMP_DIR is set
 from ui import html  # noqa: E402
 from ui.config import AppConfig  # noqa: E402
 from ui.files import FileStore  # noqa: E402
 from ui.handlers import Handlers  # noqa: E402
 from ui.layout import build_demo  # noqa: E402
+from ui.model_threads import ModelThreads  # noqa: E402
 
 
 def create_app():
     config = AppConfig.from_env()
     files = FileStore(config.cache_seconds, config.cache_mb * 1024 * 1024,
                       also_owned=[OWN_GRADIO_CACHE] if OWN_GRADIO_CACHE else [])
-    cache = ModelCache(config.device, most=config.max_models, pinned=config.default_model)
-    handlers = Handlers(config, cache, files)
+    threads = ModelThreads(config.concurrency)  # all torch work, loading included, on these threads
+    cache = ModelCache(config.device, most=config.max_models, pinned=config.default_model,
+                       load=functools.partial(threads.call, load_model))
+    handlers = Handlers(config, cache, files, threads)
     demo = build_demo(config, handlers)
     demo.queue(max_size=config.queue_size, default_concurrency_limit=config.concurrency)
     return demo, config

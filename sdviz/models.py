@@ -251,10 +251,12 @@ class ModelCache:
     it alive until it ends; the memory is freed then.
     """
 
-    def __init__(self, device: str | None = None, most: int = 2, pinned: str | None = None):
+    def __init__(self, device: str | None = None, most: int = 2, pinned: str | None = None, load=None):
+        """load(source, device=...) loads one model (default `load_model`; the app loads on its model threads)."""
         from collections import OrderedDict
 
         self.device, self.most, self.pinned = device, max(1, most), pinned
+        self._load = load or load_model
         self._models: OrderedDict[str, Model] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
@@ -272,7 +274,7 @@ class ModelCache:
                 if source in self._models:
                     return self._models[source]
             try:
-                model = load_model(source, device=self.device)
+                model = self._load(source, device=self.device)
             except BaseException:
                 with self._lock:
                     self._loading.pop(source, None)

@@ -108,6 +108,32 @@ class Previewer:
             raise ValueError(f"unknown preview mode {mode!r}; allowed: full, approx, taesd")
 
     @torch.no_grad()
+    def step_frames(self, x_t: torch.Tensor, x0_pred: torch.Tensor, alone: bool = False):
+        """One step's two frames, uint8 (H, W, 3): x_t (in the form the UNet sees) and x0.
+
+        Decoded in one batch of two; `alone` (the run's last step) one at a time, as the
+        pipeline decodes its image, so that the last x_t frame is exactly the pipeline's.
+        """
+        if alone:
+            return self.decode(x_t)[0], self.decode(x0_pred)[0]
+        both = self.decode(torch.cat([x_t, x0_pred]))
+        return both[0], both[1]
+
+    def record_frames(self, record, alone: bool = False):
+        """The frames of a step again, from its record's latents on the CPU: the run's frames, bit for bit.
+
+        The record keeps the latents in float32, a lossless copy of the run's (float16 or float32)
+        tensors; they go back to the model's device and dtype and through `step_frames` as in the run.
+        """
+        device, dtype = self.model.device, self.model.dtype
+
+        def tensor(latents):  # (C, h, w) -> (1, C, h, w)
+            return torch.from_numpy(latents)[None].to(device, dtype)
+
+        x_t = tensor(record.x_next) if alone else tensor(record.x_next) * record.next_vp_scale
+        return self.step_frames(x_t, tensor(record.x0_pred), alone)
+
+    @torch.no_grad()
     def decode(self, latents: torch.Tensor):
         """(B, C, h, w) latents to uint8 (B, H, W, 3)."""
         if self.mode == "full":

@@ -139,6 +139,7 @@ class Run:
 
         # 4. Denoising loop: one record per scheduler entry
         last = len(timesteps) - 1
+        x_t_cpu = traj.x_start
         for i, t in enumerate(timesteps):
             if self._stop.is_set():
                 break
@@ -170,17 +171,16 @@ class Run:
                 self.capture.finish_step(i)
             x_vp = model_input[-1:]  # the UNet's (variance-preserving) view of x_t
             x0_pred = noise.predict_x0(x_vp, noise_pred, sigma, prediction_type)
-            x_t = latents
             latents = scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
             next_scale = noise.vp_coefficients(noise.current_sigma(scheduler, None))[0] if variance_exploding else 1.0
 
             # 5. Decode x_t (after the step) and x0 every N steps; the starting noise once
             decode_started = time.perf_counter()
-            frames = [None, None]
+            frames = (None, None)
             if i == last:  # x_t alone, batched as the pipeline decodes it, so the final image is exact
-                frames = [self.previewer.decode(latents)[0], self.previewer.decode(x0_pred)[0]]
+                frames = self.previewer.step_frames(latents, x0_pred, alone=True)
             elif (i + 1) % s.every == 0:
-                frames = list(self.previewer.decode(torch.cat([latents * next_scale, x0_pred])))
+                frames = self.previewer.step_frames(latents * next_scale, x0_pred)
             if i == 0:
                 traj.noise_image = self.previewer.decode(x_vp)[0]
             timings["decode"] += time.perf_counter() - decode_started
@@ -189,7 +189,7 @@ class Run:
                 index=i,
                 timestep=float(t),
                 sigma=sigma,
-                x_t=_cpu(x_t),
+                x_t=x_t_cpu,  # the previous step's x_next (or the start): one array, not a copy
                 x_next=_cpu(latents),
                 next_vp_scale=next_scale,
                 noise_uncond=_cpu(noise_uncond),
@@ -201,6 +201,7 @@ class Run:
                 seconds=time.perf_counter() - step_started,
             )
             traj.steps.append(record)
+            x_t_cpu = record.x_next
             yield record
 
         # 6. The final image: the last decoded frame when the preview is the VAE itself

@@ -9,7 +9,7 @@ and the app all read these; they save to a folder and load back without loss.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +33,13 @@ class StepRecord:
     noise_cond: np.ndarray | None  # UNet output for the prompt (None without guidance)
     noise_pred: np.ndarray  # guided output the scheduler stepped with
     x0_pred: np.ndarray  # predicted clean latents
-    x_t_image: np.ndarray | None = None  # decoded x_next (VP form); None on undecoded steps
+    x_t_image: np.ndarray | None = None  # decoded x_next (VP form); None on undecoded steps, or once released
     x0_image: np.ndarray | None = None  # decoded x0_pred
     seconds: float = 0.0  # wall time of the step, decode included
+    decoded: bool = False  # the run decoded this step's frames (every N steps, and the last); set from x_t_image
 
-    @property
-    def decoded(self) -> bool:
-        return self.x_t_image is not None
+    def __post_init__(self):
+        self.decoded = self.decoded or self.x_t_image is not None
 
 
 @dataclass
@@ -59,6 +59,55 @@ class Trajectory:
     warnings: list[str] = field(default_factory=list)
     complete: bool = False
     attention: Any = None  # sdviz.attention.AttentionMaps when captured
+    frame_cache: Any = field(default=None, repr=False)  # sdviz.frames.FrameCache once frames are released
+
+    # --- frames: pictures of the latents, decoded again when not kept -------------------------
+
+    def step_frames(self, index: int, decode=None) -> tuple[np.ndarray, np.ndarray]:
+        """Step `index`'s x_t and x0 frames, uint8 (H, W, 3): from its record, else the frame cache,
+        else decoded from its latents by decode(record, alone) (the run's preview decoder,
+        `Previewer.record_frames`) and cached.
+
+        Any step can be shown this way, decoded by the run or not.
+        """
+        record = self.steps[index]
+        if record.x_t_image is not None:
+            return record.x_t_image, record.x0_image
+        cached = self.frame_cache.get(index) if self.frame_cache is not None else None
+        if cached is not None:
+            return cached
+        if decode is None:
+            raise ValueError(f"step {index + 1}'s frames are not kept; pass the run's decoder to decode them again")
+        frames = decode(record, self.complete and index == len(self.steps) - 1)
+        if self.frame_cache is not None:
+            self.frame_cache.put(index, frames)
+        return frames
+
+    def with_frames(self, decode=None) -> "Trajectory":
+        """A copy whose decoded steps hold their frames again (for the exporters); this one is unchanged."""
+        steps = [replace(s, x_t_image=None, x0_image=None) for s in self.steps]
+        for index, step in enumerate(steps):
+            if step.decoded:
+                step.x_t_image, step.x0_image = self.step_frames(index, decode)
+        return replace(self, steps=steps, frame_cache=None)
+
+    def nbytes(self) -> dict[str, int]:
+        """Bytes held, by kind: latents (each array once: a step's x_t is the step before's x_next),
+        frames (in records and the cache), images (noise, init, final), attention maps."""
+        seen: set[int] = set()
+
+        def size(array) -> int:
+            if not isinstance(array, np.ndarray) or id(array) in seen:
+                return 0
+            seen.add(id(array))
+            return array.nbytes
+
+        latents = size(self.x_start) + sum(size(getattr(s, name)) for s in self.steps for name in LATENT_FIELDS)
+        frames = sum(size(s.x_t_image) + size(s.x0_image) for s in self.steps)
+        frames += self.frame_cache.nbytes if self.frame_cache is not None else 0
+        images = sum(size(getattr(self, name)) for name in ("noise_image", "init_image", "final_image"))
+        attention = self.attention.nbytes if self.attention is not None else 0
+        return {"latents": latents, "frames": frames, "images": images, "attention": attention}
 
     # --- reading -----------------------------------------------------------------
 
@@ -71,6 +120,8 @@ class Trajectory:
         kind 'x_t' starts with the noise; 'x0' has only the steps. Labels are
         the number of steps done ('noise', '1', ... 'N').
         """
+        if any(s.x_t_image is None for s in self.decoded_steps()):
+            raise ValueError("this trajectory's frames were released; read trajectory.with_frames(decode)")
         out = []
         if kind == "x_t" and self.noise_image is not None:
             out.append(("noise", self.noise_image))
@@ -124,6 +175,8 @@ class Trajectory:
                     latents["x_t" if name == "x_next" else "x_t_in" if name == "x_t" else name] = np.stack(values)
         np.savez_compressed(folder / "latents.npz", **latents)
         decoded = self.decoded_steps()
+        if any(s.x_t_image is None for s in decoded):
+            raise ValueError("this trajectory's frames were released; save trajectory.with_frames(decode)")
         frames: dict[str, np.ndarray] = {"frame_steps": np.array([s.index for s in decoded], np.int64)}
         if decoded:
             frames["x_t"] = np.stack([s.x_t_image for s in decoded])

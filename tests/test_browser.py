@@ -96,6 +96,11 @@ def test_generate_streams_every_step_into_the_filmstrip(browser, shots):
     (shots / "time_to_first_frame.json").write_text(json.dumps({"seconds": seconds}) + "\n")
     print(f"time to first streamed frame: {seconds:.3f} s")
     assert seconds < 0.5
+    # the live frames end on the last step (sent inline, no file fetched per step)
+    live = browser.find_element(By.CSS_SELECTOR, "#live .sdviz-live")
+    assert live.get_attribute("data-step") == "20"
+    sources = [img.get_attribute("src") for img in live.find_elements(By.TAG_NAME, "img")]
+    assert len(sources) == 2 and all(src.startswith("data:image/png;base64,") for src in sources)
     # after the run: the final image, the explorer on the last step, the downloads
     WebDriverWait(browser, 60).until(lambda d: "step 20 / 20" in d.find_element(By.CSS_SELECTOR, "#step-info").text
                                      and d.find_elements(By.CSS_SELECTOR, "#final img"))

@@ -27,15 +27,20 @@ import numpy as np
 
 from sdviz import export, views
 from sdviz.attention import AttentionCapture, layer_table, overlay
+from sdviz.frames import FrameCache
 from sdviz.images import load_image
 from sdviz.models import display_name
+from sdviz.previews import Previewer
 from sdviz.sampler import Run
 from sdviz.settings import MAX_SEED, Settings, check_float, check_int, check_text, validate
 from ui import html
+from ui.model_threads import ModelThreads
 from ui.streaming import follow
 
 log = logging.getLogger("sdviz.app")
 PLAY_SECONDS = 0.25  # per frame when playing the trajectory back
+DISPLAY_RATE = 10.0  # live updates per second at most; every step is still kept
+SELF_ATTENTION_POSITIONS = 256  # self-attention kept up to 16 x 16 positions (SD 1.5: 0.14 MB a step)
 SPANS = ("this step", "up to this step", "whole run")
 
 
@@ -101,6 +106,12 @@ def iterate(run, emit) -> None:
         emit(record)
 
 
+@gpu
+def decode_record(previewer, record, alone: bool):
+    """A step's frames decoded again from its latents (on ZeroGPU, in the GPU process)."""
+    return previewer.record_frames(record, alone)
+
+
 class StopSignal:
     """A run's Stop: a threading.Event in the session's state.
 
@@ -116,7 +127,8 @@ class StopSignal:
 
 
 def write_downloads(traj, folder: Path) -> list[str]:
-    """filmstrip.png, trajectory.gif, trajectory.mp4 and trajectory.zip (JSON + latents + frames)."""
+    """filmstrip.png, trajectory.gif, trajectory.mp4 and trajectory.zip (JSON + latents + frames);
+    `traj` holds its frames (see Trajectory.with_frames)."""
     files = []
     if traj.decoded_steps():
         export.filmstrip(traj).save(folder / "filmstrip.png")
@@ -132,8 +144,9 @@ def write_downloads(traj, folder: Path) -> list[str]:
 
 
 class Handlers:
-    def __init__(self, config, cache, files):
+    def __init__(self, config, cache, files, threads: ModelThreads | None = None):
         self.config, self.cache, self.files, self.limits = config, cache, files, config.limits
+        self.threads = threads or ModelThreads(config.concurrency)  # where every torch call of a handler runs
         self.sources = {display_name(source): source for source in config.models}  # menu name -> folder/hub id
 
     # --- models ------------------------------------------------------------------
@@ -178,7 +191,8 @@ class Handlers:
             if init_image is None:
                 raise ValueError("init image is missing; allowed: an uploaded image (PNG, JPEG, WebP, ...)")
             image = load_image(init_image, check_size=self.limits.check_image)
-        capture = AttentionCapture(model, self_attention=True) if attention else None
+        capture = (AttentionCapture(model, self_attention=True, self_max_positions=SELF_ATTENTION_POSITIONS)
+                   if attention else None)
         return Run(model, settings, init_image=image, capture=capture, stop_signal=stop_event,
                    time_limit=self.limits.run_seconds)
 
@@ -223,37 +237,49 @@ class Handlers:
             yield update
 
     async def _stream(self, run):
+        """The live panels at display rate. The frames each step brings are shown (the newest),
+        thumbnailed (those on the filmstrip's stride) and moved into the session's bounded
+        frame cache: the trajectory the session keeps holds latents, not frames."""
         traj = run.trajectory
+        traj.frame_cache = FrameCache()
         img2img = traj.settings["img2img"]
+        strip = html.Filmstrip()
 
         def drawn(active: str, step: str = "") -> str:
             return html.diagram(traj.shapes, traj.facts, active, traj.settings["scheduler"], step, img2img)
 
         yield (drawn("encode" if img2img else "text"), html.status(note="encoding the prompt"),
-               gr.skip(), gr.skip(), gr.skip(), None, traj)  # no earlier run's final image beside this one
-        shown = 0
-        async for records in follow(run, iterate):
+               html.live(), "", None, traj)  # no earlier run's frames or final image beside this one
+        shown, newest = 0, None
+        async for records in follow(run, iterate, 1 / DISPLAY_RATE, self.threads):
             for message in traj.warnings[shown:]:  # a cut prompt, an ignored eta
                 gr.Warning(html_text.escape(message, quote=False))
             shown = len(traj.warnings)
-            record = records[-1]
-            decoded = next((r for r in reversed(records) if r.decoded), None)
+            grown = not strip.figures and traj.noise_image is not None and strip.add(0, traj.noise_image)
+            decoded = [r for r in records if r.decoded]
+            for record in decoded:
+                grown = strip.add(record.index + 1, record.x_t_image) or grown
+            if decoded:
+                newest = decoded[-1].index + 1, decoded[-1].x_t_image
+            live = html.live(decoded[-1].x_t_image, decoded[-1].x0_image, newest[0]) if decoded else gr.skip()
+            for record in decoded:
+                traj.frame_cache.take(record)
             yield (
-                drawn("unet", f"· step {record.index + 1} / {run.total}"),
-                html.status(record, run.total),
-                self.files.image(decoded.x_t_image) if decoded else gr.skip(),
-                self.files.image(decoded.x0_image) if decoded else gr.skip(),
-                html.filmstrip(traj) if decoded else gr.skip(),
+                drawn("unet") if records[0].index == 0 else gr.skip(),
+                html.status(records[-1], run.total),
+                live,
+                strip.html() if grown else gr.skip(),
                 gr.skip(),
                 traj,
             )
         for message in traj.warnings[shown:]:  # the run-time limit
             gr.Warning(html_text.escape(message, quote=False))
+        if newest is not None:
+            strip.close(*newest)
         final = traj.final_image
         yield (drawn("vae", "· done"), html.status(traj.steps[-1] if traj.steps else None,
                run.total or 0, "· finished" if traj.complete else "· stopped"),
-               gr.skip(), gr.skip(), html.filmstrip(traj),
-               self.files.image(final) if final is not None else gr.skip(), traj)
+               gr.skip(), strip.html(), self.files.image(final) if final is not None else gr.skip(), traj)
 
     @user_errors
     def finish(self, traj):
@@ -281,7 +307,7 @@ class Handlers:
             return None, None
         if written is not None:
             return written, written
-        files = write_downloads(traj, self.files.new_folder())
+        files = write_downloads(traj.with_frames(self._decoder(traj)), self.files.new_folder())
         return files, files
 
     # --- exploring a finished run ------------------------------------------------------
@@ -291,23 +317,31 @@ class Handlers:
         """x_t, x0, predicted noise, latent channels, the step's facts, and the heat map."""
         if traj is None or not traj.steps:
             return (gr.skip(),) * 6
+        return self.threads.call(self._show_step, traj, step, token, resolution, span)  # decodes, resizes: torch
+
+    def _show_step(self, traj, step, token, resolution, span):
         index = _step_index(traj, step)
         record = traj.steps[index]
-        shown = _nearest_decoded(traj, index)
+        x_t_image, x0_image = traj.step_frames(index, self._decoder(traj))
         latent_rgb = self.model(traj.settings["model"]).latent_rgb.numpy()
         size = tuple(traj.shapes["image"][1:])
         channels = [(self.files.image(image), f"channel {c}")
                     for c, image in enumerate(views.channel_images(record.x_next * record.next_vp_scale))]
         info = (f"**step {index + 1} / {len(traj.steps)}** · timestep {record.timestep:g} · σ {record.sigma:.4f}"
-                f" · x_t std {np.std(record.x_next * record.next_vp_scale):.3f}"
-                + (f" · (frames from step {shown.index + 1}: decoded every {traj.settings['every']})"
-                   if shown is not record else ""))
-        heat = self._heat(traj, index, token, resolution, span)
-        return (self.files.image(shown.x_t_image), self.files.image(shown.x0_image),
+                f" · x_t std {np.std(record.x_next * record.next_vp_scale):.3f}")
+        heat = self._heat(traj, index, token, resolution, span, x0_image)
+        return (self.files.image(x_t_image), self.files.image(x0_image),
                 self.files.image(views.noise_image(record.noise_pred, latent_rgb, size)),
                 channels, info, self.files.image(heat) if heat is not None else None)
 
-    def _heat(self, traj, index, token, resolution, span):
+    def _decoder(self, traj):
+        """decode(record, alone): the run's own preview decoder, for frames no longer kept."""
+        settings = traj.settings
+        previewer = Previewer(self.model(settings["model"]), settings["preview"], settings["height"],
+                              settings["width"])
+        return functools.partial(self.threads.call, decode_record, previewer)
+
+    def _heat(self, traj, index, token, resolution, span, x0_image):
         maps = traj.attention
         if maps is None or token is None:
             return None
@@ -317,8 +351,7 @@ class Handlers:
         if span not in SPANS:
             raise ValueError(f"steps {span!r:.60} is not a choice; allowed: {', '.join(SPANS)}")
         steps = {"this step": index, "up to this step": range(index + 1)}.get(span)
-        base = traj.final_image if span == "whole run" and traj.final_image is not None \
-            else _nearest_decoded(traj, index).x0_image
+        base = traj.final_image if span == "whole run" and traj.final_image is not None else x0_image
         return overlay(base, maps.heat_map(token, steps=steps, resolution=resolution))
 
     def play(self, traj, step):
@@ -336,17 +369,20 @@ class Handlers:
         """Self-attention of the clicked pixel at this step (as DiffSeg reads it)."""
         if traj is None or traj.attention is None:
             raise ValueError("run with attention capture on to probe self-attention")
+        return self.threads.call(self._probe, traj, step, resolution, event.index)  # torch: on a model thread
+
+    def _probe(self, traj, step, resolution, pixel):
         index = _step_index(traj, step)
         height, width = traj.shapes["image"][1:]
-        if not isinstance(event.index, (list, tuple)) or len(event.index) != 2:
-            raise ValueError(f"pixel {event.index!r:.60} is not a pixel; allowed: [x, y]")
-        x = check_int("pixel x", event.index[0], 0, width - 1)
-        y = check_int("pixel y", event.index[1], 0, height - 1)
+        if not isinstance(pixel, (list, tuple)) or len(pixel) != 2:
+            raise ValueError(f"pixel {pixel!r:.60} is not a pixel; allowed: [x, y]")
+        x = check_int("pixel x", pixel[0], 0, width - 1)
+        y = check_int("pixel y", pixel[1], 0, height - 1)
         if resolution not in traj.attention.self_attn:
             raise ValueError(f"self-attention resolution {resolution!r:.60} is not captured; "
                              f"allowed: {', '.join(traj.attention.self_attn)}")
         heat = traj.attention.self_attention_probe(y, x, step=index, resolution=resolution)
-        image = overlay(_nearest_decoded(traj, index).x0_image, heat)
+        image = overlay(traj.step_frames(index, self._decoder(traj))[1], heat)
         image[y, x] = (255, 255, 255)
         return self.files.image(image)
 
@@ -357,8 +393,8 @@ class Handlers:
         guidance = check_float("guidance", guidance, 0.0, 100.0)
         settings = validate(Settings(width=width, height=height)).resolved(model.facts)
         self.limits.check(settings, model.facts)
-        rows = layer_table(model.unet, settings.height, settings.width, guidance=guidance > 1,
-                           vae_factor=model.facts.vae_factor, text_tokens=model.facts.tokens)
+        rows = self.threads.call(layer_table, model.unet, settings.height, settings.width, guidance=guidance > 1,
+                                 vae_factor=model.facts.vae_factor, text_tokens=model.facts.tokens)
         return [[r["index"], r["kind"], r["resolution"], str(tuple(r["query_shape"])), str(tuple(r["key_shape"])),
                  str(tuple(r["value_shape"])), str(tuple(r["probs_shape"])), r["name"]] for r in rows]
 
@@ -374,7 +410,7 @@ class Handlers:
         run = self._run(prompt, negative_prompt, model, scheduler, steps, guidance, seed, width, height,
                         eta, preview, every, False, init_image, strength, img2img=init_image is not None)
         yield gr.skip(), gr.skip()
-        async for _ in follow(run, iterate):
+        async for _ in follow(run, iterate, 1 / DISPLAY_RATE, self.threads):
             yield gr.skip(), gr.skip()
         traj = run.trajectory
         final = self.files.image(traj.final_image) if traj.final_image is not None else None
@@ -388,14 +424,6 @@ def _event(stop_signal) -> threading.Event | None:
 def _step_index(traj, step) -> int:
     """The record index of the slider's step (counted from 1, as the status counts), clamped."""
     return int(min(max(int(step or 1) - 1, 0), len(traj.steps) - 1))
-
-
-def _nearest_decoded(traj, index: int):
-    """The step itself if decoded, else the closest decoded step at or before it (or the first)."""
-    for record in reversed(traj.steps[: index + 1]):
-        if record.decoded:
-            return record
-    return traj.decoded_steps()[0]
 
 
 def random_seed() -> int:

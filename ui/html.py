@@ -1,5 +1,9 @@
-"""HTML for the app's drawn panels: the three-component diagram, the live status,
-the filmstrip and the token slots. Plain strings from a trajectory; no gradio here.
+"""HTML for the app's drawn panels: the three-component diagram, the live status, the
+live frames, the filmstrip and the token slots. Plain strings from a trajectory; no gradio here.
+
+The live panels are sent compactly: frames as data URIs no larger than they are shown
+(so no file is written, copied or fetched per step), and the filmstrip grown by
+appending, so that gradio's streaming diff sends only its new figures.
 """
 
 from __future__ import annotations
@@ -10,10 +14,12 @@ import io
 
 import numpy as np
 
-from sdviz.export import enlarge, pick
+from sdviz.export import enlarge
 
-FILMSTRIP_MOST = 24  # frames shown in the live filmstrip; more are thinned evenly
-THUMB_SIDE = 96
+FILMSTRIP_MOST = 24  # frames shown in the live filmstrip; past this every other one goes
+THUMB_SIDE = 96  # the filmstrip's thumbnails, pixels high
+LIVE_SIDE = 256  # the live frames' display height in pixels: larger frames are sent at this size
+JPEG_QUALITY = 90  # for live frames larger than LIVE_SIDE (scaled down; small frames go as PNG)
 
 CSS = """
 .sdviz-diagram {display:flex; align-items:stretch; gap:6px; flex-wrap:wrap; font-size:14px}
@@ -28,7 +34,11 @@ CSS = """
 .sdviz-status {font-family:monospace; font-size:15px}
 .sdviz-bar {height:8px; background:#eee; border-radius:4px; overflow:hidden; margin-top:4px}
 .sdviz-bar > div {height:100%; background:#d0508a}
-.sdviz-filmstrip {display:flex; gap:6px; overflow-x:auto; padding:4px 0}
+.sdviz-live {display:flex; gap:8px; flex-wrap:wrap}
+.sdviz-live figure {margin:0; flex:1 1 200px; text-align:center; font-size:13px}
+.sdviz-live img, .sdviz-live .empty {height:256px; width:100%; object-fit:contain; image-rendering:pixelated;
+  display:block; background:#f4f4f4; border-radius:6px}
+.sdviz-filmstrip {display:flex; gap:6px; overflow-x:auto; padding:4px 0; min-height:20px}
 .sdviz-filmstrip figure {margin:0; text-align:center; font-size:12px; font-family:monospace; flex:0 0 auto}
 .sdviz-filmstrip img {width:80px; height:80px; object-fit:contain; image-rendering:pixelated; display:block}
 .sdviz-pixelated img {image-rendering:pixelated; width:100%; height:100%; object-fit:contain}
@@ -41,14 +51,44 @@ CSS = """
 
 
 def png_data_uri(image: np.ndarray, side: int = THUMB_SIDE) -> str:
+    """A thumbnail `side` pixels high (small frames enlarged by whole factors, large ones scaled down), as PNG."""
     from PIL import Image
 
     buffer = io.BytesIO()
     frame = image if image.shape[0] >= side else enlarge(image, side)
     if frame.shape[0] > side:
         frame = np.asarray(Image.fromarray(frame).resize((side * frame.shape[1] // frame.shape[0], side)))
-    Image.fromarray(frame).save(buffer, format="PNG")
+    Image.fromarray(frame).save(buffer, format="PNG", compress_level=1)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def frame_data_uri(frame: np.ndarray, side: int = LIVE_SIDE) -> str:
+    """A live frame as sent to the page: up to `side` pixels high as it is, in PNG (the page enlarges it,
+    pixelated); larger frames scaled down to `side` high, in JPEG."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    image = Image.fromarray(frame)
+    if frame.shape[0] <= side:
+        image.save(buffer, format="PNG", compress_level=1)
+        kind = "png"
+    else:
+        image.resize((max(1, side * frame.shape[1] // frame.shape[0]), side), Image.Resampling.BILINEAR,
+                     reducing_gap=2.0).save(buffer, format="JPEG", quality=JPEG_QUALITY)
+        kind = "jpeg"
+    return f"data:image/{kind};base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def live(x_t_image: np.ndarray | None = None, x0_image: np.ndarray | None = None, done: int = 0) -> str:
+    """The latest decoded x_t and predicted x0 side by side (empty boxes before the first step)."""
+    def figure(frame, caption: str, kind: str) -> str:
+        picture = (f'<img src="{frame_data_uri(frame)}" alt="{caption}">' if frame is not None
+                   else '<div class="empty"></div>')
+        return f'<figure data-kind="{kind}">{picture}<figcaption>{caption}</figcaption></figure>'
+
+    after = f" after step {done}" if done else ""
+    return (f'<div class="sdviz-live" data-step="{done}">' + figure(x_t_image, f"x_t (decoded latents){after}", "x_t")
+            + figure(x0_image, f"predicted x0{after}", "x0") + "</div>")
 
 
 def _shape(dims) -> str:
@@ -98,16 +138,46 @@ def status(record=None, total: int = 0, note: str = "") -> str:
     )
 
 
-def filmstrip(trajectory, kind: str = "x_t") -> str:
-    """The row of decoded frames from noise to image, each with its step number."""
-    frames = trajectory.frames(kind)
-    figures = []
-    for k in pick(len(frames), FILMSTRIP_MOST):
-        label, frame = frames[k]
-        caption = label if label == "noise" else f"step {label}"
-        figures.append(f'<figure data-step="{label}"><img src="{png_data_uri(frame)}" alt="{caption}">'
-                       f"<figcaption>{caption}</figcaption></figure>")
-    return f'<div class="sdviz-filmstrip" data-frames="{len(frames)}">' + "".join(figures) + "</div>"
+class Filmstrip:
+    """The live row of decoded x_t from noise to image, each with its step number, grown by appending.
+
+    Each `html()` starts with the one before, so gradio's streaming diff sends only the new
+    figures. Past `most` figures the stride doubles: every other figure goes and the row is
+    sent whole, once per doubling. Thumbnails are made only for the frames on the stride.
+    `close` ends the row on the run's last frame. The page wraps the figures (FILMSTRIP_TEMPLATE).
+    """
+
+    def __init__(self, most: int = FILMSTRIP_MOST):
+        self.most, self.stride = most, 1
+        self.figures: list[tuple[int, str]] = []  # (steps done, figure HTML); 0 steps is the noise
+
+    def add(self, done: int, frame: np.ndarray) -> bool:
+        """The x_t frame after `done` steps (0: the starting noise), if it falls on the stride."""
+        if done % self.stride:
+            return False
+        self.figures.append((done, self._figure(done, frame)))
+        if len(self.figures) > self.most:
+            self.stride *= 2
+            self.figures = [f for f in self.figures if f[0] % self.stride == 0]
+        return True
+
+    def close(self, done: int, frame: np.ndarray) -> None:
+        """Ends the row on the frame after `done` steps, wherever the stride falls."""
+        if not self.figures or self.figures[-1][0] != done:
+            self.figures.append((done, self._figure(done, frame)))
+
+    def html(self) -> str:
+        return "".join(figure for _, figure in self.figures)
+
+    @staticmethod
+    def _figure(done: int, frame: np.ndarray) -> str:
+        label = str(done) if done else "noise"
+        caption = f"step {done}" if done else "noise"
+        return (f'<figure data-step="{label}"><img src="{png_data_uri(frame)}" alt="{caption}">'
+                f"<figcaption>{caption}</figcaption></figure>")
+
+
+FILMSTRIP_TEMPLATE = '<div class="sdviz-filmstrip">${value}</div>'
 
 
 def token_slots(tokens: dict) -> str:

@@ -77,10 +77,8 @@ def build_demo(config, handlers) -> gr.Blocks:
                     attention = gr.Checkbox(value=True, label="Capture attention (heat maps, self-attention probe)")
             with gr.Column(scale=3):
                 status = gr.HTML(html.status(), elem_id="status")
-                with gr.Row(elem_classes="sdviz-pixelated"):
-                    live_xt = gr.Image(label="x_t (decoded latents)", height=256, format="png", interactive=False, elem_id="live-xt")
-                    live_x0 = gr.Image(label="predicted x0", height=256, format="png", interactive=False, elem_id="live-x0")
-                filmstrip = gr.HTML(elem_id="filmstrip")
+                live_frames = gr.HTML(html.live(), elem_id="live")  # x_t and x0, sent as compact data URIs
+                filmstrip = gr.HTML("", html_template=html.FILMSTRIP_TEMPLATE, elem_id="filmstrip")
                 final = gr.Image(label="Final image", height=192, format="png", interactive=False, elem_id="final",
                                  elem_classes="sdviz-pixelated")
 
@@ -115,7 +113,7 @@ def build_demo(config, handlers) -> gr.Blocks:
 
         # --- events --------------------------------------------------------------------
         params = [negative, model, scheduler, steps, guidance, seed, width, height, eta, preview, every, attention]
-        live = [diagram, status, live_xt, live_x0, filmstrip, final, trajectory]
+        live = [diagram, status, live_frames, filmstrip, final, trajectory]
         after = [step, tokens, word, resolution, probe_resolution, downloads, written]
         explorer = [xt_view, x0_view, noise_view, channels, step_info, heat]
         run_options = dict(concurrency_limit=config.concurrency, concurrency_id="model", show_progress="hidden", **private)

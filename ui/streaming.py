@@ -8,8 +8,11 @@ the handler (CancelledError at its await) when the client cancels, and closes it
 the run, which ends after the step in flight, and the handler waits for that end, so
 the concurrency slot is held until the work has really stopped.
 
-When the page is slower than the model, the records that arrived meanwhile are
-handed over together: every step is kept in the trajectory, the page shows the latest.
+Updates go out at display rate: records that arrive within `interval` of the last
+update (and any that arrive while the page is busy) are handed over together, so a
+fast model is not slowed by a page redrawn at every step. Every step is still kept
+in the trajectory; the page shows the latest. The first record and the end are
+handed over at once.
 """
 
 from __future__ import annotations
@@ -22,18 +25,29 @@ from typing import AsyncIterator
 _END = object()
 
 
-async def follow(run, iterate=None) -> AsyncIterator[list]:
-    """Yields lists of the StepRecords that arrived since the last yield, then ends with the run.
+async def follow(run, iterate=None, interval: float = 0.0, threads=None) -> AsyncIterator[list]:
+    """Yields lists of the StepRecords that arrived since the last yield, at most one list per
+    `interval` seconds, then ends with the run.
 
     iterate(run, emit) runs on the worker thread and calls emit(record) per step
-    (default: iterates the run); its exceptions are raised here.
+    (default: iterates the run); its exceptions are raised here. The worker thread is one
+    of `threads` (ui.model_threads.ModelThreads), which serve their short calls between
+    the steps, or else a new thread.
     """
     loop = asyncio.get_running_loop()
     arrived: asyncio.Queue = asyncio.Queue()
     ended: concurrent.futures.Future = concurrent.futures.Future()
+    last_end = asyncio.Event()  # the run's end (or error) arrived: no more waiting for display rate
+
+    def put(item) -> None:
+        arrived.put_nowait(item)
+        if item is _END or isinstance(item, BaseException):
+            last_end.set()
 
     def emit(item) -> None:
-        loop.call_soon_threadsafe(arrived.put_nowait, item)
+        loop.call_soon_threadsafe(put, item)
+        if threads is not None:
+            threads.serve_calls()
 
     def work() -> None:
         try:
@@ -48,14 +62,26 @@ async def follow(run, iterate=None) -> AsyncIterator[list]:
         finally:
             ended.set_result(None)
 
-    threading.Thread(target=work, name="sdviz-run", daemon=True).start()
+    if threads is not None:
+        threads.start(work)
+    else:
+        threading.Thread(target=work, name="sdviz-run", daemon=True).start()
+    shown = -float("inf")  # when the last list was handed over (the loop's clock)
     try:
         while True:
             batch = [await arrived.get()]
+            delay = shown + interval - loop.time()
+            if delay > 0 and not last_end.is_set():  # too soon after the last update: gather until it is time
+                waiter = asyncio.ensure_future(last_end.wait())
+                try:
+                    await asyncio.wait([waiter], timeout=delay)
+                finally:
+                    waiter.cancel()
             while not arrived.empty():
                 batch.append(arrived.get_nowait())
             records = [item for item in batch if item is not _END and not isinstance(item, BaseException)]
             if records:
+                shown = loop.time()
                 yield records
             for item in batch:
                 if isinstance(item, BaseException):

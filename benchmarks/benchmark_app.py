@@ -1,0 +1,382 @@
+"""Times the page against the core, in one run: what watching a run costs beyond the run itself.
+
+    python benchmarks/benchmark_app.py            # every figure below, side by side
+    python benchmarks/benchmark_app.py --write    # also record them in docs/BENCHMARKS.md
+
+It launches `python app.py` as a user does (twice: on the embedded model, and on a
+random-weight model with SD 1.5's frame geometry) and measures, rounds interleaved, medians:
+
+  1. the default run (the page's own settings: 20 steps, attention capture on) in the core
+     (`sdviz.generate`) and in a real headless Chromium, from the click on Generate to
+     "finished", and to the first streamed frame;
+  2. the server's cost per streamed step: the page's own streaming event, called by a raw
+     client that reads every update, against the same run in the core, at the embedded
+     model's size and at 512 x 512 (the `approx` preview, 50 steps);
+  3. the memory one session's run holds (what the app keeps in the session's state) for a
+     50-step run at SD 1.5's size, and the time the explorer takes to show a step whose
+     frames are not decoded yet.
+
+Targets (ratios and budgets, so they hold on any machine):
+    app end to end           <= 1.3 x the core, default run, real browser
+    first frame              <= 0.3 s after the click
+    server cost per step     <= 10 ms at 512 x 512
+    session memory           <= 30 MB, 50 steps at SD 1.5's size
+Needs the test dependencies (selenium) and Debian's chromium + chromium-driver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+import sdviz  # noqa: E402
+from sdviz.attention import AttentionCapture  # noqa: E402
+
+PROMPT = "a large red circle on the left on a blue background"  # the page's first example
+DOC = ROOT / "docs" / "BENCHMARKS.md"
+MB = 2**20
+
+
+# --- a model with SD 1.5's frame geometry -----------------------------------------------------
+
+def frame_size_model(folder: Path) -> Path:
+    """Random weights, SD 1.5's latent and frame geometry (4 x 64 x 64 latents, VAE factor 8, 512 x 512 frames,
+    its scheduler and text width), and a small UNet and VAE, so that the model's time does not drown the page's."""
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    from training.train import SD1_SCHEDULER
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=64, block_out_channels=(32, 64, 64, 64), layers_per_block=1, cross_attention_dim=768,
+        attention_head_dim=2, norm_num_groups=16,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(16, 16, 32, 32), layers_per_block=1, latent_channels=4, sample_size=512, norm_num_groups=16,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, scaling_factor=0.18215,
+    )
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=49408, hidden_size=768, intermediate_size=768, num_hidden_layers=1, num_attention_heads=12,
+        max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407,
+    ))
+    pipe = StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, unet=unet,
+        tokenizer=CLIPTokenizer.from_pretrained(ROOT / "assets" / "sdviz-shapes" / "tokenizer"),
+        scheduler=PNDMScheduler.from_config(SD1_SCHEDULER), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+# --- the core -------------------------------------------------------------------------------------
+
+def core_run(model, settings: sdviz.Settings, attention: bool) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of the run in the core, as the app's handler makes it."""
+    from ui.handlers import SELF_ATTENTION_POSITIONS
+
+    capture = AttentionCapture(model, self_attention=True, self_max_positions=SELF_ATTENTION_POSITIONS) \
+        if attention else None
+    wall, cpu = time.perf_counter(), time.process_time()
+    sdviz.generate(model, settings, capture=capture)
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+# --- the page, in a real browser ---------------------------------------------------------------
+
+# Timestamps (the page's clock) of the click, the first streamed step (its status, frames and filmstrip
+# come in one update) and "finished".
+WATCH = """
+window.sdvizTimes = {click: null, first: null, finished: null};
+const status = document.querySelector('#status');
+let queued = false;  // this run's first status ("queued"); while it is redrawn, the last run's may show with it
+new MutationObserver(() => {
+  const text = status.textContent, times = window.sdvizTimes, t = performance.now();
+  const old = text.includes('queued') || text.includes('finished');
+  if (text.includes('queued')) queued = true;
+  if (times.first === null && queued && !old && /step \\d+ \\/ \\d+/.test(text)) times.first = t;
+  if (times.finished === null && times.first !== null && text.includes('finished') && !text.includes('queued')) {
+    times.finished = t;
+  }
+}).observe(status, {childList: true, subtree: true, characterData: true});
+window.sdvizTimes.click = performance.now();
+document.querySelector('#generate').click();
+"""
+
+
+class Page:
+    def __init__(self, url: str, profile: Path):
+        import shutil
+
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        self.By, self.Wait = By, WebDriverWait
+        options = webdriver.ChromeOptions()
+        options.binary_location = shutil.which("chromium")
+        for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                     "--disable-component-update", "--disable-dev-shm-usage", "--no-first-run",
+                     f"--user-data-dir={profile}", "--window-size=1400,1900"):
+            options.add_argument(flag)
+        self.driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+        self.driver.get(url)
+        WebDriverWait(self.driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#generate"))
+        time.sleep(1)
+
+    def run(self) -> tuple[float, float]:
+        """(click to first frame, click to finished) in seconds, for the page's default run."""
+        self.driver.execute_script(WATCH)
+        self.Wait(self.driver, 120, poll_frequency=0.05).until(
+            lambda d: d.execute_script("return window.sdvizTimes.finished !== null"))
+        times = self.driver.execute_script("return window.sdvizTimes")
+        time.sleep(1.5)  # the explorer loads the run (the events after "finished") before the next round
+        return (times["first"] - times["click"]) / 1000, (times["finished"] - times["click"]) / 1000
+
+    def close(self) -> None:
+        self.driver.quit()
+
+
+# --- the page's streaming event, read by a raw client ------------------------------------------
+
+def stream_fn_index() -> int:
+    """The index of the page's text-to-image streaming event (the page calls it by index)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from ui.config import AppConfig
+    from ui.handlers import Handlers
+    from ui.layout import build_demo
+
+    class NoFiles:
+        root = None
+
+    config = AppConfig.from_env()
+    demo = build_demo(config, Handlers(config, sdviz.models.ModelCache(None, most=1, pinned=config.default_model),
+                                       NoFiles()))
+    found = [i for i, fn in demo.fns.items() if getattr(fn.fn, "__name__", "") == "stream"]
+    if len(found) != 1:
+        raise RuntimeError(f"expected one 'stream' event, found {found}")
+    return found[0]
+
+
+def stream_via_queue(url: str, fn_index: int, values: list) -> tuple[float, int]:
+    """Joins the queue as the page does and reads every server-sent update to the end.
+
+    Returns (seconds from the join to the last message, updates received)."""
+    import httpx
+
+    session = uuid.uuid4().hex[:11]
+    started = time.perf_counter()
+    updates = 0
+    with httpx.Client(timeout=300) as http:
+        joined = http.post(url + "gradio_api/queue/join",
+                           json={"data": values, "fn_index": fn_index, "session_hash": session, "event_data": None,
+                                 "trigger_id": None})
+        joined.raise_for_status()
+        with http.stream("GET", url + "gradio_api/queue/data", params={"session_hash": session}) as response:
+            for line in response.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                message = json.loads(line[5:])
+                if message.get("msg") == "process_generating":
+                    updates += 1
+                if message.get("msg") == "process_completed":
+                    if not message.get("success", False):
+                        raise RuntimeError(f"the run failed: {message.get('output')}")
+                    return time.perf_counter() - started, updates
+    raise RuntimeError("the stream ended without process_completed")
+
+
+def page_values(model_name: str, s: sdviz.Settings, attention: bool) -> list:
+    """The streaming event's inputs in the page's order (stop signal state first)."""
+    return [None, s.prompt, s.negative_prompt, model_name, s.scheduler, s.steps, s.guidance, s.seed, s.width,
+            s.height, s.eta, s.preview, s.every, attention]
+
+
+# --- session memory and the explorer ---------------------------------------------------------------
+
+def session_memory(model_folder: Path, steps: int) -> dict:
+    """Runs the app's own streaming handler to the end (no server), then shows steps in the explorer:
+    what the session's state holds, and the time to show a step whose frames are not decoded."""
+    from ui.config import AppConfig
+    from ui.files import FileStore
+    from ui.handlers import Handlers
+
+    config = AppConfig(default_model=str(model_folder), models=(str(model_folder),))
+    files = FileStore(600, 2**30)
+    handlers = Handlers(config, sdviz.models.ModelCache(None, most=1, pinned=str(model_folder)), files)
+    name = config.default_name
+    settings = dict(prompt=PROMPT, negative_prompt="", model_name=name, scheduler="ddim", steps=steps, guidance=7.5,
+                    seed=0, width=512, height=512, eta=0.0, preview="approx", every=1, attention=False)
+
+    async def stream():
+        last = None
+        async for update in handlers.stream(None, **settings):
+            last = update
+        return last[-1]
+
+    traj = asyncio.run(stream())
+    handlers.finish(traj)
+    shown = []
+    for step in (steps, 1, steps // 2, steps // 3):  # the last step (shown after the run), then scrubbing
+        started = time.perf_counter()
+        handlers.show_step(traj, step, None, "all", "this step")
+        shown.append(time.perf_counter() - started)
+    files.remove()
+    return {"bytes": traj.nbytes(), "show_first_seconds": shown[1:], "show_last_seconds": shown[0]}
+
+
+def sd15_attention_per_step() -> float:
+    """Bytes the app's attention capture (cross- and self-attention) keeps per step, SD 1.5's UNet at 512 x 512."""
+    from benchmarks.benchmark import sd15_random_pipeline
+
+    from ui.handlers import SELF_ATTENTION_POSITIONS
+
+    model = sdviz.from_pipeline(sd15_random_pipeline(), "SD 1.5-sized, random weights")
+    capture = AttentionCapture(model, self_attention=True, self_max_positions=SELF_ATTENTION_POSITIONS)
+    run = sdviz.Run(model, sdviz.Settings(prompt=PROMPT, steps=50, preview="approx"), capture=capture)
+    for record in run:
+        if record.index == 1:  # two steps; every step keeps the same
+            run.stop()
+    maps = capture.maps()
+    return maps.nbytes / len(maps.steps)
+
+
+# --- report ----------------------------------------------------------------------------------------
+
+def markdown(figures: dict, args) -> str:
+    f = figures
+    e2e, core = f["browser_finished"], f["core_default"]
+    first = f["browser_first"]
+    emb, big = f["embedded_stream"], f["frame_size_stream"]
+    mem = f["memory"]
+    held = mem["bytes"]  # attention off on the 512 x 512 model: SD 1.5's own is measured apart
+    attention_mb = f["sd15_attention_per_step"] * mem["steps"] / MB
+    total_mb = sum(held.values()) / MB + attention_mb
+    device = f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} torch threads"
+    lines = [
+        "<!-- bench:app -->",
+        "### The page against the core",
+        "",
+        f"{device}; torch {torch.__version__}; headless Chromium on the same cores; {args.rounds} interleaved "
+        "rounds, medians.",
+        "",
+        "| figure | measured | reference | ratio / budget | target |",
+        "|---|---|---|---|---|",
+        f"| default run (embedded, 20 steps, attention on), click to \"finished\" in Chromium | {e2e:.3f} s "
+        f"| core {core:.3f} s | {e2e / core:.2f} x | <= 1.3 x |",
+        f"| click to the first streamed frame in Chromium | {first:.3f} s | | | <= 0.3 s |",
+        f"| server cost per streamed step, embedded 64 x 64, 20 steps, attention on | "
+        f"{emb['per_step_ms']:.1f} ms wall, {emb['cpu_per_step_ms']:.1f} ms CPU | core {emb['core']:.3f} s, "
+        f"app {emb['app']:.3f} s, {emb['updates']} updates | | |",
+        f"| server cost per streamed step, 512 x 512 approx, 50 steps | {big['per_step_ms']:.1f} ms wall, "
+        f"{big['cpu_per_step_ms']:.1f} ms CPU | core {big['core']:.3f} s, app {big['app']:.3f} s, "
+        f"{big['updates']} updates | | <= 10 ms |",
+        f"| one session's memory, 50 steps at SD 1.5's size | {total_mb:.1f} MB | latents "
+        f"{held['latents'] / MB:.1f}, frames {held['frames'] / MB:.1f}, images {held['images'] / MB:.1f}, "
+        f"attention {attention_mb:.1f} MB | | <= 30 MB |",
+        f"| explorer: show a step not decoded yet, 512 x 512 approx | "
+        f"{1000 * statistics.median(mem['show_first_seconds']):.0f} ms | last step (shown after the run) "
+        f"{1000 * mem['show_last_seconds']:.0f} ms | | |",
+        "",
+        "Server cost per step: (the page's streaming event read to the end by a raw client - the same run in the "
+        "core) / steps, wall and server CPU. Session memory: the trajectory the app keeps in the session's state "
+        "after the run and four explorer views (latents, frames, images measured on the 512 x 512 model), plus "
+        "the attention maps the page's capture keeps per step on SD 1.5's own UNet (2 steps measured) x 50.",
+        "",
+        f"Reproduce: `{' '.join(['python', 'benchmarks/benchmark_app.py', *sys.argv[1:]])}`",
+        "<!-- /bench:app -->",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--write", action="store_true", help=f"record the figures in {DOC.relative_to(ROOT)}")
+    args = parser.parse_args()
+
+    from benchmarks.benchmark import write_section
+    from tests.conftest import AppServer
+
+    work = Path(tempfile.mkdtemp(prefix="sdviz-bench-"))
+    big_folder = frame_size_model(work / "sd15-frames")
+    embedded = sdviz.load_model()
+    big = sdviz.load_model(str(big_folder))
+    defaults = sdviz.Settings(prompt=PROMPT)
+    big_settings = sdviz.Settings(prompt=PROMPT, steps=50, scheduler="ddim", width=512, height=512, preview="approx")
+    fn_index = stream_fn_index()
+    servers = {"embedded": AppServer(work / "app-embedded"),
+               "big": AppServer(work / "app-big", SDVIZ_MODEL=str(big_folder))}
+    page = Page(servers["embedded"].url, work / "chromium")
+    samples: dict[str, list] = {}
+
+    def add(key, value):
+        samples.setdefault(key, []).append(value)
+
+    def streamed(key, server, model, settings, attention):
+        cpu = server.cpu_seconds()
+        seconds, updates = stream_via_queue(server.url, fn_index, page_values(model.name, settings, attention))
+        add(f"{key}_app", seconds)
+        add(f"{key}_app_cpu", server.cpu_seconds() - cpu)
+        add(f"{key}_updates", updates)
+        wall, cpu = core_run(model, settings, attention)
+        add(f"{key}_core", wall)
+        add(f"{key}_core_cpu", cpu)
+
+    try:
+        page.run(), core_run(embedded, defaults, True)  # warm up: imports, first allocations
+        stream_via_queue(servers["big"].url, fn_index, page_values(big.name, big_settings, False))
+        core_run(big, big_settings, False)
+        for round_ in range(args.rounds):
+            print(f"round {round_ + 1} / {args.rounds}", file=sys.stderr)
+            add("core_default", core_run(embedded, defaults, True)[0])
+            first, finished = page.run()
+            add("browser_first", first)
+            add("browser_finished", finished)
+            streamed("embedded", servers["embedded"], embedded, defaults, True)
+            streamed("big", servers["big"], big, big_settings, False)
+    finally:
+        page.close()
+        for server in servers.values():
+            server.stop()
+
+    med = {key: statistics.median(values) for key, values in samples.items()}
+
+    def per_step(key, steps):
+        return {"core": med[f"{key}_core"], "app": med[f"{key}_app"], "updates": int(med[f"{key}_updates"]),
+                "per_step_ms": 1000 * (med[f"{key}_app"] - med[f"{key}_core"]) / steps,
+                "cpu_per_step_ms": 1000 * (med[f"{key}_app_cpu"] - med[f"{key}_core_cpu"]) / steps}
+
+    memory = session_memory(big_folder, 50)
+    memory["steps"] = 50
+    figures = {"core_default": med["core_default"], "browser_first": med["browser_first"],
+               "browser_finished": med["browser_finished"], "embedded_stream": per_step("embedded", defaults.steps),
+               "frame_size_stream": per_step("big", big_settings.steps), "memory": memory,
+               "sd15_attention_per_step": sd15_attention_per_step()}
+    section = markdown(figures, args)
+    print(section)
+    print(json.dumps({k: v for k, v in samples.items()}, default=float), file=sys.stderr)
+    if args.write:
+        write_section("app", section)
+
+
+if __name__ == "__main__":
+    main()

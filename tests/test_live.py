@@ -1,0 +1,100 @@
+"""The live view at display rate: every step kept, updates coalesced, the filmstrip appended to,
+the session holding latents and a bounded frame cache; the explorer and downloads decode on demand."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import sdviz
+from sdviz.frames import DEFAULT_MAX_BYTES
+from sdviz.models import EMBEDDED_MODEL, ModelCache
+from ui import html
+from ui.config import AppConfig
+from ui.files import FileStore
+from ui.handlers import DISPLAY_RATE, Handlers
+
+PROMPT = "a small blue square at the top on a yellow background"
+
+
+@pytest.fixture(scope="module")
+def handlers():
+    config = AppConfig(default_model=str(EMBEDDED_MODEL), models=(str(EMBEDDED_MODEL),))
+    files = FileStore(600, 2**30)
+    yield Handlers(config, ModelCache(None, most=1, pinned=str(EMBEDDED_MODEL)), files)
+    files.remove()
+
+
+def stream(handlers, **settings):
+    """Runs the page's streaming handler to the end; (updates, seconds)."""
+    values = dict(prompt=PROMPT, negative_prompt="", model_name=handlers.config.default_name, scheduler="ddim",
+                  steps=20, guidance=7.5, seed=3, width=None, height=None, eta=0.0, preview="full", every=1,
+                  attention=False) | settings
+
+    async def follow():
+        updates = []
+        started = time.perf_counter()
+        async for update in handlers.stream(None, **values):
+            updates.append(update)
+        return updates, time.perf_counter() - started
+
+    return asyncio.run(follow())
+
+
+def test_filmstrip_grows_by_appending_and_thins_past_its_width():
+    strip = html.Filmstrip(most=8)
+    frame = np.zeros((16, 16, 3), np.uint8)
+    shown, rebuilt = [strip.html()], 0
+    for done in range(0, 41):
+        if strip.add(done, frame):
+            shown.append(strip.html())
+            rebuilt += not shown[-1].startswith(shown[-2])
+            assert len(strip.figures) <= 8
+    assert rebuilt == 3  # strides 2, 4 and 8: the row is sent whole three times, appended to otherwise
+    assert [done for done, _ in strip.figures] == [0, 8, 16, 24, 32, 40]
+    strip.close(41, frame)
+    steps = [done for done, _ in strip.figures]
+    assert steps[0] == 0 and steps[-1] == 41 and all(d % strip.stride == 0 for d in steps[:-1])
+    assert strip.html().startswith(shown[-1])
+
+
+def test_a_fast_run_streams_at_display_rate_keeps_every_step_and_holds_no_frames(handlers):
+    updates, seconds = stream(handlers, steps=100, guidance=1.0, preview="approx")
+    traj = updates[-1][-1]
+    assert len(traj.steps) == 100 and traj.complete
+    assert [s.index for s in traj.steps] == list(range(100))
+    live = updates[1:-1]  # between the start and the end
+    # the first step goes out at once, then at most DISPLAY_RATE updates a second
+    assert 'data-step="1"' in live[0][2]
+    assert len(live) <= seconds * DISPLAY_RATE + 2, (len(live), seconds)
+    assert len(live) < 100
+    # the session's trajectory: latents, no frames in its records, a bounded cache
+    assert all(s.x_t_image is None and s.x0_image is None and s.decoded for s in traj.steps)
+    assert traj.nbytes()["frames"] == traj.frame_cache.nbytes <= DEFAULT_MAX_BYTES
+    # the filmstrip ends on the last step; the live view shows it
+    strip = updates[-1][3]
+    assert strip.endswith("<figcaption>step 100</figcaption></figure>") and strip.startswith('<figure data-step="noise"')
+    last_live = next(u[2] for u in reversed(updates) if isinstance(u[2], str))
+    assert 'data-step="100"' in last_live
+
+
+def test_the_explorer_and_downloads_decode_released_steps_as_the_run_did(handlers, tmp_path):
+    updates, _ = stream(handlers, steps=12)
+    traj = updates[-1][-1]
+    reference = sdviz.generate(handlers.model(None), sdviz.Settings(prompt=PROMPT, steps=12, seed=3))
+    handlers.finish(traj)
+    for step in (12, 2, 7):
+        x_t, x0, *_ = handlers.show_step(traj, step, None, "all", "this step")
+        assert np.array_equal(np.asarray(Image.open(x_t).convert("RGB")), reference.steps[step - 1].x_t_image)
+        assert np.array_equal(np.asarray(Image.open(x0).convert("RGB")), reference.steps[step - 1].x0_image)
+    files, _ = handlers.downloads(traj, None)
+    assert [f.rsplit("/", 1)[-1] for f in files] == ["filmstrip.png", "trajectory.gif", "trajectory.mp4",
+                                                      "trajectory.zip"]
+    import imageio.v3 as iio
+
+    assert len(iio.imread(files[1], index=None)) == 12 + 1  # the noise, then every step
+    assert all(s.x_t_image is None for s in traj.steps)  # the export's frames were not kept
