@@ -121,6 +121,26 @@ document.querySelector('#generate').click();
 """
 
 
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of a process and all its descendants so far (Linux /proc)."""
+    parent, used = {}, {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        pid = int(entry.name)
+        parent[pid], used[pid] = int(fields[1]), int(fields[11]) + int(fields[12])
+    tree, grown = {root}, True
+    while grown:
+        children = {pid for pid, ppid in parent.items() if ppid in tree} - tree
+        tree |= children
+        grown = bool(children)
+    return sum(used.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
+
+
 class Page:
     def __init__(self, url: str, profile: Path):
         import shutil
@@ -142,14 +162,17 @@ class Page:
         WebDriverWait(self.driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#generate"))
         time.sleep(1)
 
-    def run(self) -> tuple[float, float]:
-        """(click to first frame, click to finished) in seconds, for the page's default run."""
+    def run(self, server) -> tuple[float, float, float, float]:
+        """(click to first frame, click to finished, the browser's and the server's CPU seconds) for the
+        page's default run."""
+        cpu, server_cpu = tree_cpu_seconds(self.driver.service.process.pid), server.cpu_seconds()
         self.driver.execute_script(WATCH)
         self.Wait(self.driver, 120, poll_frequency=0.05).until(
             lambda d: d.execute_script("return window.sdvizTimes.finished !== null"))
         times = self.driver.execute_script("return window.sdvizTimes")
+        cpu, server_cpu = tree_cpu_seconds(self.driver.service.process.pid) - cpu, server.cpu_seconds() - server_cpu
         time.sleep(1.5)  # the explorer loads the run (the events after "finished") before the next round
-        return (times["first"] - times["click"]) / 1000, (times["finished"] - times["click"]) / 1000
+        return (times["first"] - times["click"]) / 1000, (times["finished"] - times["click"]) / 1000, cpu, server_cpu
 
     def close(self) -> None:
         self.driver.quit()
@@ -283,6 +306,9 @@ def markdown(figures: dict, args) -> str:
         f"| default run (embedded, 20 steps, attention on), click to \"finished\" in Chromium | {e2e:.3f} s "
         f"| core {core:.3f} s | {e2e / core:.2f} x | <= 1.3 x |",
         f"| click to the first streamed frame in Chromium | {first:.3f} s | | | <= 0.3 s |",
+        f"| CPU seconds of that run in Chromium: the browser (every process), the server | "
+        f"{f['browser_cpu']:.2f} s, {f['browser_server_cpu']:.2f} s | core {f['core_default_cpu']:.2f} s "
+        f"| {os.cpu_count()} cores | |",
         f"| server cost per streamed step, embedded 64 x 64, 20 steps, attention on | "
         f"{emb['per_step_ms']:.1f} ms wall, {emb['cpu_per_step_ms']:.1f} ms CPU | core {emb['core']:.3f} s, "
         f"app {emb['app']:.3f} s, {emb['updates']} updates | | |",
@@ -342,15 +368,19 @@ def main() -> None:
         add(f"{key}_core_cpu", cpu)
 
     try:
-        page.run(), core_run(embedded, defaults, True)  # warm up: imports, first allocations
+        page.run(servers["embedded"]), core_run(embedded, defaults, True)  # warm up: imports, first allocations
         stream_via_queue(servers["big"].url, fn_index, page_values(big.name, big_settings, False))
         core_run(big, big_settings, False)
         for round_ in range(args.rounds):
             print(f"round {round_ + 1} / {args.rounds}", file=sys.stderr)
-            add("core_default", core_run(embedded, defaults, True)[0])
-            first, finished = page.run()
+            wall, cpu = core_run(embedded, defaults, True)
+            add("core_default", wall)
+            add("core_default_cpu", cpu)
+            first, finished, browser_cpu, server_cpu = page.run(servers["embedded"])
             add("browser_first", first)
             add("browser_finished", finished)
+            add("browser_cpu", browser_cpu)
+            add("browser_server_cpu", server_cpu)
             streamed("embedded", servers["embedded"], embedded, defaults, True)
             streamed("big", servers["big"], big, big_settings, False)
     finally:
@@ -367,7 +397,9 @@ def main() -> None:
 
     memory = session_memory(big_folder, 50)
     memory["steps"] = 50
-    figures = {"core_default": med["core_default"], "browser_first": med["browser_first"],
+    figures = {"core_default": med["core_default"], "core_default_cpu": med["core_default_cpu"],
+               "browser_cpu": med["browser_cpu"], "browser_server_cpu": med["browser_server_cpu"],
+               "browser_first": med["browser_first"],
                "browser_finished": med["browser_finished"], "embedded_stream": per_step("embedded", defaults.steps),
                "frame_size_stream": per_step("big", big_settings.steps), "memory": memory,
                "sd15_attention_per_step": sd15_attention_per_step()}

@@ -1,7 +1,7 @@
 """The app's event handlers: they turn widget values into core calls and core results
 into what the widgets show. Per-request data lives in locals and `gr.State` (the
 trajectory, the run's stop signal); the shared objects are the read-only model
-cache and the file store.
+cache, the file store and the model threads every torch call runs on.
 
 Every value a handler takes is checked here or in the core, whoever sent it (the
 page, the API, or a hand-made request to an event the page uses): a bad one is

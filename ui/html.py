@@ -177,7 +177,7 @@ class Filmstrip:
                 f"<figcaption>{caption}</figcaption></figure>")
 
 
-FILMSTRIP_TEMPLATE = '<div class="sdviz-filmstrip">${value}</div>'
+FILMSTRIP_TEMPLATE = '<div class="sdviz-filmstrip">${value}</div>'  # the page's row around the figures
 
 
 def token_slots(tokens: dict) -> str:
