@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +48,7 @@ import sdviz  # noqa: E402
 from sdviz.attention import AttentionCapture  # noqa: E402
 
 PROMPT = "a large red circle on the left on a blue background"  # the page's first example
+SHORT_STEPS = 10  # a second, shorter 512 x 512 run: the difference is the cost per step, without the fixed costs
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 MB = 2**20
 
@@ -315,6 +317,9 @@ def markdown(figures: dict, args) -> str:
         f"| server cost per streamed step, 512 x 512 approx, 50 steps | {big['per_step_ms']:.1f} ms wall, "
         f"{big['cpu_per_step_ms']:.1f} ms CPU | core {big['core']:.3f} s, app {big['app']:.3f} s, "
         f"{big['updates']} updates | | <= 10 ms |",
+        f"| the same, per step beyond the fixed costs (slope between {SHORT_STEPS} and 50 steps) | "
+        f"{f['frame_size_marginal']['per_step_ms']:.1f} ms wall, {f['frame_size_marginal']['cpu_per_step_ms']:.1f} ms "
+        f"CPU | fixed {f['frame_size_marginal']['fixed_ms']:.0f} ms a run | | <= 10 ms |",
         f"| one session's memory, 50 steps at SD 1.5's size | {total_mb:.1f} MB | latents "
         f"{held['latents'] / MB:.1f}, frames {held['frames'] / MB:.1f}, images {held['images'] / MB:.1f}, "
         f"attention {attention_mb:.1f} MB | | <= 30 MB |",
@@ -383,6 +388,7 @@ def main() -> None:
             add("browser_server_cpu", server_cpu)
             streamed("embedded", servers["embedded"], embedded, defaults, True)
             streamed("big", servers["big"], big, big_settings, False)
+            streamed("big_short", servers["big"], big, replace(big_settings, steps=SHORT_STEPS), False)
     finally:
         page.close()
         for server in servers.values():
@@ -395,13 +401,23 @@ def main() -> None:
                 "per_step_ms": 1000 * (med[f"{key}_app"] - med[f"{key}_core"]) / steps,
                 "cpu_per_step_ms": 1000 * (med[f"{key}_app_cpu"] - med[f"{key}_core_cpu"]) / steps}
 
+    def marginal(key, short_key, steps, short_steps):
+        """Per step beyond the fixed costs (the queue events, the final image): the slope between two lengths."""
+        extra = {k: (med[f"{k}_app"] - med[f"{k}_core"], med[f"{k}_app_cpu"] - med[f"{k}_core_cpu"])
+                 for k in (key, short_key)}
+        return {"per_step_ms": 1000 * (extra[key][0] - extra[short_key][0]) / (steps - short_steps),
+                "cpu_per_step_ms": 1000 * (extra[key][1] - extra[short_key][1]) / (steps - short_steps),
+                "fixed_ms": 1000 * (extra[short_key][0] - (extra[key][0] - extra[short_key][0])
+                                    * short_steps / (steps - short_steps))}
+
     memory = session_memory(big_folder, 50)
     memory["steps"] = 50
     figures = {"core_default": med["core_default"], "core_default_cpu": med["core_default_cpu"],
                "browser_cpu": med["browser_cpu"], "browser_server_cpu": med["browser_server_cpu"],
                "browser_first": med["browser_first"],
                "browser_finished": med["browser_finished"], "embedded_stream": per_step("embedded", defaults.steps),
-               "frame_size_stream": per_step("big", big_settings.steps), "memory": memory,
+               "frame_size_stream": per_step("big", big_settings.steps),
+               "frame_size_marginal": marginal("big", "big_short", big_settings.steps, SHORT_STEPS), "memory": memory,
                "sd15_attention_per_step": sd15_attention_per_step()}
     section = markdown(figures, args)
     print(section)

@@ -207,8 +207,8 @@ class Run:
         # 6. The final image: the last decoded frame when the preview is the VAE itself
         finished = len(traj.steps) == len(timesteps)
         if finished:
-            if s.preview == "full":
-                traj.final_image = traj.steps[-1].x_t_image
+            if s.preview == "full":  # this run's own frame: whoever follows the run may have taken the record's
+                traj.final_image = frames[0]
             else:
                 decode_started = time.perf_counter()
                 traj.final_image = decode_full(model, latents)[0]

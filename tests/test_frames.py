@@ -95,3 +95,15 @@ def test_a_trajectory_without_its_frames_says_so_and_exports_with_them(embedded,
         assert sorted(before.files) == sorted(after.files)
         for name in before.files:
             assert np.array_equal(before[name], after[name]), name
+
+
+def test_a_follower_that_releases_each_steps_frames_still_gets_the_final_image(embedded):
+    """Found in the browser: the app takes each step's frames as it streams, and the run's final image
+    (the last step's frame, with the full preview) was read back from the emptied record."""
+    reference = run(embedded, steps=5)
+    followed = sdviz.Run(embedded, sdviz.Settings(prompt="a red circle on the left", steps=5))
+    cache = FrameCache()
+    for record in followed:
+        cache.take(record)
+    assert followed.trajectory.complete
+    assert np.array_equal(followed.trajectory.final_image, reference.final_image)

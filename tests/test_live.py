@@ -86,6 +86,7 @@ def test_the_explorer_and_downloads_decode_released_steps_as_the_run_did(handler
     updates, _ = stream(handlers, steps=12)
     traj = updates[-1][-1]
     reference = sdviz.generate(handlers.model(None), sdviz.Settings(prompt=PROMPT, steps=12, seed=3))
+    assert np.array_equal(traj.final_image, reference.final_image)  # the run's, though its frames were taken
     handlers.finish(traj)
     for step in (12, 2, 7):
         x_t, x0, *_ = handlers.show_step(traj, step, None, "all", "this step")

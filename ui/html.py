@@ -57,7 +57,8 @@ def png_data_uri(image: np.ndarray, side: int = THUMB_SIDE) -> str:
     buffer = io.BytesIO()
     frame = image if image.shape[0] >= side else enlarge(image, side)
     if frame.shape[0] > side:
-        frame = np.asarray(Image.fromarray(frame).resize((side * frame.shape[1] // frame.shape[0], side)))
+        frame = np.asarray(Image.fromarray(frame).resize((side * frame.shape[1] // frame.shape[0], side),
+                                                         Image.Resampling.BILINEAR, reducing_gap=2.0))
     Image.fromarray(frame).save(buffer, format="PNG", compress_level=1)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
