@@ -19,9 +19,9 @@ def decoder(model, traj):
     return Previewer(model, s["preview"], s["height"], s["width"]).record_frames
 
 
-@pytest.mark.parametrize("preview", ["full", "approx"])
-def test_released_frames_are_decoded_again_bit_for_bit(embedded, preview):
-    traj = run(embedded, steps=6, preview=preview)
+@pytest.mark.parametrize("preview, scheduler", [("full", "ddim"), ("approx", "ddim"), ("full", "euler")])
+def test_released_frames_are_decoded_again_bit_for_bit(embedded, preview, scheduler):
+    traj = run(embedded, steps=6, preview=preview, scheduler=scheduler)  # euler: x_t needs its VP scale
     kept = [(s.x_t_image.copy(), s.x0_image.copy()) for s in traj.steps]
     traj.frame_cache = FrameCache(max_bytes=1)  # keeps only the newest pair
     for record in traj.steps:

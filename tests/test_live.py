@@ -99,3 +99,32 @@ def test_the_explorer_and_downloads_decode_released_steps_as_the_run_did(handler
 
     assert len(iio.imread(files[1], index=None)) == 12 + 1  # the noise, then every step
     assert all(s.x_t_image is None for s in traj.steps)  # the export's frames were not kept
+
+
+def test_torch_calls_go_to_the_model_thread_and_are_served_between_a_runs_steps(embedded):
+    """A run steps on the model thread; a call made meanwhile (the explorer's decode) is done on the
+    same thread between two steps, not after the run."""
+    import threading
+
+    from ui.model_threads import ModelThreads
+    from ui.streaming import follow
+
+    threads = ModelThreads(1)
+    run = sdviz.Run(embedded, sdviz.Settings(prompt=PROMPT, steps=40))
+    answered = {}
+
+    def explorer_call():
+        answered["thread"] = threads.call(lambda: threading.current_thread().name)
+        answered["steps_done"] = len(run.trajectory.steps)
+
+    async def watch():
+        async for records in follow(run, None, 0.0, threads):
+            if records[-1].index == 2 and "caller" not in answered:
+                answered["caller"] = threading.Thread(target=explorer_call)
+                answered["caller"].start()
+
+    asyncio.run(watch())
+    answered["caller"].join(10)
+    assert answered["thread"] == "sdviz-model-0"
+    assert answered["steps_done"] < 40  # served while the run was still going
+    assert len(run.trajectory.steps) == 40 and run.trajectory.complete
