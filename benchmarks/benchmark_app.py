@@ -145,23 +145,13 @@ def tree_cpu_seconds(root: int) -> float:
 
 class Page:
     def __init__(self, url: str, profile: Path):
-        import shutil
-
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
         from selenium.webdriver.common.by import By
         from selenium.webdriver.support.ui import WebDriverWait
 
+        from tests.conftest import open_page
+
         self.By, self.Wait = By, WebDriverWait
-        options = webdriver.ChromeOptions()
-        options.binary_location = shutil.which("chromium")
-        for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                     "--disable-component-update", "--disable-dev-shm-usage", "--no-first-run",
-                     f"--user-data-dir={profile}", "--window-size=1400,1900"):
-            options.add_argument(flag)
-        self.driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-        self.driver.get(url)
-        WebDriverWait(self.driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#generate"))
+        self.driver = open_page(url, profile)
         time.sleep(1)
 
     def run(self, server) -> tuple[float, float, float, float]:

@@ -91,6 +91,10 @@ class Trajectory:
                 step.x_t_image, step.x0_image = self.step_frames(index, decode)
         return replace(self, steps=steps, frame_cache=None)
 
+    def _require_frames(self, action: str) -> None:
+        if any(s.x_t_image is None for s in self.decoded_steps()):
+            raise ValueError(f"this trajectory's frames were released; {action} trajectory.with_frames(decode)")
+
     def nbytes(self) -> dict[str, int]:
         """Bytes held, by kind: latents (each array once: a step's x_t is the step before's x_next),
         frames (in records and the cache), images (noise, init, final), attention maps."""
@@ -120,8 +124,7 @@ class Trajectory:
         kind 'x_t' starts with the noise; 'x0' has only the steps. Labels are
         the number of steps done ('noise', '1', ... 'N').
         """
-        if any(s.x_t_image is None for s in self.decoded_steps()):
-            raise ValueError("this trajectory's frames were released; read trajectory.with_frames(decode)")
+        self._require_frames("read")
         out = []
         if kind == "x_t" and self.noise_image is not None:
             out.append(("noise", self.noise_image))
@@ -175,8 +178,7 @@ class Trajectory:
                     latents["x_t" if name == "x_next" else "x_t_in" if name == "x_t" else name] = np.stack(values)
         np.savez_compressed(folder / "latents.npz", **latents)
         decoded = self.decoded_steps()
-        if any(s.x_t_image is None for s in decoded):
-            raise ValueError("this trajectory's frames were released; save trajectory.with_frames(decode)")
+        self._require_frames("save")
         frames: dict[str, np.ndarray] = {"frame_steps": np.array([s.index for s in decoded], np.int64)}
         if decoded:
             frames["x_t"] = np.stack([s.x_t_image for s in decoded])

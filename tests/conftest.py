@@ -136,6 +136,27 @@ class AppServer:
         self.log.close()
 
 
+def open_page(url: str, profile: Path):
+    """Debian's headless Chromium (driven by chromium-driver) on the app's page, once its Generate button is there."""
+    import shutil
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-dev-shm-usage", "--no-first-run",
+                 f"--user-data-dir={profile}", "--window-size=1400,1900"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver.get(url)
+    WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#generate"))
+    return driver
+
+
 @pytest.fixture(scope="session")
 def app_server(tmp_path_factory):
     """The app as launched by `python app.py`, shared by the API, hosting and browser tests."""
