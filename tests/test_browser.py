@@ -27,10 +27,11 @@ if not (CHROMIUM and CHROMEDRIVER):
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import TimeoutException  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+from tests.conftest import open_page  # noqa: E402
 
 # Records every change of the filmstrip and the status with a timestamp, from the click on.
 OBSERVE = """
@@ -55,15 +56,7 @@ def shots(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def browser(app_url, tmp_path_factory):
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-dev-shm-usage", "--no-first-run",
-                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}", "--window-size=1400,1900"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.get(app_url)
-    WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#generate"))
+    driver = open_page(app_url, tmp_path_factory.mktemp("chromium-profile"))
     time.sleep(1)
     yield driver
     driver.quit()
@@ -94,8 +87,8 @@ def test_generate_streams_every_step_into_the_filmstrip(browser, shots):
     first = next(entry["t"] for entry in log if entry["frames"] >= 2)  # noise + step 1
     seconds = (first - click) / 1000
     (shots / "time_to_first_frame.json").write_text(json.dumps({"seconds": seconds}) + "\n")
-    print(f"time to first streamed frame: {seconds:.3f} s")
-    assert seconds < 0.5
+    print(f"time to first streamed frame: {seconds:.3f} s")  # timed by benchmarks/benchmark_app.py, not here
+    assert counts[0] <= 3, counts  # the first step was shown as it came, not gathered with later ones
     # the live frames end on the last step (sent inline, no file fetched per step)
     live = browser.find_element(By.CSS_SELECTOR, "#live .sdviz-live")
     assert live.get_attribute("data-step") == "20"
