@@ -1,4 +1,4 @@
-"""The command line: `python -m sdviz render|schedulers|layers`.
+"""The command line: `python -m sdviz render|forward|schedule|schedulers|layers`.
 
 Bad input is refused before any model work with one line on stderr naming the
 value and what is allowed, and exit status 2; progress goes to stderr.
@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from sdviz import schedulers
+from sdviz.schedule import COMPARED
 from sdviz.settings import PREVIEW_MODES, Settings
 
 
@@ -39,6 +40,25 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     render.add_argument("--out", required=True, type=Path)
 
+    forward = commands.add_parser("forward", help="an image noised to a schedule's levels: the forward process")
+    forward.add_argument("--image", required=True, help="the image (or a run's final.png)")
+    forward.add_argument("--steps", type=int, default=defaults.steps)
+    forward.add_argument("--scheduler", default=defaults.scheduler)
+    forward.add_argument("--seed", type=int, default=defaults.seed, help="the noise eps")
+    forward.add_argument("--model", default=None)
+    forward.add_argument("--preview", default="full", help=f"decoder for the frames: {', '.join(PREVIEW_MODES)}")
+    forward.add_argument("--device", default=None)
+    forward.add_argument("--out", required=True, type=Path)
+
+    schedule = commands.add_parser("schedule", help="a scheduler's noise levels: timestep, sigma, alpha_bar, snr")
+    schedule.add_argument("--scheduler", default=defaults.scheduler)
+    schedule.add_argument("--steps", type=int, default=defaults.steps)
+    schedule.add_argument("--model", default=None, help="whose scheduler config (default: the embedded model's)")
+    schedule.add_argument("--json", action="store_true", help="print the rows as JSON")
+    schedule.add_argument("--compare", default=",".join(COMPARED),
+                          help="schedulers drawn beside it in the PNG (comma-separated; '' for none)")
+    schedule.add_argument("--out", type=Path, default=None, help="write the plot here as PNG")
+
     commands.add_parser("schedulers", help="list the scheduler names")
 
     layers = commands.add_parser("layers", help="the UNet's attention layers with their tensor shapes")
@@ -58,6 +78,7 @@ def _report(record, total: int) -> None:
 
 
 def render(args) -> int:
+    from sdviz.explain import distance_to_final
     from sdviz.export import export_all
     from sdviz.images import load_image
     from sdviz.models import check_source, default_model, load_model
@@ -88,7 +109,10 @@ def render(args) -> int:
     traj = run.trajectory
     for warning in traj.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    written = export_all(traj, args.out)
+    decode = run.previewer.record_frames  # for the steps not decoded (--every N)
+    if traj.steps:
+        distance_to_final(traj, decode)
+    written = export_all(traj.with_frames(decode), args.out, previewer=run.previewer)
     if capture is not None:
         from sdviz.attention import write_overlays
 
@@ -96,6 +120,59 @@ def render(args) -> int:
     print(f"wrote {len(written)} exports to {args.out} ({traj.timings['total']:.2f} s)", file=sys.stderr)
     print(args.out / "final.png")
     return 0
+
+
+def forward(args) -> int:
+    from sdviz.explain import forward_process
+    from sdviz.images import load_image
+    from sdviz.models import check_source, default_model, load_model
+    from sdviz.settings import MAX_STEPS, check_int
+
+    check_int("steps", args.steps, 1, MAX_STEPS)
+    schedulers.resolve(args.scheduler)
+    if args.preview not in PREVIEW_MODES:
+        raise ValueError(f"preview {args.preview!r} is not a decoder; allowed: {', '.join(PREVIEW_MODES)}")
+    image = load_image(args.image, name="image")
+    check_source(args.model or default_model())
+    model = load_model(args.model, device=args.device)
+    process = forward_process(model, image, args.scheduler, args.steps, args.seed, args.preview)
+    process.save(args.out)
+    for index, timestep, alpha_bar in zip(range(len(process.timesteps)), process.timesteps, process.alpha_bar):
+        print(f"{index:3d} timestep {timestep:g} alpha_bar {alpha_bar:.4f}", file=sys.stderr)
+    print(args.out / "forward.npz")
+    return 0
+
+
+def schedule(args) -> int:
+    from sdviz.models import check_source, default_model
+    from sdviz.schedule import compared, plot, schedule_table
+
+    source = args.model or default_model()
+    check_source(source)
+    config = _scheduler_config(source)
+    table = schedule_table(args.scheduler, args.steps, config)
+    if args.json:
+        print(json.dumps(table, indent=1).replace("Infinity", "null"))
+    else:
+        print(f"{'index':>5} {'timestep':>9} {'sigma':>10} {'alpha_bar':>10} {'snr':>12}")
+        for r in table:
+            print(f"{r['index']:>5} {r['timestep']:>9.3f} {r['sigma']:>10.5f} {r['alpha_bar']:>10.6f} {r['snr']:>12.5g}")
+    if args.out is not None:
+        others = [n.strip() for n in args.compare.split(",") if n.strip() and n.strip() != args.scheduler]
+        tables = {args.scheduler: table, **compared(args.steps, config, others)}
+        plot(tables, args.out, title=f"noise levels of {args.steps} steps")
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def _scheduler_config(source: str) -> dict:
+    """The model's scheduler config, read without loading its weights (a folder, or the hub's file)."""
+    from diffusers import DDIMScheduler
+
+    try:
+        return dict(DDIMScheduler.load_config(source, subfolder="scheduler"))
+    except (OSError, ValueError, EnvironmentError) as error:
+        raise ValueError(f"could not read model {source!r}'s scheduler config: {str(error).splitlines()[0]}") from None
 
 
 def layers(args) -> int:
@@ -129,6 +206,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "layers":
             return layers(args)
+        if args.command == "forward":
+            return forward(args)
+        if args.command == "schedule":
+            return schedule(args)
         return render(args)
     except ValueError as error:
         print(f"sdviz: error: {error}", file=sys.stderr)

@@ -139,8 +139,31 @@ def save_step_pngs(trajectory, folder: str | Path) -> list[Path]:
     return written
 
 
-def export_all(trajectory, folder: str | Path) -> dict[str, Path]:
-    """Everything the CLI writes: final.png, step PNGs, filmstrip, GIF, MP4, JSON + latents."""
+def save_guidance_pngs(trajectory, previewer, folder: str | Path) -> list[Path]:
+    """x0_uncond/NNN.png and x0_cond/NNN.png for the decoded steps of a guided run, decoded here with
+    the run's preview decoder (the sampling loop decodes only x_t and the guided x0)."""
+    from PIL import Image
+
+    from sdviz.explain import guidance_frames
+
+    folder = Path(folder)
+    steps = [s for s in trajectory.decoded_steps() if s.x0_uncond is not None]
+    if not steps:
+        return []
+    (folder / "x0_uncond").mkdir(parents=True, exist_ok=True)
+    (folder / "x0_cond").mkdir(parents=True, exist_ok=True)
+    width = max(3, len(str(len(trajectory.steps) - 1)))
+    written = []
+    for step in steps:
+        for sub, frame in zip(("x0_uncond", "x0_cond"), guidance_frames(previewer, step)):
+            written.append(folder / sub / f"{step.index:0{width}d}.png")
+            Image.fromarray(frame).save(written[-1])
+    return written
+
+
+def export_all(trajectory, folder: str | Path, previewer=None) -> dict[str, Path]:
+    """Everything the CLI writes: final.png, step PNGs, filmstrip, GIF, MP4, JSON + latents; with the
+    run's `previewer`, the guidance halves' x0 frames too."""
     from PIL import Image
 
     folder = Path(folder)
@@ -150,6 +173,8 @@ def export_all(trajectory, folder: str | Path) -> dict[str, Path]:
         out["final"] = folder / "final.png"
         Image.fromarray(trajectory.final_image).save(out["final"])
     save_step_pngs(trajectory, folder)
+    if previewer is not None:
+        save_guidance_pngs(trajectory, previewer, folder)
     out["filmstrip"] = folder / "filmstrip.png"
     filmstrip(trajectory).save(out["filmstrip"])
     out["gif"] = save_gif(trajectory, folder / "trajectory.gif")

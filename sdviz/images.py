@@ -29,11 +29,12 @@ def _to_rgb(image):
     return image.convert("RGB")
 
 
-def load_image(source, check_size=None):
+def load_image(source, check_size=None, name: str = "init image"):
     """A PIL RGB image from a path, a PIL image or an array (H, W[, C]) of uint8/uint16/float.
 
     check_size(width, height), when given, sees a file's size from its header before
-    any pixel is decoded (and may raise), so an image bomb is refused cheaply.
+    any pixel is decoded (and may raise), so an image bomb is refused cheaply. Messages call the
+    image `name` (the parameter it came in).
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -47,14 +48,14 @@ def load_image(source, check_size=None):
             array = (np.clip(array, 0, 1) * 255).round().astype(np.uint8)
         if array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (1, 3, 4)):
             return _to_rgb(Image.fromarray(array.squeeze(-1) if array.ndim == 3 and array.shape[2] == 1 else array))
-        raise ValueError(f"init image array has shape {array.shape}; allowed: (H, W), (H, W, 1|3|4)")
+        raise ValueError(f"{name} array has shape {array.shape}; allowed: (H, W), (H, W, 1|3|4)")
     if not isinstance(source, (str, Path)):
-        raise ValueError(f"init image {type(source).__name__} is not an image; allowed: a path, a PIL image or an array")
+        raise ValueError(f"{name} {type(source).__name__} is not an image; allowed: a path, a PIL image or an array")
     path = Path(str(source)).expanduser()
     if not path.is_file():
-        raise ValueError(f"init image {path.name!r} does not exist")
+        raise ValueError(f"{name} {path.name!r} does not exist")
     if path.stat().st_size == 0:
-        raise ValueError(f"init image {path.name!r} is empty (0 bytes)")
+        raise ValueError(f"{name} {path.name!r} is empty (0 bytes)")
     try:
         with Image.open(path) as opened:
             if check_size is not None:
@@ -63,7 +64,7 @@ def load_image(source, check_size=None):
             return _to_rgb(opened)
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as error:
         reason = str(error).replace(str(path), path.name)  # no server path in the message
-        raise ValueError(f"init image {path.name!r} is not a readable image ({reason})") from None
+        raise ValueError(f"{name} {path.name!r} is not a readable image ({reason})") from None
 
 
 def prepare_init_image(source, width: int, height: int):

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 FORMAT = "sdviz-trajectory/1"
-LATENT_FIELDS = ("x_t", "x_next", "noise_uncond", "noise_cond", "noise_pred", "x0_pred")
+LATENT_FIELDS = ("x_t", "x_next", "noise_uncond", "noise_cond", "noise_pred", "x0_pred", "x0_uncond", "x0_cond")
 
 
 @dataclass
@@ -33,6 +33,8 @@ class StepRecord:
     noise_cond: np.ndarray | None  # UNet output for the prompt (None without guidance)
     noise_pred: np.ndarray  # guided output the scheduler stepped with
     x0_pred: np.ndarray  # predicted clean latents
+    x0_uncond: np.ndarray | None = None  # x0 from noise_uncond alone (None without guidance)
+    x0_cond: np.ndarray | None = None  # x0 from noise_cond alone: x0_pred = x0_uncond + g (x0_cond - x0_uncond)
     x_t_image: np.ndarray | None = None  # decoded x_next (VP form); None on undecoded steps, or once released
     x0_image: np.ndarray | None = None  # decoded x0_pred
     seconds: float = 0.0  # wall time of the step, decode included
@@ -59,6 +61,7 @@ class Trajectory:
     warnings: list[str] = field(default_factory=list)
     complete: bool = False
     attention: Any = None  # sdviz.attention.AttentionMaps when captured
+    distance_to_final: dict[str, list[float]] | None = None  # per step, x0 and x_t: see sdviz.explain
     frame_cache: Any = field(default=None, repr=False)  # sdviz.frames.FrameCache once frames are released
 
     # --- frames: pictures of the latents, decoded again when not kept -------------------------
@@ -162,8 +165,14 @@ class Trajectory:
             "timings": self.timings,
             "warnings": self.warnings,
             "complete": self.complete,
-            "steps": [self.step_summary(s) for s in self.steps],
+            "steps": [self._summary(n, s) for n, s in enumerate(self.steps)],
         }
+
+    def _summary(self, n: int, step: StepRecord) -> dict[str, Any]:
+        summary = self.step_summary(step)
+        if self.distance_to_final is not None:
+            summary["distance_to_final"] = {kind: self.distance_to_final[kind][n] for kind in ("x0", "x_t")}
+        return summary
 
     def save(self, folder: str | Path) -> Path:
         """Writes trajectory.json, latents.npz and frames.npz (and attention.npz) into folder."""
@@ -216,10 +225,15 @@ class Trajectory:
                 noise_cond=latents["noise_cond"][n] if "noise_cond" in latents else None,
                 noise_pred=latents["noise_pred"][n],
                 x0_pred=latents["x0_pred"][n],
+                x0_uncond=latents["x0_uncond"][n] if "x0_uncond" in latents else None,
+                x0_cond=latents["x0_cond"][n] if "x0_cond" in latents else None,
                 x_t_image=frames["x_t"][frame] if frame is not None else None,
                 x0_image=frames["x0"][frame] if frame is not None else None,
                 seconds=summary["seconds"],
             ))
+        distances = None
+        if meta["steps"] and "distance_to_final" in meta["steps"][0]:
+            distances = {kind: [s["distance_to_final"][kind] for s in meta["steps"]] for kind in ("x0", "x_t")}
         attention = None
         if (folder / "attention.npz").exists():
             from sdviz.attention import AttentionMaps
@@ -239,4 +253,5 @@ class Trajectory:
             warnings=meta["warnings"],
             complete=meta["complete"],
             attention=attention,
+            distance_to_final=distances,
         )
