@@ -104,9 +104,9 @@ def core_run(model, settings: sdviz.Settings, attention: bool) -> tuple[float, f
 # --- the page, in a real browser ---------------------------------------------------------------
 
 # Timestamps (the page's clock) of the click, the first streamed step (its status, frames and filmstrip
-# come in one update) and "finished".
+# come in one update), "finished", and the guidance panel redrawn for the run (after the explorer).
 WATCH = """
-window.sdvizTimes = {click: null, first: null, finished: null};
+window.sdvizTimes = {click: null, first: null, finished: null, explained: null};
 const status = document.querySelector('#status');
 let queued = false;  // this run's first status ("queued"); while it is redrawn, the last run's may show with it
 new MutationObserver(() => {
@@ -118,6 +118,10 @@ new MutationObserver(() => {
     times.finished = t;
   }
 }).observe(status, {childList: true, subtree: true, characterData: true});
+new MutationObserver(() => {
+  const times = window.sdvizTimes;
+  if (times.explained === null && times.finished !== null) times.explained = performance.now();
+}).observe(document.querySelector('#guidance-formula'), {childList: true, subtree: true, characterData: true});
 window.sdvizTimes.click = performance.now();
 document.querySelector('#generate').click();
 """
@@ -154,17 +158,28 @@ class Page:
         self.driver = open_page(url, profile)
         time.sleep(1)
 
-    def run(self, server) -> tuple[float, float, float, float]:
-        """(click to first frame, click to finished, the browser's and the server's CPU seconds) for the
-        page's default run."""
+    def run(self, server, seed: int) -> tuple[float, float, float, float, float]:
+        """(click to first frame, click to finished, the browser's and the server's CPU seconds, finished to
+        the guidance panel drawn) for the page's default run with this seed (each round its own, so that
+        every round redraws the guidance panel)."""
+        from selenium.webdriver.common.keys import Keys
+
+        box = self.driver.find_element(self.By.CSS_SELECTOR, "#seed input[type=number]")
+        box.send_keys(Keys.CONTROL, "a")
+        box.send_keys(str(seed), Keys.TAB)
+        time.sleep(0.3)
         cpu, server_cpu = tree_cpu_seconds(self.driver.service.process.pid), server.cpu_seconds()
         self.driver.execute_script(WATCH)
         self.Wait(self.driver, 120, poll_frequency=0.05).until(
             lambda d: d.execute_script("return window.sdvizTimes.finished !== null"))
         times = self.driver.execute_script("return window.sdvizTimes")
         cpu, server_cpu = tree_cpu_seconds(self.driver.service.process.pid) - cpu, server.cpu_seconds() - server_cpu
-        time.sleep(1.5)  # the explorer loads the run (the events after "finished") before the next round
-        return (times["first"] - times["click"]) / 1000, (times["finished"] - times["click"]) / 1000, cpu, server_cpu
+        self.Wait(self.driver, 120, poll_frequency=0.05).until(  # the events after "finished"
+            lambda d: d.execute_script("return window.sdvizTimes.explained !== null"))
+        times = self.driver.execute_script("return window.sdvizTimes")
+        time.sleep(1.5)  # the rest of them (distances, plots) before the next round
+        return ((times["first"] - times["click"]) / 1000, (times["finished"] - times["click"]) / 1000, cpu,
+                server_cpu, (times["explained"] - times["finished"]) / 1000)
 
     def close(self) -> None:
         self.driver.quit()
@@ -298,6 +313,8 @@ def markdown(figures: dict, args) -> str:
         f"| default run (embedded, 20 steps, attention on), click to \"finished\" in Chromium | {e2e:.3f} s "
         f"| core {core:.3f} s | {e2e / core:.2f} x | <= 1.3 x |",
         f"| click to the first streamed frame in Chromium | {first:.3f} s | | | <= 0.3 s |",
+        f"| \"finished\" to the guidance panel drawn for the run (after the explorer's step) in Chromium | "
+        f"{f['browser_explained']:.3f} s | | | |",
         f"| CPU seconds of that run in Chromium: the browser (every process), the server | "
         f"{f['browser_cpu']:.2f} s, {f['browser_server_cpu']:.2f} s | core {f['core_default_cpu']:.2f} s "
         f"| {os.cpu_count()} cores | |",
@@ -363,15 +380,16 @@ def main() -> None:
         add(f"{key}_core_cpu", cpu)
 
     try:
-        page.run(servers["embedded"]), core_run(embedded, defaults, True)  # warm up: imports, first allocations
+        page.run(servers["embedded"], 0), core_run(embedded, defaults, True)  # warm up: imports, first allocations
         stream_via_queue(servers["big"].url, fn_index, page_values(big.name, big_settings, False))
         core_run(big, big_settings, False)
         for round_ in range(args.rounds):
             print(f"round {round_ + 1} / {args.rounds}", file=sys.stderr)
-            wall, cpu = core_run(embedded, defaults, True)
+            wall, cpu = core_run(embedded, replace(defaults, seed=round_ + 1), True)
             add("core_default", wall)
             add("core_default_cpu", cpu)
-            first, finished, browser_cpu, server_cpu = page.run(servers["embedded"])
+            first, finished, browser_cpu, server_cpu, explained = page.run(servers["embedded"], round_ + 1)
+            add("browser_explained", explained)
             add("browser_first", first)
             add("browser_finished", finished)
             add("browser_cpu", browser_cpu)
@@ -404,7 +422,7 @@ def main() -> None:
     memory["steps"] = 50
     figures = {"core_default": med["core_default"], "core_default_cpu": med["core_default_cpu"],
                "browser_cpu": med["browser_cpu"], "browser_server_cpu": med["browser_server_cpu"],
-               "browser_first": med["browser_first"],
+               "browser_first": med["browser_first"], "browser_explained": med["browser_explained"],
                "browser_finished": med["browser_finished"], "embedded_stream": per_step("embedded", defaults.steps),
                "frame_size_stream": per_step("big", big_settings.steps),
                "frame_size_marginal": marginal("big", "big_short", big_settings.steps, SHORT_STEPS), "memory": memory,

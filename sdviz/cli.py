@@ -146,7 +146,12 @@ def forward(args) -> int:
 def schedule(args) -> int:
     from sdviz.models import check_source, default_model
     from sdviz.schedule import compared, plot, schedule_table
+    from sdviz.settings import MAX_STEPS, check_int
 
+    check_int("steps", args.steps, 1, MAX_STEPS)
+    others = [n.strip() for n in args.compare.split(",") if n.strip() and n.strip() != args.scheduler]
+    for name in (args.scheduler, *others):
+        schedulers.resolve(name)
     source = args.model or default_model()
     check_source(source)
     config = _scheduler_config(source)
@@ -158,7 +163,6 @@ def schedule(args) -> int:
         for r in table:
             print(f"{r['index']:>5} {r['timestep']:>9.3f} {r['sigma']:>10.5f} {r['alpha_bar']:>10.6f} {r['snr']:>12.5g}")
     if args.out is not None:
-        others = [n.strip() for n in args.compare.split(",") if n.strip() and n.strip() != args.scheduler]
         tables = {args.scheduler: table, **compared(args.steps, config, others)}
         plot(tables, args.out, title=f"noise levels of {args.steps} steps")
         print(f"wrote {args.out}", file=sys.stderr)

@@ -117,9 +117,10 @@ def encode_image(model, image, width: int | None = None, height: int | None = No
 
 
 def forward_process(model, image, scheduler: str = "ddim", steps: int = 20, seed: int = 0,
-                    preview: str = "full") -> ForwardProcess:
+                    preview: str = "full", levels: list[int] | None = None) -> ForwardProcess:
     """The training example of the post from real data: `image` encoded, then noised to each noise
-    level of `scheduler`'s `steps`-step schedule (the levels a run of those settings starts each step at)."""
+    level of `scheduler`'s `steps`-step schedule (the levels a run of those settings starts each step at);
+    `levels`, if given, picks entries of that schedule by index."""
     import torch
     from diffusers.utils.torch_utils import randn_tensor
 
@@ -129,6 +130,8 @@ def forward_process(model, image, scheduler: str = "ddim", steps: int = 20, seed
 
     picture, x0 = encode_image(model, image)
     table = schedule_table(scheduler, steps, model.scheduler_config)
+    if levels is not None:
+        table = [table[k] for k in levels]
     eps = randn_tensor(x0.shape, generator=torch.Generator("cpu").manual_seed(int(seed)), device=model.device,
                        dtype=x0.dtype)
     coefficients = [vp_coefficients(r["sigma"]) for r in table]

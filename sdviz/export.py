@@ -42,41 +42,59 @@ def _font(size: int):
 def filmstrip(trajectory, most: int = FILMSTRIP_FRAMES, with_x0: bool = True):
     """A PIL image: the row of decoded x_t from noise to image, step numbers under each,
     and (with_x0) the predicted x0 of the same steps beneath."""
-    from PIL import Image, ImageDraw
-
-    rows = [("x_t", trajectory.frames("x_t"))]
-    if with_x0:
-        x0 = dict(trajectory.frames("x0"))
-        rows.append(("predicted x0", [(label, x0.get(label)) for label, _ in rows[0][1]]))
-    chosen = pick(len(rows[0][1]), most)
+    x_t = trajectory.frames("x_t")
+    chosen = pick(len(x_t), most)
     if not chosen:
         raise ValueError("the trajectory has no decoded frames to draw")
-    sample = rows[0][1][chosen[0]][1]
+    columns = [x_t[k] for k in chosen]
+    rows = [("x_t", [(_step_label(label), frame) for label, frame in columns])]
+    if with_x0:
+        x0 = dict(trajectory.frames("x0"))
+        rows.append(("predicted x0", [(_step_label(label), x0.get(label)) for label, _ in columns]))
+    total = len(trajectory.steps) if trajectory.steps else 0
+    scheduler = trajectory.settings.get("scheduler", "")
+    return sheet(rows, f"denoising steps (of {total}, {scheduler}): from noise to image")
+
+
+def _step_label(label: str) -> str:
+    return label if label == "noise" else f"step {label}"
+
+
+def sheet(rows: list[tuple[str, list[tuple[str, np.ndarray | None]]]], title: str = "",
+          marked: dict[int, str] | None = None):
+    """A PIL image of rows of frames: each row a label and (caption, frame or None) columns, captions
+    under the frames, frames enlarged to FILMSTRIP_SIDE high at least (nearest neighbour, pixels kept);
+    `marked` columns (index -> note) framed in red with the note above the first row."""
+    from PIL import Image, ImageDraw
+
+    sample = next((frame for _, columns in rows for _, frame in columns if frame is not None), None)
+    if sample is None:
+        raise ValueError("the sheet has no frames to draw")
     scale = max(1, -(-FILMSTRIP_SIDE // sample.shape[0]))
     tile_h, tile_w = sample.shape[0] * scale, sample.shape[1] * scale
-    gap, label_h, margin = max(4, tile_w // 16), max(16, tile_h // 6), max(70, tile_w // 2)
-    title_h = label_h + 6
-    total = len(trajectory.steps) if trajectory.steps else 0
-    sheet = Image.new(
-        "RGB",
-        (margin + len(chosen) * (tile_w + gap), title_h + len(rows) * (tile_h + label_h + gap)),
-        "white",
-    )
-    draw = ImageDraw.Draw(sheet)
+    gap, label_h = max(4, tile_w // 16), max(16, tile_h // 6)
     font = _font(max(11, label_h - 4))
-    scheduler = trajectory.settings.get("scheduler", "")
-    draw.text((4, 2), f"denoising steps (of {total}, {scheduler}): from noise to image", fill="black", font=font)
-    for r, (name, frames) in enumerate(rows):
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    margin = max(70, tile_w // 2, *(int(measure.textlength(name, font=font)) + 12 for name, _ in rows))
+    title_h = label_h + 6 + (label_h if marked else 0)
+    count = max(len(columns) for _, columns in rows)
+    width = max(margin + count * (tile_w + gap), int(measure.textlength(title, font=font)) + 8)
+    canvas = Image.new("RGB", (width, title_h + len(rows) * (tile_h + label_h + gap)), "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((4, 2), title, fill="black", font=font)
+    for column, note in (marked or {}).items():
+        draw.text((margin + column * (tile_w + gap), title_h - label_h - 2), note, fill=(200, 0, 0), font=font)
+    for r, (name, columns) in enumerate(rows):
         top = title_h + r * (tile_h + label_h + gap)
         draw.text((4, top + tile_h // 2 - label_h // 2), name, fill="black", font=font)
-        for c, k in enumerate(chosen):
-            label, frame = frames[k]
+        for c, (caption, frame) in enumerate(columns):
             left = margin + c * (tile_w + gap)
             if frame is not None:
-                sheet.paste(Image.fromarray(frame).resize((tile_w, tile_h), Image.Resampling.NEAREST), (left, top))
-            text = label if label == "noise" else f"step {label}"
-            draw.text((left + 2, top + tile_h + 1), text, fill="black", font=font)
-    return sheet
+                canvas.paste(Image.fromarray(frame).resize((tile_w, tile_h), Image.Resampling.NEAREST), (left, top))
+            if marked and c in marked:
+                draw.rectangle((left - 2, top - 2, left + tile_w + 1, top + tile_h + 1), outline=(200, 0, 0), width=3)
+            draw.text((left + 2, top + tile_h + 1), caption, fill="black", font=font)
+    return canvas
 
 
 def _video_frames(trajectory, kind: str) -> list[np.ndarray]:

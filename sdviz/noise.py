@@ -56,6 +56,16 @@ def vp_coefficients(sigma: float) -> tuple[float, float]:
     return alpha, sigma * alpha
 
 
+def x0_slope(sigma: float, prediction_type: str) -> float:
+    """How x0 moves per unit of the UNet's output at noise level sigma (x0 is linear in it):
+    the x0 of any other output o at the same x_vp is x0_pred + slope * (o - output)."""
+    alpha, s = vp_coefficients(sigma)
+    slopes = {"epsilon": -s / alpha, "v_prediction": -s, "sample": 1.0}
+    if prediction_type not in slopes:
+        raise ValueError(f"unknown prediction_type {prediction_type!r}; allowed: epsilon, v_prediction, sample")
+    return slopes[prediction_type]
+
+
 def predict_x0(x_vp: torch.Tensor, model_output: torch.Tensor, sigma: float, prediction_type: str) -> torch.Tensor:
     """x0 from the UNet's VP input and its (guided) output at noise level sigma."""
     alpha, s = vp_coefficients(sigma)

@@ -6,7 +6,8 @@ image equals the pipeline's for the same seed. A per-run pipeline object shares
 the loaded weights and owns this run's fresh scheduler; its own helpers encode
 the prompt and prepare the starting latents. At every entry of the scheduler's
 timesteps one `StepRecord` is produced: x_t before and after, the three noise
-predictions, x0 (guided, and from each half of the guidance batch), and (every N steps) their decoded frames.
+predictions, x0 (each guidance half's x0 follows from them), and (every N steps)
+their decoded frames.
 
     run = Run(model, Settings(prompt="a red circle"))
     for record in run:            # one StepRecord per scheduler entry, as it happens
@@ -171,11 +172,6 @@ class Run:
                 self.capture.finish_step(i)
             x_vp = model_input[-1:]  # the UNet's (variance-preserving) view of x_t
             x0_pred = noise.predict_x0(x_vp, noise_pred, sigma, prediction_type)
-            if guided:  # the same formula on each half: x0_pred = x0_uncond + g (x0_cond - x0_uncond)
-                x0_uncond = noise.predict_x0(x_vp, noise_uncond, sigma, prediction_type)
-                x0_cond = noise.predict_x0(x_vp, noise_cond, sigma, prediction_type)
-            else:
-                x0_uncond = x0_cond = None
             latents = scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
             next_scale = noise.vp_coefficients(noise.current_sigma(scheduler, None))[0] if variance_exploding else 1.0
 
@@ -201,8 +197,7 @@ class Run:
                 noise_cond=_cpu(noise_cond),
                 noise_pred=_cpu(noise_pred),
                 x0_pred=_cpu(x0_pred),
-                x0_uncond=_cpu(x0_uncond),
-                x0_cond=_cpu(x0_cond),
+                x0_slope=noise.x0_slope(sigma, prediction_type),  # gives x0 of each guidance half
                 x_t_image=frames[0],
                 x0_image=frames[1],
                 seconds=time.perf_counter() - step_started,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from sdviz import noise, schedulers
+from sdviz import schedulers
 
 COMPARED = ("ddim", "euler", "dpmpp_2m_karras", "heun")  # the overlay's default: uniform, Karras, 2nd order
 
@@ -30,6 +30,7 @@ def schedule_table(scheduler: str, steps: int, scheduler_config: dict[str, Any])
     alpha_bar, snr (`math.inf` where sigma is 0)."""
     import torch
 
+    from sdviz import noise
     from sdviz.settings import MAX_STEPS, check_int
 
     steps = check_int("steps", steps, 1, MAX_STEPS)

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 FORMAT = "sdviz-trajectory/1"
-LATENT_FIELDS = ("x_t", "x_next", "noise_uncond", "noise_cond", "noise_pred", "x0_pred", "x0_uncond", "x0_cond")
+LATENT_FIELDS = ("x_t", "x_next", "noise_uncond", "noise_cond", "noise_pred", "x0_pred")
+GUIDANCE_X0 = ("x0_uncond", "x0_cond")  # computed from the above; saved with them
 
 
 @dataclass
@@ -33,8 +34,7 @@ class StepRecord:
     noise_cond: np.ndarray | None  # UNet output for the prompt (None without guidance)
     noise_pred: np.ndarray  # guided output the scheduler stepped with
     x0_pred: np.ndarray  # predicted clean latents
-    x0_uncond: np.ndarray | None = None  # x0 from noise_uncond alone (None without guidance)
-    x0_cond: np.ndarray | None = None  # x0 from noise_cond alone: x0_pred = x0_uncond + g (x0_cond - x0_uncond)
+    x0_slope: float | None = None  # d x0 / d UNet output at this step (sdviz.noise.x0_slope)
     x_t_image: np.ndarray | None = None  # decoded x_next (VP form); None on undecoded steps, or once released
     x0_image: np.ndarray | None = None  # decoded x0_pred
     seconds: float = 0.0  # wall time of the step, decode included
@@ -42,6 +42,25 @@ class StepRecord:
 
     def __post_init__(self):
         self.decoded = self.decoded or self.x_t_image is not None
+
+    # x0 is linear in the UNet's output, so each half of the guidance batch has its own x0 by the same
+    # formula as x0_pred, and x0_pred = x0_uncond + g (x0_cond - x0_uncond); computed when asked for,
+    # so a session holds no more latents for them.
+
+    @property
+    def x0_uncond(self) -> np.ndarray | None:
+        """x0 from the empty (negative) prompt's noise prediction alone; None without guidance."""
+        return self._x0_of(self.noise_uncond)
+
+    @property
+    def x0_cond(self) -> np.ndarray | None:
+        """x0 from the prompt's noise prediction alone; None without guidance."""
+        return self._x0_of(self.noise_cond)
+
+    def _x0_of(self, output: np.ndarray | None) -> np.ndarray | None:
+        if output is None or self.x0_slope is None:
+            return None
+        return self.x0_pred + np.float32(self.x0_slope) * (output - self.noise_pred)
 
 
 @dataclass
@@ -146,6 +165,7 @@ class Trajectory:
             "timestep": step.timestep,
             "sigma": step.sigma,
             "next_vp_scale": step.next_vp_scale,
+            "x0_slope": step.x0_slope,
             "seconds": step.seconds,
             "decoded": step.decoded,
             "x_t": stats(step.x_next),
@@ -185,6 +205,10 @@ class Trajectory:
                 values = [getattr(s, name) for s in self.steps]
                 if all(v is not None for v in values):
                     latents["x_t" if name == "x_next" else "x_t_in" if name == "x_t" else name] = np.stack(values)
+            for name in GUIDANCE_X0:
+                values = [getattr(s, name) for s in self.steps]
+                if all(v is not None for v in values):
+                    latents[name] = np.stack(values)
         np.savez_compressed(folder / "latents.npz", **latents)
         decoded = self.decoded_steps()
         self._require_frames("save")
@@ -225,8 +249,7 @@ class Trajectory:
                 noise_cond=latents["noise_cond"][n] if "noise_cond" in latents else None,
                 noise_pred=latents["noise_pred"][n],
                 x0_pred=latents["x0_pred"][n],
-                x0_uncond=latents["x0_uncond"][n] if "x0_uncond" in latents else None,
-                x0_cond=latents["x0_cond"][n] if "x0_cond" in latents else None,
+                x0_slope=summary.get("x0_slope"),
                 x_t_image=frames["x_t"][frame] if frame is not None else None,
                 x0_image=frames["x0"][frame] if frame is not None else None,
                 seconds=summary["seconds"],

@@ -168,3 +168,27 @@ def app_server(tmp_path_factory):
 @pytest.fixture(scope="session")
 def app_url(app_server):
     return app_server.url
+
+
+@pytest.fixture(scope="session")
+def shots(tmp_path_factory) -> Path:
+    """Where the browser tests' screenshots go: $SDVIZ_SCREENSHOTS (docs/screenshots refreshes the README's)."""
+    import os
+
+    folder = Path(os.environ.get("SDVIZ_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def handlers():
+    """The app's handlers in process, on the embedded model, with their own file store."""
+    from sdviz.models import ModelCache
+    from ui.config import AppConfig
+    from ui.files import FileStore
+    from ui.handlers import Handlers
+
+    config = AppConfig(default_model=str(EMBEDDED_MODEL), models=(str(EMBEDDED_MODEL),))
+    files = FileStore(600, 2**30)
+    yield Handlers(config, ModelCache(None, most=1, pinned=str(EMBEDDED_MODEL)), files)
+    files.remove()

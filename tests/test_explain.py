@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 import sdviz
-from sdviz import explain, noise, schedule, schedulers
+from sdviz import cli, explain, noise, schedule, schedulers
 from sdviz.previews import Previewer
 from sdviz.settings import Settings
 from tests.helpers import sdviz_cli
@@ -35,6 +35,17 @@ def test_guided_x0_is_the_two_halves_combined(embedded, name):
         if name not in ("heun", "kdpm2"):  # their second stage evaluates at a sigma between two records' x_t
             np.testing.assert_allclose(record.x0_cond, expected.numpy(), rtol=0, atol=1e-3)
     assert np.abs(traj.steps[0].x0_cond - traj.steps[0].x0_uncond).mean() > 1e-3  # the prompt changes x0
+
+
+def test_each_half_has_its_x0_for_a_v_prediction_model(tiny_v_model):
+    traj = sdviz.generate(tiny_v_model, Settings(prompt=PROMPT, steps=4, guidance=4.0))
+    for record in traj.steps:
+        for output, x0 in ((record.noise_uncond, record.x0_uncond), (record.noise_cond, record.x0_cond)):
+            expected = noise.predict_x0(torch.from_numpy(record.x_t), torch.from_numpy(output), record.sigma,
+                                        "v_prediction")
+            np.testing.assert_allclose(x0, expected.numpy(), rtol=0, atol=1e-4)
+        np.testing.assert_allclose(record.x0_uncond + 4.0 * (record.x0_cond - record.x0_uncond), record.x0_pred,
+                                   rtol=0, atol=1e-4)
 
 
 def test_img2img_and_unguided_runs(embedded):
@@ -172,7 +183,7 @@ def test_latent_space_numbers_come_from_the_model(embedded):
 
 # --- the command line -------------------------------------------------------------------------------
 
-def test_cli_forward_schedule_and_render_write_the_views(tmp_path, embedded):
+def test_cli_render_writes_the_guidance_halves_and_the_distances(tmp_path, embedded):
     render = sdviz_cli("render", "--prompt", PROMPT, "--steps", "6", "--every", "2", "--out", str(tmp_path / "run"))
     assert render.returncode == 0, render.stderr
     run = tmp_path / "run"
@@ -187,9 +198,13 @@ def test_cli_forward_schedule_and_render_write_the_views(tmp_path, embedded):
     assert sorted(p.name for p in (run / "x0_cond").iterdir()) == ["001.png", "003.png", "005.png"]
     assert len(traj.distance_to_final["x0"]) == 6 and traj.distance_to_final["x_t"][-1] == 0.0
 
-    forward = sdviz_cli("forward", "--image", str(run / "final.png"), "--steps", "8", "--scheduler", "euler",
-                        "--seed", "2", "--out", str(tmp_path / "fwd"))
-    assert forward.returncode == 0, forward.stderr
+
+def test_cli_forward_and_schedule(tmp_path, embedded, capsys):
+    """In process (the command line's `main`), as `python -m sdviz` calls it: no interpreter start per command."""
+    image = tmp_path / "in.png"
+    Image.fromarray(np.full((64, 64, 3), (20, 90, 200), np.uint8)).save(image)
+    assert cli.main(["forward", "--image", str(image), "--steps", "8", "--scheduler", "euler", "--seed", "2",
+                     "--out", str(tmp_path / "fwd")]) == 0
     saved = np.load(tmp_path / "fwd" / "forward.npz")
     table = schedule.schedule_table("euler", 8, embedded.scheduler_config)
     np.testing.assert_array_equal(saved["timesteps"], [r["timestep"] for r in table])
@@ -197,11 +212,12 @@ def test_cli_forward_schedule_and_render_write_the_views(tmp_path, embedded):
                                + np.sqrt(1 - saved["alpha_bar"])[:, None, None, None] * saved["noise"], atol=1e-5)
     assert len(list((tmp_path / "fwd" / "forward").glob("*.png"))) == 8
 
-    listed = sdviz_cli("schedule", "--scheduler", "dpmpp_2m_karras", "--steps", "7", "--json")
-    assert listed.returncode == 0, listed.stderr
-    assert json.loads(listed.stdout) == schedule.schedule_table("dpmpp_2m_karras", 7, embedded.scheduler_config)
-    drawn = sdviz_cli("schedule", "--steps", "7", "--out", str(tmp_path / "schedule.png"))
-    assert drawn.returncode == 0 and Image.open(tmp_path / "schedule.png").size == (720, 420)
+    capsys.readouterr()
+    assert cli.main(["schedule", "--scheduler", "dpmpp_2m_karras", "--steps", "7", "--json"]) == 0
+    listed = capsys.readouterr().out
+    assert json.loads(listed) == schedule.schedule_table("dpmpp_2m_karras", 7, embedded.scheduler_config)
+    assert cli.main(["schedule", "--steps", "7", "--out", str(tmp_path / "schedule.png")]) == 0
+    assert Image.open(tmp_path / "schedule.png").size == (720, 420)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -210,6 +226,8 @@ def test_cli_forward_schedule_and_render_write_the_views(tmp_path, embedded):
     (("forward", "--image", "missing.png", "--out", "x"), "image 'missing.png' does not exist"),
     (("forward", "--image", "missing.png", "--preview", "blurry", "--out", "x"), "preview 'blurry'"),
 ])
-def test_cli_explain_commands_refuse_bad_input(tmp_path, args, message):
-    result = sdviz_cli(*args, cwd=tmp_path)
-    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+def test_cli_explain_commands_refuse_bad_input(tmp_path, args, message, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(list(args)) == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1

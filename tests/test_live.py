@@ -7,26 +7,14 @@ import asyncio
 import time
 
 import numpy as np
-import pytest
 from PIL import Image
 
 import sdviz
 from sdviz.frames import DEFAULT_MAX_BYTES
-from sdviz.models import EMBEDDED_MODEL, ModelCache
 from ui import html
-from ui.config import AppConfig
-from ui.files import FileStore
-from ui.handlers import DISPLAY_RATE, Handlers
+from ui.handlers import DISPLAY_RATE
 
 PROMPT = "a small blue square at the top on a yellow background"
-
-
-@pytest.fixture(scope="module")
-def handlers():
-    config = AppConfig(default_model=str(EMBEDDED_MODEL), models=(str(EMBEDDED_MODEL),))
-    files = FileStore(600, 2**30)
-    yield Handlers(config, ModelCache(None, most=1, pinned=str(EMBEDDED_MODEL)), files)
-    files.remove()
 
 
 def stream(handlers, **settings):

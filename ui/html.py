@@ -42,6 +42,8 @@ CSS = """
 .sdviz-filmstrip figure {margin:0; text-align:center; font-size:12px; font-family:monospace; flex:0 0 auto}
 .sdviz-filmstrip img {width:80px; height:80px; object-fit:contain; image-rendering:pixelated; display:block}
 .sdviz-pixelated img {image-rendering:pixelated; width:100%; height:100%; object-fit:contain}
+.sdviz-walk {border-collapse:collapse; margin-top:8px; font-size:14px}
+.sdviz-walk td, .sdviz-walk th {border:1px solid #ccc; padding:3px 8px; text-align:left}
 .sdviz-tokens {display:flex; flex-wrap:wrap; gap:3px; font-family:monospace; font-size:12px}
 .sdviz-tokens span {padding:2px 5px; border-radius:4px; border:1px solid #bbb}
 .sdviz-tokens .start, .sdviz-tokens .end {background:#222; color:#fff}

@@ -12,8 +12,10 @@ import gradio as gr
 from sdviz import schedulers
 from sdviz.models import display_name
 from sdviz.settings import PREVIEW_MODES, Settings
-from ui import html
+from ui import html, walk
 from ui.components import Dropdown, Image, Radio, Slider
+from ui import explain as explain_views
+from ui.explain import ExplainHandlers
 from ui.handlers import SPANS, on_spaces, random_seed
 
 DEFAULTS = Settings()
@@ -44,6 +46,8 @@ def build_demo(config, handlers) -> gr.Blocks:
         trajectory = gr.State(None)
         stop_signal = gr.State(None)  # the running (or queued) run's StopSignal
         written = gr.State(None)  # the run's download files, once asked for
+        opened = gr.State([])  # the explaining tabs this session opened: drawn again after each run
+        explainer = ExplainHandlers(handlers)
 
         with gr.Row():
             with gr.Column(scale=2):
@@ -82,18 +86,56 @@ def build_demo(config, handlers) -> gr.Blocks:
                 final = gr.Image(label="Final image", height=192, format="png", interactive=False, elem_id="final",
                                  elem_classes="sdviz-pixelated")
 
+        with gr.Row():  # the step every panel below shows
+            step = gr.Slider(1, 2, value=1, step=1, label="Step", interactive=False, elem_id="step-slider")
+            play = gr.Button("▶ play", size="sm", elem_id="play")
+            pause = gr.Button("❚❚ pause", size="sm")
         with gr.Tabs():
             with gr.Tab("Explore the steps"):
-                with gr.Row():
-                    step = gr.Slider(1, 2, value=1, step=1, label="Step", interactive=False, elem_id="step-slider")
-                    play = gr.Button("▶ play", size="sm", elem_id="play")
-                    pause = gr.Button("❚❚ pause", size="sm")
                 step_info = gr.Markdown(elem_id="step-info")
                 with gr.Row(elem_classes="sdviz-pixelated"):
                     xt_view = gr.Image(label="x_t after this step", height=200, format="png", interactive=False, elem_id="xt-view")
                     x0_view = gr.Image(label="predicted x0", height=200, format="png", interactive=False, elem_id="x0-view")
                     noise_view = gr.Image(label="predicted noise", height=200, format="png", interactive=False)
                 channels = gr.Gallery(label="latent channels (x_t)", columns=4, height=180, elem_classes="sdviz-pixelated")
+                gr.Markdown(walk.GUIDANCE_INTRO)
+                with gr.Row(elem_classes="sdviz-pixelated"):
+                    guidance_views = [
+                        gr.Image(label=label, height=180, format="png", interactive=False, elem_id=elem_id)
+                        for label, elem_id in (("x0 from the empty (negative) prompt", "x0-uncond"),
+                                               ("x0 from the prompt", "x0-cond"),
+                                               ("guided x0", "x0-guided"),
+                                               ("what the prompt adds: red brighter, blue darker", "prompt-effect"))]
+                formula = gr.Markdown(elem_id="guidance-formula")
+            with gr.Tab("Noise schedule", elem_id="schedule-tab"):
+                gr.Markdown(walk.SCHEDULE_INTRO)
+                schedule_plot = gr.LinePlot(x="step", y="value", color="curve", title="this run's noise levels",
+                                            color_map=explain_views.SCHEDULE_COLOURS,
+                                            height=260, elem_id="schedule-plot")
+                compare_plot = gr.LinePlot(x="share of steps done", y="value", color="scheduler", y_title="log10 σ",
+                                           title="where schedulers spend their steps (same step count)",
+                                           height=260, elem_id="compare-plot")
+                gr.Markdown(walk.DECIDED_INTRO)
+                distance_plot = gr.LinePlot(x="step", y="value", color="curve", y_title="mean |frame − final|",
+                                            color_map=explain_views.DISTANCE_COLOURS,
+                                            title="distance to the final image", height=260, elem_id="distance-plot")
+                decided = gr.Markdown(elem_id="decided")
+            with gr.Tab("Forward process", elem_id="forward-tab") as forward_tab:
+                gr.Markdown(walk.FORWARD_INTRO)
+                forward_image = gr.Image(label="forward (top) and reverse (bottom) at the same noise levels",
+                                         show_label=False, format="png", interactive=False, elem_id="forward-image")
+                forward_note = gr.Markdown(elem_id="forward-note")
+                with gr.Row():
+                    forward_upload = Image(label="or noise an image of your own", type="filepath", height=160)
+                    forward_button = gr.Button("Noise this image", size="sm")
+            with gr.Tab("Latent space", elem_id="latent-tab") as latent_tab:
+                gr.Markdown(walk.LATENT_INTRO)
+                latent_image = gr.Image(label="the VAE: image, latent channels, decoded back", show_label=False,
+                                        format="png", interactive=False, elem_id="latent-image")
+                latent_note = gr.Markdown(elem_id="latent-note")
+                with gr.Row():
+                    latent_upload = Image(label="or encode an image of your own", type="filepath", height=160)
+                    latent_button = gr.Button("Encode this image", size="sm")
             with gr.Tab("Tokens"):
                 tokens = gr.HTML(elem_id="tokens")
             with gr.Tab("Attention"):
@@ -108,6 +150,8 @@ def build_demo(config, handlers) -> gr.Blocks:
                 show_layers = gr.Button("Show the attention layers", size="sm")
                 layer_rows = gr.Dataframe(headers=["index", "kind", "resolution", "query", "key", "value", "probs", "name"],
                                           label="Attention layers in execution order", wrap=True)
+            with gr.Tab("How it works", elem_id="walk-tab") as walk_tab:
+                walk_panels = walk.build()
             with gr.Tab("Downloads", elem_id="downloads-tab") as downloads_tab:
                 downloads = gr.File(label="GIF, MP4, filmstrip and trajectory", file_count="multiple", elem_id="downloads")
 
@@ -131,19 +175,40 @@ def build_demo(config, handlers) -> gr.Blocks:
         step_inputs = [trajectory, step, word, resolution, span]
         show = dict(fn=handlers.show_step, inputs=step_inputs, outputs=explorer, concurrency_limit=None,
                     show_progress="hidden", **private)
+        step_views = dict(fn=explainer.step_views, inputs=[trajectory, step],
+                          outputs=[*guidance_views, formula, schedule_plot, compare_plot, distance_plot],
+                          concurrency_limit=None,
+                          show_progress="hidden", **private)
+        forward_outputs, latent_outputs = [forward_image, forward_note], [latent_image, latent_note]
+
+        def explained(event):
+            """After a run: the explorer, then the distances to the final image, the step's explaining
+            panels, and the explaining tabs this session has opened."""
+            event.then(**show).then(explainer.after_run, [trajectory, step],
+                                     [trajectory, distance_plot, decided], show_progress="hidden",
+                                     **private).then(**step_views).then(
+                explainer.refresh, [trajectory, opened], [*forward_outputs, *latent_outputs, *walk_panels],
+                show_progress="hidden", **private)
+
         for event in (txt2img_run, img2img_run):
             # the explorer is drawn for the new run even when the slider lands on the value it had
-            event.success(handlers.finish, trajectory, after, **again, **private).then(**show)
+            explained(event.success(handlers.finish, trajectory, after, **again, **private))
             event.failure(handlers.refused, None, status, show_progress="hidden", **private)
         if on_spaces():  # ZeroGPU: the run is in another process, where only gradio's cancel reaches
             stopping = stop.click(None, cancels=[txt2img_run, img2img_run], **private)
-            stopping.then(handlers.finish, trajectory, after, **private).then(**show)  # a cancelled run never finishes
+            explained(stopping.then(handlers.finish, trajectory, after, **private))  # a cancelled run never finishes
         else:
             stop.click(handlers.stop, stop_signal, None, concurrency_limit=None, **private)
+        forward_tab.select(explainer.open_forward, [trajectory, opened], [*forward_outputs, opened], **private)
+        latent_tab.select(explainer.open_latent, [trajectory, opened], [*latent_outputs, opened], **private)
+        walk_tab.select(explainer.open_walk, [trajectory, opened], [*walk_panels, opened], **private)
+        forward_button.click(explainer.forward, [trajectory, forward_upload], forward_outputs, **private)
+        latent_button.click(explainer.latent, [trajectory, latent_upload], latent_outputs, **private)
         downloads_tab.select(handlers.downloads, [trajectory, written], [downloads, written], **private)
 
         for trigger in (step.change, word.change, resolution.change, span.change):
             trigger(**show)
+        step.change(**step_views)
         playing = play.click(handlers.play, [trajectory, step], step, concurrency_limit=None, show_progress="hidden", **private)
         pause.click(None, cancels=[playing], **private)
         probe.select(handlers.probe, [trajectory, step, probe_resolution], probe, concurrency_limit=None, **private)

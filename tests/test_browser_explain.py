@@ -1,0 +1,132 @@
+"""The explaining tabs in a real headless Chromium: generate, then guidance decomposed at the slider's
+step, the schedule and distance plots drawn, the forward process and the latent space, an img2img run
+marked on the forward process, and the "How it works" walk with every panel filled.
+
+Screenshots go to $SDVIZ_SCREENSHOTS (docs/screenshots refreshes the README's) or a temp folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.browser
+
+if not (shutil.which("chromium") and shutil.which("chromedriver")):
+    if os.environ.get("SDVIZ_REQUIRE_BROWSER") == "1":
+        raise RuntimeError("SDVIZ_REQUIRE_BROWSER=1 but chromium/chromedriver are not installed")
+    pytest.skip("needs chromium and chromium-driver", allow_module_level=True)
+
+pytest.importorskip("selenium.webdriver")
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+from tests.conftest import open_page  # noqa: E402
+from tests.test_browser import set_number, status_text  # noqa: E402
+from ui.walk import WALK_PANELS  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def page(app_url, tmp_path_factory):
+    """The page after a finished 12-step run."""
+    driver = open_page(app_url, tmp_path_factory.mktemp("chromium-explain"))
+    set_number(driver, "#steps", 12)
+    driver.find_element(By.CSS_SELECTOR, "#generate").click()
+    WebDriverWait(driver, 90).until(lambda d: "step 12 / 12" in status_text(d) and "finished" in status_text(d))
+    WebDriverWait(driver, 60).until(lambda d: "step 12 / 12" in d.find_element(By.CSS_SELECTOR, "#step-info").text)
+    yield driver
+    driver.quit()
+
+
+def open_tab(driver, name: str) -> None:
+    driver.find_element(By.XPATH, f"//button[@role='tab' and normalize-space()='{name}']").click()
+
+
+def image_source(driver, selector: str) -> str:
+    images = driver.find_elements(By.CSS_SELECTOR, f"{selector} img")
+    return images[0].get_attribute("src") if images else ""
+
+
+def text(driver, selector: str) -> str:
+    return driver.find_element(By.CSS_SELECTOR, selector).text
+
+
+def test_guidance_is_decomposed_at_the_slider_step(page, shots):
+    WebDriverWait(page, 30).until(lambda d: "g = 7.5" in text(d, "#guidance-formula"))
+    for selector in ("#x0-uncond", "#x0-cond", "#x0-guided", "#prompt-effect"):
+        assert image_source(page, selector), selector
+    last = text(page, "#guidance-formula")
+    before = image_source(page, "#x0-uncond")
+    set_number(page, "#step-slider", 3)
+    WebDriverWait(page, 30).until(lambda d: text(d, "#guidance-formula") != last
+                                  and image_source(d, "#x0-uncond") != before)
+    page.execute_script("document.querySelector('#x0-uncond').scrollIntoView()")
+    time.sleep(0.5)
+    page.save_screenshot(str(shots / "07-guidance.png"))
+
+
+def test_the_schedule_and_where_the_picture_is_decided(page, shots):
+    open_tab(page, "Noise schedule")
+    WebDriverWait(page, 30).until(lambda d: "settles at step" in text(d, "#decided"))
+    for plot in ("#schedule-plot", "#compare-plot", "#distance-plot"):  # drawn by the plot component (Vega)
+        WebDriverWait(page, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, f"{plot} canvas, {plot} svg"))
+    page.execute_script("document.querySelector('#schedule-plot').scrollIntoView()")
+    time.sleep(1)
+    page.save_screenshot(str(shots / "08-schedule.png"))
+
+
+def test_forward_process_and_latent_space(page, shots):
+    open_tab(page, "Forward process")
+    WebDriverWait(page, 30).until(lambda d: image_source(d, "#forward-image") and "ᾱ goes from" in text(d, "#forward-note"))
+    page.execute_script("document.querySelector('#forward-image').scrollIntoView()")
+    time.sleep(0.5)
+    page.save_screenshot(str(shots / "09-forward.png"))
+    open_tab(page, "Latent space")
+    WebDriverWait(page, 30).until(lambda d: image_source(d, "#latent-image") and "fewer" in text(d, "#latent-note"))
+    assert "PSNR" in text(page, "#latent-note")
+
+
+def test_how_it_works_has_every_panel_filled(page, shots):
+    open_tab(page, "How it works")
+
+    def filled(driver) -> list[str]:
+        empty = []
+        for name in WALK_PANELS:
+            selector = f"#walk-{name}"
+            if not (image_source(driver, selector) or text(driver, selector).strip()):
+                empty.append(name)
+        return empty
+
+    WebDriverWait(page, 60).until(lambda d: not filled(d))
+    assert "cross-attention" in text(page, "#walk-attention-note")
+    assert "×" in text(page, "#walk-components") and "padding" in text(page, "#walk-tokens")
+    page.execute_script("document.querySelector('#walk-tab').scrollIntoView()")
+    time.sleep(1)
+    page.save_screenshot(str(shots / "10-how-it-works.png"))
+    page.execute_script("document.querySelector('#walk-forward').scrollIntoView()")
+    time.sleep(0.5)
+    page.save_screenshot(str(shots / "11-how-it-works-forward.png"))
+
+
+def test_an_img2img_run_is_marked_on_the_forward_process(page, shots, tmp_path):
+    """The walk and forward tabs, opened before, are drawn again for the new run."""
+    start = np.zeros((64, 64, 3), np.uint8)
+    start[:, :32] = (30, 200, 60)
+    path = tmp_path / "start.png"
+    Image.fromarray(start).save(path)
+    page.execute_script("window.scrollTo(0, 0)")
+    open_tab(page, "Image to image")
+    page.find_element(By.CSS_SELECTOR, "#init-image input[type=file]").send_keys(str(path))
+    WebDriverWait(page, 30).until(lambda d: image_source(d, "#init-image"))
+    page.find_element(By.CSS_SELECTOR, "#generate-img2img").click()
+    WebDriverWait(page, 90).until(lambda d: "finished" in status_text(d) and "/ 9" in status_text(d))
+    open_tab(page, "Forward process")
+    WebDriverWait(page, 60).until(lambda d: "This img2img run started at entry 4 of 12" in text(d, "#forward-note"))
+    page.execute_script("document.querySelector('#forward-image').scrollIntoView()")
+    time.sleep(0.5)
+    page.save_screenshot(str(shots / "12-forward-img2img.png"))

@@ -1,0 +1,133 @@
+"""The explaining panels' handlers on real runs of the app's own streaming handler: what each panel
+shows is the run's (the same frames, numbers and marks as the core computes), for txt2img and img2img."""
+
+from __future__ import annotations
+
+import asyncio
+
+import gradio as gr
+import numpy as np
+import pytest
+from PIL import Image
+
+from sdviz import explain, schedule
+from sdviz.previews import Previewer
+from ui import explain as explain_views
+from ui.explain import ExplainHandlers
+from ui.walk import WALK_PANELS
+
+PROMPT = "a large red circle on the left on a blue background"
+
+
+@pytest.fixture(scope="module")
+def explainer(handlers):
+    return ExplainHandlers(handlers)
+
+
+def run(handlers, init_image=None, **settings):
+    """The page's streaming handler to the end; the trajectory the session keeps."""
+    values = dict(prompt=PROMPT, negative_prompt="", model_name=handlers.config.default_name, scheduler="ddim",
+                  steps=12, guidance=7.5, seed=1, width=None, height=None, eta=0.0, preview="full", every=1,
+                  attention=True) | settings
+
+    async def follow():
+        last = None
+        stream = (handlers.stream(None, **values) if init_image is None else
+                  handlers.stream_img2img(None, **values, init_image=init_image, strength=0.5))
+        async for update in stream:
+            last = update
+        return last[-1]
+
+    return asyncio.run(follow())
+
+
+def picture(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def test_step_views_decompose_guidance_at_the_slider_step(handlers, explainer):
+    traj = run(handlers)
+    uncond, cond, guided, effect, formula, schedule_plot, compared, distance_plot = explainer.step_views(traj, 3)
+    record = traj.steps[2]
+    expected = explain.guidance_frames(Previewer(handlers.model(None), "full", 64, 64), record)
+    np.testing.assert_array_equal(picture(uncond), expected[0])
+    np.testing.assert_array_equal(picture(cond), expected[1])
+    np.testing.assert_array_equal(picture(guided), traj.step_frames(2, handlers._decoder(traj))[1])
+    np.testing.assert_array_equal(picture(effect), explain.prompt_effect(*expected)[0])
+    example = explain.guidance_example(record, 7.5)
+    assert f"{example['uncond']:.3f} + 7.5 × ({example['cond']:.3f} − {example['uncond']:.3f})" in formula
+    marker = schedule_plot[schedule_plot["curve"] == "this step"]
+    assert list(marker["step"]) == [3, 3]
+    assert sorted(schedule_plot["curve"].unique()) == sorted(explain_views.SCHEDULE_COLOURS)
+    sigmas = schedule_plot[schedule_plot["curve"].str.startswith("log10 σ")]["value"]
+    np.testing.assert_allclose(10 ** sigmas.to_numpy(), [s.sigma for s in traj.steps], rtol=1e-9)
+    assert traj.distance_to_final is None and distance_plot == gr.skip()  # distances come after the run
+
+
+def test_after_run_measures_where_the_picture_is_decided(handlers, explainer):
+    traj = run(handlers, scheduler="dpmpp_2m_karras")
+    kept, distances, decided = explainer.after_run(traj, 12)
+    assert kept is traj and len(traj.distance_to_final["x0"]) == 12 and traj.distance_to_final["x_t"][-1] == 0.0
+    compared = explainer.step_views(traj, 4)[6]
+    assert set(compared["scheduler"]) == {*schedule.COMPARED, "this step"}
+    assert list(compared[compared["scheduler"] == "this step"]["share of steps done"]) == [3 / 11] * 2
+    karras = compared[compared["scheduler"] == "dpmpp_2m_karras"]["value"].to_numpy()
+    table = schedule.schedule_table("dpmpp_2m_karras", 12, handlers.model(None).scheduler_config)
+    np.testing.assert_allclose(10 ** karras, [r["sigma"] for r in table], rtol=1e-9)
+    settled = explain.settled_step(traj.distance_to_final["x0"])
+    assert list(distances[distances["curve"] == "layout settled"]["step"]) == [settled + 1] * 2
+    assert list(distances[distances["curve"] == "this step"]["step"]) == [12, 12]
+    assert f"step {settled + 1} of 12" in decided and str(explain.SETTLED_DISTANCE) in decided
+
+
+def test_forward_and_latent_panels_from_the_run_and_from_an_upload(handlers, explainer, tmp_path):
+    traj = run(handlers)
+    sheet, note = explainer.forward(traj)
+    assert picture(sheet).shape[1] > picture(sheet).shape[0] and "ᾱ goes from" in note
+    assert "img2img" not in note
+    sheet, note = explainer.latent(traj)
+    space = explain.latent_space(handlers.model(None), traj.final_image)
+    assert f"{space.compression:g}× fewer" in note and f"{space.psnr:.1f} dB" in note
+    upload = tmp_path / "stripes.png"
+    stripes = np.zeros((40, 90, 3), np.uint8)
+    stripes[:, ::6] = 255
+    Image.fromarray(stripes).save(upload)
+    _, uploaded = explainer.latent(traj, str(upload))
+    assert uploaded != note  # the upload, not the run's image, was encoded
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image at all")
+    with pytest.raises(gr.Error, match="image 'broken.png' is not a readable image"):
+        explainer.forward(traj, str(broken))
+
+
+@pytest.mark.parametrize("scheduler, order", [("ddim", 1), ("heun", 2)])
+def test_img2img_marks_where_the_run_started(handlers, explainer, scheduler, order):
+    start = np.zeros((64, 64, 3), np.uint8)
+    start[:, 32:] = (240, 220, 20)
+    traj = run(handlers, init_image=start, steps=10, scheduler=scheduler)
+    entries = len(schedule.schedule_table(scheduler, 10, handlers.model(None).scheduler_config))
+    began = explain.img2img_start(10, 0.5, order)
+    assert len(traj.steps) == entries - began  # the run is the schedule's tail
+    _, note = explainer.forward(traj)
+    assert f"started at entry {began + 1} of {entries}" in note
+    uncond, cond, *_ = explainer.step_views(traj, 2)
+    assert uncond is not None and cond is not None
+    explainer.after_run(traj, len(traj.steps))
+    assert traj.distance_to_final["x_t"][-1] == 0.0
+
+
+def test_unguided_runs_and_the_walk(handlers, explainer):
+    plain = run(handlers, guidance=1.0, attention=False, steps=6)
+    uncond, cond, guided, effect, formula, *_ = explainer.step_views(plain, 2)
+    assert uncond is None and cond is None and effect is None and guided is not None
+    assert "no guidance" in formula
+    panels = dict(zip(WALK_PANELS, explainer.walk(plain)))
+    assert panels["attention"] is None and "Run with attention capture on" in panels["attention-note"]
+    traj = run(handlers, scheduler="kdpm2", steps=6)  # second order: 11 entries
+    assert len(traj.steps) == 11
+    panels = dict(zip(WALK_PANELS, explainer.walk(traj)))
+    assert all(panels.values()), [name for name, value in panels.items() if not value]
+    tokens, width = traj.shapes["token_embeddings"]
+    assert f"<b>{tokens} × {width}</b>" in panels["tokens"]
+    assert f"{traj.facts['parameters']['unet']:,}" in panels["components"]
+    assert "the word that drew the most attention" in panels["attention-note"]

@@ -1,0 +1,379 @@
+"""The explaining panels' handlers: guidance decomposed, the noise schedule, where the picture is
+decided, the forward process, the latent space and the "How it works" walk, all drawn from the
+session's own run (its `Trajectory` in `gr.State`).
+
+Nothing here runs in the sampling loop: a panel is computed when its step is shown or its tab
+opened (a tab opened once is redrawn after every later run), with the run's own preview decoder,
+on the model threads.
+"""
+
+from __future__ import annotations
+
+import html as html_text
+import math
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+
+from sdviz import explain, export, schedule, schedulers, views
+from sdviz.attention import overlay
+from sdviz.attention.layers import attention_layers
+from sdviz.images import load_image
+from sdviz.previews import Previewer
+from ui import html
+from ui.handlers import _step_index, gpu, user_errors
+from ui.walk import WALK_PANELS
+
+FORWARD_COLUMNS = 8  # noise levels shown in the forward-process rows
+SCHEDULE_COLOURS = {"log10 σ (noise / signal)": "#1f77b4", "ᾱ (share of signal variance)": "#ff7f0e",
+                    "log10 SNR": "#2ca02c", "this step": "#000000"}
+DISTANCE_COLOURS = {"predicted x0 to the final image": "#d62728", "x_t to the final image": "#1f77b4",
+                    "settled threshold": "#aaaaaa", "layout settled": "#d0508a", "this step": "#000000"}
+WALK_SHARE = 0.25  # the walk shows the step this far into the run: the layout is forming, not yet settled
+PANELS = ("forward", "latent", "walk")  # tabs drawn on opening, then after every run
+
+
+def _mark(frame: pd.DataFrame, x: float, name: str, column: str = "curve") -> pd.DataFrame:
+    """A vertical line at x across the frame's value range, as its own series."""
+    low, high = float(frame["value"].min()), float(frame["value"].max())
+    mark = pd.DataFrame({frame.columns[0]: [x, x], "value": [low, high], column: [name, name]})
+    return pd.concat([frame, mark], ignore_index=True)
+
+
+def schedule_frame(traj, index: int) -> pd.DataFrame:
+    """log10 sigma, alpha_bar and log10 SNR at each of the run's steps, and the shown step marked."""
+    rows = []
+    for row in schedule.trajectory_schedule(traj):
+        step = row["index"] + 1
+        rows += [(step, value, name) for value, name in zip(
+            (math.log10(row["sigma"]), row["alpha_bar"], math.log10(row["snr"])), SCHEDULE_COLOURS)]
+    return _mark(pd.DataFrame(rows, columns=["step", "value", "curve"]), index + 1, "this step")
+
+
+def compared_frame(traj, scheduler_config: dict, index: int) -> pd.DataFrame:
+    """log10 sigma over the share of the run done, for this run's scheduler and the usual others."""
+    names = [traj.settings["scheduler"], *(n for n in schedule.COMPARED if n != traj.settings["scheduler"])]
+    tables = schedule.compared(traj.settings["steps"], scheduler_config, names)
+    rows = []
+    for name, table in tables.items():
+        last = max(len(table) - 1, 1)
+        rows += [(r["index"] / last, math.log10(r["sigma"]), name) for r in table if r["sigma"] > 0]
+    frame = pd.DataFrame(rows, columns=["share of steps done", "value", "scheduler"])
+    share = index / max(len(traj.steps) - 1, 1)
+    return _mark(frame, share, "this step", column="scheduler")
+
+
+def distance_frame(traj, index: int) -> pd.DataFrame:
+    distances = traj.distance_to_final
+    x0_curve, x_t_curve, threshold, settled_mark, _ = DISTANCE_COLOURS
+    rows = [(n + 1, distances[kind][n], curve)
+            for kind, curve in (("x0", x0_curve), ("x_t", x_t_curve)) for n in range(len(traj.steps))]
+    rows += [(1, explain.SETTLED_DISTANCE, threshold), (len(traj.steps), explain.SETTLED_DISTANCE, threshold)]
+    frame = pd.DataFrame(rows, columns=["step", "value", "curve"])
+    settled = explain.settled_step(distances["x0"])
+    if settled is not None:
+        frame = _mark(frame, settled + 1, settled_mark)
+    return _mark(frame, index + 1, "this step")
+
+
+def decided_text(traj) -> str:
+    distances = traj.distance_to_final
+    settled = explain.settled_step(distances["x0"])
+    total = len(traj.steps)
+    where = (f"The layout settles at **step {settled + 1} of {total}**: from there on the predicted x0 stays "
+             f"within {explain.SETTLED_DISTANCE} of the final image. At that step x_t is still "
+             f"{distances['x_t'][settled]:.3f} away: the picture is decided long before it is visible."
+             if settled is not None else
+             f"The predicted x0 never stays within {explain.SETTLED_DISTANCE} of the final image before the end.")
+    return (f"{where}\n\nDistance: mean absolute difference of the decoded frames to the run's last frame, "
+            "pixel values in [0, 1] (the final image itself with the full preview decoder). "
+            f"Step 1's predicted x0 is {distances['x0'][0]:.3f} away.")
+
+
+def formula_text(record, guidance: float) -> str:
+    example = explain.guidance_example(record, guidance)
+    g = example["guidance"]
+    return (
+        f"**x0 = x0(empty) + g · (x0(prompt) − x0(empty))**, with g = {g:g}. At the latent value the prompt "
+        f"changes most here (channel {example['channel']}, row {example['y']}, column {example['x']}): "
+        f"{example['uncond']:.3f} + {g:g} × ({example['cond']:.3f} − {example['uncond']:.3f}) = "
+        f"**{example['formula']:.3f}**, the guided x0's value {example['guided']:.3f}. Over all latent values the "
+        f"prompt moves x0 by {example['mean_difference']:.4f} on average; guidance pushes that {g:g}× further "
+        f"({example['mean_guided_difference']:.4f})."
+    )
+
+
+# The model work, as decode_record does it: on ZeroGPU each call runs in the GPU process.
+guidance_frames = gpu(explain.guidance_frames)
+forward_process = gpu(explain.forward_process)
+latent_space = gpu(explain.latent_space)
+
+
+def _opened(opened, name: str) -> list[str]:
+    """The explaining tabs this session has opened: they are drawn again after each run."""
+    return sorted({*(opened or []), name})
+
+
+class ExplainHandlers:
+    """The explaining panels; shares the app's model cache, model threads and file store."""
+
+    def __init__(self, handlers):
+        self.handlers, self.threads, self.files = handlers, handlers.threads, handlers.files
+
+    def _previewer(self, traj) -> Previewer:
+        settings = traj.settings
+        return Previewer(self.handlers.model(settings["model"]), settings["preview"], settings["height"],
+                         settings["width"])
+
+    def _image(self, traj, upload):
+        """An uploaded image (its size checked against the host's limit before it is decoded), else the run's."""
+        if upload is None:
+            return traj.final_image
+        return load_image(upload, check_size=self.handlers.limits.check_image, name="image")
+
+    def _guidance(self, traj, record):
+        """(x0 frame of the empty prompt, of the prompt, what the prompt adds, its largest change)."""
+        uncond, cond = guidance_frames(self._previewer(traj), record)
+        return (uncond, cond, *explain.prompt_effect(uncond, cond))
+
+    # --- with the step slider ------------------------------------------------------------
+
+    @user_errors
+    def step_views(self, traj, step):
+        """Guidance decomposed (three x0, what the prompt adds, the formula) and the schedule and
+        distance plots with this step marked."""
+        if traj is None or not traj.steps:
+            return (gr.skip(),) * 8
+        return self.threads.call(self._step_views, traj, step)
+
+    def _step_views(self, traj, step):
+        index = _step_index(traj, step)
+        record = traj.steps[index]
+        guidance = float(traj.settings["guidance"])
+        _, x0_image = traj.step_frames(index, self.handlers._decoder(traj))
+        if record.x0_uncond is not None:
+            uncond, cond, effect, peak = self._guidance(traj, record)
+            pictures = [self.files.image(frame) for frame in (uncond, cond, x0_image, effect)]
+            formula = (formula_text(record, guidance) + f" In the colour map, full red or blue is a change of "
+                       f"{peak:.3f} in pixel value (of 1).")
+        else:
+            pictures = [None, None, self.files.image(x0_image), None]
+            formula = f"This run has no guidance (scale {guidance:g} ≤ 1): the UNet saw the prompt alone, one x0."
+        config = self.handlers.model(traj.settings["model"]).scheduler_config
+        return (*pictures, formula, schedule_frame(traj, index), compared_frame(traj, config, index),
+                distance_frame(traj, index) if traj.distance_to_final is not None else gr.skip())
+
+    # --- after a run -------------------------------------------------------------------------
+
+    @user_errors
+    def after_run(self, traj, step):
+        """Distances to the final image (every step decoded again where not cached); the trajectory
+        returned so the session keeps them."""
+        if traj is None or not traj.steps:
+            return (gr.skip(),) * 3
+        return self.threads.call(self._after_run, traj, step)
+
+    def _after_run(self, traj, step):
+        explain.distance_to_final(traj, self.handlers._decoder(traj))
+        return traj, distance_frame(traj, _step_index(traj, step)), decided_text(traj)
+
+    # --- the tabs drawn on opening ------------------------------------------------------------
+
+    def open_forward(self, traj, opened):
+        return (*self.forward(traj), _opened(opened, "forward"))
+
+    def open_latent(self, traj, opened):
+        return (*self.latent(traj), _opened(opened, "latent"))
+
+    def open_walk(self, traj, opened):
+        return (*self.walk(traj), _opened(opened, "walk"))
+
+    def refresh(self, traj, opened):
+        """After a run, the tabs this session has opened, drawn again for the new run."""
+        opened = opened or []
+        return (*(self.forward(traj) if "forward" in opened else (gr.skip(),) * 2),
+                *(self.latent(traj) if "latent" in opened else (gr.skip(),) * 2),
+                *(self.walk(traj) if "walk" in opened else (gr.skip(),) * len(WALK_PANELS)))
+
+    # --- forward process, latent space ---------------------------------------------------
+
+    @user_errors
+    def forward(self, traj, upload=None):
+        """The forward process of the run's final image, or of an upload, at the run's noise levels."""
+        return self._image_panel(traj, upload, "noise", lambda image: forward_sheet(
+            self.handlers, traj, image, self.handlers._decoder(traj)))
+
+    @user_errors
+    def latent(self, traj, upload=None):
+        """The run's final image, or an upload, through the VAE and back."""
+        return self._image_panel(traj, upload, "encode", lambda image: latent_sheet(
+            self.handlers.model(traj.settings["model"]), image))
+
+    def _image_panel(self, traj, upload, verb: str, draw):
+        """(sheet file, note) from draw(image) on a model thread, for the run's image or an upload."""
+        if traj is None or not traj.steps:
+            return gr.skip(), f"Generate an image first (or upload one to {verb})."
+        image = self._image(traj, upload)
+        if image is None:
+            return gr.skip(), f"The run was stopped before its final image; upload an image to {verb}."
+        sheet, note = self.threads.call(draw, image)
+        return self.files.image(np.asarray(sheet)), note
+
+    # --- How it works ----------------------------------------------------------------------
+
+    @user_errors
+    def walk(self, traj):
+        """Every panel of the walk, from this run: components, tokens, denoising, forward process and
+        noise prediction, latent space, cross-attention, guidance. The step shown is WALK_SHARE into
+        the run, where the picture is still being decided."""
+        if traj is None or not traj.steps:
+            return (gr.skip(),) * len(WALK_PANELS)
+        return self.threads.call(self._walk, traj)
+
+    def _walk(self, traj):
+        handlers = self.handlers
+        model = handlers.model(traj.settings["model"])
+        decode = handlers._decoder(traj)
+        index = int(WALK_SHARE * (len(traj.steps) - 1))
+        record = traj.steps[index]
+        image = traj.final_image if traj.final_image is not None else traj.step_frames(len(traj.steps) - 1, decode)[0]
+        strip = denoising_sheet(traj, decode)
+        forward, forward_note = forward_sheet(handlers, traj, image, decode)
+        latent, latent_note = latent_sheet(model, image)
+        x_t_in = traj.noise_image if index == 0 else traj.step_frames(index - 1, decode)[0]
+        x0_image = traj.step_frames(index, decode)[1]
+        predicted = views.noise_image(record.noise_pred, model.latent_rgb.numpy(), tuple(traj.shapes["image"][1:]))
+        prediction = export.sheet([(f"step {index + 1}", [("x_t in", x_t_in), ("predicted noise", predicted),
+                                                          ("x0: noise removed", x0_image)])],
+                                  "the UNet predicts the noise; removing it gives the predicted x0")
+        if record.x0_uncond is not None:
+            uncond, cond, effect, _ = self._guidance(traj, record)
+            guidance = export.sheet([(f"step {index + 1}", [("empty prompt", uncond), ("prompt", cond),
+                                                            ("guided", x0_image), ("prompt adds", effect)])],
+                                    "predicted x0 of each half of the batch, and guided")
+            formula = formula_text(record, float(traj.settings["guidance"]))
+        else:
+            guidance, formula = export.sheet([(f"step {index + 1}", [("x0", x0_image)])], "no guidance"), \
+                "This run has no guidance (scale ≤ 1)."
+        heat, attention_note = attention_panel(traj, model, image)
+        picture = self.files.image
+        return (components_html(traj), tokens_html(traj), picture(np.asarray(strip)), picture(np.asarray(forward)),
+                forward_note, picture(np.asarray(prediction)), picture(np.asarray(latent)), latent_note,
+                attention_note, picture(heat) if heat is not None else None, picture(np.asarray(guidance)), formula)
+
+
+def denoising_sheet(traj, decode, most: int = FORWARD_COLUMNS):
+    """The filmstrip of the run: x_t and x0 at up to `most` steps, from the noise on, each decoded
+    (or taken from the frame cache) as it is drawn, so a long run does not decode every step."""
+    chosen = export.pick(len(traj.steps), most - 1)
+    x_t = [("noise", traj.noise_image)] + [(f"step {k + 1}", traj.step_frames(k, decode)[0]) for k in chosen]
+    x0 = [("", None)] + [(f"step {k + 1}", traj.step_frames(k, decode)[1]) for k in chosen]
+    return export.sheet([("x_t", x_t), ("predicted x0", x0)],
+                        f"denoising steps (of {len(traj.steps)}, {traj.settings['scheduler']}): from noise to image")
+
+
+def forward_sheet(handlers, traj, image, decode):
+    """The forward process of `image` at the run's noise levels (up to FORWARD_COLUMNS of them) above the
+    run's own x_t entering the same steps; for img2img the strength's starting point marked."""
+    settings = traj.settings
+    model = handlers.model(settings["model"])
+    steps = settings["steps"]
+    table = schedule.schedule_table(settings["scheduler"], steps, model.scheduler_config)
+    order = schedulers.create(settings["scheduler"], model.scheduler_config).order
+    start = explain.img2img_start(steps, settings["strength"], order) if settings["img2img"] else 0  # the tail
+    chosen = export.pick(len(table), FORWARD_COLUMNS)
+    if settings["img2img"] and start not in chosen:
+        chosen = sorted({*chosen[:-1], start, chosen[-1]})[:FORWARD_COLUMNS + 1]
+    process = forward_process(model, image, settings["scheduler"], steps, settings["seed"], settings["preview"],
+                              levels=chosen)
+    reverse = []
+    for entry in chosen:
+        index = entry - start  # the run's step that starts at this level
+        if index < 0:
+            reverse.append(("not run", None))
+        elif index > len(traj.steps):  # a stopped run
+            reverse.append(("not reached", None))
+        else:
+            frame = traj.noise_image if index == 0 else traj.step_frames(index - 1, decode)[0]
+            reverse.append((f"step {index + 1}", frame))
+    captions = [f"abar {a:.3f}" for a in process.alpha_bar]
+    marked = {chosen.index(start): "img2img starts here"} if settings["img2img"] else None
+    sheet = export.sheet([("forward q(x_t|x0)", list(zip(captions, process.frames))),
+                          ("reverse (this run)", reverse)],
+                         f"the same noise levels ({settings['scheduler']}, {steps} steps), both directions", marked)
+    note = (f"Top: the image encoded, then noised to the run's levels: x_t = √ᾱ·x0 + √(1−ᾱ)·ε, one ε for all "
+            f"(seed {settings['seed']}). ᾱ goes from {process.alpha_bar[0]:.4f} (almost all noise) to "
+            f"{process.alpha_bar[-1]:.4f} (almost all image). Bottom: the x_t this run was at when it reached each "
+            "level. Training shows the UNet the top row and asks it for ε; sampling walks the bottom row.")
+    if settings["img2img"]:
+        note += (f" This img2img run started at entry {start + 1} of {len(table)} (strength {settings['strength']:g}): "
+                 "the input image, noised to that level, replaced the pure noise.")
+    return sheet, note
+
+
+def latent_sheet(model, image):
+    space = latent_space(model, image)
+    channels = views.channel_images(space.latents, side=space.image.shape[0])
+    columns = [("image", space.image), *((f"channel {c}", f) for c, f in enumerate(channels)),
+               ("decoded back", space.reconstruction)]
+    sheet = export.sheet([("VAE", columns)], "encoded to latents, each channel a picture, and decoded back")
+    facts = model.facts
+    note = (f"{space.pixel_values:,} pixel values ({' × '.join(map(str, space.image.shape))}) become "
+            f"{space.latent_values:,} latent values ({' × '.join(map(str, space.latents.shape))}): "
+            f"**{space.compression:g}× fewer** (VAE factor {facts.vae_factor}, {facts.latent_channels} channels). "
+            f"Decoded back the image comes out at a PSNR of **{space.psnr:.1f} dB**. The UNet works in this "
+            "small space; only the VAE ever sees pixels.")
+    return sheet, note
+
+
+def components_html(traj) -> str:
+    facts = traj.facts
+    shapes = traj.shapes
+    rows = [("Text encoder (CLIPTextModel)", facts["parameters"]["text_encoder"],
+             f"{facts['tokens']} token ids", " × ".join(map(str, shapes["token_embeddings"]))),
+            ("UNet (noise predictor)", facts["parameters"]["unet"],
+             f"x_t {' × '.join(map(str, shapes['latents']))}, timestep, embeddings",
+             f"noise {' × '.join(map(str, shapes['latents']))}"),
+            ("VAE decoder (AutoencoderKL)", facts["parameters"]["vae"],
+             f"latents {' × '.join(map(str, shapes['latents']))}", f"image {' × '.join(map(str, shapes['image']))}")]
+    body = "".join(f"<tr><td>{html_text.escape(name)}</td><td>{count:,}</td><td>{inp}</td><td>{out}</td></tr>"
+                   for name, count, inp, out in rows)
+    return (html.diagram(shapes, facts, "", traj.settings["scheduler"]) +
+            f'<table class="sdviz-walk"><tr><th>component</th><th>parameters</th><th>takes</th><th>gives</th></tr>'
+            f"{body}</table>")
+
+
+def tokens_html(traj) -> str:
+    shape = traj.shapes["token_embeddings"]
+    return (html.token_slots(traj.tokens) +
+            f"<p>Each slot becomes one vector of {shape[1]} numbers: the text encoder's output is "
+            f"<b>{shape[0]} × {shape[1]}</b>, the same size for every prompt (padding fills the rest).</p>")
+
+
+def attention_panel(traj, model, image):
+    """Where the cross-attention layers sit, counted from the UNet itself, and this run's heat map of the
+    word that drew the most cross-attention over the whole run, over `image`."""
+    layers = attention_layers(model.unet)
+    by_block: dict[str, int] = {}
+    for layer in layers:
+        if layer.kind == "cross":
+            block = layer.name.split(".")[0].replace("_blocks", "").replace("mid_block", "mid")
+            by_block[block] = by_block.get(block, 0) + 1
+    cross = sum(by_block.values())
+    counted = ", ".join(f"{n} in the {block} blocks" for block, n in by_block.items())
+    note = (f"The UNet has {len(layers)} attention layers: {len(layers) - cross} self-attention and {cross} "
+            f"cross-attention ({counted}), each after a ResNet block. In a cross-attention layer every latent pixel "
+            f"asks all {traj.shapes['token_embeddings'][0]} token vectors which matter to it: that is how the words "
+            "steer the picture.")
+    maps = traj.attention
+    if maps is None:
+        return None, note + " Run with attention capture on to see where each word went."
+    slots = maps.word_slots()
+    if not slots:
+        return None, note
+    mass = maps.aggregate().reshape(len(maps.tokens), -1).sum(axis=1)  # (tokens,) over the whole run
+    token = max(slots, key=lambda slot: mass[slot])
+    note += (f" Below: where “{maps.tokens[token].replace('</w>', '')}”, the word that drew the most attention, "
+             "was looked at over the whole run (the Attention tab shows any word at any step).")
+    return export.enlarge(overlay(image, maps.heat_map(token)), export.FILMSTRIP_SIDE * 2), note
