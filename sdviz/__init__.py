@@ -16,8 +16,8 @@ _EXPORTS = {
     "load_model": "sdviz.models", "Run": "sdviz.sampler", "generate": "sdviz.sampler",
     "Settings": "sdviz.settings", "StepRecord": "sdviz.trajectory", "Trajectory": "sdviz.trajectory",
 }
-_SUBMODULES = ("attention", "export", "images", "limits", "models", "noise", "previews", "sampler",
-               "schedulers", "settings", "tokens", "trajectory", "views")
+_SUBMODULES = ("attention", "explain", "export", "frames", "images", "limits", "models", "noise", "plots",
+               "previews", "sampler", "schedule", "schedulers", "settings", "tokens", "trajectory", "views")
 
 __all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"

@@ -126,9 +126,10 @@ def forward(args) -> int:
     from sdviz.explain import forward_process
     from sdviz.images import load_image
     from sdviz.models import check_source, default_model, load_model
-    from sdviz.settings import MAX_STEPS, check_int
+    from sdviz.settings import MAX_SEED, MAX_STEPS, check_int
 
     check_int("steps", args.steps, 1, MAX_STEPS)
+    check_int("seed", args.seed, 0, MAX_SEED)
     schedulers.resolve(args.scheduler)
     if args.preview not in PREVIEW_MODES:
         raise ValueError(f"preview {args.preview!r} is not a decoder; allowed: {', '.join(PREVIEW_MODES)}")

@@ -107,9 +107,10 @@ def encode_image(model, image, width: int | None = None, height: int | None = No
 
     from sdviz.images import prepare_init_image
 
-    facts = model.facts
-    width, height = width or facts.native_width, height or facts.native_height
-    picture = prepare_init_image(image, width, height)
+    from sdviz.settings import Settings
+
+    size = Settings(width=width, height=height).resolved(model.facts)  # checked against the VAE factor
+    picture = prepare_init_image(image, size.width, size.height)
     pixels = model.pipe.image_processor.preprocess(picture).to(model.device, model.vae.dtype)  # (1, 3, H, W)
     with torch.no_grad():
         latents = model.vae.encode(pixels).latent_dist.mode() * model.vae.config.scaling_factor
@@ -117,10 +118,11 @@ def encode_image(model, image, width: int | None = None, height: int | None = No
 
 
 def forward_process(model, image, scheduler: str = "ddim", steps: int = 20, seed: int = 0,
-                    preview: str = "full", levels: list[int] | None = None) -> ForwardProcess:
-    """The training example of the post from real data: `image` encoded, then noised to each noise
-    level of `scheduler`'s `steps`-step schedule (the levels a run of those settings starts each step at);
-    `levels`, if given, picks entries of that schedule by index."""
+                    preview: str = "full", levels: list[int] | None = None, width: int | None = None,
+                    height: int | None = None) -> ForwardProcess:
+    """The training example of the post from real data: `image` encoded (at width x height, default the
+    model's native size), then noised to each noise level of `scheduler`'s `steps`-step schedule (the
+    levels a run of those settings starts each step at); `levels`, if given, picks entries by index."""
     import torch
     from diffusers.utils.torch_utils import randn_tensor
 
@@ -128,7 +130,7 @@ def forward_process(model, image, scheduler: str = "ddim", steps: int = 20, seed
     from sdviz.previews import Previewer
     from sdviz.schedule import schedule_table
 
-    picture, x0 = encode_image(model, image)
+    picture, x0 = encode_image(model, image, width, height)
     table = schedule_table(scheduler, steps, model.scheduler_config)
     if levels is not None:
         table = [table[k] for k in levels]
@@ -209,10 +211,11 @@ class LatentSpace:
         return self.pixel_values / self.latent_values
 
 
-def latent_space(model, image) -> LatentSpace:
+def latent_space(model, image, width: int | None = None, height: int | None = None) -> LatentSpace:
+    """`image` at width x height (default the model's native size) encoded, and decoded back."""
     from sdviz.previews import decode_full
 
-    picture, latents = encode_image(model, image)
+    picture, latents = encode_image(model, image, width, height)
     reconstruction = decode_full(model, latents)[0]
     error = np.mean((picture.astype(np.float64) / 255.0 - reconstruction.astype(np.float64) / 255.0) ** 2)
     psnr = float(10 * np.log10(1.0 / error)) if error > 0 else float("inf")

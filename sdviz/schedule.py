@@ -40,7 +40,7 @@ def schedule_table(scheduler: str, steps: int, scheduler_config: dict[str, Any])
     rows = []
     with torch.no_grad():
         for index, timestep in enumerate(stepper.timesteps):
-            stepper.scale_model_input(sample, timestep)  # Heun and KDPM2 pick their stage here, as in a run
+            stepper.scale_model_input(sample, timestep)  # as in a run: some schedulers expect it before step()
             sigma = noise.current_sigma(stepper, timestep)
             sample = stepper.step(torch.zeros_like(sample), timestep, sample, return_dict=False)[0]
             rows.append(row(index, float(timestep), sigma))

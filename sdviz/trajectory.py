@@ -235,6 +235,8 @@ class Trajectory:
         with np.load(folder / "frames.npz", allow_pickle=False) as npz:
             frames = {k: npz[k] for k in npz.files}
         decoded_at = {int(i): n for n, i in enumerate(frames["frame_steps"])}
+        from sdviz.noise import x0_slope
+
         steps = []
         for n, summary in enumerate(meta["steps"]):
             frame = decoded_at.get(summary["index"])
@@ -249,7 +251,7 @@ class Trajectory:
                 noise_cond=latents["noise_cond"][n] if "noise_cond" in latents else None,
                 noise_pred=latents["noise_pred"][n],
                 x0_pred=latents["x0_pred"][n],
-                x0_slope=summary.get("x0_slope"),
+                x0_slope=summary.get("x0_slope", x0_slope(summary["sigma"], meta["facts"]["prediction_type"])),
                 x_t_image=frames["x_t"][frame] if frame is not None else None,
                 x0_image=frames["x0"][frame] if frame is not None else None,
                 seconds=summary["seconds"],

@@ -287,17 +287,18 @@ def seed_scales() -> dict[int, int]:
     return scales
 
 
-@pytest.mark.slow
-def test_layer_table_reproduces_the_sd1_table():
-    """An SD 1.x UNet built from its config (random weights), run once at 512 x 512 with guidance."""
-    from diffusers import UNet2DConditionModel
+@pytest.fixture(scope="module")
+def sd15_model():
+    """SD 1.5's component configs with random weights (the benchmarks' model), built once for this module."""
+    from benchmarks.benchmark import sd15_random_pipeline
 
-    unet = UNet2DConditionModel(
-        sample_size=64, block_out_channels=(320, 640, 1280, 1280), layers_per_block=2, cross_attention_dim=768,
-        attention_head_dim=8, down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-    ).eval()
-    table = layer_table(unet, 512, 512)
+    return sdviz.from_pipeline(sd15_random_pipeline(), "SD 1.5-sized, random weights")
+
+
+@pytest.mark.slow
+def test_layer_table_reproduces_the_sd1_table(sd15_model):
+    """An SD 1.x UNet built from its config (random weights), run once at 512 x 512 with guidance."""
+    table = layer_table(sd15_model.unet, 512, 512)
     assert len(table) == 32 and [r["order"] for r in table] == list(range(1, 33))
     scales = seed_scales()
     for kind in ("self", "cross"):
@@ -313,11 +314,9 @@ def test_layer_table_reproduces_the_sd1_table():
 
 
 @pytest.mark.slow
-def test_capture_memory_stays_bounded_at_sd15_size():
+def test_capture_memory_stays_bounded_at_sd15_size(sd15_model):
     """What the capture keeps for an SD 1.5-sized UNet at 512 x 512, 10-word prompt: < 250 MB for 50 steps."""
-    from benchmarks.benchmark import sd15_random_pipeline
-
-    model = sdviz.from_pipeline(sd15_random_pipeline())
+    model = sd15_model
     capture = AttentionCapture(model)
     run = sdviz.Run(model, sdviz.Settings(prompt=PROMPT, steps=50, preview="approx"), capture=capture)
     for record in run:

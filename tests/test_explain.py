@@ -25,15 +25,15 @@ PROMPT = "a large red circle on the left on a blue background"
 @pytest.mark.parametrize("name", ["ddim", "euler_a", "dpmpp_2m_karras", "heun", "kdpm2", "unipc"])
 def test_guided_x0_is_the_two_halves_combined(embedded, name):
     traj = sdviz.generate(embedded, Settings(prompt=PROMPT, scheduler=name, steps=6, guidance=5.0))
+    variance_exploding = noise.is_variance_exploding(schedulers.create(name, embedded.scheduler_config))
     for record in traj.steps:
+        # the identity holds by construction; each half's x0 by the same formula from its own noise is the test
         np.testing.assert_allclose(record.x0_uncond + 5.0 * (record.x0_cond - record.x0_uncond), record.x0_pred,
                                    rtol=0, atol=1e-4)
-        # each half is x0 by the same formula from its own noise prediction
-        x_vp = record.x_t / np.sqrt(record.sigma ** 2 + 1) if noise.is_variance_exploding(
-            schedulers.create(name, embedded.scheduler_config)) else record.x_t
-        expected = noise.predict_x0(torch.from_numpy(x_vp), torch.from_numpy(record.noise_cond), record.sigma, "epsilon")
-        if name not in ("heun", "kdpm2"):  # their second stage evaluates at a sigma between two records' x_t
-            np.testing.assert_allclose(record.x0_cond, expected.numpy(), rtol=0, atol=1e-3)
+        x_vp = record.x_t / np.sqrt(record.sigma ** 2 + 1) if variance_exploding else record.x_t
+        for output, x0 in ((record.noise_uncond, record.x0_uncond), (record.noise_cond, record.x0_cond)):
+            expected = noise.predict_x0(torch.from_numpy(x_vp), torch.from_numpy(output), record.sigma, "epsilon")
+            np.testing.assert_allclose(x0, expected.numpy(), rtol=0, atol=1e-3)
     assert np.abs(traj.steps[0].x0_cond - traj.steps[0].x0_uncond).mean() > 1e-3  # the prompt changes x0
 
 
@@ -56,6 +56,9 @@ def test_img2img_and_unguided_runs(embedded):
     for record in traj.steps:
         np.testing.assert_allclose(record.x0_uncond + 3.0 * (record.x0_cond - record.x0_uncond), record.x0_pred,
                                    rtol=0, atol=1e-4)
+        expected = noise.predict_x0(torch.from_numpy(record.x_t), torch.from_numpy(record.noise_cond), record.sigma,
+                                    "epsilon")
+        np.testing.assert_allclose(record.x0_cond, expected.numpy(), rtol=0, atol=1e-3)
     plain = sdviz.generate(embedded, Settings(prompt=PROMPT, steps=3, guidance=1.0))
     assert all(r.x0_uncond is None and r.x0_cond is None for r in plain.steps)
     with pytest.raises(ValueError, match="no guidance"):

@@ -66,8 +66,9 @@ def test_step_views_decompose_guidance_at_the_slider_step(handlers, explainer):
 
 def test_after_run_measures_where_the_picture_is_decided(handlers, explainer):
     traj = run(handlers, scheduler="dpmpp_2m_karras")
-    kept, distances, decided = explainer.after_run(traj, 12)
-    assert kept is traj and len(traj.distance_to_final["x0"]) == 12 and traj.distance_to_final["x_t"][-1] == 0.0
+    assert traj.distance_to_final is None  # measured when the Noise schedule tab is opened, not after every run
+    distances, decided = explainer.decided(traj, 12)
+    assert len(traj.distance_to_final["x0"]) == 12 and traj.distance_to_final["x_t"][-1] == 0.0
     compared = explainer.step_views(traj, 4)[6]
     assert set(compared["scheduler"]) == {*schedule.COMPARED, "this step"}
     assert list(compared[compared["scheduler"] == "this step"]["share of steps done"]) == [3 / 11] * 2
@@ -112,15 +113,29 @@ def test_img2img_marks_where_the_run_started(handlers, explainer, scheduler, ord
     assert f"started at entry {began + 1} of {entries}" in note
     uncond, cond, *_ = explainer.step_views(traj, 2)
     assert uncond is not None and cond is not None
-    explainer.after_run(traj, len(traj.steps))
+    explainer.decided(traj, len(traj.steps))
     assert traj.distance_to_final["x_t"][-1] == 0.0
+    compared = explainer.step_views(traj, 1)[6]  # the run's first step sits at its start in the full schedule
+    assert list(compared[compared["scheduler"] == "this step"]["share of steps done"]) == [began / (entries - 1)] * 2
+
+
+def test_panels_at_the_runs_own_size(handlers, explainer):
+    traj = run(handlers, width=96, height=64, steps=6)
+    _, note = explainer.latent(traj)
+    assert "(64 × 96 × 3)" in note
+    sheet, _ = explainer.forward(traj)
+    model = handlers.model(None)
+    space = explain.latent_space(model, traj.final_image, 96, 64)
+    assert space.image.shape == traj.final_image.shape
+    assert space.latents.shape == model.facts.latent_shape(64, 96)
+    assert picture(sheet).shape[1] > 1.4 * picture(explainer.forward(run(handlers, steps=6))[0]).shape[1]
 
 
 def test_unguided_runs_and_the_walk(handlers, explainer):
     plain = run(handlers, guidance=1.0, attention=False, steps=6)
     uncond, cond, guided, effect, formula, *_ = explainer.step_views(plain, 2)
     assert uncond is None and cond is None and effect is None and guided is not None
-    assert "no guidance" in formula
+    assert "did not use classifier-free guidance" in formula
     panels = dict(zip(WALK_PANELS, explainer.walk(plain)))
     assert panels["attention"] is None and "Run with attention capture on" in panels["attention-note"]
     traj = run(handlers, scheduler="kdpm2", steps=6)  # second order: 11 entries

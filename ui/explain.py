@@ -51,8 +51,19 @@ def schedule_frame(traj, index: int) -> pd.DataFrame:
     return _mark(pd.DataFrame(rows, columns=["step", "value", "curve"]), index + 1, "this step")
 
 
+def run_start(traj, scheduler_config: dict) -> int:
+    """The entry of its scheduler's full schedule a run started at: 0, or where img2img's strength put it
+    (the run is the schedule's tail)."""
+    settings = traj.settings
+    if not settings["img2img"]:
+        return 0
+    order = schedulers.create(settings["scheduler"], scheduler_config).order
+    return explain.img2img_start(settings["steps"], settings["strength"], order)
+
+
 def compared_frame(traj, scheduler_config: dict, index: int) -> pd.DataFrame:
-    """log10 sigma over the share of the run done, for this run's scheduler and the usual others."""
+    """log10 sigma over the share of the steps done, for this run's scheduler and the usual others,
+    with the run's step marked on its scheduler's full schedule."""
     names = [traj.settings["scheduler"], *(n for n in schedule.COMPARED if n != traj.settings["scheduler"])]
     tables = schedule.compared(traj.settings["steps"], scheduler_config, names)
     rows = []
@@ -60,7 +71,8 @@ def compared_frame(traj, scheduler_config: dict, index: int) -> pd.DataFrame:
         last = max(len(table) - 1, 1)
         rows += [(r["index"] / last, math.log10(r["sigma"]), name) for r in table if r["sigma"] > 0]
     frame = pd.DataFrame(rows, columns=["share of steps done", "value", "scheduler"])
-    share = index / max(len(traj.steps) - 1, 1)
+    entries = len(tables[traj.settings["scheduler"]])
+    share = (run_start(traj, scheduler_config) + index) / max(entries - 1, 1)
     return _mark(frame, share, "this step", column="scheduler")
 
 
@@ -81,11 +93,15 @@ def decided_text(traj) -> str:
     distances = traj.distance_to_final
     settled = explain.settled_step(distances["x0"])
     total = len(traj.steps)
-    where = (f"The layout settles at **step {settled + 1} of {total}**: from there on the predicted x0 stays "
-             f"within {explain.SETTLED_DISTANCE} of the final image. At that step x_t is still "
-             f"{distances['x_t'][settled]:.3f} away: the picture is decided long before it is visible."
-             if settled is not None else
-             f"The predicted x0 never stays within {explain.SETTLED_DISTANCE} of the final image before the end.")
+    target = "the final image" if traj.complete else "the last step reached (the run was stopped)"
+    if settled is None:
+        where = f"The predicted x0 never stays within {explain.SETTLED_DISTANCE} of {target} before the end."
+    else:
+        x_t = distances["x_t"][settled]
+        where = (f"The layout settles at **step {settled + 1} of {total}**: from there on the predicted x0 stays "
+                 f"within {explain.SETTLED_DISTANCE} of {target}. At that step x_t is still {x_t:.3f} away"
+                 + (": the picture is decided well before x_t shows it." if x_t > 2 * explain.SETTLED_DISTANCE
+                    else "."))
     return (f"{where}\n\nDistance: mean absolute difference of the decoded frames to the run's last frame, "
             "pixel values in [0, 1] (the final image itself with the full preview decoder). "
             f"Step 1's predicted x0 is {distances['x0'][0]:.3f} away.")
@@ -99,7 +115,7 @@ def formula_text(record, guidance: float) -> str:
         f"changes most here (channel {example['channel']}, row {example['y']}, column {example['x']}): "
         f"{example['uncond']:.3f} + {g:g} × ({example['cond']:.3f} − {example['uncond']:.3f}) = "
         f"**{example['formula']:.3f}**, the guided x0's value {example['guided']:.3f}. Over all latent values the "
-        f"prompt moves x0 by {example['mean_difference']:.4f} on average; guidance pushes that {g:g}× further "
+        f"prompt moves x0 by {example['mean_difference']:.4f} on average; guidance moves it {g:g} times as far "
         f"({example['mean_guided_difference']:.4f})."
     )
 
@@ -108,6 +124,12 @@ def formula_text(record, guidance: float) -> str:
 guidance_frames = gpu(explain.guidance_frames)
 forward_process = gpu(explain.forward_process)
 latent_space = gpu(explain.latent_space)
+
+
+def _target(traj) -> str:
+    """What the model's UNet is trained to predict, in words."""
+    return {"v_prediction": "v = √ᾱ·ε − √(1−ᾱ)·x0 (a mix of the noise and the image)",
+            "sample": "the clean image x0 itself"}.get(traj.facts["prediction_type"], "the noise ε")
 
 
 def _opened(opened, name: str) -> list[str]:
@@ -159,26 +181,26 @@ class ExplainHandlers:
                        f"{peak:.3f} in pixel value (of 1).")
         else:
             pictures = [None, None, self.files.image(x0_image), None]
-            formula = f"This run has no guidance (scale {guidance:g} ≤ 1): the UNet saw the prompt alone, one x0."
+            formula = (f"This run did not use classifier-free guidance (guidance scale {guidance:g} ≤ 1, or a model "
+                       "that does without): the UNet saw the prompt alone, so there is one x0.")
         config = self.handlers.model(traj.settings["model"]).scheduler_config
         return (*pictures, formula, schedule_frame(traj, index), compared_frame(traj, config, index),
                 distance_frame(traj, index) if traj.distance_to_final is not None else gr.skip())
 
-    # --- after a run -------------------------------------------------------------------------
+    # --- the tabs drawn on opening ------------------------------------------------------------
 
     @user_errors
-    def after_run(self, traj, step):
-        """Distances to the final image (every step decoded again where not cached); the trajectory
-        returned so the session keeps them."""
+    def decided(self, traj, step):
+        """Where the picture is decided: every step's distance to the final image, measured once per run
+        (kept on the session's trajectory; steps not cached are decoded again), plotted with the step marked."""
         if traj is None or not traj.steps:
-            return (gr.skip(),) * 3
-        return self.threads.call(self._after_run, traj, step)
+            return gr.skip(), "Generate an image first."
+        if traj.distance_to_final is None:
+            self.threads.call(explain.distance_to_final, traj, self.handlers._decoder(traj))
+        return distance_frame(traj, _step_index(traj, step)), decided_text(traj)
 
-    def _after_run(self, traj, step):
-        explain.distance_to_final(traj, self.handlers._decoder(traj))
-        return traj, distance_frame(traj, _step_index(traj, step)), decided_text(traj)
-
-    # --- the tabs drawn on opening ------------------------------------------------------------
+    def open_schedule(self, traj, step, opened):
+        return (*self.decided(traj, step), _opened(opened, "schedule"))
 
     def open_forward(self, traj, opened):
         return (*self.forward(traj), _opened(opened, "forward"))
@@ -189,10 +211,11 @@ class ExplainHandlers:
     def open_walk(self, traj, opened):
         return (*self.walk(traj), _opened(opened, "walk"))
 
-    def refresh(self, traj, opened):
+    def refresh(self, traj, step, opened):
         """After a run, the tabs this session has opened, drawn again for the new run."""
         opened = opened or []
-        return (*(self.forward(traj) if "forward" in opened else (gr.skip(),) * 2),
+        return (*(self.decided(traj, step) if "schedule" in opened else (gr.skip(),) * 2),
+                *(self.forward(traj) if "forward" in opened else (gr.skip(),) * 2),
                 *(self.latent(traj) if "latent" in opened else (gr.skip(),) * 2),
                 *(self.walk(traj) if "walk" in opened else (gr.skip(),) * len(WALK_PANELS)))
 
@@ -208,12 +231,12 @@ class ExplainHandlers:
     def latent(self, traj, upload=None):
         """The run's final image, or an upload, through the VAE and back."""
         return self._image_panel(traj, upload, "encode", lambda image: latent_sheet(
-            self.handlers.model(traj.settings["model"]), image))
+            self.handlers.model(traj.settings["model"]), image, traj.settings["width"], traj.settings["height"]))
 
     def _image_panel(self, traj, upload, verb: str, draw):
         """(sheet file, note) from draw(image) on a model thread, for the run's image or an upload."""
         if traj is None or not traj.steps:
-            return gr.skip(), f"Generate an image first (or upload one to {verb})."
+            return gr.skip(), f"Generate an image first; then you can also {verb} an image of your own here."
         image = self._image(traj, upload)
         if image is None:
             return gr.skip(), f"The run was stopped before its final image; upload an image to {verb}."
@@ -240,13 +263,14 @@ class ExplainHandlers:
         image = traj.final_image if traj.final_image is not None else traj.step_frames(len(traj.steps) - 1, decode)[0]
         strip = denoising_sheet(traj, decode)
         forward, forward_note = forward_sheet(handlers, traj, image, decode)
-        latent, latent_note = latent_sheet(model, image)
+        latent, latent_note = latent_sheet(model, image, traj.settings["width"], traj.settings["height"])
         x_t_in = traj.noise_image if index == 0 else traj.step_frames(index - 1, decode)[0]
         x0_image = traj.step_frames(index, decode)[1]
         predicted = views.noise_image(record.noise_pred, model.latent_rgb.numpy(), tuple(traj.shapes["image"][1:]))
-        prediction = export.sheet([(f"step {index + 1}", [("x_t in", x_t_in), ("predicted noise", predicted),
+        predicts = "v" if traj.facts["prediction_type"] == "v_prediction" else "noise"
+        prediction = export.sheet([(f"step {index + 1}", [("x_t in", x_t_in), (f"predicted {predicts}", predicted),
                                                           ("x0: noise removed", x0_image)])],
-                                  "the UNet predicts the noise; removing it gives the predicted x0")
+                                  f"the UNet predicts {_target(traj)}; removing the noise gives the predicted x0")
         if record.x0_uncond is not None:
             uncond, cond, effect, _ = self._guidance(traj, record)
             guidance = export.sheet([(f"step {index + 1}", [("empty prompt", uncond), ("prompt", cond),
@@ -254,8 +278,8 @@ class ExplainHandlers:
                                     "predicted x0 of each half of the batch, and guided")
             formula = formula_text(record, float(traj.settings["guidance"]))
         else:
-            guidance, formula = export.sheet([(f"step {index + 1}", [("x0", x0_image)])], "no guidance"), \
-                "This run has no guidance (scale ≤ 1)."
+            guidance = export.sheet([(f"step {index + 1}", [("x0", x0_image)])], "no guidance")
+            formula = "This run did not use classifier-free guidance: the UNet saw the prompt alone, one x0."
         heat, attention_note = attention_panel(traj, model, image)
         picture = self.files.image
         return (components_html(traj), tokens_html(traj), picture(np.asarray(strip)), picture(np.asarray(forward)),
@@ -280,13 +304,12 @@ def forward_sheet(handlers, traj, image, decode):
     model = handlers.model(settings["model"])
     steps = settings["steps"]
     table = schedule.schedule_table(settings["scheduler"], steps, model.scheduler_config)
-    order = schedulers.create(settings["scheduler"], model.scheduler_config).order
-    start = explain.img2img_start(steps, settings["strength"], order) if settings["img2img"] else 0  # the tail
+    start = run_start(traj, model.scheduler_config)
     chosen = export.pick(len(table), FORWARD_COLUMNS)
     if settings["img2img"] and start not in chosen:
         chosen = sorted({*chosen[:-1], start, chosen[-1]})[:FORWARD_COLUMNS + 1]
     process = forward_process(model, image, settings["scheduler"], steps, settings["seed"], settings["preview"],
-                              levels=chosen)
+                              levels=chosen, width=settings["width"], height=settings["height"])
     reverse = []
     for entry in chosen:
         index = entry - start  # the run's step that starts at this level
@@ -305,15 +328,16 @@ def forward_sheet(handlers, traj, image, decode):
     note = (f"Top: the image encoded, then noised to the run's levels: x_t = √ᾱ·x0 + √(1−ᾱ)·ε, one ε for all "
             f"(seed {settings['seed']}). ᾱ goes from {process.alpha_bar[0]:.4f} (almost all noise) to "
             f"{process.alpha_bar[-1]:.4f} (almost all image). Bottom: the x_t this run was at when it reached each "
-            "level. Training shows the UNet the top row and asks it for ε; sampling walks the bottom row.")
+            f"level. Training shows the UNet the top row and asks it for {_target(traj)}; sampling walks the bottom "
+            "row.")
     if settings["img2img"]:
         note += (f" This img2img run started at entry {start + 1} of {len(table)} (strength {settings['strength']:g}): "
                  "the input image, noised to that level, replaced the pure noise.")
     return sheet, note
 
 
-def latent_sheet(model, image):
-    space = latent_space(model, image)
+def latent_sheet(model, image, width: int, height: int):
+    space = latent_space(model, image, width, height)
     channels = views.channel_images(space.latents, side=space.image.shape[0])
     columns = [("image", space.image), *((f"channel {c}", f) for c, f in enumerate(channels)),
                ("decoded back", space.reconstruction)]
@@ -335,7 +359,7 @@ def components_html(traj) -> str:
             ("UNet (noise predictor)", facts["parameters"]["unet"],
              f"x_t {' × '.join(map(str, shapes['latents']))}, timestep, embeddings",
              f"noise {' × '.join(map(str, shapes['latents']))}"),
-            ("VAE decoder (AutoencoderKL)", facts["parameters"]["vae"],
+            ("VAE (AutoencoderKL: encoder + decoder)", facts["parameters"]["vae"],
              f"latents {' × '.join(map(str, shapes['latents']))}", f"image {' × '.join(map(str, shapes['image']))}")]
     body = "".join(f"<tr><td>{html_text.escape(name)}</td><td>{count:,}</td><td>{inp}</td><td>{out}</td></tr>"
                    for name, count, inp, out in rows)
@@ -361,7 +385,7 @@ def attention_panel(traj, model, image):
             block = layer.name.split(".")[0].replace("_blocks", "").replace("mid_block", "mid")
             by_block[block] = by_block.get(block, 0) + 1
     cross = sum(by_block.values())
-    counted = ", ".join(f"{n} in the {block} blocks" for block, n in by_block.items())
+    counted = ", ".join(f"{n} in the {block} block{'' if block == 'mid' else 's'}" for block, n in by_block.items())
     note = (f"The UNet has {len(layers)} attention layers: {len(layers) - cross} self-attention and {cross} "
             f"cross-attention ({counted}), each after a ResNet block. In a cross-attention layer every latent pixel "
             f"asks all {traj.shapes['token_embeddings'][0]} token vectors which matter to it: that is how the words "

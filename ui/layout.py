@@ -107,7 +107,7 @@ def build_demo(config, handlers) -> gr.Blocks:
                                                ("guided x0", "x0-guided"),
                                                ("what the prompt adds: red brighter, blue darker", "prompt-effect"))]
                 formula = gr.Markdown(elem_id="guidance-formula")
-            with gr.Tab("Noise schedule", elem_id="schedule-tab"):
+            with gr.Tab("Noise schedule", elem_id="schedule-tab") as schedule_tab:
                 gr.Markdown(walk.SCHEDULE_INTRO)
                 schedule_plot = gr.LinePlot(x="step", y="value", color="curve", title="this run's noise levels",
                                             color_map=explain_views.SCHEDULE_COLOURS,
@@ -182,13 +182,12 @@ def build_demo(config, handlers) -> gr.Blocks:
         forward_outputs, latent_outputs = [forward_image, forward_note], [latent_image, latent_note]
 
         def explained(event):
-            """After a run: the explorer, then the distances to the final image, the step's explaining
-            panels, and the explaining tabs this session has opened."""
-            event.then(**show).then(explainer.after_run, [trajectory, step],
-                                     [trajectory, distance_plot, decided], show_progress="hidden",
-                                     **private).then(**step_views).then(
-                explainer.refresh, [trajectory, opened], [*forward_outputs, *latent_outputs, *walk_panels],
-                show_progress="hidden", **private)
+            """After a run: the explorer, the step's explaining panels, and the explaining tabs this
+            session has opened (the others are drawn when opened: nothing is computed that nobody looks at)."""
+            event.then(**show).then(**step_views).then(
+                explainer.refresh, [trajectory, step, opened],
+                [distance_plot, decided, *forward_outputs, *latent_outputs, *walk_panels], show_progress="hidden",
+                **private)
 
         for event in (txt2img_run, img2img_run):
             # the explorer is drawn for the new run even when the slider lands on the value it had
@@ -199,6 +198,8 @@ def build_demo(config, handlers) -> gr.Blocks:
             explained(stopping.then(handlers.finish, trajectory, after, **private))  # a cancelled run never finishes
         else:
             stop.click(handlers.stop, stop_signal, None, concurrency_limit=None, **private)
+        schedule_tab.select(explainer.open_schedule, [trajectory, step, opened], [distance_plot, decided, opened],
+                            **private)
         forward_tab.select(explainer.open_forward, [trajectory, opened], [*forward_outputs, opened], **private)
         latent_tab.select(explainer.open_latent, [trajectory, opened], [*latent_outputs, opened], **private)
         walk_tab.select(explainer.open_walk, [trajectory, opened], [*walk_panels, opened], **private)
