@@ -20,22 +20,28 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m sdviz", description="See Stable Diffusion denoise, step by step.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    render = commands.add_parser("render", help="run one prompt and write every step")
+    render = commands.add_parser("render", help="run one prompt (or fork a run) and write every step")
     defaults = Settings()
-    render.add_argument("--prompt", required=True)
-    render.add_argument("--negative-prompt", default="")
+    render.add_argument("--prompt", default=None, help="required, unless forking (then: the parent's)")
+    render.add_argument("--negative-prompt", default=None)
     render.add_argument("--model", default=None, help="diffusers folder or hub id (default: the embedded model)")
-    render.add_argument("--scheduler", default=defaults.scheduler, help="short or diffusers class name; see `schedulers`")
-    render.add_argument("--steps", type=int, default=defaults.steps)
-    render.add_argument("--guidance", type=float, default=defaults.guidance)
-    render.add_argument("--eta", type=float, default=defaults.eta)
-    render.add_argument("--seed", type=int, default=defaults.seed)
+    render.add_argument("--scheduler", default=None,
+                        help=f"short or diffusers class name; see `schedulers` (default {defaults.scheduler})")
+    render.add_argument("--steps", type=int, default=None, help=f"default {defaults.steps}")
+    render.add_argument("--guidance", type=float, default=None, help=f"default {defaults.guidance}")
+    render.add_argument("--eta", type=float, default=None, help=f"default {defaults.eta}")
+    render.add_argument("--seed", type=int, default=None, help=f"default {defaults.seed}")
     render.add_argument("--width", type=int, default=None, help="pixels (default: the model's native size)")
     render.add_argument("--height", type=int, default=None)
     render.add_argument("--init-image", default=None, help="img2img: the starting image")
-    render.add_argument("--strength", type=float, default=defaults.strength, help="img2img: share of the schedule run, (0, 1]")
-    render.add_argument("--preview", default=defaults.preview, help=f"per-step decoder: {', '.join(PREVIEW_MODES)}")
-    render.add_argument("--every", type=int, default=defaults.every, help="decode every N steps (the last always)")
+    render.add_argument("--strength", type=float, default=None,
+                        help=f"img2img: share of the schedule run, (0, 1] (default {defaults.strength})")
+    render.add_argument("--preview", default=None, help=f"per-step decoder: {', '.join(PREVIEW_MODES)} "
+                                                         f"(default {defaults.preview})")
+    render.add_argument("--every", type=int, default=None, help="decode every N steps (the last always; default 1)")
+    render.add_argument("--fork", default=None, type=Path, metavar="RUN_DIR",
+                        help="continue the run saved in RUN_DIR from after step --at; options not given are the parent's")
+    render.add_argument("--at", type=int, default=None, help="with --fork: the steps of the parent kept (0 to its steps)")
     render.add_argument("--attention", action="store_true", help="capture cross-attention; write attention.npz and overlays")
     render.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     render.add_argument("--out", required=True, type=Path)
@@ -81,29 +87,34 @@ def render(args) -> int:
     from sdviz.explain import distance_to_final
     from sdviz.export import export_all
     from sdviz.images import load_image
-    from sdviz.models import check_source, default_model, load_model
+    from sdviz.models import check_source, default_model, display_name, load_model
     from sdviz.sampler import Run
     from sdviz.settings import validate
 
-    img2img = args.init_image is not None
-    settings = validate(
-        Settings(
-            prompt=args.prompt, negative_prompt=args.negative_prompt, scheduler=args.scheduler,
-            steps=args.steps, guidance=args.guidance, eta=args.eta, seed=args.seed,
-            width=args.width, height=args.height, strength=args.strength,
-            preview=args.preview, every=args.every,
-        ),
-        img2img=img2img,
-    )
-    init_image = load_image(args.init_image) if img2img else None
-    check_source(args.model or default_model())
-    model = load_model(args.model, device=args.device)
+    given = {name: getattr(args, name) for name in SETTING_OPTIONS if getattr(args, name) is not None}
+    fork, source = None, args.model
+    if args.fork is not None:
+        fork, settings = _fork(args, given)
+        parent_model = fork.parent.settings.get("model")
+        if source is None and parent_model != display_name(default_model()):
+            source = parent_model  # a hub id is its own name; a local folder must be named with --model
+        init_image = None
+    else:
+        if args.at is not None:
+            raise ValueError(f"--at {args.at} needs --fork RUN_DIR: the run to continue")
+        if "prompt" not in given:
+            raise ValueError("--prompt is missing; allowed: any text (or --fork RUN_DIR to continue a saved run)")
+        img2img = args.init_image is not None
+        settings = validate(Settings(**given), img2img=img2img)
+        init_image = load_image(args.init_image) if img2img else None
+    check_source(source or default_model())
+    model = load_model(source, device=args.device)
     capture = None
     if args.attention:
         from sdviz.attention import AttentionCapture
 
         capture = AttentionCapture(model)
-    run = Run(model, settings, init_image=init_image, capture=capture)
+    run = Run(model, settings, init_image=init_image, capture=capture, fork=fork)
     for record in run:
         _report(record, run.total)
     traj = run.trajectory
@@ -120,6 +131,26 @@ def render(args) -> int:
     print(f"wrote {len(written)} exports to {args.out} ({traj.timings['total']:.2f} s)", file=sys.stderr)
     print(args.out / "final.png")
     return 0
+
+
+SETTING_OPTIONS = ("prompt", "negative_prompt", "scheduler", "steps", "guidance", "eta", "seed", "width", "height",
+                   "strength", "preview", "every")  # render's options that are Settings fields, by the same names
+
+
+def _fork(args, given: dict):
+    """(Fork, settings) for `render --fork RUN_DIR --at K`: the parent's settings with the options given."""
+    from sdviz.fork import Fork, fork_settings
+    from sdviz.trajectory import Trajectory
+
+    if args.at is None:
+        raise ValueError("--at is missing: with --fork, the number of the parent's steps to keep (0 to its steps)")
+    if args.init_image is not None:
+        raise ValueError("--init-image: a fork starts from its parent's init image; do not give another")
+    if not (args.fork / "trajectory.json").is_file():
+        raise ValueError(f"--fork {args.fork.name!r} is not a run folder (no trajectory.json); allowed: a folder "
+                         "`render` wrote")
+    parent = Trajectory.load(args.fork)
+    return Fork(parent, args.at), fork_settings(parent, **given)
 
 
 def forward(args) -> int:

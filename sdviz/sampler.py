@@ -49,12 +49,23 @@ class Run:
     """
 
     def __init__(self, model, settings: Settings, init_image=None, capture=None,
-                 stop_signal: threading.Event | None = None, time_limit: float | None = None):
+                 stop_signal: threading.Event | None = None, time_limit: float | None = None, fork=None):
+        """fork: an `sdviz.fork.Fork`, to continue its parent from after its first `at` steps with these
+        settings (the parent's init image is used; `init_image` must not be given)."""
         from sdviz.images import prepare_init_image
 
+        if fork is not None:
+            if init_image is not None:
+                raise ValueError("init image: a fork starts from its parent's init image; do not give another")
+            init_image = fork.parent.init_image
         img2img = init_image is not None
         self.model = model
         self.settings = validate(settings, img2img=img2img).resolved(model.facts)
+        self.fork = fork
+        if fork is not None:
+            from sdviz.fork import check
+
+            check(fork, self.settings, model.name, img2img)
         self.init_image = (
             prepare_init_image(init_image, self.settings.width, self.settings.height) if img2img else None
         )
@@ -67,8 +78,9 @@ class Run:
         facts = model.facts
         with model.text_lock:
             view = token_view(model.tokenizer, self.settings.prompt)
+        forked = {"forked_from": fork.to_dict()} if fork is not None else {}
         self.trajectory = Trajectory(
-            settings={**self.settings.to_dict(), "model": model.name, "img2img": img2img},
+            settings={**self.settings.to_dict(), "model": model.name, "img2img": img2img, **forked},
             facts=facts.to_dict(),
             shapes={
                 "token_embeddings": list(facts.token_shape()),
@@ -138,10 +150,15 @@ class Run:
         attention_kwargs = self.capture.begin(unet, traj) if self.capture is not None else None
         timings = {"unet": 0.0, "decode": 0.0}
 
-        # 4. Denoising loop: one record per scheduler entry
+        # 4. Denoising loop: one record per scheduler entry (a fork first replays its parent's first entries)
         last = len(timesteps) - 1
         x_t_cpu = traj.x_start
-        for i, t in enumerate(timesteps):
+        first, frames = 0, (None, None)
+        if self.fork is not None and self.fork.at > 0:
+            latents = self._replay(scheduler, timesteps, latents, pipe, generator)
+            first, x_t_cpu = self.fork.at, traj.steps[-1].x_next
+        for i in range(first, len(timesteps)):
+            t = timesteps[i]
             if self._stop.is_set():
                 break
             if self.time_limit is not None and time.perf_counter() - started > self.time_limit:
@@ -198,6 +215,7 @@ class Run:
                 noise_pred=_cpu(noise_pred),
                 x0_pred=_cpu(x0_pred),
                 x0_slope=noise.x0_slope(sigma, prediction_type),  # gives x0 of each guidance half
+                eta=s.eta,
                 x_t_image=frames[0],
                 x0_image=frames[1],
                 seconds=time.perf_counter() - step_started,
@@ -209,7 +227,7 @@ class Run:
         # 6. The final image: the last decoded frame when the preview is the VAE itself
         finished = len(traj.steps) == len(timesteps)
         if finished:
-            if s.preview == "full":  # this run's own frame: whoever follows the run may have taken the record's
+            if s.preview == "full" and frames[0] is not None:  # this run's own frame: whoever follows the run may have taken the record's
                 traj.final_image = frames[0]
             else:
                 decode_started = time.perf_counter()
@@ -221,10 +239,44 @@ class Run:
         traj.timings.update(timings)
         traj.timings["total"] = time.perf_counter() - started
 
+    def _replay(self, scheduler, timesteps, latents, pipe, generator):
+        """The parent's first `at` entries, stepped again with the UNet outputs it recorded and the eta each
+        step had: the scheduler and the generator end in the parent's state, the latents at its x_next,
+        bit for bit. The parent's records are kept (copied, with their frames: see `_kept`)."""
+        parent, model = self.fork.parent, self.model
+        traj = self.trajectory
+        if not np.array_equal(traj.x_start, parent.x_start):
+            raise RuntimeError("the fork's starting latents differ from its parent's (another torch or device?)")
+        traj.noise_image = parent.noise_image
+        for i in range(self.fork.at):
+            record, t = parent.steps[i], timesteps[i]
+            scheduler.scale_model_input(latents, t)  # as the run called it: some schedulers keep state here
+            noise.current_sigma(scheduler, t)
+            output = torch.from_numpy(record.noise_pred)[None].to(model.device, model.dtype)
+            latents = scheduler.step(output, t, latents, **pipe.prepare_extra_step_kwargs(generator, record.eta),
+                                     return_dict=False)[0]
+            traj.steps.append(self._kept(record, i == len(timesteps) - 1))
+        if not np.array_equal(_cpu(latents), parent.steps[self.fork.at - 1].x_next):
+            raise RuntimeError(f"replaying the parent's first {self.fork.at} steps did not give its latents")
+        return latents
 
-def generate(model, settings: Settings, init_image=None, callback=None, capture=None) -> Trajectory:
+    def _kept(self, record, alone: bool):
+        """A copy of a parent's record for the fork, with the frames of its decoded steps: the parent's own
+        when it still holds them and decoded them as the fork does (the same preview), else decoded here."""
+        from dataclasses import replace
+
+        same_preview = self.fork.parent.settings.get("preview") == self.settings.preview
+        if same_preview and record.x_t_image is not None:
+            return replace(record)
+        kept = replace(record, x_t_image=None, x0_image=None)
+        if kept.decoded:
+            kept.x_t_image, kept.x0_image = self.previewer.record_frames(record, alone)
+        return kept
+
+
+def generate(model, settings: Settings, init_image=None, callback=None, capture=None, fork=None) -> Trajectory:
     """Runs to the end and returns the trajectory; callback(record) is called at every step."""
-    run = Run(model, settings, init_image=init_image, capture=capture)
+    run = Run(model, settings, init_image=init_image, capture=capture, fork=fork)
     for record in run:
         if callback is not None:
             callback(record)

@@ -35,6 +35,7 @@ class StepRecord:
     noise_pred: np.ndarray  # guided output the scheduler stepped with
     x0_pred: np.ndarray  # predicted clean latents
     x0_slope: float | None = None  # d x0 / d UNet output at this step (sdviz.noise.x0_slope)
+    eta: float = 0.0  # the eta this step was taken with (a fork's steps may differ from its parent's)
     x_t_image: np.ndarray | None = None  # decoded x_next (VP form); None on undecoded steps, or once released
     x0_image: np.ndarray | None = None  # decoded x0_pred
     seconds: float = 0.0  # wall time of the step, decode included
@@ -166,6 +167,7 @@ class Trajectory:
             "sigma": step.sigma,
             "next_vp_scale": step.next_vp_scale,
             "x0_slope": step.x0_slope,
+            "eta": step.eta,
             "seconds": step.seconds,
             "decoded": step.decoded,
             "x_t": stats(step.x_next),
@@ -252,6 +254,7 @@ class Trajectory:
                 noise_pred=latents["noise_pred"][n],
                 x0_pred=latents["x0_pred"][n],
                 x0_slope=summary.get("x0_slope", x0_slope(summary["sigma"], meta["facts"]["prediction_type"])),
+                eta=summary.get("eta", meta["settings"].get("eta", 0.0)),
                 x_t_image=frames["x_t"][frame] if frame is not None else None,
                 x0_image=frames["x0"][frame] if frame is not None else None,
                 seconds=summary["seconds"],
