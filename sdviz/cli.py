@@ -1,4 +1,4 @@
-"""The command line: `python -m sdviz render|forward|schedule|schedulers|layers`.
+"""The command line: `python -m sdviz render|compare|forward|schedule|schedulers|layers`.
 
 Bad input is refused before any model work with one line on stderr naming the
 value and what is allowed, and exit status 2; progress goes to stderr.
@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from sdviz import schedulers
+from sdviz.compare import ALIGNMENTS, MAX_VARIANTS, TEXT_SEPARATOR, VARIED
 from sdviz.schedule import COMPARED
 from sdviz.settings import PREVIEW_MODES, Settings
 
@@ -21,30 +22,18 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     render = commands.add_parser("render", help="run one prompt (or fork a run) and write every step")
-    defaults = Settings()
-    render.add_argument("--prompt", default=None, help="required, unless forking (then: the parent's)")
-    render.add_argument("--negative-prompt", default=None)
-    render.add_argument("--model", default=None, help="diffusers folder or hub id (default: the embedded model)")
-    render.add_argument("--scheduler", default=None,
-                        help=f"short or diffusers class name; see `schedulers` (default {defaults.scheduler})")
-    render.add_argument("--steps", type=int, default=None, help=f"default {defaults.steps}")
-    render.add_argument("--guidance", type=float, default=None, help=f"default {defaults.guidance}")
-    render.add_argument("--eta", type=float, default=None, help=f"default {defaults.eta}")
-    render.add_argument("--seed", type=int, default=None, help=f"default {defaults.seed}")
-    render.add_argument("--width", type=int, default=None, help="pixels (default: the model's native size)")
-    render.add_argument("--height", type=int, default=None)
-    render.add_argument("--init-image", default=None, help="img2img: the starting image")
-    render.add_argument("--strength", type=float, default=None,
-                        help=f"img2img: share of the schedule run, (0, 1] (default {defaults.strength})")
-    render.add_argument("--preview", default=None, help=f"per-step decoder: {', '.join(PREVIEW_MODES)} "
-                                                         f"(default {defaults.preview})")
-    render.add_argument("--every", type=int, default=None, help="decode every N steps (the last always; default 1)")
+    _run_options(render)
     render.add_argument("--fork", default=None, type=Path, metavar="RUN_DIR",
                         help="continue the run saved in RUN_DIR from after step --at; options not given are the parent's")
     render.add_argument("--at", type=int, default=None, help="with --fork: the steps of the parent kept (0 to its steps)")
-    render.add_argument("--attention", action="store_true", help="capture cross-attention; write attention.npz and overlays")
-    render.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
-    render.add_argument("--out", required=True, type=Path)
+
+    compare = commands.add_parser("compare", help="one seed through several settings, side by side")
+    _run_options(compare)
+    compare.add_argument("--vary", action="append", required=True, metavar="NAME=V1,V2",
+                         help=f"a setting and its values ({', '.join(VARIED)}; prompts separated by "
+                              f"'{TEXT_SEPARATOR}'); several --vary give their product, {MAX_VARIANTS} variants at most")
+    compare.add_argument("--align", default="progress", help=f"line the runs up by {' or '.join(ALIGNMENTS)}")
+    defaults = Settings()
 
     forward = commands.add_parser("forward", help="an image noised to a schedule's levels: the forward process")
     forward.add_argument("--image", required=True, help="the image (or a run's final.png)")
@@ -76,6 +65,31 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run_options(command) -> None:
+    """The options of a run: its settings (None: the default, or a fork's parent's), model, image, output."""
+    defaults = Settings()
+    command.add_argument("--prompt", default=None, help="required, unless forking (then: the parent's)")
+    command.add_argument("--negative-prompt", default=None)
+    command.add_argument("--model", default=None, help="diffusers folder or hub id (default: the embedded model)")
+    command.add_argument("--scheduler", default=None,
+                         help=f"short or diffusers class name; see `schedulers` (default {defaults.scheduler})")
+    command.add_argument("--steps", type=int, default=None, help=f"default {defaults.steps}")
+    command.add_argument("--guidance", type=float, default=None, help=f"default {defaults.guidance}")
+    command.add_argument("--eta", type=float, default=None, help=f"default {defaults.eta}")
+    command.add_argument("--seed", type=int, default=None, help=f"default {defaults.seed}")
+    command.add_argument("--width", type=int, default=None, help="pixels (default: the model's native size)")
+    command.add_argument("--height", type=int, default=None)
+    command.add_argument("--init-image", default=None, help="img2img: the starting image")
+    command.add_argument("--strength", type=float, default=None,
+                         help=f"img2img: share of the schedule run, (0, 1] (default {defaults.strength})")
+    command.add_argument("--preview", default=None,
+                         help=f"per-step decoder: {', '.join(PREVIEW_MODES)} (default {defaults.preview})")
+    command.add_argument("--every", type=int, default=None, help="decode every N steps (the last always; default 1)")
+    command.add_argument("--attention", action="store_true", help="capture cross-attention; write attention.npz and overlays")
+    command.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    command.add_argument("--out", required=True, type=Path)
+
+
 def _report(record, total: int) -> None:
     """One progress line; total is the run's own count of scheduler entries (Heun's doubled
     ones, img2img's share of the schedule), not the steps asked for."""
@@ -84,11 +98,8 @@ def _report(record, total: int) -> None:
 
 
 def render(args) -> int:
-    from sdviz.explain import distance_to_final
-    from sdviz.export import export_all
     from sdviz.images import load_image
     from sdviz.models import check_source, default_model, display_name, load_model
-    from sdviz.sampler import Run
     from sdviz.settings import validate
 
     given = {name: getattr(args, name) for name in SETTING_OPTIONS if getattr(args, name) is not None}
@@ -109,8 +120,20 @@ def render(args) -> int:
         init_image = load_image(args.init_image) if img2img else None
     check_source(source or default_model())
     model = load_model(source, device=args.device)
+    _run_and_write(model, settings, init_image, args.attention, args.out, fork)
+    print(args.out / "final.png")
+    return 0
+
+
+def _run_and_write(model, settings, init_image, attention: bool, out: Path, fork=None):
+    """One run, reported on stderr, written to `out` as `render` writes it; returns (trajectory, its
+    frame decoder)."""
+    from sdviz.explain import distance_to_final
+    from sdviz.export import export_all
+    from sdviz.sampler import Run
+
     capture = None
-    if args.attention:
+    if attention:
         from sdviz.attention import AttentionCapture
 
         capture = AttentionCapture(model)
@@ -123,13 +146,63 @@ def render(args) -> int:
     decode = run.previewer.record_frames  # for the steps not decoded (--every N)
     if traj.steps:
         distance_to_final(traj, decode)
-    written = export_all(traj.with_frames(decode), args.out, previewer=run.previewer)
+    written = export_all(traj.with_frames(decode), out, previewer=run.previewer)
     if capture is not None:
         from sdviz.attention import write_overlays
 
-        write_overlays(traj, args.out / "attention")
-    print(f"wrote {len(written)} exports to {args.out} ({traj.timings['total']:.2f} s)", file=sys.stderr)
-    print(args.out / "final.png")
+        write_overlays(traj, out / "attention")
+    print(f"wrote {len(written)} exports to {out} ({traj.timings['total']:.2f} s)", file=sys.stderr)
+    return traj, decode
+
+
+def compare(args) -> int:
+    from sdviz.compare import check_alignment, folder_name, grid, parse_vary, save_gif, variants
+    from sdviz.explain import SETTLED_DISTANCE, settled_step
+    from sdviz.frames import FrameCache
+    from sdviz.images import load_image
+    from sdviz.models import check_source, default_model, load_model
+    from sdviz.settings import validate
+
+    given = {name: getattr(args, name) for name in SETTING_OPTIONS if getattr(args, name) is not None}
+    img2img = args.init_image is not None
+    vary = [parse_vary(text) for text in args.vary]
+    check_alignment(args.align)
+    chosen = variants(Settings(**given), vary, args.model)
+    for variant in chosen:  # every variant's settings and model, before any model work
+        if not variant["settings"].prompt and "prompt" not in dict(vary):
+            raise ValueError("--prompt is missing; allowed: any text (or --vary prompt=A|B)")
+        variant["settings"] = validate(variant["settings"], img2img=img2img)
+        check_source(variant["model"] or default_model())
+    init_image = load_image(args.init_image) if img2img else None
+    models, runs = {}, []
+    for index, variant in enumerate(chosen):
+        source = variant["model"] or default_model()
+        if source not in models:
+            models[source] = load_model(variant["model"], device=args.device)
+        print(f"variant {index + 1}/{len(chosen)}: {variant['label']}", file=sys.stderr)
+        folder = folder_name(index, variant["label"])
+        traj, decode = _run_and_write(models[source], variant["settings"], init_image, args.attention,
+                                      args.out / folder)
+        traj.frame_cache = FrameCache()  # the comparison keeps latents; frames are decoded again for the grid
+        for record in traj.steps:
+            traj.frame_cache.take(record)
+        runs.append((folder, variant, traj, decode))
+    trajectories = [traj for _, _, traj, _ in runs]
+    decoders = {id(traj): decode for _, _, traj, decode in runs}
+    labels = [variant["label"] for _, variant, _, _ in runs]
+    grid(trajectories, labels, by=args.align, decode=lambda t: decoders[id(t)]).save(args.out / "compare.png")
+    save_gif(trajectories, args.out / "compare.gif", by=args.align, decode=lambda t: decoders[id(t)])
+    summary = {"format": "sdviz-compare/1", "align": args.align, "vary": {name: values for name, values in vary},
+               "variants": []}
+    for folder, variant, traj, _ in runs:
+        settled = settled_step(traj.distance_to_final["x0"]) if traj.steps else None
+        summary["variants"].append({"folder": folder, "label": variant["label"], "settings": traj.settings,
+                                    "steps": len(traj.steps), "settled_step": None if settled is None else settled + 1})
+        shown = f"settles at step {settled + 1} of {len(traj.steps)}" if settled is not None else "never settles"
+        print(f"{variant['label']}: the layout {shown} (x0 within {SETTLED_DISTANCE} of the final image)",
+              file=sys.stderr)
+    (args.out / "compare.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(args.out / "compare.png")
     return 0
 
 
@@ -246,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
             return forward(args)
         if args.command == "schedule":
             return schedule(args)
+        if args.command == "compare":
+            return compare(args)
         return render(args)
     except ValueError as error:
         print(f"sdviz: error: {error}", file=sys.stderr)
