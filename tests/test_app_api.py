@@ -54,3 +54,34 @@ def test_two_clients_at_once_each_get_their_own_seed(app_url, embedded):
         expected = sdviz.generate(embedded, sdviz.Settings(prompt="a yellow triangle", seed=seed, steps=12)).final_image
         np.testing.assert_array_equal(image, expected)
     assert not np.array_equal(first, second)
+
+
+def test_compare_over_the_api_is_each_variant_run_alone(app_url, embedded):
+    """/compare: the grid, compare.json and one trajectory per variant; each variant is the run /generate
+    (and the core) makes for its settings. Too many variants are refused by name."""
+    import json
+    import zipfile
+
+    api = client(app_url)
+    grid, files = api.predict(prompt="a red circle", steps=4, seed=2, vary="scheduler=ddim,euler_a; guidance=1,5",
+                              api_name="/compare")
+    summary = json.loads(Path(next(f for f in files if f.endswith("compare.json"))).read_text())
+    assert [v["label"] for v in summary["variants"]] == [
+        "scheduler=ddim, guidance=1.0", "scheduler=ddim, guidance=5.0",
+        "scheduler=euler_a, guidance=1.0", "scheduler=euler_a, guidance=5.0"]
+    assert sorted(Path(f).name for f in files if f.endswith(".zip")) == sorted(
+        f"{v['folder']}.zip" for v in summary["variants"])
+    assert Image.open(grid).width > 4 * embedded.facts.native_width
+    third = summary["variants"][2]["settings"]
+    zipped = next(f for f in files if Path(f).name == f"{summary['variants'][2]['folder']}.zip")
+    with zipfile.ZipFile(zipped) as archive:
+        final = np.load(archive.open("frames.npz"))["final_image"]
+    local = sdviz.generate(embedded, sdviz.Settings(prompt="a red circle", steps=4, seed=2,
+                                                    scheduler=third["scheduler"], guidance=third["guidance"]))
+    np.testing.assert_array_equal(final, local.final_image)
+    with pytest.raises(Exception) as error:
+        api.predict(prompt="a red circle", vary="steps=2,3,4; eta=0,0.5,1", api_name="/compare")
+    assert "vary gives 9 variants (3 x 3); allowed: 2 to 8" in str(error.value)
+    with pytest.raises(Exception) as error:
+        api.predict(prompt="a red circle", vary="steps=2,5000", api_name="/compare")
+    assert "steps 5000" in str(error.value)  # every variant within the host's limits, checked before any runs

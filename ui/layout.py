@@ -228,4 +228,15 @@ def build_demo(config, handlers) -> gr.Blocks:
                           every, init_image, strength],
                          [api_final, api_files], api_name="generate", concurrency_limit=config.concurrency,
                          concurrency_id="model", show_progress="hidden")
+        compare_grid = gr.Image(label="comparison grid", visible=False, format="png")
+        compare_files = gr.File(label="compare.json, compare.gif, each variant's trajectory", visible=False,
+                                file_count="multiple")
+        compare_vary = gr.Textbox(visible=False, label="vary")  # NAME=V1,V2 parts separated by ";"
+        compare_align = gr.Textbox(visible=False, value="progress", label="align")  # progress or sigma
+        compare_button = gr.Button(visible=False)
+        compare_button.click(handlers.api_compare,
+                             [prompt, negative, model, scheduler, steps, guidance, seed, width, height, eta, preview,
+                              every, compare_vary, compare_align],
+                             [compare_grid, compare_files], api_name="compare", concurrency_limit=config.concurrency,
+                             concurrency_id="model", show_progress="hidden")
     return demo
