@@ -130,3 +130,24 @@ def test_an_img2img_run_is_marked_on_the_forward_process(page, shots, tmp_path):
     page.execute_script("document.querySelector('#forward-image').scrollIntoView()")
     time.sleep(0.5)
     page.save_screenshot(str(shots / "12-forward-img2img.png"))
+
+
+def test_fork_from_a_step_with_a_new_prompt(page, shots):
+    """The run on the page (the img2img run above) forked after its step 3 with another prompt: it streams
+    like a run, and the fork is shown against its parent."""
+    page.execute_script("window.scrollTo(0, 0)")
+    open_tab(page, "Text to image")
+    prompt = page.find_element(By.CSS_SELECTOR, "#prompt textarea")
+    prompt.clear()
+    prompt.send_keys("a small yellow triangle at the top on a purple background")
+    open_tab(page, "Explore the steps")
+    set_number(page, "#step-slider", 3)
+    WebDriverWait(page, 30).until(lambda d: "step 3 / 9" in text(d, "#step-info"))
+    page.find_element(By.CSS_SELECTOR, "#fork").click()
+    WebDriverWait(page, 90).until(lambda d: "finished" in status_text(d) and "Forked after step 3" in text(d, "#fork-note"))
+    assert "yellow triangle" in text(page, "#fork-note")
+    assert image_source(page, "#fork-view")
+    WebDriverWait(page, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#fork-plot canvas, #fork-plot svg"))
+    page.execute_script("document.querySelector('#fork-view').scrollIntoView()")
+    time.sleep(1)
+    page.save_screenshot(str(shots / "13-fork.png"))

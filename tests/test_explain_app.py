@@ -146,3 +146,36 @@ def test_unguided_runs_and_the_walk(handlers, explainer):
     assert f"<b>{tokens} × {width}</b>" in panels["tokens"]
     assert f"{traj.facts['parameters']['unet']:,}" in panels["components"]
     assert "the word that drew the most attention" in panels["attention-note"]
+
+
+def test_fork_from_the_page_continues_the_sessions_run(handlers, explainer):
+    parent = run(handlers, steps=8)
+
+    def fork(step, **changes):
+        values = dict(prompt=PROMPT, negative_prompt="", guidance=7.5, eta=0.0, preview="full", every=1,
+                      attention=False) | changes
+
+        async def follow():
+            last = None
+            async for update in handlers.stream_fork(None, parent, step, **values):
+                last = update
+            return last
+
+        return asyncio.run(follow())
+
+    same = fork(4)
+    assert same[-1] is parent and same[-2].settings["forked_from"]["at"] == 4
+    np.testing.assert_array_equal(same[-2].final_image, parent.final_image)  # nothing changed: the parent
+    _, _, note = explainer.fork_view(same[-2], parent)
+    assert "nothing changed" in note
+    other = fork(3, prompt="a small yellow triangle at the top on a purple background")[-2]
+    np.testing.assert_array_equal(other.steps[2].x_next, parent.steps[2].x_next)
+    assert not np.array_equal(other.final_image, parent.final_image)
+    sheet, plot, note = explainer.fork_view(other, parent)
+    assert "Forked after step 3 of 8" in note and "yellow triangle" in note
+    assert set(plot["curve"]) == {"parent: predicted x0 to its final image", "fork: predicted x0 to its final image",
+                                  "fork point"}
+    with pytest.raises(gr.Error, match="there is no run to fork yet"):
+        asyncio.run(handlers.stream_fork(None, None, 1, PROMPT, "", 7.5, 0.0, "full", 1, False).__anext__())
+    with pytest.raises(gr.Error, match="guidance 1000.0 is out of range"):
+        fork(2, guidance=1000.0)

@@ -243,6 +243,38 @@ class ExplainHandlers:
         sheet, note = self.threads.call(draw, image)
         return self.files.image(np.asarray(sheet)), note
 
+    # --- a fork against its parent ---------------------------------------------------------
+
+    @user_errors
+    def fork_view(self, fork, parent):
+        """Both runs' x_t at the same steps (the fork's first steps are the parent's), and both distance curves."""
+        if fork is None or parent is None or "forked_from" not in fork.settings:
+            return gr.skip(), gr.skip(), gr.skip()
+        return self.threads.call(self._fork_view, fork, parent)
+
+    def _fork_view(self, fork, parent):
+        at = fork.settings["forked_from"]["at"]
+        parent_decode, fork_decode = self.handlers._decoder(parent), self.handlers._decoder(fork)
+        count = min(len(parent.steps), len(fork.steps))
+        chosen = sorted({*export.pick(count, FORWARD_COLUMNS - 1), max(at - 1, 0)})
+        rows = [(name, [(f"step {k + 1}", traj.step_frames(k, decode)[0]) for k in chosen])
+                for name, traj, decode in (("parent", parent, parent_decode), ("fork", fork, fork_decode))]
+        marked = {chosen.index(max(at - 1, 0)): f"forked after step {at}"} if at else None
+        sheet = export.sheet(rows, f"the fork keeps the parent's first {at} steps, then follows its own settings",
+                             marked)
+        for traj, decode in ((parent, parent_decode), (fork, fork_decode)):
+            if traj.distance_to_final is None:
+                explain.distance_to_final(traj, decode)
+        plot = pd.DataFrame(
+            [(n + 1, d, f"{name}: predicted x0 to its final image")
+             for name, traj in (("parent", parent), ("fork", fork)) for n, d in enumerate(traj.distance_to_final["x0"])],
+            columns=["step", "value", "curve"])
+        changed = [f"{key} {parent.settings[key]!r} → {fork.settings[key]!r}" for key in ("prompt", "negative_prompt",
+                   "guidance", "eta") if parent.settings[key] != fork.settings[key]]
+        note = (f"Forked after step {at} of {len(parent.steps)}: "
+                + ("; ".join(changed) if changed else "nothing changed, so the fork is its parent, bit for bit") + ".")
+        return self.files.image(np.asarray(sheet)), _mark(plot, at, "fork point"), note
+
     # --- How it works ----------------------------------------------------------------------
 
     @user_errors

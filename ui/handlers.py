@@ -242,6 +242,31 @@ class Handlers:
         async for update in self._stream(run):
             yield update
 
+    @user_errors
+    async def stream_fork(self, stop_signal, parent, step, prompt, negative_prompt, guidance, eta, preview, every,
+                          attention):
+        """Fork from the slider's step: the session's run continued after that step with the prompt, negative
+        prompt, guidance and eta on the page (model, scheduler, steps, seed and size stay the parent's),
+        streamed like a run; the parent is kept beside it."""
+        from sdviz.fork import Fork, fork_settings
+
+        if parent is None or not parent.steps:
+            raise ValueError("fork: there is no run to fork yet; generate one, then pick a step")
+        if not isinstance(attention, bool):
+            raise ValueError(f"attention {attention!r:.60} is not true or false")
+        model = self.model(parent.settings["model"])
+        at = _step_index(parent, step) + 1  # the slider's step is kept; the fork takes the next one
+        settings = validate(fork_settings(parent, prompt=prompt, negative_prompt=negative_prompt, guidance=guidance,
+                                          eta=eta, preview=preview, every=every),
+                            img2img=bool(parent.settings["img2img"])).resolved(model.facts)
+        self.limits.check(settings, model.facts)
+        capture = (AttentionCapture(model, self_attention=True, self_max_positions=SELF_ATTENTION_POSITIONS)
+                   if attention else None)
+        run = Run(model, settings, capture=capture, stop_signal=_event(stop_signal), time_limit=self.limits.run_seconds,
+                  fork=Fork(parent, at))
+        async for update in self._stream(run):
+            yield (*update, parent)
+
     async def _stream(self, run):
         """The live panels at display rate. The frames each step brings are shown (the newest),
         thumbnailed (those on the filmstrip's stride) and moved into the session's bounded
@@ -282,6 +307,8 @@ class Handlers:
             gr.Warning(html_text.escape(message, quote=False))
         if newest is not None:
             strip.close(*newest)
+        for record in traj.steps:  # a fork's kept steps came with frames, not through the stream
+            traj.frame_cache.take(record)
         final = traj.final_image
         yield (drawn("vae", "· done"), html.status(traj.steps[-1] if traj.steps else None,
                run.total or 0, "· finished" if traj.complete else "· stopped"),

@@ -44,6 +44,7 @@ def build_demo(config, handlers) -> gr.Blocks:
                     "Type a prompt and press **Generate**: every denoising step is decoded as it happens.")
         diagram = gr.HTML(html.diagram(blank, default.to_dict(), "", DEFAULTS.scheduler), elem_id="diagram")
         trajectory = gr.State(None)
+        parent = gr.State(None)  # the run the shown one was forked from
         stop_signal = gr.State(None)  # the running (or queued) run's StopSignal
         written = gr.State(None)  # the run's download files, once asked for
         opened = gr.State([])  # the explaining tabs this session opened: drawn again after each run
@@ -93,6 +94,10 @@ def build_demo(config, handlers) -> gr.Blocks:
         with gr.Tabs():
             with gr.Tab("Explore the steps"):
                 step_info = gr.Markdown(elem_id="step-info")
+                with gr.Row():
+                    fork = gr.Button("Fork from this step", size="sm", elem_id="fork")
+                    gr.Markdown("continues this run after the step on the slider with the prompt, negative prompt, "
+                                "guidance and eta on the left (model, scheduler, steps, seed and size stay)")
                 with gr.Row(elem_classes="sdviz-pixelated"):
                     xt_view = gr.Image(label="x_t after this step", height=200, format="png", interactive=False, elem_id="xt-view")
                     x0_view = gr.Image(label="predicted x0", height=200, format="png", interactive=False, elem_id="x0-view")
@@ -107,6 +112,11 @@ def build_demo(config, handlers) -> gr.Blocks:
                                                ("guided x0", "x0-guided"),
                                                ("what the prompt adds: red brighter, blue darker", "prompt-effect"))]
                 formula = gr.Markdown(elem_id="guidance-formula")
+                with gr.Accordion("The fork against its parent", open=True, visible=True):
+                    fork_note = gr.Markdown(elem_id="fork-note")
+                    fork_view = gr.Image(show_label=False, format="png", interactive=False, elem_id="fork-view")
+                    fork_plot = gr.LinePlot(x="step", y="value", color="curve", title="distance to each run's final image",
+                                            height=240, elem_id="fork-plot")
             with gr.Tab("Noise schedule", elem_id="schedule-tab") as schedule_tab:
                 gr.Markdown(walk.SCHEDULE_INTRO)
                 schedule_plot = gr.LinePlot(x="step", y="value", color="curve", title="this run's noise levels",
@@ -189,12 +199,20 @@ def build_demo(config, handlers) -> gr.Blocks:
                 [distance_plot, decided, *forward_outputs, *latent_outputs, *walk_panels], show_progress="hidden",
                 **private)
 
-        for event in (txt2img_run, img2img_run):
+        fork_run = fork.click(**arm).then(
+            handlers.stream_fork, [stop_signal, trajectory, step, prompt, negative, guidance, eta, preview, every,
+                                   attention], [*live, parent], **run_options, **again)
+        fork_run.success(explainer.fork_view, [trajectory, parent], [fork_view, fork_plot, fork_note],
+                         show_progress="hidden", **private)
+        for event in (txt2img_run, img2img_run):  # a new run is nobody's fork: no earlier fork's views beside it
+            event.success(lambda: (None, None, ""), None, [fork_view, fork_plot, fork_note], show_progress="hidden",
+                          **private)
+        for event in (txt2img_run, img2img_run, fork_run):
             # the explorer is drawn for the new run even when the slider lands on the value it had
             explained(event.success(handlers.finish, trajectory, after, **again, **private))
             event.failure(handlers.refused, None, status, show_progress="hidden", **private)
         if on_spaces():  # ZeroGPU: the run is in another process, where only gradio's cancel reaches
-            stopping = stop.click(None, cancels=[txt2img_run, img2img_run], **private)
+            stopping = stop.click(None, cancels=[txt2img_run, img2img_run, fork_run], **private)
             explained(stopping.then(handlers.finish, trajectory, after, **private))  # a cancelled run never finishes
         else:
             stop.click(handlers.stop, stop_signal, None, concurrency_limit=None, **private)
