@@ -212,7 +212,8 @@ SETTING_OPTIONS = ("prompt", "negative_prompt", "scheduler", "steps", "guidance"
 
 def _fork(args, given: dict):
     """(Fork, settings) for `render --fork RUN_DIR --at K`: the parent's settings with the options given."""
-    from sdviz.fork import Fork, fork_settings
+    from sdviz.fork import Fork, check_kept, fork_settings
+    from sdviz.settings import check_int
     from sdviz.trajectory import Trajectory
 
     if args.at is None:
@@ -223,7 +224,10 @@ def _fork(args, given: dict):
         raise ValueError(f"--fork {args.fork.name!r} is not a run folder (no trajectory.json); allowed: a folder "
                          "`render` wrote")
     parent = Trajectory.load(args.fork)
-    return Fork(parent, args.at), fork_settings(parent, **given)
+    settings = fork_settings(parent, **given)
+    check_int("fork step (at)", args.at, 0, len(parent.steps))  # these before any model work
+    check_kept(parent, settings)
+    return Fork(parent, args.at), settings
 
 
 def forward(args) -> int:

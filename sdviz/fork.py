@@ -70,10 +70,20 @@ def check(fork: Fork, settings: Settings, model_name: str, img2img: bool) -> Non
     if bool(parent.settings.get("img2img")) != img2img:
         raise ValueError("img2img: a fork starts as its parent started (the parent "
                          f"{'was' if parent.settings.get('img2img') else 'was not'} an img2img run)")
+    check_kept(parent, settings)
+
+
+def check_kept(parent, settings: Settings) -> None:
+    """Refuses a change of what a fork keeps (needs no model: the command line checks before loading one)."""
+    img2img = bool(parent.settings.get("img2img"))
     for name in KEPT:
         if name == "strength" and not img2img:
             continue
         new, old = getattr(settings, name), parent.settings.get(name)
+        if name == "scheduler":
+            from sdviz.schedulers import resolve
+
+            new = resolve(new).name  # a class name or alias of the same scheduler is the same
         if new != old:
             raise ValueError(f"{name} {new!r} differs from the parent run's {old!r}; a fork keeps the parent's "
                              f"{name}: {WHY_KEPT[name]}")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import sdviz
-from sdviz import schedulers
+from sdviz import cli, schedulers
 from sdviz.fork import Fork, fork_settings
 from sdviz.settings import Settings
 from tests.helpers import sdviz_cli
@@ -84,15 +84,16 @@ def test_a_fork_refuses_what_it_cannot_carry_over(embedded, change, message):
     parent = sdviz.generate(embedded, Settings(prompt=PROMPT, steps=4))
     with pytest.raises(ValueError, match=message):
         sdviz.Run(embedded, fork_settings(parent, **change), fork=Fork(parent, 2))
+    sdviz.Run(embedded, fork_settings(parent, scheduler="DDIMScheduler"), fork=Fork(parent, 2))  # the same one
     with pytest.raises(ValueError, match=r"fork step \(at\) 5 is out of range"):
         sdviz.Run(embedded, fork_settings(parent), fork=Fork(parent, 5))
 
 
-def test_cli_render_fork(tmp_path):
+def test_cli_render_fork(tmp_path, capsys):
+    """The parent and the refusal in process (the command line's `main`); the fork as a user runs it."""
     parent_dir, fork_dir = tmp_path / "parent", tmp_path / "fork"
-    made = sdviz_cli("render", "--prompt", PROMPT, "--steps", "8", "--scheduler", "dpmpp_2m", "--seed", "3",
-                     "--out", str(parent_dir))
-    assert made.returncode == 0, made.stderr
+    assert cli.main(["render", "--prompt", PROMPT, "--steps", "8", "--scheduler", "dpmpp_2m", "--seed", "3",
+                     "--out", str(parent_dir)]) == 0
     forked = sdviz_cli("render", "--fork", str(parent_dir), "--at", "4", "--prompt", OTHER, "--guidance", "5",
                        "--out", str(fork_dir))
     assert forked.returncode == 0, forked.stderr
@@ -103,6 +104,9 @@ def test_cli_render_fork(tmp_path):
     parent, fork = np.load(parent_dir / "latents.npz"), np.load(fork_dir / "latents.npz")
     np.testing.assert_array_equal(fork["x_t"][:4], parent["x_t"][:4])
     assert not np.array_equal(fork["x_t"][4:], parent["x_t"][4:])
-    refused = sdviz_cli("render", "--fork", str(parent_dir), "--at", "4", "--steps", "9", "--out", str(tmp_path / "x"))
-    assert refused.returncode == 2 and "steps 9 differs from the parent run's 8" in refused.stderr
-    assert "Traceback" not in refused.stderr
+    capsys.readouterr()
+    assert cli.main(["render", "--fork", str(parent_dir), "--at", "4", "--steps", "9", "--out", str(tmp_path / "x")]) == 2
+    refused = capsys.readouterr().err
+    assert "steps 9 differs from the parent run's 8" in refused and refused.count("\n") == 1
+    assert cli.main(["render", "--fork", str(tmp_path), "--at", "1", "--out", str(tmp_path / "y")]) == 2
+    assert "is not a run folder (no trajectory.json)" in capsys.readouterr().err
