@@ -15,7 +15,6 @@ import sdviz
 from sdviz import cli, explain, noise, schedule, schedulers
 from sdviz.previews import Previewer
 from sdviz.settings import Settings
-from tests.helpers import sdviz_cli
 
 PROMPT = "a large red circle on the left on a blue background"
 
@@ -187,8 +186,7 @@ def test_latent_space_numbers_come_from_the_model(embedded):
 # --- the command line -------------------------------------------------------------------------------
 
 def test_cli_render_writes_the_guidance_halves_and_the_distances(tmp_path, embedded):
-    render = sdviz_cli("render", "--prompt", PROMPT, "--steps", "6", "--every", "2", "--out", str(tmp_path / "run"))
-    assert render.returncode == 0, render.stderr
+    assert cli.main(["render", "--prompt", PROMPT, "--steps", "6", "--every", "2", "--out", str(tmp_path / "run")]) == 0
     run = tmp_path / "run"
     latents = np.load(run / "latents.npz")
     traj = sdviz.Trajectory.load(run)

@@ -166,12 +166,13 @@ def test_fork_from_the_page_continues_the_sessions_run(handlers, explainer):
     same = fork(4)
     assert same[-1] is parent and same[-2].settings["forked_from"]["at"] == 4
     np.testing.assert_array_equal(same[-2].final_image, parent.final_image)  # nothing changed: the parent
-    _, _, note = explainer.fork_view(same[-2], parent)
+    _, _, note, opened = explainer.fork_view(same[-2], parent)
     assert "nothing changed" in note
     other = fork(3, prompt="a small yellow triangle at the top on a purple background")[-2]
     np.testing.assert_array_equal(other.steps[2].x_next, parent.steps[2].x_next)
     assert not np.array_equal(other.final_image, parent.final_image)
-    sheet, plot, note = explainer.fork_view(other, parent)
+    sheet, plot, note, _ = explainer.fork_view(other, parent)
+    assert opened == gr.update(open=True)
     assert "Forked after step 3 of 8" in note and "yellow triangle" in note
     assert set(plot["curve"]) == {"parent: predicted x0 to its final image", "fork: predicted x0 to its final image",
                                   "fork point"}

@@ -14,7 +14,6 @@ import sdviz
 from sdviz import cli, schedulers
 from sdviz.fork import Fork, fork_settings
 from sdviz.settings import Settings
-from tests.helpers import sdviz_cli
 
 PROMPT = "a large red circle on the left on a blue background"
 OTHER = "a small yellow triangle at the top on a purple background"
@@ -90,13 +89,12 @@ def test_a_fork_refuses_what_it_cannot_carry_over(embedded, change, message):
 
 
 def test_cli_render_fork(tmp_path, capsys):
-    """The parent and the refusal in process (the command line's `main`); the fork as a user runs it."""
+    """In process (the command line's `main`, as `python -m sdviz` calls it; test_cli runs it as a user does)."""
     parent_dir, fork_dir = tmp_path / "parent", tmp_path / "fork"
     assert cli.main(["render", "--prompt", PROMPT, "--steps", "8", "--scheduler", "dpmpp_2m", "--seed", "3",
                      "--out", str(parent_dir)]) == 0
-    forked = sdviz_cli("render", "--fork", str(parent_dir), "--at", "4", "--prompt", OTHER, "--guidance", "5",
-                       "--out", str(fork_dir))
-    assert forked.returncode == 0, forked.stderr
+    assert cli.main(["render", "--fork", str(parent_dir), "--at", "4", "--prompt", OTHER, "--guidance", "5",
+                     "--out", str(fork_dir)]) == 0
     meta = json.loads((fork_dir / "trajectory.json").read_text())
     assert meta["settings"]["forked_from"]["at"] == 4
     assert (meta["settings"]["scheduler"], meta["settings"]["steps"], meta["settings"]["seed"]) == ("dpmpp_2m", 8, 3)

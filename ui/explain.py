@@ -247,9 +247,10 @@ class ExplainHandlers:
 
     @user_errors
     def fork_view(self, fork, parent):
-        """Both runs' x_t at the same steps (the fork's first steps are the parent's), and both distance curves."""
+        """Both runs' x_t at the same steps (the fork's first steps are the parent's), both distance curves, a
+        line on what changed; and the panel opened."""
         if fork is None or parent is None or "forked_from" not in fork.settings:
-            return gr.skip(), gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         return self.threads.call(self._fork_view, fork, parent)
 
     def _fork_view(self, fork, parent):
@@ -273,7 +274,7 @@ class ExplainHandlers:
                    "guidance", "eta") if parent.settings[key] != fork.settings[key]]
         note = (f"Forked after step {at} of {len(parent.steps)}: "
                 + ("; ".join(changed) if changed else "nothing changed, so the fork is its parent, bit for bit") + ".")
-        return self.files.image(np.asarray(sheet)), _mark(plot, at, "fork point"), note
+        return self.files.image(np.asarray(sheet)), _mark(plot, at, "fork point"), note, gr.update(open=True)
 
     # --- How it works ----------------------------------------------------------------------
 

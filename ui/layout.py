@@ -112,7 +112,7 @@ def build_demo(config, handlers) -> gr.Blocks:
                                                ("guided x0", "x0-guided"),
                                                ("what the prompt adds: red brighter, blue darker", "prompt-effect"))]
                 formula = gr.Markdown(elem_id="guidance-formula")
-                with gr.Accordion("The fork against its parent", open=True, visible=True):
+                with gr.Accordion("The fork against its parent", open=False) as fork_box:  # opened by a fork
                     fork_note = gr.Markdown(elem_id="fork-note")
                     fork_view = gr.Image(show_label=False, format="png", interactive=False, elem_id="fork-view")
                     fork_plot = gr.LinePlot(x="step", y="value", color="curve", title="distance to each run's final image",
@@ -202,11 +202,11 @@ def build_demo(config, handlers) -> gr.Blocks:
         fork_run = fork.click(**arm).then(
             handlers.stream_fork, [stop_signal, trajectory, step, prompt, negative, guidance, eta, preview, every,
                                    attention], [*live, parent], **run_options, **again)
-        fork_run.success(explainer.fork_view, [trajectory, parent], [fork_view, fork_plot, fork_note],
+        fork_run.success(explainer.fork_view, [trajectory, parent], [fork_view, fork_plot, fork_note, fork_box],
                          show_progress="hidden", **private)
         for event in (txt2img_run, img2img_run):  # a new run is nobody's fork: no earlier fork's views beside it
-            event.success(lambda: (None, None, ""), None, [fork_view, fork_plot, fork_note], show_progress="hidden",
-                          **private)
+            event.success(lambda: (None, None, "", gr.update(open=False)), None,
+                          [fork_view, fork_plot, fork_note, fork_box], show_progress="hidden", **private)
         for event in (txt2img_run, img2img_run, fork_run):
             # the explorer is drawn for the new run even when the slider lands on the value it had
             explained(event.success(handlers.finish, trajectory, after, **again, **private))
