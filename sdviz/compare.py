@@ -14,7 +14,6 @@ entries, are lined up by `align`:
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -106,9 +105,7 @@ def grid(trajectories, labels: list[str], by: str = "progress", rows: int = GRID
 
 def save_gif(trajectories, path, by: str = "progress", frames: int = 24, fps: float = 8.0, decode=None) -> Path:
     """Every variant's x_t side by side, lined up by `by`, as a looping GIF."""
-    import imageio.v3 as iio
-
-    from sdviz.export import MIN_VIDEO_SIDE, enlarge
+    from sdviz.export import MIN_VIDEO_SIDE, enlarge, write_gif
 
     points = align(trajectories, frames, by)
     pictures = []
@@ -119,10 +116,7 @@ def save_gif(trajectories, path, by: str = "progress", frames: int = 24, fps: fl
         strip = np.concatenate([p for f in row for p in (np.pad(f, ((0, height - f.shape[0]), (0, 0), (0, 0)),
                                                                  constant_values=255), gap)][:-1], axis=1)
         pictures.append(enlarge(strip, MIN_VIDEO_SIDE // 2))
-    durations = [1000.0 / fps] * len(pictures)
-    durations[-1] = max(durations[-1], 1500.0)
-    iio.imwrite(path, np.stack(pictures), extension=".gif", duration=durations, loop=0)
-    return Path(path)
+    return write_gif(pictures, path, fps)
 
 
 def _values(label: str) -> str:
@@ -134,11 +128,3 @@ def folder_name(index: int, label: str) -> str:
     """A variant's folder: its number and its varied values, in characters safe in any file system."""
     safe = "".join(c if c.isalnum() or c in "._=-" else "-" for c in label.replace(", ", "_"))
     return f"{index + 1:02d}_{safe[:60].strip('-')}" or f"{index + 1:02d}"
-
-
-def first_settled(distances: list[float], threshold: float) -> float:
-    """The share of the run done when x0 settles (math.inf if it never does): comparable across step counts."""
-    from sdviz.explain import settled_step
-
-    settled = settled_step(distances, threshold)
-    return math.inf if settled is None else (settled + 1) / len(distances)

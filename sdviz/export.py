@@ -106,9 +106,13 @@ def _video_frames(trajectory, kind: str) -> list[np.ndarray]:
 
 def save_gif(trajectory, path: str | Path, fps: float = 8.0, kind: str = "x_t", hold_last: float = 1.5) -> Path:
     """An animated GIF (looping) of the decoded frames; the last one is held `hold_last` s."""
+    return write_gif(_video_frames(trajectory, kind), path, fps, hold_last)
+
+
+def write_gif(frames: list[np.ndarray], path: str | Path, fps: float = 8.0, hold_last: float = 1.5) -> Path:
+    """Frames of one size as a looping GIF; the last one is held `hold_last` s."""
     import imageio.v3 as iio
 
-    frames = _video_frames(trajectory, kind)
     durations = [1000.0 / fps] * len(frames)
     durations[-1] = max(durations[-1], hold_last * 1000.0)
     iio.imwrite(path, np.stack(frames), extension=".gif", duration=durations, loop=0)

@@ -17,6 +17,8 @@ Karras spacing come out as the run sees them.
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 from typing import Any
 
@@ -27,14 +29,22 @@ COMPARED = ("ddim", "euler", "dpmpp_2m_karras", "heun")  # the overlay's default
 
 def schedule_table(scheduler: str, steps: int, scheduler_config: dict[str, Any]) -> list[dict[str, float]]:
     """One row per entry of the scheduler's timesteps for `steps` steps: index, timestep, sigma,
-    alpha_bar, snr (`math.inf` where sigma is 0)."""
-    import torch
-
-    from sdviz import noise
+    alpha_bar, snr (`math.inf` where sigma is 0). Computed once per scheduler, step count and config
+    (the page redraws its plots at every step shown)."""
     from sdviz.settings import MAX_STEPS, check_int
 
     steps = check_int("steps", steps, 1, MAX_STEPS)
-    stepper = schedulers.create(scheduler, scheduler_config)
+    config = json.dumps(dict(scheduler_config), sort_keys=True, default=str)
+    return [dict(r) for r in _table(schedulers.resolve(scheduler).name, steps, config)]
+
+
+@functools.lru_cache(maxsize=64)
+def _table(scheduler: str, steps: int, config: str) -> tuple[dict[str, float], ...]:
+    import torch
+
+    from sdviz import noise
+
+    stepper = schedulers.create(scheduler, json.loads(config))
     stepper.set_timesteps(steps, device="cpu")
     sample = torch.zeros(1, 1, 2, 2)
     rows = []
@@ -44,7 +54,7 @@ def schedule_table(scheduler: str, steps: int, scheduler_config: dict[str, Any])
             sigma = noise.current_sigma(stepper, timestep)
             sample = stepper.step(torch.zeros_like(sample), timestep, sample, return_dict=False)[0]
             rows.append(row(index, float(timestep), sigma))
-    return rows
+    return tuple(rows)
 
 
 def row(index: int, timestep: float, sigma: float) -> dict[str, float]:

@@ -52,6 +52,11 @@ def image_source(driver, selector: str) -> str:
     return images[0].get_attribute("src") if images else ""
 
 
+def drawn(driver, plot: str) -> bool:
+    """A chart drawn by the plot component (Vega's marks); an empty plot shows only a placeholder icon (an svg)."""
+    return bool(driver.find_elements(By.CSS_SELECTOR, f"{plot} .vega-embed svg.marks, {plot} .vega-embed canvas.marks"))
+
+
 def text(driver, selector: str) -> str:
     return driver.find_element(By.CSS_SELECTOR, selector).text
 
@@ -73,8 +78,8 @@ def test_guidance_is_decomposed_at_the_slider_step(page, shots):
 def test_the_schedule_and_where_the_picture_is_decided(page, shots):
     open_tab(page, "Noise schedule")
     WebDriverWait(page, 30).until(lambda d: "settles at step" in text(d, "#decided"))
-    for plot in ("#schedule-plot", "#compare-plot", "#distance-plot"):  # drawn by the plot component (Vega)
-        WebDriverWait(page, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, f"{plot} canvas, {plot} svg"))
+    for plot in ("#schedule-plot", "#compare-plot", "#distance-plot"):
+        WebDriverWait(page, 30).until(lambda d: drawn(d, plot))
     page.execute_script("document.querySelector('#schedule-plot').scrollIntoView()")
     time.sleep(1)
     page.save_screenshot(str(shots / "08-schedule.png"))
@@ -147,7 +152,7 @@ def test_fork_from_a_step_with_a_new_prompt(page, shots):
     WebDriverWait(page, 90).until(lambda d: "finished" in status_text(d) and "Forked after step 3" in text(d, "#fork-note"))
     assert "yellow triangle" in text(page, "#fork-note")
     assert image_source(page, "#fork-view")
-    WebDriverWait(page, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#fork-plot canvas, #fork-plot svg"))
+    WebDriverWait(page, 30).until(lambda d: drawn(d, "#fork-plot"))
     page.execute_script("document.querySelector('#fork-view').scrollIntoView()")
     time.sleep(1)
     page.save_screenshot(str(shots / "13-fork.png"))

@@ -463,12 +463,13 @@ class Handlers:
         check_alignment(align)
         base = Settings(prompt=prompt, negative_prompt=negative_prompt, scheduler=scheduler, steps=steps,
                         guidance=guidance, eta=eta, seed=seed, width=width, height=height, preview=preview, every=every)
+        chosen = variants(base, vary, model)
         runs = []
-        for variant in variants(base, vary, model):  # all checked, limits included, before any model work
+        for variant in chosen:  # every one checked, the host's limits included, before any run
             v = variant["settings"]
             runs.append(self._run(v.prompt, v.negative_prompt, variant["model"], v.scheduler, v.steps, v.guidance,
                                   v.seed, v.width, v.height, v.eta, v.preview, v.every, False))
-        labels = [variant["label"] for variant in variants(base, vary, model)]
+        labels = [variant["label"] for variant in chosen]
         yield gr.skip(), gr.skip()
         for run in runs:
             async for _ in follow(run, iterate, 1 / DISPLAY_RATE, self.threads):

@@ -237,24 +237,18 @@ def build_demo(config, handlers) -> gr.Blocks:
         dice.click(random_seed, None, seed, **private)
         model.change(handlers.native_size, model, [width, height], **private)
 
-        # The API: every parameter has a default; returns the final image and the trajectory files.
-        api_final = gr.Image(label="final image", visible=False, format="png")
-        api_files = gr.File(label="trajectory files", visible=False, file_count="multiple")
-        api_button = gr.Button(visible=False)
-        api_button.click(handlers.api_generate,
-                         [prompt, negative, model, scheduler, steps, guidance, seed, width, height, eta, preview,
-                          every, init_image, strength],
-                         [api_final, api_files], api_name="generate", concurrency_limit=config.concurrency,
-                         concurrency_id="model", show_progress="hidden")
-        compare_grid = gr.Image(label="comparison grid", visible=False, format="png")
-        compare_files = gr.File(label="compare.json, compare.gif, each variant's trajectory", visible=False,
-                                file_count="multiple")
+        # The API: every parameter has a default. /generate returns the final image and the trajectory
+        # files; /compare the grid and the comparison's files.
+        api_inputs = [prompt, negative, model, scheduler, steps, guidance, seed, width, height, eta, preview, every]
         compare_vary = gr.Textbox(visible=False, label="vary")  # NAME=V1,V2 parts separated by ";"
         compare_align = gr.Textbox(visible=False, value="progress", label="align")  # progress or sigma
-        compare_button = gr.Button(visible=False)
-        compare_button.click(handlers.api_compare,
-                             [prompt, negative, model, scheduler, steps, guidance, seed, width, height, eta, preview,
-                              every, compare_vary, compare_align],
-                             [compare_grid, compare_files], api_name="compare", concurrency_limit=config.concurrency,
-                             concurrency_id="model", show_progress="hidden")
+        for name, fn, extra, image_label, files_label in (
+                ("generate", handlers.api_generate, [init_image, strength], "final image", "trajectory files"),
+                ("compare", handlers.api_compare, [compare_vary, compare_align], "comparison grid",
+                 "compare.json, compare.gif, each variant's trajectory")):
+            outputs = [gr.Image(label=image_label, visible=False, format="png"),
+                       gr.File(label=files_label, visible=False, file_count="multiple")]
+            gr.Button(visible=False).click(fn, api_inputs + extra, outputs, api_name=name,
+                                           concurrency_limit=config.concurrency, concurrency_id="model",
+                                           show_progress="hidden")
     return demo
