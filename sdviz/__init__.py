@@ -4,6 +4,7 @@
     model = sdviz.load_model()                      # the embedded model by default
     traj = sdviz.generate(model, sdviz.Settings(prompt="a red circle on the left"))
     sdviz.export.filmstrip(traj).save("filmstrip.png")
+    runs = sdviz.compare(model, sdviz.Settings(prompt="a red circle"), {"scheduler": ["ddim", "heun"]}, out="cmp")
 
 The names below load on first use (PEP 562), so `import sdviz` does not import
 torch; the sampler and its torch come with the first `Run` or `generate`.
@@ -15,9 +16,10 @@ _EXPORTS = {
     "ModelFacts": "sdviz.models", "default_model": "sdviz.models", "from_pipeline": "sdviz.models",
     "load_model": "sdviz.models", "Run": "sdviz.sampler", "generate": "sdviz.sampler",
     "Settings": "sdviz.settings", "StepRecord": "sdviz.trajectory", "Trajectory": "sdviz.trajectory",
+    "Comparison": "sdviz.comparison", "compare": "sdviz.comparison",
 }
-_SUBMODULES = ("attention", "explain", "export", "frames", "images", "limits", "models", "noise", "plots",
-               "previews", "sampler", "schedule", "schedulers", "settings", "tokens", "trajectory", "views")
+_SUBMODULES = ("attention", "comparison", "explain", "export", "frames", "images", "limits", "models", "noise",
+               "plots",                "previews", "sampler", "schedule", "schedulers", "settings", "tokens", "trajectory", "views")
 
 __all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from sdviz import schedulers
-from sdviz.compare import ALIGNMENTS, MAX_VARIANTS, TEXT_SEPARATOR, VARIED
+from sdviz.comparison import ALIGNMENTS, MAX_VARIANTS, TEXT_SEPARATOR, VARIED
 from sdviz.schedule import COMPARED
 from sdviz.settings import PREVIEW_MODES, Settings
 
@@ -126,10 +126,8 @@ def render(args) -> int:
 
 
 def _run_and_write(model, settings, init_image, attention: bool, out: Path, fork=None):
-    """One run, reported on stderr, written to `out` as `render` writes it; returns (trajectory, its
-    frame decoder)."""
-    from sdviz.explain import distance_to_final
-    from sdviz.export import export_all
+    """One run, reported on stderr, written to `out` as `render` writes it; returns the trajectory."""
+    from sdviz.export import write_run
     from sdviz.sampler import Run
 
     capture = None
@@ -143,65 +141,41 @@ def _run_and_write(model, settings, init_image, attention: bool, out: Path, fork
     traj = run.trajectory
     for warning in traj.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    decode = run.previewer.record_frames  # for the steps not decoded (--every N)
-    if traj.steps:
-        distance_to_final(traj, decode)
-    written = export_all(traj.with_frames(decode), out, previewer=run.previewer)
-    if capture is not None:
-        from sdviz.attention import write_overlays
-
-        write_overlays(traj, out / "attention")
+    written = write_run(traj, out, run.previewer.record_frames, run.previewer)  # decodes the steps --every skipped
     print(f"wrote {len(written)} exports to {out} ({traj.timings['total']:.2f} s)", file=sys.stderr)
-    return traj, decode
+    return traj
 
 
 def compare(args) -> int:
-    from sdviz.compare import check_alignment, folder_name, grid, parse_vary, save_gif, variants
-    from sdviz.explain import SETTLED_DISTANCE, settled_step
-    from sdviz.frames import FrameCache
+    from sdviz.comparison import check_alignment, compare, read_vary, variants
+    from sdviz.explain import SETTLED_DISTANCE
     from sdviz.images import load_image
     from sdviz.models import check_source, default_model, load_model
     from sdviz.settings import validate
 
     given = {name: getattr(args, name) for name in SETTING_OPTIONS if getattr(args, name) is not None}
     img2img = args.init_image is not None
-    vary = [parse_vary(text) for text in args.vary]
+    vary = read_vary(args.vary)
     check_alignment(args.align)
+    if "prompt" not in given and "prompt" not in dict(vary):
+        raise ValueError("--prompt is missing; allowed: any text (or --vary prompt=A|B)")
     chosen = variants(Settings(**given), vary, args.model)
     for variant in chosen:  # every variant's settings and model, before any model work
-        if not variant["settings"].prompt and "prompt" not in dict(vary):
-            raise ValueError("--prompt is missing; allowed: any text (or --vary prompt=A|B)")
-        variant["settings"] = validate(variant["settings"], img2img=img2img)
+        validate(variant["settings"], img2img=img2img)
         check_source(variant["model"] or default_model())
     init_image = load_image(args.init_image) if img2img else None
-    models, runs = {}, []
-    for index, variant in enumerate(chosen):
-        source = variant["model"] or default_model()
-        if source not in models:
-            models[source] = load_model(variant["model"], device=args.device)
-        print(f"variant {index + 1}/{len(chosen)}: {variant['label']}", file=sys.stderr)
-        folder = folder_name(index, variant["label"])
-        traj, decode = _run_and_write(models[source], variant["settings"], init_image, args.attention,
-                                      args.out / folder)
-        traj.frame_cache = FrameCache()  # the comparison keeps latents; frames are decoded again for the grid
-        for record in traj.steps:
-            traj.frame_cache.take(record)
-        runs.append((folder, variant, traj, decode))
-    trajectories = [traj for _, _, traj, _ in runs]
-    decoders = {id(traj): decode for _, _, traj, decode in runs}
-    labels = [variant["label"] for _, variant, _, _ in runs]
-    grid(trajectories, labels, by=args.align, decode=lambda t: decoders[id(t)]).save(args.out / "compare.png")
-    save_gif(trajectories, args.out / "compare.gif", by=args.align, decode=lambda t: decoders[id(t)])
-    summary = {"format": "sdviz-compare/1", "align": args.align, "vary": {name: values for name, values in vary},
-               "variants": []}
-    for folder, variant, traj, _ in runs:
-        settled = settled_step(traj.distance_to_final["x0"]) if traj.steps else None
-        summary["variants"].append({"folder": folder, "label": variant["label"], "settings": traj.settings,
-                                    "steps": len(traj.steps), "settled_step": None if settled is None else settled + 1})
+    model = None if "model" in dict(vary) else load_model(args.model, device=args.device)
+
+    def report(index: int, record, total: int) -> None:
+        if record.index == 0:
+            print(f"variant {index + 1}/{len(chosen)}: {chosen[index]['label']}", file=sys.stderr)
+        _report(record, total)
+
+    comparison = compare(model, Settings(**given), vary, init_image, by=args.align, attention=args.attention,
+                         out=args.out, callback=report, device=args.device)
+    for label, traj, settled in zip(comparison.labels, comparison.trajectories, comparison.settled()):
         shown = f"settles at step {settled + 1} of {len(traj.steps)}" if settled is not None else "never settles"
-        print(f"{variant['label']}: the layout {shown} (x0 within {SETTLED_DISTANCE} of the final image)",
-              file=sys.stderr)
-    (args.out / "compare.json").write_text(json.dumps(summary, indent=1) + "\n")
+        print(f"{label}: the layout {shown} (x0 within {SETTLED_DISTANCE} of the final image)", file=sys.stderr)
     print(args.out / "compare.png")
     return 0
 

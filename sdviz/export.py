@@ -121,10 +121,14 @@ def write_gif(frames: list[np.ndarray], path: str | Path, fps: float = 8.0, hold
 
 def save_mp4(trajectory, path: str | Path, fps: float = 8.0, kind: str = "x_t", hold_last: float = 1.5) -> Path:
     """An H.264 MP4 of the decoded frames (yuv420p, plays in browsers)."""
+    return write_mp4(_video_frames(trajectory, kind), path, fps, hold_last)
+
+
+def write_mp4(frames: list[np.ndarray], path: str | Path, fps: float = 8.0, hold_last: float = 1.5) -> Path:
+    """Frames of one size as an H.264 MP4 (yuv420p, plays in browsers); the last one held `hold_last` s."""
     import imageio.v2 as imageio
 
-    frames = _video_frames(trajectory, kind)
-    frames += [frames[-1]] * int(round(hold_last * fps))
+    frames = list(frames) + [frames[-1]] * int(round(hold_last * fps))
     height, width = frames[0].shape[:2]
     frames = [_pad_even(f) for f in frames] if (height % 2 or width % 2) else frames
     with imageio.get_writer(
@@ -204,3 +208,20 @@ def export_all(trajectory, folder: str | Path, previewer=None) -> dict[str, Path
     trajectory.save(folder)
     out["json"], out["latents"] = folder / "trajectory.json", folder / "latents.npz"
     return out
+
+
+def write_run(trajectory, folder: str | Path, decode=None, previewer=None) -> dict[str, Path]:
+    """A run's folder as `python -m sdviz render` writes it: the distances to the final image (computed
+    if missing), everything `export_all` writes and, with attention maps, attention/<k>_<word>.png.
+    decode(record, alone) decodes frames that are not kept (the run's `previewer.record_frames`)."""
+    from sdviz.explain import distance_to_final
+
+    if trajectory.steps and trajectory.distance_to_final is None:
+        distance_to_final(trajectory, decode)
+    complete = trajectory.with_frames(decode)
+    written = export_all(complete, folder, previewer=previewer)
+    if trajectory.attention is not None:
+        from sdviz.attention import write_overlays
+
+        write_overlays(complete, Path(folder) / "attention")
+    return written

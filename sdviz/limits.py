@@ -22,6 +22,7 @@ class Limits:
     run_seconds: float = 300.0  # a run stops after this, and is kept as far as it got
     upload_mb: float = 10.0  # one uploaded file
     image_megapixels: float = 25.0  # an init image's own size, before it is resized to the run's
+    compare_steps: int = 400  # steps asked for, summed over a comparison's variants (which share run_seconds)
 
     ENV = {  # the variable that sets each limit
         "pixels_factor": "SDVIZ_MAX_PIXELS",
@@ -29,7 +30,9 @@ class Limits:
         "run_seconds": "SDVIZ_MAX_RUN_SECONDS",
         "upload_mb": "SDVIZ_MAX_UPLOAD_MB",
         "image_megapixels": "SDVIZ_MAX_IMAGE_MEGAPIXELS",
+        "compare_steps": "SDVIZ_MAX_COMPARE_STEPS",
     }
+    WHOLE = ("steps", "compare_steps")  # limits that are whole numbers
 
     @classmethod
     def from_env(cls, environ=None) -> "Limits":
@@ -43,10 +46,10 @@ class Limits:
                 number = float(text)
             except ValueError:
                 number = float("nan")
-            if not number > 0 or number == float("inf") or (name == "steps" and number != int(number)):
-                kind = "whole number" if name == "steps" else "number"
+            if not number > 0 or number == float("inf") or (name in cls.WHOLE and number != int(number)):
+                kind = "whole number" if name in cls.WHOLE else "number"
                 raise ValueError(f"{variable}={text!r} is not a positive {kind}")
-            values[name] = int(number) if name == "steps" else number
+            values[name] = int(number) if name in cls.WHOLE else number
         return cls(**values)
 
     def max_pixels(self, facts) -> int:
@@ -65,6 +68,15 @@ class Limits:
                 f"size {settings.width} x {settings.height} ({pixels} pixels) is over this server's limit; "
                 f"allowed: up to {self.max_pixels(facts)} pixels, {self.pixels_factor:g} x the model's native "
                 f"{facts.native_width} x {facts.native_height} ({self.ENV['pixels_factor']})"
+            )
+
+    def check_comparison(self, steps: list[int]) -> None:
+        """Refuses a comparison whose variants' steps add up to more than the limit."""
+        if sum(steps) > self.compare_steps:
+            raise ValueError(
+                f"comparison of {len(steps)} variants with {' + '.join(map(str, steps))} = {sum(steps)} steps "
+                f"is over this server's limit; allowed: up to {self.compare_steps} steps in all "
+                f"({self.ENV['compare_steps']})"
             )
 
     def check_image(self, width: int, height: int) -> None:

@@ -32,7 +32,8 @@ class StepRecord:
     next_vp_scale: float  # x_next * this is its variance-preserving form (1 for VP schedulers)
     noise_uncond: np.ndarray | None  # UNet output for the negative/empty prompt (None without guidance)
     noise_cond: np.ndarray | None  # UNet output for the prompt (None without guidance)
-    noise_pred: np.ndarray  # guided output the scheduler stepped with
+    noise_pred: np.ndarray | None  # guided output the scheduler stepped with (None once released, see
+    # sdviz.comparison.keep_shown)
     x0_pred: np.ndarray  # predicted clean latents
     x0_slope: float | None = None  # d x0 / d UNet output at this step (sdviz.noise.x0_slope)
     eta: float = 0.0  # the eta this step was taken with (a fork's steps may differ from its parent's)

@@ -72,6 +72,9 @@ def test_compare_over_the_api_is_each_variant_run_alone(app_url, embedded):
     assert sorted(Path(f).name for f in files if f.endswith(".zip")) == sorted(
         f"{v['folder']}.zip" for v in summary["variants"])
     assert Image.open(grid).width > 4 * embedded.facts.native_width
+    assert sorted(Path(f).name for f in files if not f.endswith(".zip")) == ["compare.gif", "compare.json",
+                                                                             "compare.mp4"]
+    assert all(isinstance(v["settled_step"], int) for v in summary["variants"])
     third = summary["variants"][2]["settings"]
     zipped = next(f for f in files if Path(f).name == f"{summary['variants'][2]['folder']}.zip")
     with zipfile.ZipFile(zipped) as archive:
@@ -85,3 +88,6 @@ def test_compare_over_the_api_is_each_variant_run_alone(app_url, embedded):
     with pytest.raises(Exception) as error:
         api.predict(prompt="a red circle", vary="steps=2,5000", api_name="/compare")
     assert "steps 5000" in str(error.value)  # every variant within the host's limits, checked before any runs
+    with pytest.raises(Exception) as error:
+        api.predict(prompt="a red circle", vary="steps=200,150,100", api_name="/compare")
+    assert "= 450 steps is over this server's limit; allowed: up to 400 steps in all" in str(error.value)

@@ -156,3 +156,38 @@ def test_fork_from_a_step_with_a_new_prompt(page, shots):
     page.execute_script("document.querySelector('#fork-view').scrollIntoView()")
     time.sleep(1)
     page.save_screenshot(str(shots / "13-fork.png"))
+
+
+def column_captions(driver) -> list[str]:
+    return [f.get_attribute("data-caption") for f in driver.find_elements(By.CSS_SELECTOR, "#compare-columns figure")]
+
+
+def test_compare_streams_the_variants_and_lines_them_up(page, shots):
+    """Two schedulers from the settings on the page, streamed one after another into their columns; then the
+    shared slider lines them up, by progress and by noise level; the curves, the finals and the downloads."""
+    page.execute_script("window.scrollTo(0, 0)")
+    open_tab(page, "Compare")
+    values = page.find_element(By.CSS_SELECTOR, "#vary-first-values textarea")
+    values.clear()
+    values.send_keys("ddim, heun")
+    page.find_element(By.CSS_SELECTOR, "#compare").click()
+    WebDriverWait(page, 30).until(lambda d: column_captions(d)[:2] and column_captions(d)[1] == "waiting"
+                                  and column_captions(d)[0].startswith("step "))  # live: the first variant steps
+    WebDriverWait(page, 120).until(lambda d: "comparison done" in text(d, "#compare-status"))
+    WebDriverWait(page, 30).until(lambda d: drawn(d, "#compare-plot") and "settles its layout first"
+                                  in text(d, "#compare-note"))
+    assert len(page.find_elements(By.CSS_SELECTOR, "#compare-columns figure img")) == 4  # x_t and x0 of each
+    assert [c.split(" · ")[0] for c in column_captions(page)] == ["step 12/12", "step 23/23"]
+    assert len(page.find_elements(By.CSS_SELECTOR, "#compare-finals img")) == 2
+    set_number(page, "#compare-position", 25)
+    WebDriverWait(page, 30).until(lambda d: [c.split(" · ")[0] for c in column_captions(d)] == ["step 4/12", "step 7/23"])
+    by_progress = column_captions(page)
+    page.find_element(By.XPATH, "//*[@id='align']//label[normalize-space()='sigma']").click()
+    WebDriverWait(page, 30).until(lambda d: column_captions(d) != by_progress and "noise level" in text(d, "#compare-note"))
+    page.execute_script("document.querySelector('#compare-columns').scrollIntoView()")
+    time.sleep(1)
+    page.save_screenshot(str(shots / "14-compare.png"))
+    page.find_element(By.CSS_SELECTOR, "#compare-files-button").click()
+    WebDriverWait(page, 60).until(lambda d: "compare.mp4" in text(d, "#compare-files").replace("\n", ""))
+    assert all(name in text(page, "#compare-files").replace("\n", "") for name in ("compare.png", "compare.gif",
+                                                                                 "compare.json"))

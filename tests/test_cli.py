@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from sdviz import schedulers
+from sdviz import cli, schedulers
 from tests.helpers import ROOT, sdviz_cli
 
 
@@ -93,20 +94,36 @@ BAD_INPUTS = [
 ]
 
 
+def _bad_input_files(folder: Path) -> None:
+    (folder / "EMPTY").write_bytes(b"")
+    (folder / "CORRUPT").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    Image.new("RGB", (8, 8)).save(folder / "GOOD", format="PNG")
+    (folder / "NOTPIPELINE").mkdir()
+
+
+def _one_error_line(stderr: str, message: str) -> None:
+    assert "Traceback" not in stderr
+    lines = [line for line in stderr.splitlines() if line.startswith("sdviz: error:")]
+    assert len(lines) == 1 and message in lines[0], stderr
+
+
 @pytest.mark.parametrize("extra,message", BAD_INPUTS, ids=[m[:30] for _, m in BAD_INPUTS])
-def test_bad_input_is_one_clear_line(tmp_path, extra, message):
-    (tmp_path / "EMPTY").write_bytes(b"")
-    (tmp_path / "CORRUPT").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-    Image.new("RGB", (8, 8)).save(tmp_path / "GOOD", format="PNG")
-    (tmp_path / "NOTPIPELINE").mkdir()
+def test_bad_input_is_one_clear_line(tmp_path, monkeypatch, capsys, extra, message):
+    _bad_input_files(tmp_path)
+    monkeypatch.chdir(tmp_path)
     args = [a if a not in ("EMPTY", "CORRUPT", "GOOD", "NOTPIPELINE") else str(tmp_path / a) for a in extra]
     # later options win, so `extra` can override the short default run
-    result = sdviz_cli("render", "--prompt", "x", "--steps", "2", *args, "--out", str(tmp_path / "out"), cwd=tmp_path)
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.startswith("sdviz: error:")]
-    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert cli.main(["render", "--prompt", "x", "--steps", "2", *args, "--out", str(tmp_path / "out")]) == 2
+    _one_error_line(capsys.readouterr().err, message)
     assert not (tmp_path / "out" / "final.png").exists()
+
+
+@pytest.mark.parametrize("extra,message", [BAD_INPUTS[0], BAD_INPUTS[6]], ids=["before the model", "after it"])
+def test_bad_input_from_a_shell_is_one_line_and_exit_code_2(tmp_path, extra, message):
+    result = sdviz_cli("render", "--prompt", "x", "--steps", "2", *extra, "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert result.returncode == 2
+    _one_error_line(result.stderr, message)
+    assert not (tmp_path / "out").exists()
 
 
 def test_layers_json_comes_from_the_model():

@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 
 import sdviz
-from sdviz import cli, compare
+from sdviz import cli, comparison as compare
 from sdviz.settings import Settings
+from tests.test_exports import _mp4_frames
 
 PROMPT = "a large red circle on the left on a blue background"
 
@@ -30,7 +31,7 @@ def test_vary_gives_the_product_and_refuses_more_than_eight():
         compare.variants(base, [compare.parse_vary("steps=4")])
     with pytest.raises(ValueError, match="allowed names: scheduler, steps"):
         compare.parse_vary("colour=red,blue")
-    with pytest.raises(ValueError, match="are not int values"):
+    with pytest.raises(ValueError, match="vary steps: 'four' is not a value of steps; allowed: int values"):
         compare.parse_vary("steps=four,five")
 
 
@@ -53,7 +54,7 @@ def test_runs_line_up_by_progress_and_by_noise_level(embedded):
 
 def test_the_grid_has_one_column_per_variant(embedded):
     runs = [sdviz.generate(embedded, Settings(prompt=PROMPT, steps=3, seed=seed)) for seed in range(3)]
-    two, three = (compare.grid(runs[:n], ["s"] * n) for n in (2, 3))
+    two, three = (compare.Comparison(runs[:n], ["s"] * n).grid() for n in (2, 3))
     tile = three.width - two.width
     scale = max(1, -(-128 // runs[0].final_image.shape[0]))  # frames are enlarged to 128 pixels high at least
     assert tile == runs[0].final_image.shape[1] * scale + max(4, runs[0].final_image.shape[1] * scale // 16)
@@ -82,3 +83,48 @@ def test_cli_compare_writes_each_variants_render(tmp_path, capsys):
     assert cli.main(["compare", "--prompt", PROMPT, "--vary", "steps=2,3,4", "--vary", "guidance=1,2,3",
                      "--out", str(tmp_path / "x")]) == 2
     assert "vary gives 9 variants" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_positions_are_where_at_finds_each_step(embedded):
+    """The curves' x axis (`positions`) and the slider (`at`) read positions the same way: the step `at`
+    picks is the one whose position is nearest."""
+    short = sdviz.generate(embedded, Settings(prompt=PROMPT, steps=5))
+    karras = sdviz.generate(embedded, Settings(prompt=PROMPT, steps=9, scheduler="dpmpp_2m_karras"))
+    for by in compare.ALIGNMENTS:
+        xs = compare.positions([short, karras], by)
+        assert [len(x) for x in xs] == [5, 9] and min(min(x) for x in xs) == 0.0
+        for position in np.linspace(0, 1, 23):
+            for x, index in zip(xs, compare.at([short, karras], position, by)):
+                assert abs(x[index] - position) == min(abs(np.array(x) - position))
+    assert compare.at([short, karras], 1.0, "progress") == [4, 8]
+
+
+def test_the_python_api_runs_each_variant_as_generate_does_and_writes_the_comparison(embedded, tmp_path):
+    import imageio.v3 as iio
+
+    seen = {}
+    out = tmp_path / "cmp"
+    result = sdviz.compare(embedded, Settings(prompt=PROMPT, steps=4, seed=3), {"scheduler": ["ddim", "heun"]},
+                           by="sigma", out=out, callback=lambda i, record, total: seen.setdefault(i, []).append(total))
+    assert isinstance(result, sdviz.Comparison) and result.labels == ["scheduler=ddim", "scheduler=heun"]
+    assert {i: len(totals) for i, totals in seen.items()} == {0: 4, 1: 7}  # Heun: 2 x 4 - 1 entries
+    for traj, scheduler in zip(result.trajectories, ("ddim", "heun")):
+        alone = sdviz.generate(embedded, Settings(prompt=PROMPT, steps=4, seed=3, scheduler=scheduler))
+        np.testing.assert_array_equal(traj.final_image, alone.final_image)
+        np.testing.assert_array_equal(traj.steps[1].x0_pred, alone.steps[1].x0_pred)
+    summary = json.loads((out / "compare.json").read_text())
+    assert summary["align"] == "sigma" and summary["vary"] == {"scheduler": ["ddim", "heun"]}
+    assert [v["steps"] for v in summary["variants"]] == [4, 7]
+    assert all(isinstance(v["settled_step"], int) for v in summary["variants"])
+    for variant in summary["variants"]:  # a render folder per variant
+        assert (out / variant["folder"] / "trajectory.json").is_file() and (out / variant["folder"] / "final.png").is_file()
+    gif = iio.imread(out / "compare.gif")
+    assert len(gif) >= 4 and gif.shape[2] > 2 * gif.shape[1]  # two variants side by side (repeats merged)
+    mp4 = list(_mp4_frames(out / "compare.mp4"))
+    assert len(mp4) == compare.VIDEO_FRAMES + 12  # and the last held 1.5 s at 8 frames a second
+    assert abs(mp4[0].shape[1] - gif.shape[2]) <= 1  # the same side-by-side frames (even-padded for H.264)
+    assert np.abs(mp4[-1][: gif.shape[1], : gif.shape[2]].astype(int) - gif[-1][..., :3]).mean() < 12
+    np.testing.assert_array_equal(np.asarray(result.grid()), np.asarray(Image.open(out / "compare.png").convert("RGB")))
+    assert compare.read_vary(["guidance=1,2"]) == compare.read_vary({"guidance": [1, "2"]}) == [("guidance", [1.0, 2.0])]
+    with pytest.raises(ValueError, match="vary 'colour' is not a setting a variant may change"):
+        sdviz.compare(embedded, Settings(prompt=PROMPT), {"colour": ["red", "blue"]})

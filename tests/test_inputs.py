@@ -100,6 +100,13 @@ def test_limits_scale_with_the_model_and_name_what_sets_them(embedded):
             Limits.from_env({"SDVIZ_MAX_RUN_SECONDS": bad})
     with pytest.raises(ValueError, match="SDVIZ_MAX_STEPS='2.5' is not a positive whole number"):
         Limits.from_env({"SDVIZ_MAX_STEPS": "2.5"})
+    with pytest.raises(ValueError, match="SDVIZ_MAX_COMPARE_STEPS='9.5' is not a positive whole number"):
+        Limits.from_env({"SDVIZ_MAX_COMPARE_STEPS": "9.5"})
+    few = Limits.from_env({"SDVIZ_MAX_COMPARE_STEPS": "60"})
+    few.check_comparison([20, 20, 20])
+    with pytest.raises(ValueError, match=r"comparison of 2 variants with 50 \+ 11 = 61 steps is over this server's "
+                                         r"limit; allowed: up to 60 steps in all \(SDVIZ_MAX_COMPARE_STEPS\)"):
+        few.check_comparison([50, 11])
 
 
 def test_a_run_past_its_time_limit_stops_after_the_step_and_says_so(embedded):

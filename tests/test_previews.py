@@ -50,6 +50,7 @@ def test_taesd_without_published_weights_says_so(embedded, monkeypatch):
 def test_taesd_unreachable_says_so(tiny_sd1_vae_model, monkeypatch):
     monkeypatch.delenv("SDVIZ_TAESD", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)  # read once, at import
     with pytest.raises(ValueError, match="the TAESD weights 'madebyollin/taesd' could not be loaded"):
         Previewer(tiny_sd1_vae_model, "taesd", 16, 16)
 

@@ -11,7 +11,7 @@
     SDVIZ_CACHE_MB              most disk the app's frames, downloads and uploads take (default 1000)
     SDVIZ_MAX_MODELS            models kept loaded at once; the default model always (default 2)
     SDVIZ_MAX_PIXELS, SDVIZ_MAX_STEPS, SDVIZ_MAX_RUN_SECONDS, SDVIZ_MAX_UPLOAD_MB,
-    SDVIZ_MAX_IMAGE_MEGAPIXELS  what one request may ask for (see sdviz.limits)
+    SDVIZ_MAX_IMAGE_MEGAPIXELS, SDVIZ_MAX_COMPARE_STEPS  what one request may ask for (see sdviz.limits)
 GRADIO_SERVER_NAME and GRADIO_SERVER_PORT set the host and port, as in any gradio app.
 """
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import html as html_text
 import inspect
-import json
 import logging
 import random
 import shutil
@@ -70,6 +69,17 @@ def user_errors(fn):
             except Exception as error:  # noqa: BLE001 - converted for the user, logged above
                 raise convert(error) from None
         return follow_async
+
+    if inspect.iscoroutinefunction(target):
+        @functools.wraps(fn)
+        async def call_async(*args, **kwargs):
+            try:
+                return await fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except Exception as error:  # noqa: BLE001
+                raise convert(error) from None
+        return call_async
 
     @functools.wraps(fn)
     def call(*args, **kwargs):
@@ -448,45 +458,6 @@ class Handlers:
         traj = run.trajectory
         final = self.files.image(traj.final_image) if traj.final_image is not None else None
         yield final, write_downloads(traj, self.files.new_folder())
-
-
-    @user_errors
-    async def api_compare(self, prompt, negative_prompt, model, scheduler, steps, guidance, seed, width, height,
-                          eta, preview, every, vary, align="progress"):
-        """2 to 8 variants of one run (`vary`: NAME=V1,V2 parts separated by ';', as the CLI's --vary),
-        one after another; returns the grid PNG and compare.gif, compare.json and each variant's trajectory
-        zip (`<folder>.zip`, the folder compare.json names).
-        Every variant is checked against the host's limits before any model work."""
-        from sdviz.compare import check_alignment, folder_name, grid, parse_vary, save_gif, variants
-
-        vary = [parse_vary(part) for part in check_text("vary", vary, 1000).split(";") if part.strip()]
-        check_alignment(align)
-        base = Settings(prompt=prompt, negative_prompt=negative_prompt, scheduler=scheduler, steps=steps,
-                        guidance=guidance, eta=eta, seed=seed, width=width, height=height, preview=preview, every=every)
-        chosen = variants(base, vary, model)
-        runs = []
-        for variant in chosen:  # every one checked, the host's limits included, before any run
-            v = variant["settings"]
-            runs.append(self._run(v.prompt, v.negative_prompt, variant["model"], v.scheduler, v.steps, v.guidance,
-                                  v.seed, v.width, v.height, v.eta, v.preview, v.every, False))
-        labels = [variant["label"] for variant in chosen]
-        yield gr.skip(), gr.skip()
-        for run in runs:
-            async for _ in follow(run, iterate, 1 / DISPLAY_RATE, self.threads):
-                yield gr.skip(), gr.skip()
-        trajectories = [run.trajectory for run in runs]
-        folder = self.files.new_folder()
-        picture = grid(trajectories, labels, by=align)
-        picture.save(folder / "compare.png")
-        files = [str(save_gif(trajectories, folder / "compare.gif", by=align))]
-        summary = {"format": "sdviz-compare/1", "align": align, "variants": []}
-        for index, (traj, label) in enumerate(zip(trajectories, labels)):
-            name = folder_name(index, label)
-            files.append(str(write_trajectory_zip(traj, folder / f"{name}.zip")))  # named by its variant
-            summary["variants"].append({"folder": name, "label": label, "settings": traj.settings,
-                                        "steps": len(traj.steps), "complete": traj.complete})
-        (folder / "compare.json").write_text(json.dumps(summary, indent=1) + "\n")
-        yield str(folder / "compare.png"), [str(folder / "compare.json"), *files]
 
 
 def _event(stop_signal) -> threading.Event | None:

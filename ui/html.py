@@ -42,6 +42,12 @@ CSS = """
 .sdviz-filmstrip figure {margin:0; text-align:center; font-size:12px; font-family:monospace; flex:0 0 auto}
 .sdviz-filmstrip img {width:80px; height:80px; object-fit:contain; image-rendering:pixelated; display:block}
 .sdviz-pixelated img {image-rendering:pixelated; width:100%; height:100%; object-fit:contain}
+.sdviz-compare {display:grid; gap:8px; grid-template-columns:repeat(var(--variants), minmax(80px, 200px))}
+.sdviz-compare figure {margin:0; text-align:center; font-size:12px; font-family:monospace}
+.sdviz-compare .label {font-weight:bold; overflow-wrap:anywhere; height:3.6em; overflow:hidden; display:flex;
+  align-items:flex-end; justify-content:center}
+.sdviz-compare img, .sdviz-compare .empty {width:100%; aspect-ratio:1; object-fit:contain; image-rendering:pixelated;
+  display:block; background:#f4f4f4; border-radius:6px; margin-top:3px}
 .sdviz-walk {border-collapse:collapse; margin-top:8px; font-size:14px}
 .sdviz-walk td, .sdviz-walk th {border:1px solid #ccc; padding:3px 8px; text-align:left}
 .sdviz-tokens {display:flex; flex-wrap:wrap; gap:3px; font-family:monospace; font-size:12px}
@@ -92,6 +98,32 @@ def live(x_t_image: np.ndarray | None = None, x0_image: np.ndarray | None = None
     after = f" after step {done}" if done else ""
     return (f'<div class="sdviz-live" data-step="{done}">' + figure(x_t_image, f"x_t (decoded latents){after}", "x_t")
             + figure(x0_image, f"predicted x0{after}", "x0") + "</div>")
+
+
+def compare_columns(columns: list[tuple[str, str, np.ndarray | None, np.ndarray | None]], side: int = LIVE_SIDE) -> str:
+    """The variants side by side: per column a label, its x_t and predicted x0 (empty boxes before its
+    first step) and a caption (where it is); frames sent no larger than `side`."""
+    def picture(frame, alt: str) -> str:
+        return f'<img src="{frame_data_uri(frame, side)}" alt="{alt}">' if frame is not None else '<div class="empty"></div>'
+
+    figures = []
+    for number, (label, caption, x_t_image, x0_image) in enumerate(columns, 1):
+        figures.append(f'<figure data-variant="{number}" data-caption="{html.escape(caption)}">'
+                       f'<div class="label">{number}: {html.escape(label)}</div>'
+                       f'{picture(x_t_image, "x_t")}{picture(x0_image, "predicted x0")}'
+                       f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    return (f'<div class="sdviz-compare" style="--variants:{max(len(columns), 1)}">' + "".join(figures)
+            + "</div><p>top: x_t (decoded latents) · bottom: predicted x0</p>" if columns else "")
+
+
+def compare_finals(finals: list[tuple[str, np.ndarray | None]], side: int = LIVE_SIDE) -> str:
+    """The variants' final images in a row, each under its label."""
+    figures = "".join(
+        f'<figure data-variant="{number}"><div class="label">{number}: {html.escape(label)}</div>'
+        + (f'<img src="{frame_data_uri(image, side)}" alt="final image">' if image is not None
+           else '<div class="empty"></div>') + "</figure>"
+        for number, (label, image) in enumerate(finals, 1))
+    return f'<div class="sdviz-compare" style="--variants:{max(len(finals), 1)}">{figures}</div>' if finals else ""
 
 
 def _shape(dims) -> str:

@@ -6,6 +6,7 @@ handlers; everything it shows comes from `ui.handlers` and the core.
 
 from __future__ import annotations
 
+import functools
 
 import gradio as gr
 
@@ -15,6 +16,8 @@ from sdviz.settings import PREVIEW_MODES, Settings
 from ui import html, walk
 from ui.components import Dropdown, Image, Radio, Slider
 from ui import explain as explain_views
+from sdviz.comparison import ALIGNMENTS, VARIED
+from ui.compare import NOTHING, PLOT_X, POSITION_STEPS, VALUES_INFO, CompareHandlers, example_values
 from ui.explain import ExplainHandlers
 from ui.handlers import SPANS, on_spaces, random_seed
 
@@ -44,11 +47,13 @@ def build_demo(config, handlers) -> gr.Blocks:
                     "Type a prompt and press **Generate**: every denoising step is decoded as it happens.")
         diagram = gr.HTML(html.diagram(blank, default.to_dict(), "", DEFAULTS.scheduler), elem_id="diagram")
         trajectory = gr.State(None)
+        comparison = gr.State(None)  # the session's comparison (sdviz.comparison.Comparison)
         parent = gr.State(None)  # the run the shown one was forked from
         stop_signal = gr.State(None)  # the running (or queued) run's StopSignal
         written = gr.State(None)  # the run's download files, once asked for
         opened = gr.State([])  # the explaining tabs this session opened: drawn again after each run
         explainer = ExplainHandlers(handlers)
+        comparer = CompareHandlers(handlers)
 
         with gr.Row():
             with gr.Column(scale=2):
@@ -117,6 +122,36 @@ def build_demo(config, handlers) -> gr.Blocks:
                     fork_view = gr.Image(show_label=False, format="png", interactive=False, elem_id="fork-view")
                     fork_plot = gr.LinePlot(x="step", y="value", color="curve", title="distance to each run's final image",
                                             height=240, elem_id="fork-plot")
+            with gr.Tab("Compare", elem_id="compare-tab"):
+                gr.Markdown(walk.COMPARE_INTRO)
+                with gr.Row():
+                    vary_first = Dropdown(list(VARIED), value="scheduler", label="Vary", elem_id="vary-first")
+                    vary_first_values = gr.Textbox(value=example_values("scheduler"), label="its values",
+                                                   info=VALUES_INFO, elem_id="vary-first-values", scale=3)
+                with gr.Row():
+                    vary_second = Dropdown([("nothing else", NOTHING), *((n, n) for n in VARIED)], value=NOTHING,
+                                           label="and vary", elem_id="vary-second")
+                    vary_second_values = gr.Textbox(value="", label="its values", info=VALUES_INFO,
+                                                    elem_id="vary-second-values", scale=3)
+                with gr.Row():
+                    align = Radio(list(ALIGNMENTS), value="progress", label="Line the runs up by",
+                                  info="progress: the same share of each run's steps; sigma: the same noise level",
+                                  elem_id="align")
+                    compare = gr.Button("Compare", variant="primary", elem_id="compare")
+                compare_status = gr.HTML(html.status(), elem_id="compare-status")
+                position = gr.Slider(0, POSITION_STEPS, value=POSITION_STEPS, step=1, interactive=False,
+                                     label="Where along the runs (% of the way from the noise to the image)",
+                                     elem_id="compare-position")
+                compare_columns = gr.HTML(elem_id="compare-columns")
+                variants_plot = gr.LinePlot(x=PLOT_X, y="distance", color="variant", y_title="mean |x0 − final|",
+                                           title="each variant's predicted x0: distance to its final image",
+                                           height=260, elem_id="compare-plot")
+                compare_note = gr.Markdown(elem_id="compare-note")
+                gr.Markdown("**The final images** (the full decoder):")
+                compare_finals = gr.HTML(elem_id="compare-finals")
+                compare_files_button = gr.Button("Grid PNG, GIF and MP4 of the comparison", size="sm",
+                                                 elem_id="compare-files-button")
+                compare_files = gr.File(label="the comparison", file_count="multiple", elem_id="compare-files")
             with gr.Tab("Noise schedule", elem_id="schedule-tab") as schedule_tab:
                 gr.Markdown(walk.SCHEDULE_INTRO)
                 schedule_plot = gr.LinePlot(x="step", y="value", color="curve", title="this run's noise levels",
@@ -211,8 +246,23 @@ def build_demo(config, handlers) -> gr.Blocks:
             # the explorer is drawn for the new run even when the slider lands on the value it had
             explained(event.success(handlers.finish, trajectory, after, **again, **private))
             event.failure(handlers.refused, None, status, show_progress="hidden", **private)
+        compare_run = compare.click(**arm).then(
+            comparer.stream, [stop_signal, prompt, negative, model, scheduler, steps, guidance, seed, width, height,
+                              eta, preview, every, vary_first, vary_first_values, vary_second, vary_second_values,
+                              align], [compare_status, compare_columns, comparison], **run_options, **again)
+        compare_run.success(lambda: None, None, compare_files, show_progress="hidden", **private).then(
+            comparer.finish, [comparison, align], [position, compare_columns, variants_plot, compare_note,
+                                                   compare_finals], show_progress="hidden", **private)
+        compare_run.failure(handlers.refused, None, compare_status, show_progress="hidden", **private)
+        for trigger in (position.change, align.change):
+            trigger(comparer.show, [comparison, position, align], [compare_columns, variants_plot, compare_note],
+                    concurrency_limit=None, show_progress="hidden", **private)
+        for menu, values in ((vary_first, vary_first_values), (vary_second, vary_second_values)):
+            menu.input(functools.partial(example_values, models=[name for _, name in _model_choices(config)]),
+                       [menu, prompt], values, show_progress="hidden", **private)
+        compare_files_button.click(comparer.downloads, comparison, compare_files, **private)
         if on_spaces():  # ZeroGPU: the run is in another process, where only gradio's cancel reaches
-            stopping = stop.click(None, cancels=[txt2img_run, img2img_run, fork_run], **private)
+            stopping = stop.click(None, cancels=[txt2img_run, img2img_run, fork_run, compare_run], **private)
             explained(stopping.then(handlers.finish, trajectory, after, **private))  # a cancelled run never finishes
         else:
             stop.click(handlers.stop, stop_signal, None, concurrency_limit=None, **private)
@@ -244,8 +294,8 @@ def build_demo(config, handlers) -> gr.Blocks:
         compare_align = gr.Textbox(visible=False, value="progress", label="align")  # progress or sigma
         for name, fn, extra, image_label, files_label in (
                 ("generate", handlers.api_generate, [init_image, strength], "final image", "trajectory files"),
-                ("compare", handlers.api_compare, [compare_vary, compare_align], "comparison grid",
-                 "compare.json, compare.gif, each variant's trajectory")):
+                ("compare", comparer.api, [compare_vary, compare_align], "comparison grid",
+                 "compare.json, compare.gif, compare.mp4, each variant's trajectory")):
             outputs = [gr.Image(label=image_label, visible=False, format="png"),
                        gr.File(label=files_label, visible=False, file_count="multiple")]
             gr.Button(visible=False).click(fn, api_inputs + extra, outputs, api_name=name,

@@ -30,6 +30,12 @@ LATENT_INTRO = """### Latent space
 The UNet never sees pixels. The VAE's encoder compresses an image into a few latent channels; its decoder
 turns latents back into an image. Every step of the run happens in this small space."""
 
+COMPARE_INTRO = """### Compare: one seed through different choices
+The settings on the left, with one or two of them varied (two give every combination, 8 variants at most),
+all from the same seed. The variants run one after another, each into its own column. Then one slider lines
+them up: by **progress** (the same share of each run's steps) or by **sigma** (the same noise level, so a run
+with more steps, or a second-order scheduler's doubled entries, is shown where its noise is the same)."""
+
 SECTIONS = (
     ("1. Three components", "A text encoder turns the prompt into numbers, a UNet removes noise from a "
      "latent image step by step, and a VAE decoder turns the final latents into pixels. Below: the model of "

@@ -1,0 +1,321 @@
+"""Comparing runs: one seed through different choices, side by side.
+
+A comparison is 2 to MAX_VARIANTS variants of one run's settings, differing in any of
+VARIED (the product of the values given). Each variant is an ordinary run with its own
+trajectory. Runs with different step counts, or second-order schedulers with their doubled
+entries, are lined up at a position from 0 (the noise) to 1 (the image):
+
+    progress  the same share of the run's scheduler entries done
+    sigma     the same noise level: the step whose log sigma is nearest to the level that
+              lies `position` of the way from the highest starting level to the lowest end
+
+`compare(model, settings, vary)` runs every variant and returns a `Comparison`, which draws the
+grid (one column per variant), animates the lined-up runs (GIF, MP4) and writes what
+`python -m sdviz compare` writes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from sdviz.settings import Settings
+
+MAX_VARIANTS = 8
+VARIED = {"scheduler": str, "steps": int, "guidance": float, "eta": float, "prompt": str, "negative_prompt": str,
+          "model": str}  # what a variant may change, and how its values are read
+TEXT_SEPARATOR = "|"  # prompts hold commas, so their values are separated by this
+ALIGNMENTS = ("progress", "sigma")
+GRID_ROWS = 6  # lined-up points in the grid: the noise side to the image
+VIDEO_FRAMES = 24  # lined-up points in compare.gif and compare.mp4
+FORMAT = "sdviz-compare/1"
+
+
+def parse_vary(text: str) -> tuple[str, list]:
+    """'scheduler=ddim,euler_a' -> ('scheduler', ['ddim', 'euler_a']); prompts split on '|'."""
+    name, _, values = str(text).partition("=")
+    name = name.strip().replace("-", "_")
+    if name not in VARIED or not values.strip():
+        raise ValueError(f"vary {text!r:.80} is not NAME=VALUE,VALUE...; allowed names: {', '.join(VARIED)}")
+    separator = TEXT_SEPARATOR if name in ("prompt", "negative_prompt") else ","
+    return name, _read(name, [v.strip() for v in values.split(separator)])
+
+
+def _read(name: str, values: list) -> list:
+    read = []
+    for value in values:
+        try:
+            read.append(VARIED[name](value))
+        except (TypeError, ValueError):
+            raise ValueError(f"vary {name}: {value!r:.60} is not a value of {name}; allowed: "
+                             f"{VARIED[name].__name__} values") from None
+    return read
+
+
+def read_vary(vary) -> list[tuple[str, list]]:
+    """What to vary, as the Python API takes it: {'scheduler': ['ddim', 'euler']}, or a list of
+    'NAME=V1,V2' strings (the CLI's --vary), or of (name, values) pairs."""
+    if isinstance(vary, str):
+        vary = [vary]
+    items = vary.items() if isinstance(vary, dict) else vary
+    read = []
+    for item in items:
+        if isinstance(item, str):
+            read.append(parse_vary(item))
+            continue
+        name, values = item
+        if name not in VARIED:
+            raise ValueError(f"vary {name!r:.40} is not a setting a variant may change; allowed: {', '.join(VARIED)}")
+        read.append((name, _read(name, [values] if isinstance(values, str) else list(values))))
+    return read
+
+
+def variants(base: Settings, vary: list[tuple[str, list]], model: str | None = None) -> list[dict]:
+    """Every combination of the varied values over `base`: [{'settings', 'model', 'label'}, ...]."""
+    if not vary:
+        raise ValueError("vary: nothing is varied; allowed: one or more NAME=VALUE,VALUE... "
+                         f"with names {', '.join(VARIED)}")
+    names = [name for name, _ in vary]
+    if len(set(names)) != len(names):
+        raise ValueError(f"vary: {', '.join(names)} names one setting twice; give each once with all its values")
+    combinations = list(itertools.product(*(values for _, values in vary)))
+    if not 2 <= len(combinations) <= MAX_VARIANTS:
+        raise ValueError(f"vary gives {len(combinations)} variants ({' x '.join(str(len(v)) for _, v in vary)}); "
+                         f"allowed: 2 to {MAX_VARIANTS}")
+    out = []
+    for values in combinations:
+        chosen = dict(zip(names, values))
+        source = chosen.pop("model", model)
+        out.append({"settings": replace(base, **chosen), "model": source,
+                    "label": ", ".join(f"{name}={value}" for name, value in zip(names, values))})
+    return out
+
+
+# --- lining runs up ------------------------------------------------------------------------------
+
+def check_alignment(by: str) -> str:
+    if by not in ALIGNMENTS:
+        raise ValueError(f"align {by!r:.40} is not a choice; allowed: {', '.join(ALIGNMENTS)}")
+    return by
+
+
+def _log_sigmas(trajectory) -> np.ndarray:
+    return np.log([max(s.sigma, 1e-8) for s in trajectory.steps])
+
+
+def _sigma_range(trajectories) -> tuple[float, float]:
+    """(highest starting log sigma, lowest final log sigma) over the runs that have steps."""
+    logs = [_log_sigmas(t) for t in trajectories if t.steps]
+    return max(float(v[0]) for v in logs), min(float(v[-1]) for v in logs)
+
+
+def at(trajectories, position: float, by: str = "progress") -> list[int | None]:
+    """Each trajectory's step index at `position` (0: the noise side, 1: the image); None for a run
+    with no steps."""
+    check_alignment(by)
+    position = min(max(float(position), 0.0), 1.0)
+    if by == "progress":
+        return [round(position * (len(t.steps) - 1)) if t.steps else None for t in trajectories]
+    if not any(t.steps for t in trajectories):
+        return [None] * len(trajectories)
+    high, low = _sigma_range(trajectories)
+    target = high + (low - high) * position
+    return [int(np.abs(_log_sigmas(t) - target).argmin()) if t.steps else None for t in trajectories]
+
+
+def positions(trajectories, by: str = "progress") -> list[list[float]]:
+    """Each step's position from 0 to 1 in each trajectory, as `at` reads positions: the x axis on
+    which the runs' curves line up."""
+    check_alignment(by)
+    if by == "progress":
+        return [[i / max(len(t.steps) - 1, 1) for i in range(len(t.steps))] for t in trajectories]
+    high, low = _sigma_range(trajectories) if any(t.steps for t in trajectories) else (0.0, 0.0)
+    span = (low - high) or 1.0
+    return [[float(v) for v in (_log_sigmas(t) - high) / span] if t.steps else [] for t in trajectories]
+
+
+def align(trajectories, rows: int = GRID_ROWS, by: str = "progress") -> list[list[int]]:
+    """For each of `rows` points from the start to the end, each trajectory's step index there."""
+    return [at(trajectories, k / max(rows - 1, 1), by) for k in range(rows)]
+
+
+# --- a comparison ------------------------------------------------------------------------------
+
+@dataclass
+class Comparison:
+    """The variants' trajectories, lined up `by` progress or sigma. decoders[i](record, alone) gives
+    variant i's frames again from its latents (its run's preview decoder) when they are not kept."""
+
+    trajectories: list
+    labels: list[str]
+    by: str = "progress"
+    vary: dict[str, list] = field(default_factory=dict)
+    decoders: list[Callable | None] = field(default_factory=list, repr=False)
+
+    def __post_init__(self):
+        check_alignment(self.by)
+        self.decoders = list(self.decoders) or [None] * len(self.trajectories)
+
+    @property
+    def folders(self) -> list[str]:
+        return [folder_name(index, label) for index, label in enumerate(self.labels)]
+
+    def frames(self, position: float, by: str | None = None) -> list[tuple[int | None, tuple | None]]:
+        """(step index, (x_t frame, x0 frame)) of every variant at `position`; (None, None) for one with no steps."""
+        out = []
+        for traj, decode, index in zip(self.trajectories, self.decoders, at(self.trajectories, position, by or self.by)):
+            out.append((index, None if index is None else traj.step_frames(index, decode)))
+        return out
+
+    def settled(self) -> list[int | None]:
+        """Each variant's first step index from which its x0 stays near its final image (see
+        sdviz.explain.settled_step); None where it never does or the distances were not computed."""
+        from sdviz.explain import settled_step
+
+        return [settled_step(t.distance_to_final["x0"]) if t.distance_to_final else None for t in self.trajectories]
+
+    def grid(self, rows: int = GRID_ROWS):
+        """A PIL image: one column per variant, one row per lined-up point (x_t after that step), and the
+        final images beneath."""
+        from sdviz.export import sheet
+
+        table = []
+        for row in range(rows):
+            position = row / max(rows - 1, 1)
+            cells = []
+            for traj, (index, frames) in zip(self.trajectories, self.frames(position)):
+                note = "" if index is None else (f"step {index + 1}/{len(traj.steps)}" if self.by == "progress"
+                                                 else f"sigma {traj.steps[index].sigma:.3g}")
+                cells.append((note, None if frames is None else frames[0]))
+            table.append((f"{round(100 * position)}%", cells))
+        table.append(("final", [(f"{k + 1}: {_values(label)}"[:14], t.final_image)
+                                for k, (t, label) in enumerate(zip(self.trajectories, self.labels))]))
+        title = "; ".join(f"{k + 1}: {label}" for k, label in enumerate(self.labels))
+        return sheet(table, f"lined up by {self.by}. {title}")
+
+    def video_frames(self, count: int = VIDEO_FRAMES) -> list[np.ndarray]:
+        """Every variant's x_t side by side at `count` lined-up points, numbered as in the grid."""
+        from sdviz.export import MIN_VIDEO_SIDE, enlarge
+
+        pictures = []
+        for k in range(count):
+            row = [frames[0] for _, frames in self.frames(k / max(count - 1, 1)) if frames is not None]
+            height = max(f.shape[0] for f in row)
+            gap = np.full((height, max(2, height // 32), 3), 255, np.uint8)
+            strip = np.concatenate([p for f in row for p in (np.pad(f, ((0, height - f.shape[0]), (0, 0), (0, 0)),
+                                                                     constant_values=255), gap)][:-1], axis=1)
+            pictures.append(enlarge(strip, MIN_VIDEO_SIDE // 2))
+        return pictures
+
+    def save_gif(self, path, fps: float = 8.0) -> Path:
+        from sdviz.export import write_gif
+
+        return write_gif(self.video_frames(), path, fps)
+
+    def save_mp4(self, path, fps: float = 8.0) -> Path:
+        from sdviz.export import write_mp4
+
+        return write_mp4(self.video_frames(), path, fps)
+
+    def summary(self) -> dict[str, Any]:
+        """compare.json: how the runs line up, what was varied, and per variant its folder, label,
+        settings, steps, whether it finished and the step (from 1) where its layout settled."""
+        variants_ = []
+        for folder, label, traj, settled in zip(self.folders, self.labels, self.trajectories, self.settled()):
+            variants_.append({"folder": folder, "label": label, "settings": traj.settings, "steps": len(traj.steps),
+                              "complete": traj.complete, "settled_step": None if settled is None else settled + 1})
+        return {"format": FORMAT, "align": self.by, "vary": self.vary, "variants": variants_}
+
+    def save(self, out) -> dict[str, Path]:
+        """Writes compare.json, compare.png, compare.gif and compare.mp4 to `out` (`compare(out=...)`
+        writes each variant's render folder beside them)."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        written = {"png": out / "compare.png", "gif": out / "compare.gif", "mp4": out / "compare.mp4",
+                   "json": out / "compare.json"}
+        self.grid().save(written["png"])
+        self.save_gif(written["gif"])
+        self.save_mp4(written["mp4"])
+        written["json"].write_text(json.dumps(self.summary(), indent=1) + "\n")
+        return written
+
+
+SHOWN = ("x_t", "x_next", "x0_pred")  # a comparison shows x_t and x0: the latents a long-lived one keeps
+
+
+def keep_shown(trajectory) -> None:
+    """Releases each step's noise predictions (guided and both halves), which a comparison does not show,
+    keeping x_t and x0: at SD 1.5's 512 x 512 a step then holds 128 KB of latents instead of 320 KB.
+    The trajectory can still be shown, lined up and decoded; it can no longer be saved or forked."""
+    for record in trajectory.steps:
+        record.noise_uncond = record.noise_cond = record.noise_pred = None
+
+
+def compare(model, settings: Settings, vary, init_image=None, by: str = "progress", attention: bool = False,
+            out=None, callback: Callable | None = None, device: str | None = None) -> Comparison:
+    """Runs every variant of `settings` that `vary` gives ({'scheduler': ['ddim', 'euler']}, see
+    `read_vary`) with `model` (a loaded model; None: the embedded one; varied models are loaded by
+    their source, on `device` or the model's), one after another, and returns the Comparison. With `out`,
+    writes what `python -m sdviz compare --out` writes. callback(variant_index, record, total) is
+    called at every step."""
+    from sdviz.explain import distance_to_final
+    from sdviz.frames import FrameCache
+    from sdviz.models import check_source, load_model
+    from sdviz.sampler import Run
+    from sdviz.settings import validate
+
+    check_alignment(by)
+    vary = read_vary(vary)
+    chosen = variants(settings, vary)
+    models = {None: model} if model is not None else {}
+    device = device if device is not None or model is None else str(model.device)
+    for variant in chosen:  # every variant's settings and model, before any model work
+        variant["settings"] = validate(variant["settings"], img2img=init_image is not None)
+        if variant["model"] is not None:
+            check_source(variant["model"])
+    trajectories, decoders = [], []
+    for index, variant in enumerate(chosen):
+        source = variant["model"]
+        if source not in models:
+            models[source] = load_model(source, device=device)
+        capture = None
+        if attention:
+            from sdviz.attention import AttentionCapture
+
+            capture = AttentionCapture(models[source])
+        run = Run(models[source], variant["settings"], init_image=init_image, capture=capture)
+        for record in run:
+            if callback is not None:
+                callback(index, record, run.total)
+        traj, decode = run.trajectory, run.previewer.record_frames
+        if traj.steps:
+            distance_to_final(traj, decode)
+        if out is not None:  # each variant written as it ends, so its frames can go
+            from sdviz.export import write_run
+
+            write_run(traj, Path(out) / folder_name(index, variant["label"]), decode, run.previewer)
+        traj.frame_cache = FrameCache(max(1, FrameCache().max_bytes // len(chosen)))
+        for record in traj.steps:  # the comparison keeps latents; frames are decoded again when drawn
+            traj.frame_cache.take(record)
+        trajectories.append(traj)
+        decoders.append(decode)
+    comparison = Comparison(trajectories, [v["label"] for v in chosen], by, dict(vary), decoders)
+    if out is not None:
+        comparison.save(out)
+    return comparison
+
+
+def _values(label: str) -> str:
+    """'scheduler=ddim, guidance=7.5' -> 'ddim 7.5': a variant's values, for a caption."""
+    return " ".join(part.split("=", 1)[-1] for part in label.split(", "))
+
+
+def folder_name(index: int, label: str) -> str:
+    """A variant's folder: its number and its varied values, in characters safe in any file system."""
+    safe = "".join(c if c.isalnum() or c in "._=-" else "-" for c in label.replace(", ", "_"))
+    return f"{index + 1:02d}_{safe[:60].strip('-')}" or f"{index + 1:02d}"

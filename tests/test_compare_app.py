@@ -1,0 +1,142 @@
+"""The Compare tab's handlers in process, on the embedded model: variants streamed one after another into
+their columns, each the run `generate` makes; lined up by one slider; a session's comparison bounded in
+memory; Stop and the host's limits; the downloads."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import replace
+
+import gradio as gr
+import numpy as np
+import pytest
+from PIL import Image
+
+import sdviz
+from sdviz.comparison import at
+from sdviz.frames import DEFAULT_MAX_BYTES
+from ui.compare import CompareHandlers, example_values
+from ui.handlers import StopSignal
+
+PROMPT = "a large red circle on the left on a blue background"
+
+
+@pytest.fixture(scope="module")
+def comparer(handlers):
+    return CompareHandlers(handlers)
+
+
+def stream(comparer, first=("scheduler", "ddim, heun"), second=("guidance", "1, 7.5"), stop_signal=None,
+           on_update=None, **settings):
+    values = dict(prompt=PROMPT, negative_prompt="", model=None, scheduler="ddim", steps=6, guidance=7.5, seed=4,
+                  width=None, height=None, eta=0.0, preview="full", every=1) | settings
+
+    async def follow():
+        updates = []
+        async for update in comparer.stream(stop_signal, *values.values(), *first, *second, "progress"):
+            updates.append(update)
+            if on_update is not None:
+                on_update(update)
+        return updates
+
+    return asyncio.run(follow())
+
+
+def captions(columns_html: str) -> list[str]:
+    return re.findall(r'data-caption="([^"]*)"', columns_html)
+
+
+def test_variants_stream_one_after_another_and_each_is_its_own_run(comparer, embedded):
+    updates = stream(comparer)
+    comparison = updates[-1][2]
+    assert comparison.labels == ["scheduler=ddim, guidance=1.0", "scheduler=ddim, guidance=7.5",
+                                 "scheduler=heun, guidance=1.0", "scheduler=heun, guidance=7.5"]
+    shown = [captions(columns) for _, columns, _ in updates]
+    assert all(len(c) == 4 for c in shown)
+    # live: the first variant steps while the others wait, then the second steps beside the first's end
+    assert any(c[0].startswith("step ") and c[1:] == ["waiting"] * 3 for c in shown)
+    assert any(c[0].startswith("done") and c[1].startswith("step ") and c[2] == "waiting" for c in shown)
+    assert shown[-1] == ["done: 6 steps", "done: 6 steps", "done: 11 steps", "done: 11 steps"]
+    for traj, label in zip(comparison.trajectories, comparison.labels):
+        scheduler, guidance = (part.split("=")[1] for part in label.split(", "))
+        alone = sdviz.generate(embedded, sdviz.Settings(prompt=PROMPT, steps=6, seed=4, scheduler=scheduler,
+                                                        guidance=float(guidance)))
+        np.testing.assert_array_equal(traj.final_image, alone.final_image)
+        np.testing.assert_array_equal(traj.steps[2].x0_pred, alone.steps[2].x0_pred)
+    # the session keeps x_t and x0 latents, and frames within one cache's bound shared by the variants
+    assert all(s.noise_pred is None and s.noise_cond is None for t in comparison.trajectories for s in t.steps)
+    assert sum(t.frame_cache.nbytes for t in comparison.trajectories) <= DEFAULT_MAX_BYTES
+
+    slider, columns, plot, note, finals = comparer.finish(comparison, "progress")
+    assert slider["interactive"] is True and slider["value"] == 100
+    assert finals.count("<img") == 4 and "1: scheduler=ddim, guidance=1.0" in finals
+    assert set(plot["variant"]) == {*(f"{n}: {label}" for n, label in enumerate(comparison.labels, 1)), "slider"}
+    first = re.search(r"\*\*(\d): (.*?)\*\* settles its layout first, (\d+)% of the way", note)
+    settled = comparison.settled()
+    shares = [(s + 1) / len(t.steps) for s, t in zip(settled, comparison.trajectories)]
+    assert first and int(first.group(1)) == 1 + int(np.argmin(shares))
+
+    for by in ("progress", "sigma"):  # the slider lines the variants up at its position
+        columns, plot, note = comparer.show(comparison, 40, by)
+        expected = at(comparison.trajectories, 0.4, by)
+        assert [c.split(" · ")[0] for c in captions(columns)] == [
+            f"step {i + 1}/{len(t.steps)}" for i, t in zip(expected, comparison.trajectories)]
+        assert set(plot.loc[plot["variant"] == "slider", "position (%)"]) == {40.0}
+    ddim, heun = (at(comparison.trajectories, 0.4, by) for by in ("progress", "sigma"))
+    assert ddim != heun  # by noise level, Heun's doubled entries put it elsewhere than by progress
+    frames = comparison.trajectories[2].step_frames(at(comparison.trajectories, 0.4, "sigma")[2],
+                                                    comparer.handlers._decoder(comparison.trajectories[2]))
+    assert frames[0].shape == tuple(comparison.trajectories[2].shapes["image"][1:]) + (3,)
+
+
+def test_stop_ends_the_comparison_and_the_variants_share_one_runs_time(comparer, handlers):
+    signal = StopSignal()
+    updates = stream(comparer, ("scheduler", "ddim, euler, heun"), ("", ""), stop_signal=signal, steps=8,
+                     on_update=lambda update: "step 2/" in update[1] and signal.event.set())
+    comparison = updates[-1][2]
+    assert [len(t.steps) for t in comparison.trajectories][1:] == [0, 0]  # the later variants never started
+    assert 2 <= len(comparison.trajectories[0].steps) < 8
+    assert "1 of 3 variants finished" not in updates[-1][0] and "0 of 3 variants finished" in updates[-1][0]
+    assert "not run" in comparer.finish(comparison, "progress")[3]
+
+    short = CompareHandlers(handlers)
+    short.limits = replace(handlers.limits, run_seconds=1e-3)  # the first variant uses it all up
+    comparison = stream(short, ("scheduler", "ddim, euler"), ("", ""))[-1][2]
+    first, second = comparison.trajectories
+    assert "the run-time limit is" in " ".join(first.warnings)
+    assert not second.steps and not second.warnings  # never started
+    assert comparer.finish(comparison, "progress")[3].count("not run") == 2 - bool(first.steps)
+
+    few = CompareHandlers(handlers)
+    few.limits = replace(handlers.limits, compare_steps=10)
+    with pytest.raises(gr.Error, match=r"comparison of 2 variants with 6 \+ 6 = 12 steps is over this server's "
+                                       r"limit; allowed: up to 10 steps in all \(SDVIZ_MAX_COMPARE_STEPS\)"):
+        stream(few, ("scheduler", "ddim, euler"), ("", ""))
+
+
+@pytest.mark.parametrize("first,second,message", [
+    (("colour", "red, blue"), ("", ""), "vary 'colour=red, blue' is not NAME=VALUE,VALUE...; allowed names: scheduler"),
+    (("steps", "4, many"), ("", ""), "vary steps: 'many' is not a value of steps; allowed: int values"),
+    (("eta", ""), ("", ""), "vary 'eta=' is not NAME=VALUE"),
+    (("scheduler", "ddim, bogus"), ("", ""), "unknown scheduler 'bogus'"),
+    (("guidance", "1, 2, 3"), ("steps", "2, 3, 4"), "vary gives 9 variants (3 x 3); allowed: 2 to 8"),
+    (("guidance", "1, 2"), ("guidance", "3, 4"), "names one setting twice"),
+    (("steps", "2, 500"), ("", ""), "steps 500 is over this server's limit; allowed: 1..200"),
+])
+def test_bad_variants_are_refused_before_any_run(comparer, first, second, message):
+    with pytest.raises(gr.Error, match=re.escape(message)):
+        stream(comparer, first, second)
+
+
+def test_downloads_and_the_values_offered(comparer):
+    comparison = stream(comparer, ("steps", "3, 5"), ("", ""))[-1][2]
+    files = asyncio.run(comparer.downloads(comparison))
+    assert [f.rsplit("/", 1)[1] for f in files] == ["compare.png", "compare.json", "compare.gif", "compare.mp4"]
+    grid = Image.open(files[0])
+    one = sdviz.comparison.Comparison(comparison.trajectories[:1], comparison.labels[:1], decoders=[
+        comparer.handlers._decoder(comparison.trajectories[0])]).grid()
+    assert grid.width > one.width and grid.height == one.height  # a column more
+    with pytest.raises(gr.Error, match="there is no comparison yet"):
+        asyncio.run(comparer.downloads(None))
+    assert example_values("scheduler").count(",") >= 2 and example_values("prompt", PROMPT).startswith(PROMPT)

@@ -1,0 +1,269 @@
+"""The Compare tab's handlers: one seed through 2 to 8 variants of the settings on the page, streamed
+one variant after another into columns side by side, then lined up by one slider (by progress
+through each run, or by noise level), their distance-to-final curves in one plot, their final
+images in a row, and the grid, GIF and MP4 written when asked for. Also the /compare endpoint.
+
+The session keeps a `sdviz.comparison.Comparison` in `gr.State`: each variant's x_t and x0 latents
+(`keep_shown`), and frames in one bounded cache shared out between the variants (`FrameCache`); any
+step not cached is decoded again from its latents when it is shown. The variants' steps add up to at
+most the host's SDVIZ_MAX_COMPARE_STEPS, so the latents are bounded too (see docs/BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import replace
+
+import gradio as gr
+import pandas as pd
+
+from sdviz import comparison as comparing
+from sdviz.explain import SETTLED_DISTANCE, distance_to_final
+from sdviz.frames import DEFAULT_MAX_BYTES, FrameCache
+from sdviz.settings import Settings, check_text
+from ui import html
+from ui.handlers import DISPLAY_RATE, _event, iterate, user_errors, write_trajectory_zip
+from ui.streaming import follow
+
+NOTHING = ""  # the second "vary" menu's empty choice
+POSITION_STEPS = 100  # the shared slider runs 0..100 (% of the way from the noise to the image)
+PLOT_X = "position (%)"
+VALUES_INFO = f"commas between values; prompts separated by {comparing.TEXT_SEPARATOR}"
+
+
+def example_values(name: str, prompt: str = "", models: list[str] | None = None) -> str:
+    """Values to start from when a setting is picked to vary (the user edits them)."""
+    examples = {"scheduler": "ddim, euler, dpmpp_2m_karras, heun", "steps": "10, 20, 40", "guidance": "1, 4, 7.5",
+                "eta": "0, 0.5, 1", "prompt": f"{prompt} {comparing.TEXT_SEPARATOR} "
+                                          "a small yellow triangle at the top on a purple background",
+                "negative_prompt": f" {comparing.TEXT_SEPARATOR} red", "model": ", ".join(models or [])}
+    return examples.get(name, "")
+
+
+def read_vary(first_name, first_values, second_name, second_values) -> list[tuple[str, list]]:
+    """The two vary rows as (name, values); an empty second row is left out."""
+    rows = []
+    for name, values in ((first_name, first_values), (second_name, second_values)):
+        name = check_text("vary", NOTHING if name is None else name, 40).strip()
+        values = check_text(f"vary {name} values", values or "", 2000)
+        if name == NOTHING:
+            continue
+        rows.append(comparing.parse_vary(f"{name}={values}"))
+    return rows
+
+
+def distance_plot(comparison, position: float) -> pd.DataFrame:
+    """Every variant's predicted-x0 distance to its final image, over the shared position, and the
+    slider's position marked."""
+    rows = []
+    xs = comparing.positions(comparison.trajectories, comparison.by)
+    for number, (label, traj, x) in enumerate(zip(comparison.labels, comparison.trajectories, xs), 1):
+        if traj.distance_to_final:
+            rows += [(100 * p, d, f"{number}: {label}") for p, d in zip(x, traj.distance_to_final["x0"])]
+    frame = pd.DataFrame(rows, columns=[PLOT_X, "distance", "variant"])
+    if frame.empty:
+        return frame
+    low, high = float(frame["distance"].min()), float(frame["distance"].max())
+    mark = pd.DataFrame({PLOT_X: [100 * position] * 2, "distance": [low, high], "variant": ["slider"] * 2})
+    return pd.concat([frame, mark], ignore_index=True)
+
+
+def settled_text(comparison) -> str:
+    """Which variant's layout settles first, in share of its own run."""
+    lines, order = [], []
+    for number, (label, traj, settled) in enumerate(zip(comparison.labels, comparison.trajectories,
+                                                        comparison.settled()), 1):
+        if not traj.steps:
+            lines.append(f"- {number}: {label}: not run (the comparison was stopped, or reached its time limit)")
+            continue
+        if settled is None:
+            lines.append(f"- {number}: {label}: its predicted x0 never stays within {SETTLED_DISTANCE} of its final "
+                         "image")
+            continue
+        share = (settled + 1) / len(traj.steps)
+        order.append((share, number, label))
+        lines.append(f"- {number}: {label}: settles at step {settled + 1} of {len(traj.steps)} "
+                     f"({100 * share:.0f}% of its run)")
+    head = ""
+    if order:
+        share, number, label = min(order)
+        head = (f"**{number}: {label}** settles its layout first, {100 * share:.0f}% of the way through its run "
+                f"(the predicted x0 stays within {SETTLED_DISTANCE} of its final image from there on).\n\n")
+    return head + "\n".join(lines)
+
+
+class VariantStop:
+    """A variant's stop: set by its own end (ui.streaming stops every run it followed) or by the session's
+    Stop, which must reach every later variant too, while one variant's end must not stop the next."""
+
+    def __init__(self, session):
+        self.own, self.session = threading.Event(), session
+
+    def set(self) -> None:
+        self.own.set()
+
+    def is_set(self) -> bool:
+        return self.own.is_set() or (self.session is not None and self.session.is_set())
+
+
+class CompareHandlers:
+    def __init__(self, handlers):
+        self.handlers, self.threads, self.files = handlers, handlers.threads, handlers.files
+        self.limits = handlers.limits
+
+    def _runs(self, prompt, negative_prompt, model, scheduler, steps, guidance, seed, width, height, eta, preview,
+              every, vary, stop_event=None):
+        """(labels, runs): every variant checked, the host's limits included, before any model work."""
+        base = Settings(prompt=prompt, negative_prompt=negative_prompt, scheduler=scheduler, steps=steps,
+                        guidance=guidance, eta=eta, seed=seed, width=width, height=height, preview=preview, every=every)
+        chosen = comparing.variants(base, vary, model)
+        runs = []
+        for variant in chosen:
+            v = variant["settings"]
+            runs.append(self.handlers._run(v.prompt, v.negative_prompt, variant["model"], v.scheduler, v.steps,
+                                           v.guidance, v.seed, v.width, v.height, v.eta, v.preview, v.every, False,
+                                           stop_event=VariantStop(stop_event)))
+        self.limits.check_comparison([run.settings.steps for run in runs])
+        return [variant["label"] for variant in chosen], runs
+
+    async def _follow(self, runs, stop_event=None, shown_only: bool = False):
+        """Runs the variants one after another, all within one run's time limit; yields (index, records)
+        as they arrive, and after each variant (index, None), its distances computed, its frames moved
+        into its share of the session's frame cache and (shown_only) only the latents the tab shows kept."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for index, run in enumerate(runs):
+            left = self.limits.run_seconds - (loop.time() - started)
+            if left <= 0 or (stop_event is not None and stop_event.is_set()):  # time is up, or Stop was pressed
+                break
+            run.time_limit = left
+            async for records in follow(run, iterate, 1 / DISPLAY_RATE, self.threads):
+                yield index, records
+            traj = run.trajectory
+            if traj.steps:
+                await asyncio.to_thread(distance_to_final, traj, self.handlers._decoder(traj))
+            traj.frame_cache = FrameCache(max(1, DEFAULT_MAX_BYTES // len(runs)))
+            for record in traj.steps:
+                traj.frame_cache.take(record)
+            if shown_only:
+                comparing.keep_shown(traj)
+            yield index, None
+
+    def _decoders(self, comparison):
+        return replace(comparison, decoders=[self.handlers._decoder(t) for t in comparison.trajectories])
+
+    # --- the tab ------------------------------------------------------------------------------
+
+    @user_errors
+    async def stream(self, stop_signal, prompt, negative_prompt, model, scheduler, steps, guidance, seed, width,
+                     height, eta, preview, every, first_name, first_values, second_name, second_values, align):
+        """The variants, one after another, each streamed into its column: status, columns, comparison."""
+        vary = read_vary(first_name, first_values, second_name, second_values)
+        by = comparing.check_alignment(align)
+        stop_event = _event(stop_signal)
+        labels, runs = self._runs(prompt, negative_prompt, model, scheduler, steps, guidance, seed, width, height,
+                                  eta, preview, every, vary, stop_event)
+        newest = [None] * len(runs)  # each column's latest (caption, x_t frame, x0 frame)
+
+        def columns() -> str:
+            return html.compare_columns([(label, *shown) if shown else (label, "waiting", None, None)
+                                         for label, shown in zip(labels, newest)])
+
+        def status(index: int, note: str = "") -> str:
+            return html.status(note=f"variant {index + 1} of {len(runs)}: {labels[index]} {note}")
+
+        yield status(0, "· starting"), columns(), None
+        async for index, records in self._follow(runs, stop_event, shown_only=True):
+            run = runs[index]
+            if records is None:
+                traj = run.trajectory
+                if traj.steps:
+                    x_t, x0 = traj.step_frames(len(traj.steps) - 1, self.handlers._decoder(traj))
+                    newest[index] = (f"{'done' if traj.complete else 'stopped'}: {len(traj.steps)} steps", x_t, x0)
+                continue
+            decoded = [r for r in records if r.decoded]
+            if decoded:
+                record = decoded[-1]
+                newest[index] = (f"step {record.index + 1}/{run.total}", record.x_t_image, record.x0_image)
+            yield status(index, f"· step {records[-1].index + 1} of {run.total}"), columns(), gr.skip()
+        done = comparing.Comparison([run.trajectory for run in runs], labels, by, dict(vary))
+        stopped = [label for label, traj in zip(labels, done.trajectories) if not traj.complete]
+        note = f"· {len(runs) - len(stopped)} of {len(runs)} variants finished"
+        yield html.status(note=f"comparison done {note}"), columns(), done
+
+    @user_errors
+    def finish(self, comparison, align):
+        """After a comparison: the shared slider at the end, the variants there, the curves, the note and the
+        final images."""
+        if comparison is None:
+            return (gr.skip(),) * 5
+        columns, plot, note = self.show(comparison, POSITION_STEPS, align)
+        finals = html.compare_finals([(label, t.final_image) for label, t in zip(comparison.labels,
+                                                                                   comparison.trajectories)])
+        return gr.update(value=POSITION_STEPS, interactive=True), columns, plot, note, finals
+
+    @user_errors
+    def show(self, comparison, position, align):
+        """The variants lined up at the slider's position (0..100), by progress or noise level."""
+        if comparison is None:
+            return gr.skip(), gr.skip(), gr.skip()
+        comparison = self._decoders(replace(comparison, by=comparing.check_alignment(align)))
+        where = min(max(float(position or 0), 0.0), POSITION_STEPS) / POSITION_STEPS
+        return self.threads.call(self._show, comparison, where)
+
+    @staticmethod
+    def _show(comparison, where: float):
+        shown = []
+        for traj, label, (index, frames) in zip(comparison.trajectories, comparison.labels, comparison.frames(where)):
+            if index is None:
+                shown.append((label, "not run", None, None))
+                continue
+            record = traj.steps[index]
+            shown.append((label, f"step {index + 1}/{len(traj.steps)} · σ {record.sigma:.3g}", *frames))
+        by = "progress" if comparison.by == "progress" else "noise level"
+        return html.compare_columns(shown), distance_plot(comparison, where), (
+            f"Lined up by {by} at {100 * where:.0f}% of the way from the noise to the image.\n\n"
+            + settled_text(comparison))
+
+    @user_errors
+    async def downloads(self, comparison):
+        """compare.png (the grid), compare.gif, compare.mp4 and compare.json, written when asked for."""
+        if comparison is None or not any(t.steps for t in comparison.trajectories):
+            raise ValueError("compare: there is no comparison yet; press Compare first")
+        folder = self.files.new_folder()
+        files = await asyncio.to_thread(write_comparison, self._decoders(comparison), folder)
+        return [str(path) for path in files]
+
+    # --- the API ------------------------------------------------------------------------------
+
+    @user_errors
+    async def api(self, prompt, negative_prompt, model, scheduler, steps, guidance, seed, width, height,
+                  eta, preview, every, vary, align="progress"):
+        """2 to 8 variants of one run (`vary`: NAME=V1,V2 parts separated by ';', as the CLI's --vary),
+        one after another within one run's time limit; returns the grid PNG and compare.json, compare.gif,
+        compare.mp4 and each variant's trajectory zip (`<folder>.zip`, the folder compare.json names).
+        Every variant is checked against the host's limits before any model work."""
+        vary = [comparing.parse_vary(part) for part in check_text("vary", vary, 2000).split(";") if part.strip()]
+        by = comparing.check_alignment(align)
+        labels, runs = self._runs(prompt, negative_prompt, model, scheduler, steps, guidance, seed, width, height,
+                                  eta, preview, every, vary)
+        yield gr.skip(), gr.skip()
+        async for _ in self._follow(runs):
+            yield gr.skip(), gr.skip()
+        comparison = self._decoders(comparing.Comparison([run.trajectory for run in runs], labels, by, dict(vary)))
+        folder = self.files.new_folder()
+        files = await asyncio.to_thread(write_comparison, comparison, folder, True)
+        yield str(files[0]), [str(path) for path in files[1:]]
+
+
+def write_comparison(comparison, folder, zips: bool = False) -> list:
+    """compare.png, compare.json, compare.gif, compare.mp4 and (zips) each variant's trajectory as
+    `<folder>.zip`, the folder compare.json names."""
+    written = comparison.save(folder)
+    files = [written[kind] for kind in ("png", "json", "gif", "mp4")]
+    if zips:
+        files += [write_trajectory_zip(traj.with_frames(decode), folder / f"{name}.zip") for traj, decode, name
+                  in zip(comparison.trajectories, comparison.decoders, comparison.folders) if traj.steps]
+    return files
+
