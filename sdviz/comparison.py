@@ -199,17 +199,28 @@ class Comparison:
         return sheet(table, f"lined up by {self.by}. {title}")
 
     def video_frames(self, count: int = VIDEO_FRAMES) -> list[np.ndarray]:
-        """Every variant's x_t side by side at `count` lined-up points, numbered as in the grid."""
-        from sdviz.export import MIN_VIDEO_SIDE, enlarge
+        """Every variant's x_t side by side at `count` lined-up points, each under its number and values
+        (as in the grid); frames enlarged to at least half MIN_VIDEO_SIDE high, pixels kept."""
+        from PIL import Image, ImageDraw
 
+        from sdviz.export import MIN_VIDEO_SIDE, _font, enlarge
+
+        shown = [k for k, t in enumerate(self.trajectories) if t.steps]
+        sample = enlarge(self.trajectories[shown[0]].step_frames(0, self.decoders[shown[0]])[0], MIN_VIDEO_SIDE // 2)
+        height, width = sample.shape[:2]
+        gap, header = max(2, height // 32), max(14, height // 8)
+        font = _font(header - 3)
+        canvas = Image.new("RGB", (len(shown) * (width + gap) - gap, header + height), "white")
+        draw = ImageDraw.Draw(canvas)
+        for column, k in enumerate(shown):
+            draw.text((column * (width + gap) + 2, 1), f"{k + 1}: {_values(self.labels[k])}", fill="black", font=font)
         pictures = []
-        for k in range(count):
-            row = [frames[0] for _, frames in self.frames(k / max(count - 1, 1)) if frames is not None]
-            height = max(f.shape[0] for f in row)
-            gap = np.full((height, max(2, height // 32), 3), 255, np.uint8)
-            strip = np.concatenate([p for f in row for p in (np.pad(f, ((0, height - f.shape[0]), (0, 0), (0, 0)),
-                                                                     constant_values=255), gap)][:-1], axis=1)
-            pictures.append(enlarge(strip, MIN_VIDEO_SIDE // 2))
+        for point in range(count):
+            frames = self.frames(point / max(count - 1, 1))
+            for column, k in enumerate(shown):
+                frame = Image.fromarray(frames[k][1][0]).resize((width, height), Image.Resampling.NEAREST)
+                canvas.paste(frame, (column * (width + gap), header))
+            pictures.append(np.asarray(canvas).copy())
         return pictures
 
     def save_gif(self, path, fps: float = 8.0) -> Path:
@@ -249,9 +260,11 @@ SHOWN = ("x_t", "x_next", "x0_pred")  # a comparison shows x_t and x0: the laten
 
 
 def keep_shown(trajectory) -> None:
-    """Releases each step's noise predictions (guided and both halves), which a comparison does not show,
-    keeping x_t and x0: at SD 1.5's 512 x 512 a step then holds 128 KB of latents instead of 320 KB.
-    The trajectory can still be shown, lined up and decoded; it can no longer be saved or forked."""
+    """Releases what a comparison does not show: each step's noise predictions (guided and both halves)
+    and the decoded starting noise, keeping x_t and x0: at SD 1.5's 512 x 512 a step then holds 128 KB
+    of latents instead of 320 KB. The trajectory can still be shown, lined up and decoded; it can no
+    longer be saved or forked."""
+    trajectory.noise_image = None
     for record in trajectory.steps:
         record.noise_uncond = record.noise_cond = record.noise_pred = None
 

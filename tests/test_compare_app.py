@@ -66,6 +66,7 @@ def test_variants_stream_one_after_another_and_each_is_its_own_run(comparer, emb
         np.testing.assert_array_equal(traj.steps[2].x0_pred, alone.steps[2].x0_pred)
     # the session keeps x_t and x0 latents, and frames within one cache's bound shared by the variants
     assert all(s.noise_pred is None and s.noise_cond is None for t in comparison.trajectories for s in t.steps)
+    assert all(t.noise_image is None and t.final_image is not None for t in comparison.trajectories)
     assert sum(t.frame_cache.nbytes for t in comparison.trajectories) <= DEFAULT_MAX_BYTES
 
     slider, columns, plot, note, finals = comparer.finish(comparison, "progress")

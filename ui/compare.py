@@ -12,6 +12,7 @@ most the host's SDVIZ_MAX_COMPARE_STEPS, so the latents are bounded too (see doc
 from __future__ import annotations
 
 import asyncio
+import html as html_text
 import threading
 from dataclasses import replace
 
@@ -178,6 +179,8 @@ class CompareHandlers:
             run = runs[index]
             if records is None:
                 traj = run.trajectory
+                for message in traj.warnings:  # a cut prompt, an ignored eta, the time limit
+                    gr.Warning(html_text.escape(f"variant {index + 1} ({labels[index]}): {message}", quote=False))
                 if traj.steps:
                     x_t, x0 = traj.step_frames(len(traj.steps) - 1, self.handlers._decoder(traj))
                     newest[index] = (f"{'done' if traj.complete else 'stopped'}: {len(traj.steps)} steps", x_t, x0)
