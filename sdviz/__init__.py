@@ -19,7 +19,8 @@ _EXPORTS = {
     "Comparison": "sdviz.comparison", "compare": "sdviz.comparison",
 }
 _SUBMODULES = ("attention", "comparison", "explain", "export", "frames", "images", "limits", "models", "noise",
-               "plots",                "previews", "sampler", "schedule", "schedulers", "settings", "tokens", "trajectory", "views")
+               "page", "plots", "previews", "sampler", "schedule", "schedulers", "settings", "tokens", "trajectory",
+               "views")
 
 __all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""The command line: `python -m sdviz render|compare|forward|schedule|schedulers|layers`.
+"""The command line: `python -m sdviz render|compare|html|forward|schedule|schedulers|layers`.
 
 Bad input is refused before any model work with one line on stderr naming the
 value and what is allowed, and exit status 2; progress goes to stderr.
@@ -10,6 +10,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from sdviz import schedulers
 from sdviz.comparison import ALIGNMENTS, MAX_VARIANTS, TEXT_SEPARATOR, VARIED
@@ -54,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
                           help="schedulers drawn beside it in the PNG (comma-separated; '' for none)")
     schedule.add_argument("--out", type=Path, default=None, help="write the plot here as PNG")
 
+    page = commands.add_parser("html", help="a saved run (or comparison) as one self-contained page that replays it")
+    page.add_argument("run", type=Path, metavar="RUN_DIR", help="a folder `render` or `compare` wrote")
+    page.add_argument("--model", default=None,
+                      help="the run's model, to decode steps whose frames were not saved (--every N)")
+    page.add_argument("--out", default=None, type=Path, help="the page (default RUN_DIR/run.html or compare.html)")
+
     commands.add_parser("schedulers", help="list the scheduler names")
 
     layers = commands.add_parser("layers", help="the UNet's attention layers with their tensor shapes")
@@ -87,6 +95,9 @@ def _run_options(command) -> None:
     command.add_argument("--every", type=int, default=None, help="decode every N steps (the last always; default 1)")
     command.add_argument("--attention", action="store_true", help="capture cross-attention; write attention.npz and overlays")
     command.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    command.add_argument("--html", action="store_true",
+                         help="also write a self-contained page that replays the run (OUT/run.html; compare: "
+                              "OUT/compare.html)")
     command.add_argument("--out", required=True, type=Path)
 
 
@@ -120,12 +131,12 @@ def render(args) -> int:
         init_image = load_image(args.init_image) if img2img else None
     check_source(source or default_model())
     model = load_model(source, device=args.device)
-    _run_and_write(model, settings, init_image, args.attention, args.out, fork)
+    _run_and_write(model, settings, init_image, args.attention, args.out, fork, args.html)
     print(args.out / "final.png")
     return 0
 
 
-def _run_and_write(model, settings, init_image, attention: bool, out: Path, fork=None):
+def _run_and_write(model, settings, init_image, attention: bool, out: Path, fork=None, html: bool = False):
     """One run, reported on stderr, written to `out` as `render` writes it; returns the trajectory."""
     from sdviz.export import write_run
     from sdviz.sampler import Run
@@ -141,7 +152,7 @@ def _run_and_write(model, settings, init_image, attention: bool, out: Path, fork
     traj = run.trajectory
     for warning in traj.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    written = write_run(traj, out, run.previewer.record_frames, run.previewer)  # decodes the steps --every skipped
+    written = write_run(traj, out, run.previewer.record_frames, run.previewer, page=html)  # decodes what --every skipped
     print(f"wrote {len(written)} exports to {out} ({traj.timings['total']:.2f} s)", file=sys.stderr)
     return traj
 
@@ -172,7 +183,7 @@ def compare(args) -> int:
         _report(record, total)
 
     comparison = compare(model, Settings(**given), vary, init_image, by=args.align, attention=args.attention,
-                         out=args.out, callback=report, device=args.device)
+                         out=args.out, callback=report, device=args.device, page=args.html)
     for label, traj, settled in zip(comparison.labels, comparison.trajectories, comparison.settled()):
         shown = f"settles at step {settled + 1} of {len(traj.steps)}" if settled is not None else "never settles"
         print(f"{label}: the layout {shown} (x0 within {SETTLED_DISTANCE} of the final image)", file=sys.stderr)
@@ -202,6 +213,61 @@ def _fork(args, given: dict):
     check_int("fork step (at)", args.at, 0, len(parent.steps))  # these before any model work
     check_kept(parent, settings)
     return Fork(parent, args.at), settings
+
+
+def page(args) -> int:
+    """`html RUN_DIR`: the page of a saved run, or of a comparison (a folder with compare.json)."""
+    from sdviz.page import comparison_page, run_page
+
+    folder = args.run
+    if (folder / "compare.json").is_file():
+        from sdviz.comparison import Comparison
+
+        summary = json.loads((folder / "compare.json").read_text())
+        runs = [_saved_run(folder / variant["folder"], args.model) for variant in summary["variants"]]
+        comparison = Comparison([traj for traj, _, _ in runs], [v["label"] for v in summary["variants"]],
+                                summary.get("align", "progress"), decoders=[decode for _, decode, _ in runs])
+        text, out = comparison_page(comparison), args.out or folder / "compare.html"
+    else:
+        traj, decode, guidance = _saved_run(folder, args.model)
+        text, out = run_page(traj, decode, guidance=guidance), args.out or folder / "run.html"
+    out.write_text(text, encoding="utf-8")
+    print(f"{out} ({out.stat().st_size / 2**20:.2f} MB)")
+    return 0
+
+
+def _saved_run(folder: Path, model: str | None):
+    """(trajectory, decoder or None, guidance halves' frames by step) of a folder `render` wrote; the
+    decoder (the run's model, loaded) only when some step's frames were not saved."""
+    from PIL import Image
+
+    from sdviz.trajectory import Trajectory
+
+    if not (folder / "trajectory.json").is_file():
+        raise ValueError(f"RUN_DIR {str(folder)!r:.80} is not a run folder (no trajectory.json); allowed: a folder "
+                         "`render` or `compare` wrote")
+    traj = Trajectory.load(folder)
+    decode = None
+    if any(not s.decoded for s in traj.steps):
+        from sdviz.models import load_model
+        from sdviz.previews import Previewer
+
+        settings = traj.settings
+        source = model or (None if settings["model"] == _default_name() else settings["model"])
+        decode = Previewer(load_model(source), settings["preview"], settings["height"], settings["width"]).record_frames
+    guidance = {}
+    width = max(3, len(str(len(traj.steps) - 1)))
+    for step in traj.steps:
+        names = [folder / kind / f"{step.index:0{width}d}.png" for kind in ("x0_uncond", "x0_cond")]
+        if all(name.is_file() for name in names):
+            guidance[step.index] = tuple(np.asarray(Image.open(name).convert("RGB")) for name in names)
+    return traj, decode, guidance
+
+
+def _default_name() -> str:
+    from sdviz.models import default_model, display_name
+
+    return display_name(default_model())
 
 
 def forward(args) -> int:
@@ -297,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
             return forward(args)
         if args.command == "schedule":
             return schedule(args)
+        if args.command == "html":
+            return page(args)
         if args.command == "compare":
             return compare(args)
         return render(args)

@@ -270,12 +270,12 @@ def keep_shown(trajectory) -> None:
 
 
 def compare(model, settings: Settings, vary, init_image=None, by: str = "progress", attention: bool = False,
-            out=None, callback: Callable | None = None, device: str | None = None) -> Comparison:
+            out=None, callback: Callable | None = None, device: str | None = None, page: bool = False) -> Comparison:
     """Runs every variant of `settings` that `vary` gives ({'scheduler': ['ddim', 'euler']}, see
     `read_vary`) with `model` (a loaded model; None: the embedded one; varied models are loaded by
     their source, on `device` or the model's), one after another, and returns the Comparison. With `out`,
-    writes what `python -m sdviz compare --out` writes. callback(variant_index, record, total) is
-    called at every step."""
+    writes what `python -m sdviz compare --out` writes (page: and compare.html, the page that replays the
+    comparison). callback(variant_index, record, total) is called at every step."""
     from sdviz.explain import distance_to_final
     from sdviz.frames import FrameCache
     from sdviz.models import check_source, load_model
@@ -311,7 +311,7 @@ def compare(model, settings: Settings, vary, init_image=None, by: str = "progres
         if out is not None:  # each variant written as it ends, so its frames can go
             from sdviz.export import write_run
 
-            write_run(traj, Path(out) / folder_name(index, variant["label"]), decode, run.previewer)
+            write_run(traj, Path(out) / folder_name(index, variant["label"]), decode, run.previewer, page)
         traj.frame_cache = FrameCache(max(1, FrameCache().max_bytes // len(chosen)))
         for record in traj.steps:  # the comparison keeps latents; frames are decoded again when drawn
             traj.frame_cache.take(record)
@@ -320,6 +320,10 @@ def compare(model, settings: Settings, vary, init_image=None, by: str = "progres
     comparison = Comparison(trajectories, [v["label"] for v in chosen], by, dict(vary), decoders)
     if out is not None:
         comparison.save(out)
+        if page:
+            from sdviz.page import comparison_page
+
+            (Path(out) / "compare.html").write_text(comparison_page(comparison), encoding="utf-8")
     return comparison
 
 

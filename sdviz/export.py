@@ -210,10 +210,11 @@ def export_all(trajectory, folder: str | Path, previewer=None) -> dict[str, Path
     return out
 
 
-def write_run(trajectory, folder: str | Path, decode=None, previewer=None) -> dict[str, Path]:
+def write_run(trajectory, folder: str | Path, decode=None, previewer=None, page: bool = False) -> dict[str, Path]:
     """A run's folder as `python -m sdviz render` writes it: the distances to the final image (computed
-    if missing), everything `export_all` writes and, with attention maps, attention/<k>_<word>.png.
-    decode(record, alone) decodes frames that are not kept (the run's `previewer.record_frames`)."""
+    if missing), everything `export_all` writes, with attention maps attention/<k>_<word>.png, and (page)
+    run.html, the page that replays it. decode(record, alone) decodes frames that are not kept (the
+    run's `previewer.record_frames`)."""
     from sdviz.explain import distance_to_final
 
     if trajectory.steps and trajectory.distance_to_final is None:
@@ -224,4 +225,9 @@ def write_run(trajectory, folder: str | Path, decode=None, previewer=None) -> di
         from sdviz.attention import write_overlays
 
         write_overlays(complete, Path(folder) / "attention")
+    if page:
+        from sdviz.page import write_page
+
+        written["html"] = write_page(complete, Path(folder) / "run.html", decode, previewer,
+                                     previewer.model.latent_rgb if previewer is not None else None)
     return written

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,12 @@ def test_generate_with_defaults_returns_the_image_and_the_trajectory_files(app_u
     image = np.asarray(Image.open(final))
     assert image.shape == (embedded.facts.native_height, embedded.facts.native_width, 3)
     names = sorted(Path(f).name for f in files)
-    assert names == ["filmstrip.png", "trajectory.gif", "trajectory.mp4", "trajectory.zip"]
+    assert names == ["filmstrip.png", "run.html", "trajectory.gif", "trajectory.mp4", "trajectory.zip"]
     local = sdviz.generate(embedded, sdviz.Settings(prompt="a red circle"))  # the same defaults, run here
     np.testing.assert_array_equal(image, local.final_image)
+    page = Path(next(f for f in files if f.endswith("run.html"))).read_text()
+    data = json.loads(page.split('id="sdviz-data">')[1].split("</script>")[0])
+    assert data["prompt"] == "a red circle" and len(data["steps"]) == len(local.steps)  # the page replays this run
 
 
 def test_bad_input_returns_an_error_and_the_server_keeps_serving(app_url):
@@ -72,8 +76,8 @@ def test_compare_over_the_api_is_each_variant_run_alone(app_url, embedded):
     assert sorted(Path(f).name for f in files if f.endswith(".zip")) == sorted(
         f"{v['folder']}.zip" for v in summary["variants"])
     assert Image.open(grid).width > 4 * embedded.facts.native_width
-    assert sorted(Path(f).name for f in files if not f.endswith(".zip")) == ["compare.gif", "compare.json",
-                                                                             "compare.mp4"]
+    assert sorted(Path(f).name for f in files if not f.endswith(".zip")) == ["compare.gif", "compare.html",
+                                                                             "compare.json", "compare.mp4"]
     assert all(isinstance(v["settled_step"], int) for v in summary["variants"])
     third = summary["variants"][2]["settings"]
     zipped = next(f for f in files if Path(f).name == f"{summary['variants'][2]['folder']}.zip")

@@ -197,8 +197,8 @@ def test_downloads_are_written_when_asked_for(browser, app_server, shots):
     time.sleep(1)
     assert zips() == before, "downloads were written before anyone asked for them"
     browser.find_element(By.XPATH, "//button[@role='tab' and normalize-space()='Downloads']").click()
-    WebDriverWait(browser, 60).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#downloads a")) >= 4)
+    WebDriverWait(browser, 60).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#downloads a")) >= 5)
     names = sorted((a.get_attribute("href") or "").rsplit("/", 1)[-1] for a in browser.find_elements(By.CSS_SELECTOR, "#downloads a"))
-    assert {"filmstrip.png", "trajectory.gif", "trajectory.mp4", "trajectory.zip"} <= set(names), names
+    assert {"filmstrip.png", "trajectory.gif", "trajectory.mp4", "trajectory.zip", "run.html"} <= set(names), names
     assert zips() > before
     browser.save_screenshot(str(shots / "06-downloads.png"))

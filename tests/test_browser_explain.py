@@ -190,4 +190,4 @@ def test_compare_streams_the_variants_and_lines_them_up(page, shots):
     page.find_element(By.CSS_SELECTOR, "#compare-files-button").click()
     WebDriverWait(page, 60).until(lambda d: "compare.mp4" in text(d, "#compare-files").replace("\n", ""))
     assert all(name in text(page, "#compare-files").replace("\n", "") for name in ("compare.png", "compare.gif",
-                                                                                 "compare.json"))
+                                                                                 "compare.json", "compare.html"))

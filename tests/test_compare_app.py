@@ -133,7 +133,8 @@ def test_bad_variants_are_refused_before_any_run(comparer, first, second, messag
 def test_downloads_and_the_values_offered(comparer):
     comparison = stream(comparer, ("steps", "3, 5"), ("", ""))[-1][2]
     files = asyncio.run(comparer.downloads(comparison))
-    assert [f.rsplit("/", 1)[1] for f in files] == ["compare.png", "compare.json", "compare.gif", "compare.mp4"]
+    assert [f.rsplit("/", 1)[1] for f in files] == ["compare.png", "compare.json", "compare.gif", "compare.mp4",
+                                                    "compare.html"]
     grid = Image.open(files[0])
     one = sdviz.comparison.Comparison(comparison.trajectories[:1], comparison.labels[:1], decoders=[
         comparer.handlers._decoder(comparison.trajectories[0])]).grid()

@@ -82,7 +82,7 @@ def test_the_explorer_and_downloads_decode_released_steps_as_the_run_did(handler
         assert np.array_equal(np.asarray(Image.open(x0).convert("RGB")), reference.steps[step - 1].x0_image)
     files, _ = handlers.downloads(traj, None)
     assert [f.rsplit("/", 1)[-1] for f in files] == ["filmstrip.png", "trajectory.gif", "trajectory.mp4",
-                                                      "trajectory.zip"]
+                                                      "trajectory.zip", "run.html"]
     import imageio.v3 as iio
 
     assert len(iio.imread(files[1], index=None)) == 12 + 1  # the noise, then every step

@@ -231,7 +231,7 @@ class CompareHandlers:
 
     @user_errors
     async def downloads(self, comparison):
-        """compare.png (the grid), compare.gif, compare.mp4 and compare.json, written when asked for."""
+        """compare.png (the grid), compare.gif, compare.mp4, compare.json and compare.html, written when asked for."""
         if comparison is None or not any(t.steps for t in comparison.trajectories):
             raise ValueError("compare: there is no comparison yet; press Compare first")
         folder = self.files.new_folder()
@@ -261,10 +261,13 @@ class CompareHandlers:
 
 
 def write_comparison(comparison, folder, zips: bool = False) -> list:
-    """compare.png, compare.json, compare.gif, compare.mp4 and (zips) each variant's trajectory as
-    `<folder>.zip`, the folder compare.json names."""
+    """compare.png, compare.json, compare.gif, compare.mp4, compare.html (the page that replays the comparison
+    with no server) and (zips) each variant's trajectory as `<folder>.zip`, the folder compare.json names."""
+    from sdviz.page import comparison_page
+
     written = comparison.save(folder)
-    files = [written[kind] for kind in ("png", "json", "gif", "mp4")]
+    (folder / "compare.html").write_text(comparison_page(comparison), encoding="utf-8")
+    files = [*(written[kind] for kind in ("png", "json", "gif", "mp4")), folder / "compare.html"]
     if zips:
         files += [write_trajectory_zip(traj.with_frames(decode), folder / f"{name}.zip") for traj, decode, name
                   in zip(comparison.trajectories, comparison.decoders, comparison.folders) if traj.steps]

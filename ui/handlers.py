@@ -11,6 +11,7 @@ logged without a traceback; real failures are logged with theirs.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import html as html_text
 import inspect
@@ -345,13 +346,29 @@ class Handlers:
 
     @user_errors
     def downloads(self, traj, written):
-        """GIF, MP4, filmstrip and trajectory, written the first time they are asked for."""
+        """GIF, MP4, filmstrip, trajectory and run.html, written the first time they are asked for."""
         if traj is None or not traj.steps:
             return None, None
         if written is not None:
             return written, written
-        files = write_downloads(traj.with_frames(self._decoder(traj)), self.files.new_folder())
+        files = self._write_downloads(traj)
         return files, files
+
+    def _write_downloads(self, traj) -> list[str]:
+        """write_downloads, and run.html: the page that replays the run with no server."""
+        folder = self.files.new_folder()
+        complete = traj.with_frames(self._decoder(traj))
+        files = write_downloads(complete, folder)
+        return [*files, str(self.threads.call(self._write_page, complete, folder / "run.html"))]
+
+    def _write_page(self, traj, path: Path) -> Path:
+        """On the model thread: the guidance halves are decoded with the run's own preview decoder."""
+        from sdviz.page import write_page
+
+        settings = traj.settings
+        model = self.model(settings["model"])
+        previewer = Previewer(model, settings["preview"], settings["height"], settings["width"])
+        return write_page(traj, path, previewer.record_frames, previewer, model.latent_rgb)
 
     # --- exploring a finished run ------------------------------------------------------
 
@@ -457,7 +474,7 @@ class Handlers:
             yield gr.skip(), gr.skip()
         traj = run.trajectory
         final = self.files.image(traj.final_image) if traj.final_image is not None else None
-        yield final, write_downloads(traj, self.files.new_folder())
+        yield final, await asyncio.to_thread(self._write_downloads, traj)
 
 
 def _event(stop_signal) -> threading.Event | None:

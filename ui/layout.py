@@ -198,7 +198,8 @@ def build_demo(config, handlers) -> gr.Blocks:
             with gr.Tab("How it works", elem_id="walk-tab") as walk_tab:
                 walk_panels = walk.build()
             with gr.Tab("Downloads", elem_id="downloads-tab") as downloads_tab:
-                downloads = gr.File(label="GIF, MP4, filmstrip and trajectory", file_count="multiple", elem_id="downloads")
+                downloads = gr.File(label="GIF, MP4, filmstrip, trajectory, and run.html (the run as one page that "
+                                    "replays it offline)", file_count="multiple", elem_id="downloads")
 
         # --- events --------------------------------------------------------------------
         params = [negative, model, scheduler, steps, guidance, seed, width, height, eta, preview, every, attention]
