@@ -136,14 +136,12 @@ class AppServer:
         self.log.close()
 
 
-def open_page(url: str, profile: Path):
-    """Debian's headless Chromium (driven by chromium-driver) on the app's page, once its Generate button is there."""
+def chromium(profile: Path, performance_log: bool = False):
+    """Debian's headless Chromium, driven by chromium-driver; `performance_log` keeps the network events."""
     import shutil
 
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
@@ -151,7 +149,17 @@ def open_page(url: str, profile: Path):
                  "--disable-component-update", "--disable-dev-shm-usage", "--no-first-run",
                  f"--user-data-dir={profile}", "--window-size=1400,1900"):
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    if performance_log:
+        options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+
+
+def open_page(url: str, profile: Path):
+    """Chromium on the app's page, once its Generate button is there."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = chromium(profile)
     driver.get(url)
     WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#generate"))
     return driver

@@ -86,21 +86,15 @@ def test_cli_writes_the_page_with_render_and_for_a_saved_run_or_comparison(tmp_p
 # --- in a real browser, offline ------------------------------------------------------------------
 
 def browser(tmp_path):
+    """Chromium with its network off, keeping a log of every request."""
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         if os.environ.get("SDVIZ_REQUIRE_BROWSER") == "1":
             raise RuntimeError("SDVIZ_REQUIRE_BROWSER=1 but chromium/chromedriver are not installed")
         pytest.skip("needs chromium and chromium-driver")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
+    pytest.importorskip("selenium.webdriver")
+    from tests.conftest import chromium
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-dev-shm-usage", "--no-first-run",
-                 f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,1600"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver = chromium(tmp_path / "profile", performance_log=True)
     driver.execute_cdp_cmd("Network.enable", {})
     driver.execute_cdp_cmd("Network.emulateNetworkConditions", {"offline": True, "latency": 0,
                                                                  "downloadThroughput": 0, "uploadThroughput": 0})
