@@ -18,7 +18,7 @@ _EXPORTS = {
     "Settings": "sdviz.settings", "StepRecord": "sdviz.trajectory", "Trajectory": "sdviz.trajectory",
     "Comparison": "sdviz.comparison", "compare": "sdviz.comparison",
 }
-_SUBMODULES = ("attention", "comparison", "explain", "export", "frames", "images", "limits", "models", "noise",
+_SUBMODULES = ("attention", "comparison", "explain", "export", "fork", "frames", "images", "limits", "models", "noise",
                "page", "plots", "previews", "sampler", "schedule", "schedulers", "settings", "tokens", "trajectory",
                "views")
 

@@ -90,6 +90,10 @@ def _run_options(command) -> None:
     command.add_argument("--init-image", default=None, help="img2img: the starting image")
     command.add_argument("--strength", type=float, default=None,
                          help=f"img2img: share of the schedule run, (0, 1] (default {defaults.strength})")
+    command.add_argument("--source-prompt", default=None,
+                         help="edit the init image (CycleDiffusion, ddim): what the image shows; --prompt is the edit")
+    command.add_argument("--source-guidance", type=float, default=None,
+                         help="an edit: guidance of the source prompt (default 1)")
     command.add_argument("--preview", default=None,
                          help=f"per-step decoder: {', '.join(PREVIEW_MODES)} (default {defaults.preview})")
     command.add_argument("--every", type=int, default=None, help="decode every N steps (the last always; default 1)")
@@ -191,8 +195,9 @@ def compare(args) -> int:
     return 0
 
 
+# render's options that are Settings fields, by the same names
 SETTING_OPTIONS = ("prompt", "negative_prompt", "scheduler", "steps", "guidance", "eta", "seed", "width", "height",
-                   "strength", "preview", "every")  # render's options that are Settings fields, by the same names
+                   "strength", "preview", "every", "source_prompt", "source_guidance")
 
 
 def _fork(args, given: dict):

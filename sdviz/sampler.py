@@ -62,6 +62,13 @@ class Run:
         self.model = model
         self.settings = validate(settings, img2img=img2img).resolved(model.facts)
         self.fork = fork
+        if self.settings.source_prompt is not None or (fork is not None and fork.parent.settings.get("source_prompt")):
+            if capture is not None:
+                raise ValueError("attention: an edit's attention is not captured yet; allowed: an edit without "
+                                 "attention capture")
+            if fork is not None:
+                raise ValueError("fork: an edit cannot be forked yet (a fork replays one chain; an edit has two); "
+                                 "allowed: forks of plain runs")
         if fork is not None:
             from sdviz.fork import check
 
@@ -115,7 +122,13 @@ class Run:
         device, unet = model.device, model.unet
         scheduler = schedulers.create(s.scheduler, model.scheduler_config)
         img2img = self.init_image is not None
-        pipeline_class = StableDiffusionImg2ImgPipeline if img2img else StableDiffusionPipeline
+        edit = s.source_prompt is not None  # CycleDiffusion: the source image's chain beside the edited one
+        if edit:
+            from diffusers import CycleDiffusionPipeline as pipeline_class
+            from diffusers.pipelines.deprecated.stable_diffusion_variants.pipeline_cycle_diffusion import (
+                compute_noise, posterior_sample)
+        else:
+            pipeline_class = StableDiffusionImg2ImgPipeline if img2img else StableDiffusionPipeline
         pipe = pipeline_class(**model.components(scheduler))  # this run's; shares the weights
         generator = torch.Generator("cpu").manual_seed(s.seed)
         guided = s.guidance > 1 and unet.config.time_cond_proj_dim is None
@@ -124,7 +137,12 @@ class Run:
         # 1. Encode the prompt, and the negative (or empty) prompt for guidance
         with model.text_lock:
             cond, uncond = pipe.encode_prompt(s.prompt, device, 1, guided, s.negative_prompt or None)
+            if edit:
+                source_cond, source_uncond = pipe.encode_prompt(s.source_prompt, device, 1, guided, None)
         embeddings = torch.cat([uncond, cond]) if guided else cond
+        if edit:  # one batch, in the pipeline's order: source and edit, unconditional halves first
+            embeddings = (torch.cat([source_uncond, uncond, source_cond, cond]) if guided
+                          else torch.cat([source_cond, cond]))
         traj.timings["encode_prompt"] = time.perf_counter() - started
 
         # 2. Timesteps (img2img keeps the last `strength` of them)
@@ -138,6 +156,9 @@ class Run:
             latents = pipe.prepare_latents(
                 image, timesteps[:1], 1, 1, embeddings.dtype, device, generator
             )
+            if edit:
+                latents, clean_latents = latents  # the source's chain starts where the edit does
+                source_latents = latents
         else:
             channels, height, width = model.facts.latent_shape(s.height, s.width)
             latents = pipe.prepare_latents(1, channels, s.height, s.width, embeddings.dtype, device, generator)
@@ -169,8 +190,13 @@ class Run:
             model_input = torch.cat([latents] * 2) if guided else latents
             model_input = scheduler.scale_model_input(model_input, t)
             sigma = noise.current_sigma(scheduler, t)
+            unet_input = model_input
+            if edit:
+                source_input = scheduler.scale_model_input(source_latents, t)
+                unet_input = (torch.stack([source_input[0], model_input[0], source_input[0], model_input[1]])
+                              if guided else torch.cat([source_input, model_input]))  # as the pipeline batches it
             output = unet(
-                model_input,
+                unet_input,
                 t,
                 encoder_hidden_states=embeddings,
                 timestep_cond=None,
@@ -178,6 +204,8 @@ class Run:
                 added_cond_kwargs=None,
                 return_dict=False,
             )[0]
+            if edit:
+                source_noise, output = _edit_halves(output, guided, s.source_guidance)
             if guided:
                 noise_uncond, noise_cond = output.chunk(2)
                 noise_pred = noise_uncond + s.guidance * (noise_cond - noise_uncond)
@@ -189,7 +217,14 @@ class Run:
                 self.capture.finish_step(i)
             x_vp = model_input[-1:]  # the UNet's (variance-preserving) view of x_t
             x0_pred = noise.predict_x0(x_vp, noise_pred, sigma, prediction_type)
-            latents = scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
+            if edit:  # the source's next latents from DDIM's posterior, and the noise that step implies
+                previous = posterior_sample(scheduler, source_latents, t, clean_latents, generator, s.eta)
+                variance_noise = compute_noise(scheduler, previous, source_latents, t, source_noise, s.eta)
+                source_latents = previous
+                latents = scheduler.step(noise_pred, t, latents, variance_noise=variance_noise, eta=s.eta,
+                                         return_dict=False)[0]
+            else:
+                latents = scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
             next_scale = noise.vp_coefficients(noise.current_sigma(scheduler, None))[0] if variance_exploding else 1.0
 
             # 5. Decode x_t (after the step) and x0 every N steps; the starting noise once
@@ -216,6 +251,7 @@ class Run:
                 x0_pred=_cpu(x0_pred),
                 x0_slope=noise.x0_slope(sigma, prediction_type),  # gives x0 of each guidance half
                 eta=s.eta,
+                source_x_next=_cpu(source_latents) if edit else None,
                 x_t_image=frames[0],
                 x0_image=frames[1],
                 seconds=time.perf_counter() - step_started,
@@ -272,6 +308,17 @@ class Run:
         if kept.decoded:
             kept.x_t_image, kept.x0_image = self.previewer.record_frames(record, alone)
         return kept
+
+
+def _edit_halves(output: torch.Tensor, guided: bool, source_guidance: float):
+    """An edit's UNet output, batched (source uncond, edit uncond, source cond, edit cond) or, unguided,
+    (source, edit): the source's guided noise, and the edit's output as a plain run's batch."""
+    if guided:
+        source_uncond, edit_uncond, source_cond, edit_cond = output.chunk(4)
+        return (source_uncond + source_guidance * (source_cond - source_uncond),
+                torch.cat([edit_uncond, edit_cond]))
+    source, edit = output.chunk(2)
+    return source, edit
 
 
 def generate(model, settings: Settings, init_image=None, callback=None, capture=None, fork=None) -> Trajectory:

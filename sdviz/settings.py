@@ -38,6 +38,8 @@ class Settings:
     strength: float = 0.8  # img2img only: how much of the schedule to run
     preview: str = "full"
     every: int = 1  # decode previews every N steps (the last step always)
+    source_prompt: str | None = None  # an edit (CycleDiffusion, img2img only): the text the init image shows
+    source_guidance: float = 1.0  # an edit: guidance of the source prompt's half of the batch
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -132,7 +134,20 @@ def validate(settings: Settings, img2img: bool = False) -> Settings:
                 f"strength {settings.strength} with {steps} steps keeps no denoising step "
                 f"(int(steps * strength) = 0); allowed: strength >= {1 / steps:.3g} for {steps} steps"
             )
+    source_guidance = settings.source_guidance
+    if settings.source_prompt is not None:
+        check_text("source prompt", settings.source_prompt)
+        source_guidance = check_float("source guidance", settings.source_guidance, 0.0, MAX_GUIDANCE)
+        if not img2img:
+            raise ValueError("source prompt: an edit starts from an image that the source prompt describes; "
+                             "allowed: a source prompt with an init image, or no source prompt")
+        if scheduler != "ddim":
+            raise ValueError(f"scheduler {scheduler!r} cannot edit: CycleDiffusion samples DDIM's posterior; "
+                             "allowed: ddim")
+        if settings.negative_prompt:
+            raise ValueError("negative prompt: an edit contrasts both prompts with the empty prompt, as "
+                             "CycleDiffusion does; allowed: no negative prompt with a source prompt")
     return replace(
         settings, steps=steps, guidance=guidance, eta=eta, seed=seed, every=every,
-        scheduler=scheduler, strength=strength,
+        scheduler=scheduler, strength=strength, source_guidance=source_guidance,
     )

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 FORMAT = "sdviz-trajectory/1"
-LATENT_FIELDS = ("x_t", "x_next", "noise_uncond", "noise_cond", "noise_pred", "x0_pred")
+LATENT_FIELDS = ("x_t", "x_next", "noise_uncond", "noise_cond", "noise_pred", "x0_pred", "source_x_next")
 GUIDANCE_X0 = ("x0_uncond", "x0_cond")  # computed from the above; saved with them
 
 
@@ -37,6 +37,7 @@ class StepRecord:
     x0_pred: np.ndarray  # predicted clean latents
     x0_slope: float | None = None  # d x0 / d UNet output at this step (sdviz.noise.x0_slope)
     eta: float = 0.0  # the eta this step was taken with (a fork's steps may differ from its parent's)
+    source_x_next: np.ndarray | None = None  # an edit: the source image's latents after this step
     x_t_image: np.ndarray | None = None  # decoded x_next (VP form); None on undecoded steps, or once released
     x0_image: np.ndarray | None = None  # decoded x0_pred
     seconds: float = 0.0  # wall time of the step, decode included
@@ -256,6 +257,7 @@ class Trajectory:
                 x0_pred=latents["x0_pred"][n],
                 x0_slope=summary.get("x0_slope", x0_slope(summary["sigma"], meta["facts"]["prediction_type"])),
                 eta=summary.get("eta", meta["settings"].get("eta", 0.0)),
+                source_x_next=latents["source_x_next"][n] if "source_x_next" in latents else None,
                 x_t_image=frames["x_t"][frame] if frame is not None else None,
                 x0_image=frames["x0"][frame] if frame is not None else None,
                 seconds=summary["seconds"],
