@@ -296,7 +296,7 @@ def build_demo(config, handlers) -> gr.Blocks:
         for name, fn, extra, image_label, files_label in (
                 ("generate", handlers.api_generate, [init_image, strength], "final image", "trajectory files"),
                 ("compare", comparer.api, [compare_vary, compare_align], "comparison grid",
-                 "compare.json, compare.gif, compare.mp4, each variant's trajectory")):
+                 "compare.json, compare.gif, compare.mp4, compare.html, each variant's trajectory")):
             outputs = [gr.Image(label=image_label, visible=False, format="png"),
                        gr.File(label=files_label, visible=False, file_count="multiple")]
             gr.Button(visible=False).click(fn, api_inputs + extra, outputs, api_name=name,
