@@ -147,7 +147,7 @@ def run_page(traj, decode=None, previewer=None, latent_rgb=None, guidance: dict 
 def comparison_page(comparison) -> str:
     """The variants side by side: each one's x_t and x0 at one shared slider, lined up by progress or by
     noise level (the page switches), their distance curves, and the final images."""
-    from sdviz.comparison import ALIGNMENTS
+    from sdviz.comparison import ALIGNMENTS, at, positions
 
     variants = []
     for traj, decode, label in zip(comparison.trajectories, comparison.decoders, comparison.labels):
@@ -160,8 +160,6 @@ def comparison_page(comparison) -> str:
             "final": image_uri(traj.final_image) if traj.final_image is not None else None,
             "distance": distances["x0"] if distances else None,
         })
-    from sdviz.comparison import at, positions
-
     data = {
         "prompt": comparison.trajectories[0].settings.get("prompt", "") if comparison.trajectories else "",
         "variants": variants, "by": comparison.by,
