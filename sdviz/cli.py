@@ -260,10 +260,11 @@ def _saved_run(folder: Path, model: str | None):
         settings = traj.settings
         source = model or (None if settings["model"] == _default_name() else settings["model"])
         decode = Previewer(load_model(source), settings["preview"], settings["height"], settings["width"]).record_frames
+    from sdviz.export import step_file
+
     guidance = {}
-    width = max(3, len(str(len(traj.steps) - 1)))
     for step in traj.steps:
-        names = [folder / kind / f"{step.index:0{width}d}.png" for kind in ("x0_uncond", "x0_cond")]
+        names = [folder / kind / step_file(step.index, len(traj.steps)) for kind in ("x0_uncond", "x0_cond")]
         if all(name.is_file() for name in names):
             guidance[step.index] = tuple(np.asarray(Image.open(name).convert("RGB")) for name in names)
     return traj, decode, guidance

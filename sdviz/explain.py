@@ -88,14 +88,15 @@ class ForwardProcess:
 
         from PIL import Image
 
+        from sdviz.export import step_file
+
         folder = Path(folder)
         (folder / "forward").mkdir(parents=True, exist_ok=True)
         np.savez_compressed(folder / "forward.npz", timesteps=self.timesteps, sigmas=self.sigmas,
                             alpha_bar=self.alpha_bar, x0=self.x0, noise=self.noise, x_t=self.x_t)
         written = [folder / "forward.npz"]
-        width = max(3, len(str(len(self.frames) - 1)))
         for index, frame in enumerate(self.frames):
-            written.append(folder / "forward" / f"{index:0{width}d}.png")
+            written.append(folder / "forward" / step_file(index, len(self.frames)))
             Image.fromarray(frame).save(written[-1])
         return written
 

@@ -24,6 +24,11 @@ def pick(count: int, most: int) -> list[int]:
     return sorted({round(k * (count - 1) / (most - 1)) for k in range(most)})
 
 
+def step_file(index: int, count: int) -> str:
+    """NNN.png for step `index` of `count`: zero-padded to at least 3 digits, so names sort in step order."""
+    return f"{index:0{max(3, len(str(count - 1)))}d}.png"
+
+
 def enlarge(frame: np.ndarray, side: int) -> np.ndarray:
     """Nearest-neighbour enlargement by a whole factor so the short side is at least `side`."""
     factor = max(1, -(-side // min(frame.shape[:2])))
@@ -153,12 +158,11 @@ def save_step_pngs(trajectory, folder: str | Path) -> list[Path]:
     written = []
     (folder / "xt").mkdir(parents=True, exist_ok=True)
     (folder / "x0").mkdir(parents=True, exist_ok=True)
-    width = max(3, len(str(len(trajectory.steps) - 1)))
     if trajectory.noise_image is not None:
         written.append(folder / "xt" / "noise.png")
         Image.fromarray(trajectory.noise_image).save(written[-1])
     for step in trajectory.decoded_steps():
-        name = f"{step.index:0{width}d}.png"
+        name = step_file(step.index, len(trajectory.steps))
         for sub, frame in (("xt", step.x_t_image), ("x0", step.x0_image)):
             written.append(folder / sub / name)
             Image.fromarray(frame).save(written[-1])
@@ -178,11 +182,10 @@ def save_guidance_pngs(trajectory, previewer, folder: str | Path) -> list[Path]:
         return []
     (folder / "x0_uncond").mkdir(parents=True, exist_ok=True)
     (folder / "x0_cond").mkdir(parents=True, exist_ok=True)
-    width = max(3, len(str(len(trajectory.steps) - 1)))
     written = []
     for step in steps:
         for sub, frame in zip(("x0_uncond", "x0_cond"), guidance_frames(previewer, step)):
-            written.append(folder / sub / f"{step.index:0{width}d}.png")
+            written.append(folder / sub / step_file(step.index, len(trajectory.steps)))
             Image.fromarray(frame).save(written[-1])
     return written
 

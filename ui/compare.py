@@ -165,11 +165,11 @@ class CompareHandlers:
         stop_event = _event(stop_signal)
         labels, runs = self._runs(prompt, negative_prompt, model, scheduler, steps, guidance, seed, width, height,
                                   eta, preview, every, vary, stop_event)
-        newest = [None] * len(runs)  # each column's latest (caption, x_t frame, x0 frame)
+        # each column's figure, encoded once when its variant moves on (not again at every update)
+        figures = [html.compare_column(n, label, "waiting") for n, label in enumerate(labels, 1)]
 
         def columns() -> str:
-            return html.compare_columns([(label, *shown) if shown else (label, "waiting", None, None)
-                                         for label, shown in zip(labels, newest)])
+            return html.compare_columns(figures)
 
         def status(index: int, note: str = "") -> str:
             return html.status(note=f"variant {index + 1} of {len(runs)}: {labels[index]} {note}")
@@ -183,12 +183,15 @@ class CompareHandlers:
                     gr.Warning(html_text.escape(f"variant {index + 1} ({labels[index]}): {message}", quote=False))
                 if traj.steps:
                     x_t, x0 = traj.step_frames(len(traj.steps) - 1, self.handlers._decoder(traj))
-                    newest[index] = (f"{'done' if traj.complete else 'stopped'}: {len(traj.steps)} steps", x_t, x0)
+                    figures[index] = html.compare_column(
+                        index + 1, labels[index], f"{'done' if traj.complete else 'stopped'}: {len(traj.steps)} steps",
+                        x_t, x0)
                 continue
             decoded = [r for r in records if r.decoded]
             if decoded:
                 record = decoded[-1]
-                newest[index] = (f"step {record.index + 1}/{run.total}", record.x_t_image, record.x0_image)
+                figures[index] = html.compare_column(index + 1, labels[index], f"step {record.index + 1}/{run.total}",
+                                                     record.x_t_image, record.x0_image)
             yield status(index, f"· step {records[-1].index + 1} of {run.total}"), columns(), gr.skip()
         done = comparing.Comparison([run.trajectory for run in runs], labels, by, dict(vary))
         stopped = [label for label, traj in zip(labels, done.trajectories) if not traj.complete]
@@ -218,12 +221,14 @@ class CompareHandlers:
     @staticmethod
     def _show(comparison, where: float):
         shown = []
-        for traj, label, (index, frames) in zip(comparison.trajectories, comparison.labels, comparison.frames(where)):
+        for number, (traj, label, (index, frames)) in enumerate(
+                zip(comparison.trajectories, comparison.labels, comparison.frames(where)), 1):
             if index is None:
-                shown.append((label, "not run", None, None))
+                shown.append(html.compare_column(number, label, "not run"))
                 continue
             record = traj.steps[index]
-            shown.append((label, f"step {index + 1}/{len(traj.steps)} · σ {record.sigma:.3g}", *frames))
+            shown.append(html.compare_column(number, label, f"step {index + 1}/{len(traj.steps)} · σ {record.sigma:.3g}",
+                                             *frames))
         by = "progress" if comparison.by == "progress" else "noise level"
         return html.compare_columns(shown), distance_plot(comparison, where), (
             f"Lined up by {by} at {100 * where:.0f}% of the way from the noise to the image.\n\n"

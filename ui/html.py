@@ -100,20 +100,23 @@ def live(x_t_image: np.ndarray | None = None, x0_image: np.ndarray | None = None
             + figure(x0_image, f"predicted x0{after}", "x0") + "</div>")
 
 
-def compare_columns(columns: list[tuple[str, str, np.ndarray | None, np.ndarray | None]], side: int = LIVE_SIDE) -> str:
-    """The variants side by side: per column a label, its x_t and predicted x0 (empty boxes before its
-    first step) and a caption (where it is); frames sent no larger than `side`."""
+def compare_column(number: int, label: str, caption: str, x_t_image: np.ndarray | None = None,
+                   x0_image: np.ndarray | None = None, side: int = LIVE_SIDE) -> str:
+    """One variant's column: its label, its x_t and predicted x0 (empty boxes before its first step) and a
+    caption (where it is); frames sent no larger than `side`."""
     def picture(frame, alt: str) -> str:
         return f'<img src="{frame_data_uri(frame, side)}" alt="{alt}">' if frame is not None else '<div class="empty"></div>'
 
-    figures = []
-    for number, (label, caption, x_t_image, x0_image) in enumerate(columns, 1):
-        figures.append(f'<figure data-variant="{number}" data-caption="{html.escape(caption)}">'
-                       f'<div class="label">{number}: {html.escape(label)}</div>'
-                       f'{picture(x_t_image, "x_t")}{picture(x0_image, "predicted x0")}'
-                       f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-    return (f'<div class="sdviz-compare" style="--variants:{max(len(columns), 1)}">' + "".join(figures)
-            + "</div><p>top: x_t (decoded latents) · bottom: predicted x0</p>" if columns else "")
+    return (f'<figure data-variant="{number}" data-caption="{html.escape(caption)}">'
+            f'<div class="label">{number}: {html.escape(label)}</div>'
+            f'{picture(x_t_image, "x_t")}{picture(x0_image, "predicted x0")}'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def compare_columns(figures: list[str]) -> str:
+    """The variants side by side: their columns (`compare_column`) in one row."""
+    return (f'<div class="sdviz-compare" style="--variants:{max(len(figures), 1)}">' + "".join(figures)
+            + "</div><p>top: x_t (decoded latents) · bottom: predicted x0</p>" if figures else "")
 
 
 def compare_finals(finals: list[tuple[str, np.ndarray | None]], side: int = LIVE_SIDE) -> str:
