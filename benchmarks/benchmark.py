@@ -179,8 +179,8 @@ def main() -> None:
 
     if args.sd15_random:
         pipe = sd15_random_pipeline().to(sdviz.models.pick_device(args.device))
-        if pipe.device.type == "cuda":
-            pipe.unet.half(), pipe.text_encoder.half()  # fp16 as load_model runs GPUs; the VAE stays fp32
+        if pipe.device.type == "cuda":  # fp16 as load_model runs GPUs, the VAE too: diffusers' own pipeline
+            pipe.to(dtype=torch.float16)  # decodes in the UNet's dtype
         model = sdviz.from_pipeline(pipe, "SD 1.5-sized, random weights")
     else:
         model = sdviz.load_model(args.model, device=args.device)

@@ -22,6 +22,12 @@ Targets (ratios and budgets, so they hold on any machine):
     server cost per step     <= 10 ms at 512 x 512
     session memory           <= 30 MB, 50 steps at SD 1.5's size
 Needs the test dependencies (selenium) and Debian's chromium + chromium-driver.
+
+    python benchmarks/benchmark_app.py --gpu --write   # on a GPU (part 5), no browser needed
+
+On a GPU it measures the same end-to-end ratio for a model of SD 1.5's own size (its UNet, VAE
+and text encoder, random weights, fp16 as the app loads it on a GPU): the page's streaming event,
+read to the end by a raw client, against the same run in the core.
 """
 
 from __future__ import annotations
@@ -200,9 +206,9 @@ def stream_fn_index() -> int:
     config = AppConfig.from_env()
     demo = build_demo(config, Handlers(config, sdviz.models.ModelCache(None, most=1, pinned=config.default_model),
                                        NoFiles()))
-    found = [i for i, fn in demo.fns.items() if getattr(fn.fn, "__name__", "") == "stream"]
+    found = [i for i, fn in demo.fns.items() if getattr(fn.fn, "__qualname__", "") == "Handlers.stream"]
     if len(found) != 1:
-        raise RuntimeError(f"expected one 'stream' event, found {found}")
+        raise RuntimeError(f"expected one 'Handlers.stream' event, found {found}")
     return found[0]
 
 
@@ -345,11 +351,89 @@ def markdown(figures: dict, args) -> str:
     return "\n".join(lines)
 
 
+# --- on a GPU: SD 1.5's own size -------------------------------------------------------------------
+
+GPU_RUNS = {  # name: (settings, attention capture), at SD 1.5's native 512 x 512
+    "the page's default run (20 steps, full VAE previews of x_t and x0, attention on)":
+        (sdviz.Settings(prompt=PROMPT), True),
+    "50 steps, approx previews, attention off": (sdviz.Settings(prompt=PROMPT, steps=50, preview="approx"), False),
+    f"{SHORT_STEPS} steps, approx previews, attention off":
+        (sdviz.Settings(prompt=PROMPT, steps=SHORT_STEPS, preview="approx"), False),
+}
+
+
+def gpu_figures(work: Path, rounds: int) -> str:
+    """The page's streaming event for an SD 1.5-sized model against the core, on the GPU, medians."""
+    from benchmarks.benchmark import sd15_random_pipeline
+    from tests.conftest import AppServer
+
+    folder = work / "sd15-random"
+    torch.manual_seed(0)
+    pipe = sd15_random_pipeline()
+    pipe.unet.half(), pipe.text_encoder.half()  # as load_model runs GPUs; the VAE stays fp32 (force_upcast)
+    pipe.save_pretrained(folder, safe_serialization=True)
+    del pipe
+    model = sdviz.load_model(str(folder), device="cuda")
+    server = AppServer(work / "app-sd15", SDVIZ_MODEL=str(folder), SDVIZ_DEVICE="cuda")
+    fn_index = stream_fn_index()
+    samples: dict[str, list] = {}
+    try:
+        for settings, attention in GPU_RUNS.values():  # warm up: kernels chosen, first allocations
+            stream_via_queue(server.url, fn_index, page_values(model.name, settings, attention))
+            core_run(model, settings, attention)
+        for round_ in range(rounds):
+            print(f"round {round_ + 1} / {rounds}", file=sys.stderr)
+            for name, (settings, attention) in GPU_RUNS.items():
+                settings = replace(settings, seed=round_ + 1)
+                wall, _ = core_run(model, settings, attention)
+                cpu = server.cpu_seconds()
+                seconds, updates = stream_via_queue(server.url, fn_index, page_values(model.name, settings, attention))
+                samples.setdefault(name, []).append((wall, seconds, updates, server.cpu_seconds() - cpu))
+    finally:
+        server.stop()
+    print(json.dumps(samples), file=sys.stderr)
+    lines = [
+        "<!-- bench:app-gpu -->",
+        "### The page against the core on a GPU, SD 1.5's size",
+        "",
+        f"{torch.cuda.get_device_name()}; torch {torch.__version__}; SD 1.5's UNet, VAE and text encoder with random "
+        f"weights (timing does not depend on the weights), fp16 UNet and text encoder, fp32 VAE, 512 x 512; "
+        f"{rounds} interleaved rounds, medians. The app is `python app.py` on the same GPU; its page's streaming "
+        "event is read to the end by a raw client (every update received), from the join to the last message. "
+        "No browser: the machine has none; on the CPU the raw client read the embedded model's run at 1.13 x.",
+        "",
+        "| run | core | app end to end | ratio | updates | server cost per step: wall beyond the core; the server's CPU, the run included |",
+        "|---|---|---|---|---|---|",
+    ]
+    medians = {name: [statistics.median(column) for column in zip(*samples[name])] for name in GPU_RUNS}
+    for name, (settings, _) in GPU_RUNS.items():
+        core, app, updates, cpu = medians[name]
+        lines.append(f"| {name} | {core:.3f} s | {app:.3f} s | {app / core:.2f} x | {updates:.0f} | "
+                     f"{1000 * (app - core) / settings.steps:.1f} ms, {1000 * cpu / settings.steps:.1f} ms |")
+    extra = [medians[name][1] - medians[name][0] for name in list(GPU_RUNS)[1:]]  # 50 steps, then the short run
+    slope = (extra[0] - extra[1]) / (50 - SHORT_STEPS)
+    lines += ["", f"Per step beyond the fixed costs (the slope of the app's extra time between {SHORT_STEPS} and 50 "
+              f"approx steps): {1000 * slope:.1f} ms a step (target <= 10 ms); fixed "
+              f"{1000 * (extra[1] - slope * SHORT_STEPS):.0f} ms a run (the queue's events, the final 512 x 512 image).",
+              "", f"Reproduce: `python benchmarks/benchmark_app.py --gpu --rounds {rounds}`", "<!-- /bench:app-gpu -->"]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--gpu", action="store_true", help="SD 1.5's own size on the GPU, no browser (part 5)")
     parser.add_argument("--write", action="store_true", help=f"record the figures in {DOC.relative_to(ROOT)}")
     args = parser.parse_args()
+
+    if args.gpu:
+        from benchmarks.benchmark import write_section
+
+        section = gpu_figures(Path(tempfile.mkdtemp(prefix="sdviz-bench-")), args.rounds)
+        print(section)
+        if args.write:
+            write_section("app-gpu", section)
+        return
 
     from benchmarks.benchmark import write_section
     from tests.conftest import AppServer

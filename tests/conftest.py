@@ -87,7 +87,8 @@ class AppServer:
         self.tmp = tmp
         tmp.mkdir(parents=True, exist_ok=True)
         full_env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(self.port),
-                    "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(root), "TMPDIR": str(tmp), **env}
+                    "GRADIO_ANALYTICS_ENABLED": "False", "TMPDIR": str(tmp),
+                    "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])), **env}
         for name in ("SDVIZ_ALLOW_CUSTOM_MODELS", "GRADIO_TEMP_DIR"):
             if name not in env:
                 full_env.pop(name, None)
