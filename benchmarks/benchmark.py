@@ -35,6 +35,14 @@ PROMPT = "a large red circle on the left on a blue background"  # 10 words
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 
 
+SD15_UNET = dict(  # the UNet of CompVis/stable-diffusion-v1-4 (and SD 1.5)
+    sample_size=64, block_out_channels=(320, 640, 1280, 1280), layers_per_block=2, cross_attention_dim=768,
+    attention_head_dim=8,
+    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+)
+
+
 def sd15_random_pipeline():
     """SD 1.5's component configs (UNet as in CompVis/stable-diffusion-v1-4, VAE, CLIP ViT-L/14 text), random weights."""
     from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
@@ -42,12 +50,7 @@ def sd15_random_pipeline():
 
     from training.train import SD1_SCHEDULER
 
-    unet = UNet2DConditionModel(
-        sample_size=64, block_out_channels=(320, 640, 1280, 1280), layers_per_block=2, cross_attention_dim=768,
-        attention_head_dim=8,
-        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-    )
+    unet = UNet2DConditionModel(**SD15_UNET)
     vae = AutoencoderKL(
         block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4, sample_size=512,
         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,

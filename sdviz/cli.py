@@ -1,4 +1,4 @@
-"""The command line: `python -m sdviz render|compare|html|forward|schedule|schedulers|layers`.
+"""The command line: `python -m sdviz render|compare|invert|html|forward|schedule|schedulers|layers`.
 
 Bad input is refused before any model work with one line on stderr naming the
 value and what is allowed, and exit status 2; progress goes to stderr.
@@ -36,6 +36,26 @@ def _parser() -> argparse.ArgumentParser:
                               f"'{TEXT_SEPARATOR}'); several --vary give their product, {MAX_VARIANTS} variants at most")
     compare.add_argument("--align", default="progress", help=f"line the runs up by {' or '.join(ALIGNMENTS)}")
     defaults = Settings()
+
+    invert = commands.add_parser("invert", help="an image run backwards to noise (DDIM inversion), then forward again")
+    invert.add_argument("--image", required=True, help="the image to invert")
+    invert.add_argument("--prompt", required=True, help="what the image shows")
+    invert.add_argument("--negative-prompt", default="")
+    invert.add_argument("--steps", type=int, default=50)
+    invert.add_argument("--guidance", type=float, default=1.0,
+                        help="guidance of both directions (default 1: none; the error grows with it)")
+    invert.add_argument("--sweep", default=None, metavar="G1,G2",
+                        help="also the reconstruction error at these guidance values (error.json, stderr)")
+    invert.add_argument("--seed", type=int, default=defaults.seed, help="the VAE's posterior sample")
+    invert.add_argument("--width", type=int, default=None)
+    invert.add_argument("--height", type=int, default=None)
+    invert.add_argument("--model", default=None)
+    invert.add_argument("--preview", default=defaults.preview, help=f"per-step decoder: {', '.join(PREVIEW_MODES)}")
+    invert.add_argument("--every", type=int, default=defaults.every)
+    invert.add_argument("--attention", action="store_true", help="capture cross-attention in both runs")
+    invert.add_argument("--device", default=None)
+    invert.add_argument("--html", action="store_true", help="also write run.html in each run folder")
+    invert.add_argument("--out", required=True, type=Path)
 
     forward = commands.add_parser("forward", help="an image noised to a schedule's levels: the forward process")
     forward.add_argument("--image", required=True, help="the image (or a run's final.png)")
@@ -159,6 +179,51 @@ def _run_and_write(model, settings, init_image, attention: bool, out: Path, fork
     written = write_run(traj, out, run.previewer.record_frames, run.previewer, page=html)  # decodes what --every skipped
     print(f"wrote {len(written)} exports to {out} ({traj.timings['total']:.2f} s)", file=sys.stderr)
     return traj
+
+
+def invert(args) -> int:
+    from sdviz.images import load_image
+    from sdviz.inversion import guidance_sweep, invert
+    from sdviz.models import check_source, default_model, load_model
+    from sdviz.settings import check_float, validate
+
+    settings = Settings(prompt=args.prompt, negative_prompt=args.negative_prompt, scheduler="ddim", steps=args.steps,
+                        guidance=args.guidance, seed=args.seed, width=args.width, height=args.height,
+                        preview=args.preview, every=args.every, invert=True)
+    validate(settings, img2img=True)
+    sweep = []
+    if args.sweep is not None:
+        parts = [part.strip() for part in args.sweep.split(",")]
+        for part in parts:
+            try:
+                value = float(part)
+            except ValueError:
+                raise ValueError(f"--sweep value {part!r} is not a number; allowed: guidance values separated by "
+                                 "commas, e.g. 1,3,7.5") from None
+            sweep.append(check_float("--sweep guidance", value, 0.0, 30.0))
+    check_source(args.model or default_model())
+    image = load_image(args.image)
+    model = load_model(args.model, device=args.device)
+    captures = (None, None)
+    if args.attention:
+        from sdviz.attention import AttentionCapture
+
+        captures = (AttentionCapture(model), AttentionCapture(model))
+
+    def report(phase: str, record) -> None:
+        if record.index == 0:
+            print(f"{phase}:", file=sys.stderr)
+        _report(record, settings.steps)
+
+    result = invert(model, settings, image, *captures, callback=report)
+    rows = guidance_sweep(model, settings, image, sweep) if sweep else None
+    result.save(args.out, page=args.html, sweep=rows)
+    for row in [result.summary(), *(rows or [])]:
+        print(f"guidance {row['guidance']:g}: reconstruction PSNR {row['psnr_db']:.2f} dB, mean |error| "
+              f"{row['mean_abs_error']:.2f} / 255 (the VAE alone: {row['vae_psnr_db']:.2f} dB); the inverted noise "
+              f"has std {row['noise_std']:.3f}", file=sys.stderr)
+    print(args.out / "error.json")
+    return 0
 
 
 def compare(args) -> int:
@@ -371,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
             return schedule(args)
         if args.command == "html":
             return page(args)
+        if args.command == "invert":
+            return invert(args)
         if args.command == "compare":
             return compare(args)
         return render(args)

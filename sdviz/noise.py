@@ -76,3 +76,12 @@ def predict_x0(x_vp: torch.Tensor, model_output: torch.Tensor, sigma: float, pre
     if prediction_type == "sample":
         return model_output
     raise ValueError(f"unknown prediction_type {prediction_type!r}; allowed: epsilon, v_prediction, sample")
+
+
+def inverse_sigma(scheduler, timestep) -> float:
+    """The noise level of the sample `DDIMInverseScheduler.step(output, timestep, sample)` starts from:
+    one step below `timestep` (the image itself, at the scheduler's initial alpha_bar, before the first)."""
+    below = int(timestep) - scheduler.config.num_train_timesteps // scheduler.num_inference_steps
+    below = min(below, scheduler.config.num_train_timesteps - 1)
+    alpha_bar = float(scheduler.alphas_cumprod[below]) if below >= 0 else float(scheduler.initial_alpha_cumprod)
+    return math.sqrt((1 - alpha_bar) / alpha_bar)

@@ -49,9 +49,12 @@ class Run:
     """
 
     def __init__(self, model, settings: Settings, init_image=None, capture=None,
-                 stop_signal: threading.Event | None = None, time_limit: float | None = None, fork=None):
+                 stop_signal: threading.Event | None = None, time_limit: float | None = None, fork=None,
+                 start_latents: np.ndarray | None = None):
         """fork: an `sdviz.fork.Fork`, to continue its parent from after its first `at` steps with these
-        settings (the parent's init image is used; `init_image` must not be given)."""
+        settings (the parent's init image is used; `init_image` must not be given).
+        start_latents: text to image from these latents instead of the seed's noise, as diffusers'
+        pipeline takes `latents=` (an inversion's noise, to reconstruct its image)."""
         from sdviz.images import prepare_init_image
 
         if fork is not None:
@@ -63,12 +66,23 @@ class Run:
         self.settings = validate(settings, img2img=img2img).resolved(model.facts)
         self.fork = fork
         if self.settings.source_prompt is not None or (fork is not None and fork.parent.settings.get("source_prompt")):
-            if capture is not None:
-                raise ValueError("attention: an edit's attention is not captured yet; allowed: an edit without "
-                                 "attention capture")
             if fork is not None:
                 raise ValueError("fork: an edit cannot be forked yet (a fork replays one chain; an edit has two); "
                                  "allowed: forks of plain runs")
+        if self.settings.invert or (fork is not None and fork.parent.settings.get("invert")):
+            if fork is not None:
+                raise ValueError("fork: an inversion cannot be forked (it runs towards noise); allowed: forks of "
+                                 "plain runs, such as the inversion's reconstruction")
+        if start_latents is not None:
+            shape = tuple(model.facts.latent_shape(self.settings.height, self.settings.width))
+            if img2img or fork is not None:
+                raise ValueError("start latents: a run from given latents starts from noise, not an image or a "
+                                 "parent; allowed: start latents for text to image only")
+            if not isinstance(start_latents, np.ndarray) or tuple(start_latents.shape) != shape:
+                got = getattr(start_latents, "shape", type(start_latents).__name__)
+                raise ValueError(f"start latents of shape {got} do not fit this run; allowed: an array of "
+                                 f"shape {shape}")
+        self.start_latents = start_latents
         if fork is not None:
             from sdviz.fork import check
 
@@ -123,13 +137,19 @@ class Run:
         scheduler = schedulers.create(s.scheduler, model.scheduler_config)
         img2img = self.init_image is not None
         edit = s.source_prompt is not None  # CycleDiffusion: the source image's chain beside the edited one
-        if edit:
+        if s.invert:  # DDIM inversion, as DiffEdit's `invert` runs it; its forward scheduler is not stepped
+            from diffusers import DDIMInverseScheduler, StableDiffusionDiffEditPipeline as pipeline_class
+
+            inverse = DDIMInverseScheduler.from_config(model.scheduler_config)
+        elif edit:
             from diffusers import CycleDiffusionPipeline as pipeline_class
             from diffusers.pipelines.deprecated.stable_diffusion_variants.pipeline_cycle_diffusion import (
                 compute_noise, posterior_sample)
         else:
             pipeline_class = StableDiffusionImg2ImgPipeline if img2img else StableDiffusionPipeline
-        pipe = pipeline_class(**model.components(scheduler))  # this run's; shares the weights
+        pipe = pipeline_class(**model.components(scheduler), **({"inverse_scheduler": inverse} if s.invert else {}))
+        if s.invert:  # this run's; shares the weights
+            scheduler = inverse
         generator = torch.Generator("cpu").manual_seed(s.seed)
         guided = s.guidance > 1 and unet.config.time_cond_proj_dim is None
         prediction_type = scheduler.config.prediction_type
@@ -146,12 +166,19 @@ class Run:
         traj.timings["encode_prompt"] = time.perf_counter() - started
 
         # 2. Timesteps (img2img keeps the last `strength` of them)
-        timesteps, _ = retrieve_timesteps(scheduler, s.steps, device)
-        if img2img:
+        if s.invert:  # all of them, from the image up
+            scheduler.set_timesteps(s.steps, device=device)
+            timesteps, _ = pipe.get_inverse_timesteps(s.steps, 1.0, device)
+        else:
+            timesteps, _ = retrieve_timesteps(scheduler, s.steps, device)
+        if img2img and not s.invert:
             timesteps, _ = pipe.get_timesteps(s.steps, s.strength, device)
 
         # 3. Starting latents: noise, or the init image encoded and noised to the first timestep
-        if img2img:
+        if s.invert:  # the image's latents, sampled from the VAE's posterior as DiffEdit samples them
+            image = pipe.image_processor.preprocess(self.init_image)
+            latents = pipe.prepare_image_latents(image, 1, pipe.vae.dtype, device, generator).to(embeddings.dtype)
+        elif img2img:
             image = pipe.image_processor.preprocess(self.init_image)
             latents = pipe.prepare_latents(
                 image, timesteps[:1], 1, 1, embeddings.dtype, device, generator
@@ -161,14 +188,21 @@ class Run:
                 source_latents = latents
         else:
             channels, height, width = model.facts.latent_shape(s.height, s.width)
-            latents = pipe.prepare_latents(1, channels, s.height, s.width, embeddings.dtype, device, generator)
+            given = None if self.start_latents is None else torch.from_numpy(self.start_latents)[None].to(embeddings.dtype)
+            latents = pipe.prepare_latents(1, channels, s.height, s.width, embeddings.dtype, device, generator, given)
         traj.x_start = _cpu(latents)
         self.total = len(timesteps)
         extra_step_kwargs = pipe.prepare_extra_step_kwargs(generator, s.eta)
         if s.eta > 0 and "eta" not in extra_step_kwargs:
             traj.warnings.append(f"eta {s.eta} is ignored: {type(scheduler).__name__} has no eta")
         variance_exploding = noise.is_variance_exploding(scheduler)
-        attention_kwargs = self.capture.begin(unet, traj) if self.capture is not None else None
+        attention_kwargs = None
+        if self.capture is not None:
+            negative = None
+            if guided and s.negative_prompt:
+                with model.text_lock:
+                    negative = token_view(model.tokenizer, s.negative_prompt).to_dict()
+            attention_kwargs = self.capture.begin(unet, traj, negative)
         timings = {"unet": 0.0, "decode": 0.0}
 
         # 4. Denoising loop: one record per scheduler entry (a fork first replays its parent's first entries)
@@ -189,7 +223,7 @@ class Run:
             step_started = time.perf_counter()
             model_input = torch.cat([latents] * 2) if guided else latents
             model_input = scheduler.scale_model_input(model_input, t)
-            sigma = noise.current_sigma(scheduler, t)
+            sigma = noise.inverse_sigma(scheduler, t) if s.invert else noise.current_sigma(scheduler, t)
             unet_input = model_input
             if edit:
                 source_input = scheduler.scale_model_input(source_latents, t)
@@ -217,7 +251,9 @@ class Run:
                 self.capture.finish_step(i)
             x_vp = model_input[-1:]  # the UNet's (variance-preserving) view of x_t
             x0_pred = noise.predict_x0(x_vp, noise_pred, sigma, prediction_type)
-            if edit:  # the source's next latents from DDIM's posterior, and the noise that step implies
+            if s.invert:  # towards noise: x0 as the inverse step computes it
+                latents, x0_pred = scheduler.step(noise_pred, t, latents, return_dict=False)
+            elif edit:  # the source's next latents from DDIM's posterior, and the noise that step implies
                 previous = posterior_sample(scheduler, source_latents, t, clean_latents, generator, s.eta)
                 variance_noise = compute_noise(scheduler, previous, source_latents, t, source_noise, s.eta)
                 source_latents = previous
@@ -321,9 +357,10 @@ def _edit_halves(output: torch.Tensor, guided: bool, source_guidance: float):
     return source, edit
 
 
-def generate(model, settings: Settings, init_image=None, callback=None, capture=None, fork=None) -> Trajectory:
+def generate(model, settings: Settings, init_image=None, callback=None, capture=None, fork=None,
+             start_latents=None) -> Trajectory:
     """Runs to the end and returns the trajectory; callback(record) is called at every step."""
-    run = Run(model, settings, init_image=init_image, capture=capture, fork=fork)
+    run = Run(model, settings, init_image=init_image, capture=capture, fork=fork, start_latents=start_latents)
     for record in run:
         if callback is not None:
             callback(record)

@@ -40,6 +40,7 @@ class Settings:
     every: int = 1  # decode previews every N steps (the last step always)
     source_prompt: str | None = None  # an edit (CycleDiffusion, img2img only): the text the init image shows
     source_guidance: float = 1.0  # an edit: guidance of the source prompt's half of the batch
+    invert: bool = False  # DDIM inversion (init image only): the image run backwards to noise
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -147,6 +148,20 @@ def validate(settings: Settings, img2img: bool = False) -> Settings:
         if settings.negative_prompt:
             raise ValueError("negative prompt: an edit contrasts both prompts with the empty prompt, as "
                              "CycleDiffusion does; allowed: no negative prompt with a source prompt")
+    if not isinstance(settings.invert, bool):
+        raise ValueError(f"invert {_shown(settings.invert)} is not true or false; allowed: true, false")
+    if settings.invert:
+        if not img2img:
+            raise ValueError("invert: an inversion runs an image backwards to noise; allowed: invert with an "
+                             "init image")
+        if scheduler != "ddim":
+            raise ValueError(f"scheduler {scheduler!r} cannot invert: the inversion reverses DDIM's deterministic "
+                             "step (DDIMInverseScheduler); allowed: ddim")
+        if eta != 0:
+            raise ValueError(f"eta {eta} cannot invert: only DDIM without noise (eta 0) can be run backwards; "
+                             "allowed: 0")
+        if settings.source_prompt is not None:
+            raise ValueError("source prompt: an inversion has one prompt; allowed: invert or edit, not both")
     return replace(
         settings, steps=steps, guidance=guidance, eta=eta, seed=seed, every=every,
         scheduler=scheduler, strength=strength, source_guidance=source_guidance,

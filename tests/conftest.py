@@ -132,8 +132,10 @@ class AppServer:
         return self.log_path.read_text()
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
+        """Stops the server (again: nothing)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
         self.log.close()
 
 

@@ -15,3 +15,17 @@ def sdviz_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "sdviz", *args], capture_output=True, text=True, env=env, cwd=cwd,
                           timeout=300)
+
+
+def sdviz_main(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """`python -m sdviz ARGS` run in this process (its `main`, stdout and stderr captured): the same
+    command without a new interpreter's imports. `sdviz_cli` keeps the real subprocess where that matters."""
+    import contextlib
+    import io
+
+    from sdviz.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.chdir(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return subprocess.CompletedProcess(["python", "-m", "sdviz", *args], code, out.getvalue(), err.getvalue())

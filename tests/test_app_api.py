@@ -95,3 +95,39 @@ def test_compare_over_the_api_is_each_variant_run_alone(app_url, embedded):
     with pytest.raises(Exception) as error:
         api.predict(prompt="a red circle", vary="steps=200,150,100", api_name="/compare")
     assert "= 450 steps is over this server's limit; allowed: up to 400 steps in all" in str(error.value)
+
+
+def test_edit_and_inversion_over_the_api_equal_the_core(app_url, embedded, tmp_path):
+    """/generate with a source prompt is an edit; /invert returns the reconstruction, the round trip and the
+    error; each equals the same work done here. Bad input is refused with the parameter named."""
+    from sdviz.inversion import invert
+    from training import scenes
+
+    path = tmp_path / "square.png"
+    Image.fromarray(scenes.render(scenes.make_scene(("yellow", "square", "large", "left", "purple"),
+                                                    np.random.default_rng(0)))[0]).save(path)
+    source, target = "a large yellow square on the left on a purple background", "a large red circle on the left"
+    api = client(app_url)
+    final, _ = api.predict(prompt=target, scheduler="ddim", steps=8, guidance=3, seed=2, eta=0.1,
+                           init_image=gradio_client.handle_file(str(path)), strength=0.5, source_prompt=source,
+                           api_name="/generate")
+    settings = sdviz.Settings(prompt=target, scheduler="ddim", steps=8, guidance=3, seed=2, eta=0.1, strength=0.5,
+                              source_prompt=source)
+    np.testing.assert_array_equal(np.asarray(Image.open(final)),
+                                  sdviz.generate(embedded, settings, init_image=Image.open(path)).final_image)
+
+    reconstruction, files = api.predict(prompt=source, steps=6, guidance=1, seed=1,
+                                        image=gradio_client.handle_file(str(path)), api_name="/invert")
+    local = invert(embedded, sdviz.Settings(prompt=source, steps=6, guidance=1, seed=1), Image.open(path))
+    np.testing.assert_array_equal(np.asarray(Image.open(reconstruction)), local.reconstruction.final_image)
+    assert sorted(Path(f).name for f in files) == ["error.json", "inversion.zip", "reconstruction.zip",
+                                                   "round_trip.png"]
+    error = json.loads(Path(next(f for f in files if f.endswith("error.json"))).read_text())
+    assert error["psnr_db"] == round(local.psnr, 3) and error["vae_psnr_db"] == round(local.vae_psnr, 3)
+
+    with pytest.raises(Exception, match="image is missing"):
+        api.predict(prompt=source, image=None, api_name="/invert")
+    with pytest.raises(Exception, match="steps 0 is out of range"):
+        api.predict(prompt=source, steps=0, image=gradio_client.handle_file(str(path)), api_name="/invert")
+    with pytest.raises(Exception, match="an edit starts from an image"):
+        api.predict(prompt=target, source_prompt=source, api_name="/generate")

@@ -14,7 +14,7 @@ import sdviz
 from sdviz.attention import AttentionCapture, AttentionMaps, attention_probs, layer_table
 from sdviz.attention.layers import TracedProcessor, observing
 from sdviz.models import EMBEDDED_MODEL
-from tests.helpers import sdviz_cli
+from tests.helpers import sdviz_main
 
 SD1_TABLE = Path(__file__).resolve().parent / "data" / "sd1_attention_layers.txt"
 PROMPT = "a large red circle on the left on a blue background"
@@ -240,7 +240,7 @@ def test_maps_save_and_load(captured, tmp_path):
 
 
 def test_cli_writes_attention_npz_and_overlays(tmp_path):
-    result = sdviz_cli("render", "--prompt", "a small blue square at the top", "--steps", "5", "--attention",
+    result = sdviz_main("render", "--prompt", "a small blue square at the top", "--steps", "5", "--attention",
                        "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     with np.load(tmp_path / "attention.npz", allow_pickle=False) as npz:
@@ -295,10 +295,16 @@ def sd15_model():
     return sdviz.from_pipeline(sd15_random_pipeline(), "SD 1.5-sized, random weights")
 
 
-@pytest.mark.slow
-def test_layer_table_reproduces_the_sd1_table(sd15_model):
-    """An SD 1.x UNet built from its config (random weights), run once at 512 x 512 with guidance."""
-    table = layer_table(sd15_model.unet, 512, 512)
+def test_layer_table_reproduces_the_sd1_table():
+    """An SD 1.x UNet built from its config on the meta device (shapes without values), run once at
+    512 x 512 with guidance."""
+    from diffusers import UNet2DConditionModel
+
+    from benchmarks.benchmark import SD15_UNET
+
+    with torch.device("meta"):
+        unet = UNet2DConditionModel(**SD15_UNET)
+    table = layer_table(unet, 512, 512)
     assert len(table) == 32 and [r["order"] for r in table] == list(range(1, 33))
     scales = seed_scales()
     for kind in ("self", "cross"):
@@ -324,3 +330,83 @@ def test_capture_memory_stays_bounded_at_sd15_size(sd15_model):
     maps = capture.maps()
     assert maps.steps == [0] and sorted(maps.resolutions) == sorted(["64x64", "32x32", "16x16", "8x8"])
     assert maps.nbytes * 50 < 250 * 2**20, maps.nbytes
+
+
+NEGATIVE = "a small green square at the top"
+
+
+def test_negative_prompt_maps_come_from_the_unconditional_half(embedded, tmp_path):
+    """The negative prompt's words are attended to by the unconditional half of the batch: its maps equal that
+    half's cross-attention, computed here apart from the capture, and not the conditional half's."""
+    from diffusers import StableDiffusionPipeline
+
+    from sdviz import schedulers
+    from sdviz.attention.layers import grid_for
+
+    settings = sdviz.Settings(prompt=PROMPT, negative_prompt=NEGATIVE, scheduler="ddim", steps=3, seed=4)
+    traj = sdviz.generate(embedded, settings, capture=AttentionCapture(embedded))
+    negative = traj.attention.negative
+    assert [negative.tokens[i].replace("</w>", "") for i in negative.word_slots()] == NEGATIVE.split()
+    assert negative.steps == traj.attention.steps and set(negative.cross) == set(traj.attention.cross)
+
+    keep = len(negative.tokens)
+    sums = {"uncond": {}, "cond": {}}
+
+    def observer(layer, attn, hidden_states, encoder_hidden_states):
+        if layer.kind != "cross":
+            return
+        for half, row in (("uncond", 0), ("cond", 1)):
+            probs = attention_probs(attn, hidden_states[row:row + 1], encoder_hidden_states[row:row + 1])
+            grid = grid_for(probs.shape[1], *traj.shapes["latents"][1:])
+            key = f"{grid[0]}x{grid[1]}"
+            token_map = probs[:, :, :keep].float().mean(0).T.reshape(keep, *grid)
+            sums[half][key] = sums[half].get(key, 0) + token_map
+
+    scheduler = schedulers.create("ddim", embedded.scheduler_config)
+    pipe = StableDiffusionPipeline(**embedded.components(scheduler))
+    cond, uncond = pipe.encode_prompt(PROMPT, embedded.device, 1, True, NEGATIVE)
+    scheduler.set_timesteps(3)
+    x = torch.from_numpy(traj.x_start)[None]
+    with torch.no_grad():
+        embedded.unet(torch.cat([x, x]), scheduler.timesteps[0], encoder_hidden_states=torch.cat([uncond, cond]),
+                      cross_attention_kwargs=observing(embedded.unet, observer))
+    for key, captured in negative.cross.items():
+        first = captured[0].astype(np.float32)
+        np.testing.assert_allclose(first, sums["uncond"][key].numpy(), atol=2e-3)
+        assert np.abs(first - sums["cond"][key].numpy()).max() > 0.05
+    # saved and loaded with the run's maps; the overlays name the negative words apart
+    traj.attention.save(tmp_path / "attention.npz")
+    loaded = AttentionMaps.load(tmp_path / "attention.npz").negative
+    assert loaded.tokens == negative.tokens and all(np.array_equal(loaded.cross[k], negative.cross[k])
+                                                    for k in negative.cross)
+    from sdviz.attention import write_overlays
+
+    names = sorted(path.name for path in write_overlays(traj, tmp_path / "overlays"))
+    assert "negative_3_green.png" in names and "3_red.png" in names and "negative_2_small.png" in names
+    # no negative prompt, or no guidance: no negative maps
+    plain = sdviz.generate(embedded, sdviz.Settings(prompt=PROMPT, steps=2), capture=AttentionCapture(embedded))
+    unguided = sdviz.generate(embedded, sdviz.Settings(prompt=PROMPT, negative_prompt=NEGATIVE, guidance=1.0,
+                                                       steps=2), capture=AttentionCapture(embedded))
+    assert plain.attention.negative is None and unguided.attention.negative is None
+
+
+def test_an_edit_and_an_img2img_run_keep_their_prompts_attention(embedded):
+    """Heat maps of a real image's run: img2img and an edit (from the edit prompt's half), the result unchanged."""
+    from PIL import Image
+
+    from training import scenes
+
+    image = Image.fromarray(scenes.render(scenes.make_scene(("yellow", "square", "large", "left", "purple"),
+                                                            np.random.default_rng(0)))[0])
+    edit = sdviz.Settings(prompt="a large red circle on the left on a purple background", scheduler="ddim", steps=8,
+                          strength=0.75, seed=1, source_prompt="a large yellow square on the left on a purple background")
+    for settings in (edit, sdviz.Settings(prompt=edit.prompt, steps=8, strength=0.75, seed=1)):
+        plain = sdviz.generate(embedded, settings, init_image=image)
+        watched = sdviz.generate(embedded, settings, init_image=image, capture=AttentionCapture(embedded))
+        np.testing.assert_array_equal(plain.final_image, watched.final_image)
+        maps = watched.attention
+        assert len(maps.steps) == len(watched.steps) == 6
+        words = [maps.tokens[i].replace("</w>", "") for i in maps.word_slots()]
+        assert words == edit.prompt.split()
+        circle = maps.word_heat_map("circle")
+        assert circle[:, : circle.shape[1] // 2].mean() > circle[:, circle.shape[1] // 2:].mean()  # on the left

@@ -191,3 +191,58 @@ def test_compare_streams_the_variants_and_lines_them_up(page, shots):
     WebDriverWait(page, 60).until(lambda d: "compare.mp4" in text(d, "#compare-files").replace("\n", ""))
     assert all(name in text(page, "#compare-files").replace("\n", "") for name in ("compare.png", "compare.gif",
                                                                                  "compare.json", "compare.html"))
+
+
+def type_into(driver, selector: str, value: str) -> None:
+    box = driver.find_element(By.CSS_SELECTOR, f"{selector} textarea")
+    box.clear()
+    box.send_keys(value)
+
+
+def test_edit_an_image_then_invert_it(page, shots, tmp_path):
+    """The Edit tab: an image of a yellow square edited into a red circle streams like a run and is shown
+    against its source; then the same image inverted to noise and reconstructed, with its error."""
+    from training import scenes
+
+    path = tmp_path / "square.png"
+    Image.fromarray(scenes.render(scenes.make_scene(("yellow", "square", "large", "left", "purple"),
+                                                    np.random.default_rng(0)))[0]).save(path)
+    page.execute_script("window.scrollTo(0, 0)")
+    open_tab(page, "Edit or invert an image")
+    page.find_element(By.CSS_SELECTOR, "#edit-image input[type=file]").send_keys(str(path))
+    WebDriverWait(page, 30).until(lambda d: image_source(d, "#edit-image"))
+    type_into(page, "#source-prompt", "a large yellow square on the left on a purple background")
+    type_into(page, "#edit-prompt", "a large red circle on the left on a purple background")
+    page.find_element(By.CSS_SELECTOR, "#edit").click()
+    open_tab(page, "Explore the steps")
+    WebDriverWait(page, 90).until(lambda d: "finished" in status_text(d) and "/ 9" in status_text(d))
+    WebDriverWait(page, 60).until(lambda d: "after step 1" in text(d, "#edit-note"))
+    assert image_source(page, "#edit-view")
+    WebDriverWait(page, 30).until(lambda d: drawn(d, "#edit-plot"))
+    page.execute_script("document.querySelector('#edit-note').scrollIntoView()")
+    time.sleep(1)
+    page.save_screenshot(str(shots / "17-edit.png"))
+
+    page.execute_script("window.scrollTo(0, 0)")
+    page.find_element(By.CSS_SELECTOR, "#invert").click()
+    WebDriverWait(page, 120).until(lambda d: "dB from the image" in text(d, "#trip-note"))
+    assert "finished" in status_text(page) and "step 12 / 12" in status_text(page)
+    assert image_source(page, "#trip-view") and not page.find_element(By.CSS_SELECTOR, "#edit-view").is_displayed()
+    page.execute_script("document.querySelector('#trip-note').scrollIntoView()")
+    time.sleep(1)
+    page.save_screenshot(str(shots / "18-invert.png"))
+
+
+def test_the_negative_prompts_words_have_heat_maps(page):
+    page.execute_script("window.scrollTo(0, 0)")
+    open_tab(page, "Text to image")
+    type_into(page, "#negative", "a small green triangle")
+    page.find_element(By.CSS_SELECTOR, "#generate").click()
+    WebDriverWait(page, 90).until(lambda d: "finished" in status_text(d) and "step 12 / 12" in status_text(d))
+    type_into(page, "#negative", "")
+    open_tab(page, "Attention")
+    choice = "//*[@id='word']//label[normalize-space()='negative 3: green']"
+    WebDriverWait(page, 60).until(lambda d: d.find_elements(By.XPATH, choice))
+    before = image_source(page, "#heat")
+    page.find_element(By.XPATH, choice).click()
+    WebDriverWait(page, 30).until(lambda d: image_source(d, "#heat") and image_source(d, "#heat") != before)

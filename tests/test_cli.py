@@ -1,4 +1,5 @@
-"""The command line, run as a user runs it: a subprocess, its files, its errors."""
+"""The command line: its files and its errors; run in process (`main`), and as a subprocess where the
+interpreter's entry point and exit status are the point."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ import pytest
 from PIL import Image
 
 from sdviz import cli, schedulers
-from tests.helpers import ROOT, sdviz_cli
+from tests.helpers import ROOT, sdviz_cli, sdviz_main
 
 
 
 def test_render_writes_every_output(tmp_path):
     out = tmp_path / "run"
-    result = sdviz_cli("render", "--prompt", "a red circle on the left", "--steps", "6", "--seed", "3", "--out", str(out))
+    result = sdviz_main("render", "--prompt", "a red circle on the left", "--steps", "6", "--seed", "3", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert "step 6/6" in result.stderr  # progress on stderr
     for name in ("final.png", "filmstrip.png", "trajectory.gif", "trajectory.mp4", "trajectory.json", "latents.npz"):
@@ -36,7 +37,7 @@ def test_render_writes_every_output(tmp_path):
 def test_render_img2img(tmp_path):
     Image.new("RGBA", (40, 30), (200, 30, 30, 128)).save(tmp_path / "in.png")
     out = tmp_path / "run"
-    result = sdviz_cli("render", "--prompt", "a red square", "--init-image", str(tmp_path / "in.png"),
+    result = sdviz_main("render", "--prompt", "a red square", "--init-image", str(tmp_path / "in.png"),
                        "--strength", "0.5", "--steps", "8", "--scheduler", "EulerDiscreteScheduler", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert len(list((out / "x0").iterdir())) == 4  # strength 0.5 of 8 steps
@@ -45,7 +46,7 @@ def test_render_img2img(tmp_path):
 
 def test_progress_counts_the_schedulers_entries_and_no_path_is_written(tmp_path):
     out = tmp_path / "run"
-    result = sdviz_cli("render", "--prompt", "a red circle", "--scheduler", "heun", "--steps", "3", "--out", str(out))
+    result = sdviz_main("render", "--prompt", "a red circle", "--scheduler", "heun", "--steps", "3", "--out", str(out))
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("step ")]
     assert len(lines) == 5 and lines[-1].startswith("step 5/5 ")  # Heun: 2 x 3 - 1 evaluations
@@ -127,7 +128,7 @@ def test_bad_input_from_a_shell_is_one_line_and_exit_code_2(tmp_path, extra, mes
 
 
 def test_layers_json_comes_from_the_model():
-    result = sdviz_cli("layers", "--json")
+    result = sdviz_main("layers", "--json")
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     assert {r["kind"] for r in rows} == {"self", "cross"}

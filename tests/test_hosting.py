@@ -134,6 +134,7 @@ RAW = [
     (9, "-Infinity", "eta -inf is not finite"),
     (11, "NaN", "every nan is not a whole number"),
     (13, "NaN", "strength nan is not finite"),
+    (14, '"a \\udfff"', "source prompt has an invalid character '\\udfff' at position 2"),
 ]
 
 
@@ -147,7 +148,7 @@ def test_values_gradio_client_cannot_send_are_answered_too(app_url, tmp_path):
         image = json.loads(response.read())[0]  # the server's path of the upload
     for position, literal, answer in RAW:
         values = [json.dumps(v) for v in ("a red circle", "", "sdviz-shapes", "ddim", 4, 7.5, 0, 64, 64, 0, "full", 1,
-                                          None, 0.5)]
+                                          None, 0.5, "", 1.0)]
         values[position] = literal
         if position == 13:  # strength only counts with an image
             values[12] = json.dumps({"path": image, "meta": {"_type": "gradio.FileData"}})
@@ -265,48 +266,52 @@ def test_a_client_that_goes_away_stops_its_run(app_server):
     assert Path(final).is_file()
 
 
-def test_a_run_past_the_time_limit_stops_and_is_kept(tmp_path):
-    server = AppServer(tmp_path / "tmp", SDVIZ_MAX_RUN_SECONDS="1")
-    try:
-        started = time.perf_counter()
-        final, files = client(server.url).predict(api_name="/generate", **LONG_RUN)
-        assert time.perf_counter() - started < 8
-        assert final is None  # stopped: no final image, but the partial trajectory comes back
-        assert {"trajectory.zip", "run.html"} <= {Path(f).name for f in files}
-    finally:
-        server.stop()
+@pytest.fixture(scope="module")
+def capped(tmp_path_factory):
+    """One server with a host's caps: runs stop after 1 s, files may take 15 MB for 20 s."""
+    server = AppServer(tmp_path_factory.mktemp("capped") / "tmp", SDVIZ_MAX_RUN_SECONDS="1", SDVIZ_CACHE_MB="15",
+                       SDVIZ_CACHE_SECONDS="20")
+    yield server
+    server.stop()
+
+
+def test_a_run_past_the_time_limit_stops_and_is_kept(capped):
+    started = time.perf_counter()
+    final, files = client(capped.url).predict(api_name="/generate", **LONG_RUN)
+    assert time.perf_counter() - started < 8
+    assert final is None  # stopped: no final image, but the partial trajectory comes back
+    assert {"trajectory.zip", "run.html"} <= {Path(f).name for f in files}
 
 
 SOAK_RUNS = 40
 
 
 @pytest.mark.slow
-def test_soak_of_40_runs_keeps_memory_and_disk_bounded(tmp_path):
+def test_soak_of_40_runs_keeps_memory_and_disk_bounded(capped):
     """40 runs over the API (each writes its GIF, MP4, zip and page) on a server whose files may take 15 MB
     for 20 s: disk stays near the cap, memory stops growing, and nothing is left on disk after the server stops."""
-    server = AppServer(tmp_path / "tmp", SDVIZ_CACHE_MB="15", SDVIZ_CACHE_SECONDS="20")
-    try:
-        api = gradio_client.Client(server.url, verbose=False, download_files=False)  # the server is measured
-        for seed in range(5):  # warm up: imports, ffmpeg, first allocations
-            api.predict(prompt="a red circle", seed=seed, steps=4, api_name="/generate")
-        rss, disk = [server.rss_bytes()], [server.disk_bytes()]
-        started = time.perf_counter()
-        for seed in range(SOAK_RUNS):
-            api.predict(prompt="a small blue square on the left", seed=seed, steps=4, api_name="/generate")
-            if seed % 10 == 9:
-                rss.append(server.rss_bytes())
-                disk.append(server.disk_bytes())
-        seconds = time.perf_counter() - started
-        growth_mb = (rss[-1] - rss[0]) / 2**20
-        second_half_mb = (rss[-1] - rss[len(rss) // 2]) / 2**20
-        report = {"runs": SOAK_RUNS, "seconds": round(seconds, 1), "rss_mb": [round(r / 2**20) for r in rss],
-                  "disk_mb": [round(d / 2**20, 1) for d in disk], "rss_growth_mb": round(growth_mb, 1)}
-        print(json.dumps(report))
-        assert growth_mb < 100 and second_half_mb < 40, report
-        assert max(disk) < 40 * 2**20, report  # the 15 MB cap plus what 30 s of runs adds between prunes
-    finally:
-        server.stop()
-    leftovers = [p for p in (tmp_path / "tmp").iterdir() if p.name.startswith(("sdviz-", "gradio"))]
+    server = capped
+    api = gradio_client.Client(server.url, verbose=False, download_files=False)  # the server is measured
+    for seed in range(5):  # warm up: imports, ffmpeg, first allocations
+        api.predict(prompt="a red circle", seed=seed, steps=4, api_name="/generate")
+    rss, disk = [server.rss_bytes()], [server.disk_bytes()]
+    started = time.perf_counter()
+    for seed in range(SOAK_RUNS):
+        final, _ = api.predict(prompt="a small blue square on the left", seed=seed, steps=4, api_name="/generate")
+        assert final is not None  # well within the time limit
+        if seed % 10 == 9:
+            rss.append(server.rss_bytes())
+            disk.append(server.disk_bytes())
+    seconds = time.perf_counter() - started
+    growth_mb = (rss[-1] - rss[0]) / 2**20
+    second_half_mb = (rss[-1] - rss[len(rss) // 2]) / 2**20
+    report = {"runs": SOAK_RUNS, "seconds": round(seconds, 1), "rss_mb": [round(r / 2**20) for r in rss],
+              "disk_mb": [round(d / 2**20, 1) for d in disk], "rss_growth_mb": round(growth_mb, 1)}
+    print(json.dumps(report))
+    assert growth_mb < 100 and second_half_mb < 40, report
+    assert max(disk) < 40 * 2**20, report  # the 15 MB cap plus what 30 s of runs adds between prunes
+    server.stop()
+    leftovers = [p for p in server.tmp.iterdir() if p.name.startswith(("sdviz-", "gradio"))]
     assert not leftovers, leftovers
 
 

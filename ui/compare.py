@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import html as html_text
-import threading
 from dataclasses import replace
 
 import gradio as gr
@@ -25,7 +24,7 @@ from sdviz.frames import DEFAULT_MAX_BYTES, FrameCache
 from sdviz.settings import Settings, check_text
 from ui import html
 from ui.handlers import DISPLAY_RATE, _event, iterate, user_errors, write_trajectory_zip
-from ui.streaming import follow
+from ui.streaming import PartStop, follow
 
 NOTHING = ""  # the second "vary" menu's empty choice
 POSITION_STEPS = 100  # the shared slider runs 0..100 (% of the way from the noise to the image)
@@ -94,20 +93,6 @@ def settled_text(comparison) -> str:
     return head + "\n".join(lines)
 
 
-class VariantStop:
-    """A variant's stop: set by its own end (ui.streaming stops every run it followed) or by the session's
-    Stop, which must reach every later variant too, while one variant's end must not stop the next."""
-
-    def __init__(self, session):
-        self.own, self.session = threading.Event(), session
-
-    def set(self) -> None:
-        self.own.set()
-
-    def is_set(self) -> bool:
-        return self.own.is_set() or (self.session is not None and self.session.is_set())
-
-
 class CompareHandlers:
     def __init__(self, handlers):
         self.handlers, self.threads, self.files = handlers, handlers.threads, handlers.files
@@ -124,7 +109,7 @@ class CompareHandlers:
             v = variant["settings"]
             runs.append(self.handlers._run(v.prompt, v.negative_prompt, variant["model"], v.scheduler, v.steps,
                                            v.guidance, v.seed, v.width, v.height, v.eta, v.preview, v.every, False,
-                                           stop_event=VariantStop(stop_event)))
+                                           stop_event=PartStop(stop_event)))
         self.limits.check_comparison([run.settings.steps for run in runs])
         return [variant["label"] for variant in chosen], runs
 

@@ -276,6 +276,59 @@ class ExplainHandlers:
                 + ("; ".join(changed) if changed else "nothing changed, so the fork is its parent, bit for bit") + ".")
         return self.files.image(np.asarray(sheet)), _mark(plot, at, "fork point"), note, gr.update(open=True)
 
+    # --- an edit against its source; an inversion's round trip ------------------------------------
+
+    @user_errors
+    def edit_view(self, traj, step):
+        """An edit's source chain, its own and their difference (the slider's step marked), the departure
+        curve and a note; the panel opened. Nothing (the panel closed) for other runs."""
+        from sdviz import edit
+
+        if traj is None or not edit.is_edit(traj):
+            return None, None, "", gr.update(open=False)
+        return self.threads.call(self._edit_view, traj, _step_index(traj, step))
+
+    def _edit_view(self, traj, index):
+        from sdviz import edit
+
+        settings = traj.settings
+        previewer = Previewer(self.handlers.model(settings["model"]), settings["preview"], settings["height"],
+                              settings["width"])
+        sheet = edit.sheet(traj, previewer, self.handlers._decoder(traj), at=index)
+        gaps = edit.departure(traj)
+        plot = _mark(pd.DataFrame([(n + 1, gap, "mean |edit - source| (latents)") for n, gap in enumerate(gaps)],
+                                  columns=["step", "value", "curve"]), index + 1, "this step")
+        grows = (f", grows most at step {int(np.argmax(np.diff(gaps))) + 2}" if len(gaps) > 1 else "")
+        note = (f"Both chains start from the image noised for {len(traj.steps)} steps and share their noise. The "
+                f"edit departs from the source at once ({gaps[0]:.3f} apart after step 1, mean |latent| "
+                f"difference){grows} and ends {gaps[-1]:.3f} away. Where the bottom row is dark, the edit kept "
+                "the image.")
+        return self.files.image(np.asarray(sheet)), plot, note, gr.update(open=True)
+
+    @user_errors
+    def round_trip_view(self, reconstruction, inversion):
+        """An inversion's image to noise and back, with the reconstruction error; the panel opened."""
+        if reconstruction is None or inversion is None or not inversion.settings.get("invert"):
+            return None, "", gr.update(open=False)
+        return self.threads.call(self._round_trip_view, reconstruction, inversion)
+
+    def _round_trip_view(self, reconstruction, inversion):
+        from sdviz.explain import latent_space
+        from sdviz.inversion import Inversion, round_trip_sheet
+
+        settings = inversion.settings
+        decoders = (self.handlers._decoder(inversion), self.handlers._decoder(reconstruction))
+        sheet = round_trip_sheet(inversion, reconstruction, decoders)
+        vae = latent_space(self.handlers.model(settings["model"]), inversion.init_image, settings["width"],
+                           settings["height"]).psnr
+        summary = Inversion(inversion, reconstruction, vae).summary()
+        note = (f"Inverted in {settings['steps']} DDIM steps at guidance {settings['guidance']:g} and run forward "
+                f"again: the reconstruction is {summary['psnr_db']:.1f} dB from the image (mean error "
+                f"{summary['mean_abs_error']:.1f} / 255); the VAE alone reaches {summary['vae_psnr_db']:.1f} dB. "
+                f"The noise it reached has standard deviation {summary['noise_std']:.2f} (a run starts from 1). "
+                "Guidance makes the round trip drift: try 1 and then 7.5.")
+        return self.files.image(np.asarray(sheet)), note, gr.update(open=True)
+
     # --- How it works ----------------------------------------------------------------------
 
     @user_errors

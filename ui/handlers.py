@@ -15,12 +15,14 @@ import asyncio
 import functools
 import html as html_text
 import inspect
+import json
 import logging
 import random
 import shutil
 import threading
 import time
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import gradio as gr
@@ -36,13 +38,14 @@ from sdviz.sampler import Run
 from sdviz.settings import MAX_SEED, Settings, check_float, check_int, check_text, validate
 from ui import html
 from ui.model_threads import ModelThreads
-from ui.streaming import follow
+from ui.streaming import PartStop, follow
 
 log = logging.getLogger("sdviz.app")
 PLAY_SECONDS = 0.25  # per frame when playing the trajectory back
 DISPLAY_RATE = 10.0  # live updates per second at most; every step is still kept
 SELF_ATTENTION_POSITIONS = 256  # self-attention kept up to 16 x 16 positions (SD 1.5: 0.14 MB a step)
 SPANS = ("this step", "up to this step", "whole run")
+NEGATIVE_WORD = "negative:"  # the Word choice of a negative prompt's word: this, then its slot
 
 
 def user_errors(fn):
@@ -192,7 +195,7 @@ class Handlers:
 
     def _run(self, prompt, negative_prompt, model_name, scheduler, steps, guidance, seed, width, height,
              eta, preview, every, attention, init_image=None, strength=0.8, stop_event=None,
-             img2img=False) -> Run:
+             img2img=False, source_prompt=None, source_guidance=1.0, invert=False) -> Run:
         """Checks every value, then the host's limits, before any model work; returns the Run."""
         model = self.model(model_name)
         if not isinstance(attention, bool):
@@ -200,7 +203,8 @@ class Handlers:
         settings = validate(Settings(
             prompt=prompt, negative_prompt=negative_prompt, scheduler=scheduler,
             steps=steps, guidance=guidance, eta=eta, seed=seed, width=width, height=height,
-            strength=strength, preview=preview, every=every,
+            strength=strength, preview=preview, every=every, source_prompt=source_prompt,
+            source_guidance=source_guidance, invert=invert,
         ), img2img=img2img).resolved(model.facts)
         self.limits.check(settings, model.facts)
         image = None
@@ -252,6 +256,47 @@ class Handlers:
                         eta, preview, every, attention, init_image, strength, _event(stop_signal), img2img=True)
         async for update in self._stream(run):
             yield update
+
+    @user_errors
+    async def stream_edit(self, stop_signal, prompt, negative_prompt, model_name, scheduler, steps, guidance, seed,
+                          width, height, eta, preview, every, attention, init_image, strength, source_prompt,
+                          source_guidance):
+        """An edit (CycleDiffusion), streamed like a run: the image, what it shows (source prompt) and what it
+        should show (prompt). It steps with DDIM, whatever the scheduler menu says."""
+        if not isinstance(source_prompt, str) or not source_prompt.strip():
+            raise ValueError("source prompt is empty; allowed: a description of the image to edit (what it shows)")
+        run = self._run(prompt, negative_prompt, model_name, "ddim", steps, guidance, seed, width, height, eta,
+                        preview, every, attention, init_image, strength, _event(stop_signal), img2img=True,
+                        source_prompt=source_prompt, source_guidance=source_guidance)
+        if scheduler != "ddim":
+            gr.Info(f"An edit steps with DDIM (CycleDiffusion samples its posterior); {scheduler!s:.40} is not used.")
+        async for update in self._stream(run):
+            yield update
+
+    @user_errors
+    async def stream_invert(self, stop_signal, prompt, negative_prompt, model_name, steps, guidance, seed, width,
+                            height, preview, every, attention, init_image):
+        """DDIM inversion: the image run back to noise, then that noise run forward again (DDIM, eta 0), both
+        streamed; the session's run is the reconstruction, the inversion kept beside it. Both share one
+        run's time limit."""
+        started = time.perf_counter()
+        run = self._run(prompt, negative_prompt, model_name, "ddim", steps, guidance, seed, width, height, 0.0,
+                        preview, every, attention, init_image, stop_event=PartStop(_event(stop_signal)), img2img=True,
+                        invert=True)
+        async for update in self._stream(run):
+            yield (*update, None)
+        inversion = run.trajectory
+        if not inversion.complete:
+            return  # stopped, or out of time: the partial inversion is the session's run
+        model, limit = run.model, self.limits.run_seconds
+        capture = (AttentionCapture(model, self_attention=True, self_max_positions=SELF_ATTENTION_POSITIONS)
+                   if attention else None)
+        forward = Run(model, replace(run.settings, invert=False), capture=capture,
+                      stop_signal=PartStop(_event(stop_signal)),
+                      time_limit=None if limit is None else max(limit - (time.perf_counter() - started), 0.0),
+                      start_latents=inversion.steps[-1].x_next)
+        async for update in self._stream(forward):
+            yield (*update, inversion)
 
     @user_errors
     async def stream_fork(self, stop_signal, parent, step, prompt, negative_prompt, guidance, eta, preview, every,
@@ -332,6 +377,10 @@ class Handlers:
             return (gr.skip(),) * 7
         maps = traj.attention
         token_choices = [(f"{i}: {maps.tokens[i].replace('</w>', '')}", i) for i in maps.word_slots()] if maps else []
+        if maps is not None and maps.negative is not None:  # the negative prompt's words, from the unconditional half
+            negative = maps.negative
+            token_choices += [(f"negative {i}: {negative.tokens[i].replace('</w>', '')}", f"{NEGATIVE_WORD}{i}")
+                              for i in negative.word_slots()]
         resolutions = ["all", *maps.resolutions] if maps else ["all"]
         self_resolutions = sorted(maps.self_attn) if maps else []
         return (
@@ -405,7 +454,10 @@ class Handlers:
         maps = traj.attention
         if maps is None or token is None:
             return None
-        token = check_int("word", token, 0, len(maps.tokens) - 1)
+        if isinstance(token, str) and token.startswith(NEGATIVE_WORD) and maps.negative is not None:
+            maps, token = maps.negative, _negative_slot(token, len(maps.negative.tokens))
+        else:
+            token = check_int("word", token, 0, len(maps.tokens) - 1)
         if resolution not in ("all", *maps.resolutions):
             raise ValueError(f"resolution {resolution!r:.60} is not captured; allowed: all, {', '.join(maps.resolutions)}")
         if span not in SPANS:
@@ -462,19 +514,62 @@ class Handlers:
 
     @user_errors
     async def api_generate(self, prompt, negative_prompt, model, scheduler, steps, guidance, seed, width, height,
-                           eta, preview, every, init_image=None, strength=0.8):
-        """Runs to the end; returns the final image and the trajectory files.
+                           eta, preview, every, init_image=None, strength=0.8, source_prompt="", source_guidance=1.0):
+        """Runs to the end; returns the final image and the trajectory files. A source prompt (with an image)
+        makes it an edit.
 
         A generator, so that a client that cancels or goes away stops the run (see ui.streaming).
         """
+        source_prompt = check_text("source prompt", source_prompt if source_prompt is not None else "")
         run = self._run(prompt, negative_prompt, model, scheduler, steps, guidance, seed, width, height,
-                        eta, preview, every, False, init_image, strength, img2img=init_image is not None)
+                        eta, preview, every, False, init_image, strength, img2img=init_image is not None,
+                        source_prompt=source_prompt or None, source_guidance=source_guidance)
         yield gr.skip(), gr.skip()
         async for _ in follow(run, iterate, 1 / DISPLAY_RATE, self.threads):
             yield gr.skip(), gr.skip()
         traj = run.trajectory
         final = self.files.image(traj.final_image) if traj.final_image is not None else None
         yield final, await asyncio.to_thread(self._write_downloads, traj)
+
+    @user_errors
+    async def api_invert(self, prompt, negative_prompt, model, steps, guidance, seed, width, height, preview, every,
+                         image):
+        """DDIM inversion and reconstruction, run to the end as the page streams them; returns the
+        reconstructed image and round_trip.png, error.json and both runs' trajectory zips."""
+        if image is None:
+            raise ValueError("image is missing; allowed: an uploaded image (PNG, JPEG, WebP, ...) to invert")
+        last = None
+        async for update in self.stream_invert(None, prompt, negative_prompt, model, steps, guidance, seed, width,
+                                               height, preview, every, False, image):
+            last = update
+            yield gr.skip(), gr.skip()
+        reconstruction, inversion = last[5], last[6]
+        if inversion is None or not reconstruction.complete:
+            raise ValueError("invert: the run stopped before the reconstruction ended (this server's run-time "
+                             "limit); allowed: fewer steps")
+        yield self.files.image(reconstruction.final_image), await asyncio.to_thread(
+            self._write_round_trip, inversion, reconstruction)
+
+    def _write_round_trip(self, inversion, reconstruction) -> list[str]:
+        from sdviz.explain import latent_space
+        from sdviz.inversion import Inversion, round_trip_sheet
+
+        folder = self.files.new_folder()
+
+        def measure():
+            settings = inversion.settings
+            vae = latent_space(self.model(settings["model"]), inversion.init_image, settings["width"],
+                               settings["height"]).psnr
+            decoders = (self._decoder(inversion), self._decoder(reconstruction))
+            round_trip_sheet(inversion, reconstruction, decoders).save(folder / "round_trip.png")
+            return Inversion(inversion, reconstruction, vae)
+
+        result = self.threads.call(measure)
+        (folder / "error.json").write_text(json.dumps(result.summary(), indent=2) + "\n")
+        files = [str(folder / "round_trip.png"), str(folder / "error.json")]
+        for name, traj in (("inversion", inversion), ("reconstruction", reconstruction)):
+            files.append(str(write_trajectory_zip(traj.with_frames(self._decoder(traj)), folder / f"{name}.zip")))
+        return files
 
 
 def _event(stop_signal) -> threading.Event | None:
@@ -488,3 +583,12 @@ def _step_index(traj, step) -> int:
 
 def random_seed() -> int:
     return random.randint(0, min(MAX_SEED, 2**32 - 1))
+
+
+def _negative_slot(token: str, slots: int) -> int:
+    """The slot of a negative prompt's word from its Word choice ('negative:3')."""
+    number = token[len(NEGATIVE_WORD):]
+    if not number.isdigit():
+        raise ValueError(f"word {token!r:.60} is not a negative prompt's word; allowed: {NEGATIVE_WORD}0.."
+                         f"{NEGATIVE_WORD}{slots - 1}")
+    return check_int("negative word", int(number), 0, slots - 1)

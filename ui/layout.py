@@ -65,6 +65,21 @@ def build_demo(config, handlers) -> gr.Blocks:
                         init_image = Image(label="Start image", type="filepath", elem_id="init-image")
                         strength = Slider(0.05, 1.0, value=DEFAULTS.strength, step=0.05, label="Strength (share of the schedule run)")
                         generate_img2img = gr.Button("Generate from image", variant="primary", elem_id="generate-img2img")
+                    with gr.Tab("Edit or invert an image", id="edit"):
+                        edit_image = Image(label="The image", type="filepath", elem_id="edit-image")
+                        source_prompt = gr.Textbox(label="What the image shows (source prompt)", lines=1,
+                                                   elem_id="source-prompt")
+                        edit_prompt = gr.Textbox(label="What it should show instead (the edit)", lines=1,
+                                                 elem_id="edit-prompt")
+                        with gr.Row():
+                            edit_strength = Slider(0.05, 1.0, value=DEFAULTS.strength, step=0.05,
+                                                   label="Strength (share of the schedule run)", elem_id="edit-strength")
+                            source_guidance = Slider(0, 20, value=DEFAULTS.source_guidance, step=0.5,
+                                                     label="Source guidance", elem_id="source-guidance")
+                        with gr.Row():
+                            edit_button = gr.Button("Edit (CycleDiffusion)", variant="primary", elem_id="edit")
+                            invert_button = gr.Button("Invert to noise and back (DDIM)", elem_id="invert")
+                        gr.Markdown(walk.EDIT_INTRO)
                 negative = gr.Textbox(label="Negative prompt", value="", elem_id="negative")
                 stop = gr.Button("Stop", variant="stop", elem_id="stop")
                 with gr.Accordion("Settings", open=True):
@@ -117,6 +132,14 @@ def build_demo(config, handlers) -> gr.Blocks:
                                                ("guided x0", "x0-guided"),
                                                ("what the prompt adds: red brighter, blue darker", "prompt-effect"))]
                 formula = gr.Markdown(elem_id="guidance-formula")
+                with gr.Accordion("The edit against its source", open=False) as edit_box:  # opened by an edit
+                    edit_note = gr.Markdown(elem_id="edit-note")
+                    edit_view = gr.Image(show_label=False, format="png", interactive=False, elem_id="edit-view")
+                    edit_plot = gr.LinePlot(x="step", y="value", color="curve", title="where the edit departs",
+                                            height=220, elem_id="edit-plot")
+                with gr.Accordion("The round trip: the image inverted and reconstructed", open=False) as trip_box:
+                    trip_note = gr.Markdown(elem_id="trip-note")
+                    trip_view = gr.Image(show_label=False, format="png", interactive=False, elem_id="trip-view")
                 with gr.Accordion("The fork against its parent", open=False) as fork_box:  # opened by a fork
                     fork_note = gr.Markdown(elem_id="fork-note")
                     fork_view = gr.Image(show_label=False, format="png", interactive=False, elem_id="fork-view")
@@ -218,6 +241,12 @@ def build_demo(config, handlers) -> gr.Blocks:
                                                  **run_options, **again)
         img2img_run = generate_img2img.click(**arm).then(
             handlers.stream_img2img, [stop_signal, prompt, *params, init_image, strength], live, **run_options, **again)
+        edit_run = edit_button.click(**arm).then(
+            handlers.stream_edit, [stop_signal, edit_prompt, *params, edit_image, edit_strength, source_prompt,
+                                   source_guidance], live, **run_options, **again)
+        invert_run = invert_button.click(**arm).then(
+            handlers.stream_invert, [stop_signal, source_prompt, negative, model, steps, guidance, seed, width, height,
+                                     preview, every, attention, edit_image], [*live, parent], **run_options, **again)
         step_inputs = [trajectory, step, word, resolution, span]
         show = dict(fn=handlers.show_step, inputs=step_inputs, outputs=explorer, concurrency_limit=None,
                     show_progress="hidden", **private)
@@ -240,10 +269,18 @@ def build_demo(config, handlers) -> gr.Blocks:
                                    attention], [*live, parent], **run_options, **again)
         fork_run.success(explainer.fork_view, [trajectory, parent], [fork_view, fork_plot, fork_note, fork_box],
                          show_progress="hidden", **private)
-        for event in (txt2img_run, img2img_run):  # a new run is nobody's fork: no earlier fork's views beside it
+        for event in (txt2img_run, img2img_run, edit_run, invert_run):  # nobody's fork: no earlier fork's views
             event.success(lambda: (None, None, "", gr.update(open=False)), None,
                           [fork_view, fork_plot, fork_note, fork_box], show_progress="hidden", **private)
-        for event in (txt2img_run, img2img_run, fork_run):
+        edit_outputs = [edit_view, edit_plot, edit_note, edit_box]
+        for event in (txt2img_run, img2img_run, edit_run, invert_run, fork_run):  # opened for an edit, else closed
+            event.success(explainer.edit_view, [trajectory, step], edit_outputs, show_progress="hidden", **private)
+        for event in (txt2img_run, img2img_run, edit_run, fork_run):
+            event.success(lambda: (None, "", gr.update(open=False)), None, [trip_view, trip_note, trip_box],
+                          show_progress="hidden", **private)
+        invert_run.success(explainer.round_trip_view, [trajectory, parent], [trip_view, trip_note, trip_box],
+                           show_progress="hidden", **private)
+        for event in (txt2img_run, img2img_run, edit_run, invert_run, fork_run):
             # the explorer is drawn for the new run even when the slider lands on the value it had
             explained(event.success(handlers.finish, trajectory, after, **again, **private))
             event.failure(handlers.refused, None, status, show_progress="hidden", **private)
@@ -263,7 +300,8 @@ def build_demo(config, handlers) -> gr.Blocks:
                        [menu, prompt], values, show_progress="hidden", **private)
         compare_files_button.click(comparer.downloads, comparison, compare_files, **private)
         if on_spaces():  # ZeroGPU: the run is in another process, where only gradio's cancel reaches
-            stopping = stop.click(None, cancels=[txt2img_run, img2img_run, fork_run, compare_run], **private)
+            stopping = stop.click(None, cancels=[txt2img_run, img2img_run, edit_run, invert_run, fork_run, compare_run],
+                                  **private)
             explained(stopping.then(handlers.finish, trajectory, after, **private))  # a cancelled run never finishes
         else:
             stop.click(handlers.stop, stop_signal, None, concurrency_limit=None, **private)
@@ -279,6 +317,8 @@ def build_demo(config, handlers) -> gr.Blocks:
         for trigger in (step.change, word.change, resolution.change, span.change):
             trigger(**show)
         step.change(**step_views)
+        step.release(explainer.edit_view, [trajectory, step], edit_outputs, concurrency_limit=None,
+                     show_progress="hidden", **private)
         playing = play.click(handlers.play, [trajectory, step], step, concurrency_limit=None, show_progress="hidden", **private)
         pause.click(None, cancels=[playing], **private)
         probe.select(handlers.probe, [trajectory, step, probe_resolution], probe, concurrency_limit=None, **private)
@@ -293,8 +333,18 @@ def build_demo(config, handlers) -> gr.Blocks:
         api_inputs = [prompt, negative, model, scheduler, steps, guidance, seed, width, height, eta, preview, every]
         compare_vary = gr.Textbox(visible=False, label="vary")  # NAME=V1,V2 parts separated by ";"
         compare_align = gr.Textbox(visible=False, value="progress", label="align")  # progress or sigma
+        api_source_prompt = gr.Textbox(visible=False, value="", label="source_prompt")  # an edit: what the image shows
+        api_source_guidance = gr.Number(visible=False, value=DEFAULTS.source_guidance, label="source_guidance")
+        gr.Button(visible=False).click(
+            handlers.api_invert, [prompt, negative, model, steps, guidance, seed, width, height, preview, every,
+                                  init_image],
+            [gr.Image(label="reconstruction", visible=False, format="png"),
+             gr.File(label="round_trip.png, error.json, inversion.zip, reconstruction.zip", visible=False,
+                     file_count="multiple")],
+            api_name="invert", concurrency_limit=config.concurrency, concurrency_id="model", show_progress="hidden")
         for name, fn, extra, image_label, files_label in (
-                ("generate", handlers.api_generate, [init_image, strength], "final image", "trajectory files"),
+                ("generate", handlers.api_generate, [init_image, strength, api_source_prompt, api_source_guidance],
+                 "final image", "trajectory files"),
                 ("compare", comparer.api, [compare_vary, compare_align], "comparison grid",
                  "compare.json, compare.gif, compare.mp4, compare.html, each variant's trajectory")):
             outputs = [gr.Image(label=image_label, visible=False, format="png"),

@@ -91,3 +91,18 @@ async def follow(run, iterate=None, interval: float = 0.0, threads=None) -> Asyn
     finally:
         run.stop()
         await asyncio.shield(asyncio.wrap_future(ended))
+
+
+class PartStop:
+    """The stop of one run among several that one request makes (a comparison's variants, an inversion and
+    its reconstruction): set by that run's own end (`follow` stops every run it followed) or by the
+    session's Stop, which must reach every later run too, while one run's end must not stop the next."""
+
+    def __init__(self, session: threading.Event | None):
+        self.own, self.session = threading.Event(), session
+
+    def set(self) -> None:
+        self.own.set()
+
+    def is_set(self) -> bool:
+        return self.own.is_set() or (self.session is not None and self.session.is_set())

@@ -30,6 +30,12 @@ LATENT_INTRO = """### Latent space
 The UNet never sees pixels. The VAE's encoder compresses an image into a few latent channels; its decoder
 turns latents back into an image. Every step of the run happens in this small space."""
 
+EDIT_INTRO = """**Edit** runs CycleDiffusion (Wu & De la Torre, 2023): the image is noised part of the way
+(strength) and two chains run down from there with the same noise, one with the source prompt, one with
+the edit. Where the explorer's *edit against its source* shows dark, the edit kept the image.
+**Invert** runs DDIM backwards, from the image to noise through the model itself, then forward again from
+that noise with the source prompt: how close it comes back is the reconstruction error."""
+
 COMPARE_INTRO = """### Compare: one seed through different choices
 The settings on the left, with one or two of them varied (two give every combination, 8 variants at most),
 all from the same seed. The variants run one after another, each into its own column. Then one slider lines

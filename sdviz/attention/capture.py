@@ -5,14 +5,19 @@ run passes its `record` as the observer of its own UNet calls (through
 `cross_attention_kwargs`, see `layers.observing`), so runs that overlap on one
 shared model, or a layer table taken meanwhile, never see each other's. Each
 layer's processor runs unchanged first, so the UNet's output is bit-for-bit what
-it is without capture; then, for the conditional half of the guidance batch only,
-`record` recomputes softmax(QK^T / sqrt(d)) and keeps its mean over heads:
+it is without capture; then, for the conditional half of the guidance batch (the
+last sample: an edit's batch ends with its edit prompt's), `record` recomputes
+softmax(QK^T / sqrt(d)) and keeps its mean over heads:
 
     cross-attention  (query positions, prompt tokens): summed over the layers of
                      each resolution, as DAAM sums them; the padding slots are
                      left out, so memory grows with the prompt, not the window
     self-attention   (query positions, key positions), on request, for
                      resolutions of at most `self_max_positions` positions
+
+With a negative prompt, the unconditional half of the batch (the sample just before
+the conditional ones) attends to the negative prompt's words: their cross-attention is
+kept the same way, from that half, as the maps' `negative`.
 
 At the end of each step the sums move to the CPU as float16.
 """
@@ -64,10 +69,12 @@ class AttentionCapture:
         self._step: dict[str, dict[str, torch.Tensor]] = {}
         self._counts: dict[str, int] = {}
         self._steps: list[int] = []
-        self._stored: dict[str, dict[str, list[np.ndarray]]] = {"cross": {}, "layer": {}, "self": {}}
+        self._stored: dict[str, dict[str, list[np.ndarray]]] = {"cross": {}, "layer": {}, "self": {}, "negative": {}}
+        self._negative = None  # the negative prompt's kept slots, when the run has one and is guided
 
-    def begin(self, unet, trajectory) -> dict:
+    def begin(self, unet, trajectory, negative_tokens: dict | None = None) -> dict:
         """Readies this capture for one run; returns the `cross_attention_kwargs` of its UNet calls.
+        negative_tokens: the negative prompt's `TokenView.to_dict()`, when the run is guided with one.
 
         A capture records one run: beginning it twice raises, since a second run's
         steps would be appended to the first's.
@@ -81,6 +88,9 @@ class AttentionCapture:
         self._kinds = [s["kind"] for s in slots[: self._keep]]
         self._latent_hw = tuple(trajectory.shapes["latents"][1:])
         self._image_hw = tuple(trajectory.shapes["image"][1:])
+        if negative_tokens is not None:
+            kept = [slot for slot in negative_tokens["slots"] if slot["kind"] != "padding"]
+            self._negative = ([slot["token"] for slot in kept], [slot["kind"] for slot in kept])
         return observing(unet, self.record)
 
     def record(self, layer: Layer, attn, hidden_states, encoder_hidden_states) -> None:
@@ -96,6 +106,11 @@ class AttentionCapture:
             self._add("cross", grid_key(grid), token_map)
             if self.per_layer:
                 self._step.setdefault("layer", {})[layer.name] = token_map
+            if self._negative is not None:  # the unconditional half: its last sample, just before the conditional
+                half = hidden_states.shape[0] // 2 - 1
+                keep = len(self._negative[0])
+                probs = attention_probs(attn, hidden_states[half : half + 1], encoder_hidden_states[half : half + 1])
+                self._add("negative", grid_key(grid), probs[:, :, :keep].float().mean(0).T.reshape(keep, *grid))
         elif queries <= self.self_max_positions:
             probs = attention_probs(attn, sample, None)  # (heads, HW, HW)
             self._add("self", grid_key(grid), probs.float().mean(0))
@@ -122,6 +137,12 @@ class AttentionCapture:
         """Everything recorded so far, stacked over steps."""
         stack = {kind: {key: np.stack(values) for key, values in bucket.items()}
                  for kind, bucket in self._stored.items()}
+        negative = None
+        if self._negative is not None:
+            negative = AttentionMaps(tokens=list(self._negative[0]), kinds=list(self._negative[1]),
+                                     steps=list(self._steps), latent_hw=tuple(self._latent_hw),
+                                     image_hw=tuple(self._image_hw), cross=stack["negative"],
+                                     layer_counts=dict(getattr(self, "_layer_counts", {})))
         return AttentionMaps(
             tokens=list(self._tokens),
             kinds=list(self._kinds),
@@ -132,4 +153,5 @@ class AttentionCapture:
             layers=stack["layer"],
             self_attn=stack["self"],
             layer_counts=dict(getattr(self, "_layer_counts", {})),
+            negative=negative,
         )

@@ -51,6 +51,7 @@ class AttentionMaps:
     layers: layer name -> (steps, tokens, h, w), when captured per layer
     self_attn: grid key -> (steps, h*w, h*w), averaged over layers and heads, when captured
     tokens are the kept slots (start, words, end) as the tokenizer spells them.
+    negative: the same maps (cross-attention only) for the negative prompt's words, where the run had one
     """
 
     tokens: list[str]
@@ -62,11 +63,12 @@ class AttentionMaps:
     layers: dict[str, np.ndarray] = field(default_factory=dict)
     self_attn: dict[str, np.ndarray] = field(default_factory=dict)
     layer_counts: dict[str, int] = field(default_factory=dict)
+    negative: "AttentionMaps | None" = None  # the negative prompt's words, from the unconditional half
 
     @property
     def nbytes(self) -> int:
         arrays = [*self.cross.values(), *self.layers.values(), *self.self_attn.values()]
-        return int(sum(a.nbytes for a in arrays))
+        return int(sum(a.nbytes for a in arrays)) + (self.negative.nbytes if self.negative is not None else 0)
 
     @property
     def resolutions(self) -> list[str]:
@@ -156,7 +158,13 @@ class AttentionMaps:
             "layer_count_keys": np.array(list(self.layer_counts), dtype=str),
             "layer_count_values": np.array(list(self.layer_counts.values()), np.int64),
         }
-        for prefix, bucket in (("cross", self.cross), ("layer", self.layers), ("self", self.self_attn)):
+        buckets = [("cross", self.cross), ("layer", self.layers), ("self", self.self_attn)]
+        if self.negative is not None:
+            arrays["negative_tokens"] = np.array(self.negative.tokens)
+            arrays["negative_kinds"] = np.array(self.negative.kinds)
+            arrays["negative_maps"] = self.negative.per_step()
+            buckets.append(("negative", self.negative.cross))
+        for prefix, bucket in buckets:
             for key, value in bucket.items():
                 arrays[f"{prefix}:{key}"] = value
         np.savez_compressed(path, **arrays)
@@ -165,11 +173,18 @@ class AttentionMaps:
     @classmethod
     def load(cls, path: str | Path) -> "AttentionMaps":
         with np.load(path, allow_pickle=False) as npz:
-            buckets: dict[str, dict[str, np.ndarray]] = {"cross": {}, "layer": {}, "self": {}}
+            buckets: dict[str, dict[str, np.ndarray]] = {"cross": {}, "layer": {}, "self": {}, "negative": {}}
             for name in npz.files:
                 if ":" in name:
                     prefix, key = name.split(":", 1)
                     buckets[prefix][key] = npz[name]
+            negative = None
+            if "negative_tokens" in npz.files:
+                negative = cls(tokens=[str(t) for t in npz["negative_tokens"]],
+                               kinds=[str(k) for k in npz["negative_kinds"]],
+                               steps=[int(s) for s in npz["steps"]],
+                               latent_hw=tuple(int(v) for v in npz["latent_hw"]),
+                               image_hw=tuple(int(v) for v in npz["image_hw"]), cross=buckets["negative"])
             return cls(
                 tokens=[str(t) for t in npz["tokens"]],
                 kinds=[str(k) for k in npz["kinds"]],
@@ -180,6 +195,7 @@ class AttentionMaps:
                 layers=buckets["layer"],
                 self_attn=buckets["self"],
                 layer_counts={str(k): int(v) for k, v in zip(npz["layer_count_keys"], npz["layer_count_values"])},
+                negative=negative,
             )
 
 
@@ -211,7 +227,8 @@ def safe_name(token: str) -> str:
 
 
 def write_overlays(trajectory, folder: str | Path) -> list[Path]:
-    """attention/<k>_<word>.png: each word's whole-run map over the final image (k: its slot)."""
+    """attention/<k>_<word>.png: each word's whole-run map over the final image (k: its slot); the negative
+    prompt's words as attention/negative_<k>_<word>.png."""
     from PIL import Image
 
     maps = trajectory.attention
@@ -219,8 +236,9 @@ def write_overlays(trajectory, folder: str | Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     base = trajectory.final_image if trajectory.final_image is not None else trajectory.steps[-1].x0_image
     written = []
-    for index in maps.word_slots():
-        path = folder / f"{index}_{safe_name(maps.tokens[index])}.png"
-        Image.fromarray(overlay(base, maps.heat_map(index))).save(path)
-        written.append(path)
+    for prefix, words in (("", maps), ("negative_", maps.negative)):
+        for index in words.word_slots() if words is not None else ():
+            path = folder / f"{prefix}{index}_{safe_name(words.tokens[index])}.png"
+            Image.fromarray(overlay(base, words.heat_map(index))).save(path)
+            written.append(path)
     return written

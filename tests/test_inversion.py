@@ -1,0 +1,168 @@
+"""DDIM inversion, traced: every step equals diffusers' own inversion (StableDiffusionDiffEditPipeline.invert
+with DDIMInverseScheduler), the reconstruction equals StableDiffusionPipeline started from the inverted noise,
+and without guidance the image comes back within a stated PSNR."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DDIMInverseScheduler, StableDiffusionDiffEditPipeline, StableDiffusionPipeline
+from PIL import Image
+
+import sdviz
+from sdviz import schedulers
+from sdviz.inversion import invert, psnr
+from training import scenes
+
+PROMPT = "a large yellow square in the center on a purple background"
+STEPS = 12
+RECONSTRUCTION_PSNR = 30.0  # dB, without guidance, on the embedded model (the VAE's own round trip: 32)
+
+
+@pytest.fixture(scope="module")
+def image():
+    """What PROMPT says, drawn by the embedded model's scene renderer: a real image, not the model's own."""
+    return Image.fromarray(scenes.render(scenes.make_scene(("yellow", "square", "large", "center", "purple"),
+                                                           np.random.default_rng(0)))[0])
+
+
+@pytest.fixture(scope="module")
+def unguided(embedded, image):
+    return invert(embedded, sdviz.Settings(prompt=PROMPT, steps=STEPS, guidance=1.0, seed=2), image)
+
+
+def references(model, image, guidance: float, seed: int):
+    """diffusers' inversion (every step's latents, noise last) and DDIM run forward from its noise."""
+    ddim = schedulers.create("ddim", model.scheduler_config)
+    inverse = DDIMInverseScheduler.from_config(model.scheduler_config)
+    pipe = StableDiffusionDiffEditPipeline(**model.components(ddim), inverse_scheduler=inverse)
+    pipe.set_progress_bar_config(disable=True)
+    latents = pipe.invert(prompt=PROMPT, image=image, num_inference_steps=STEPS, inpaint_strength=1.0,
+                          guidance_scale=guidance, generator=torch.Generator().manual_seed(seed)).latents[0]
+    forward = StableDiffusionPipeline(**model.components(schedulers.create("ddim", model.scheduler_config)))
+    forward.set_progress_bar_config(disable=True)
+    out = forward(PROMPT, num_inference_steps=STEPS, guidance_scale=guidance, latents=latents[:1],
+                  output_type="np").images[0]
+    return latents.numpy()[::-1], (out * 255).round().astype(np.uint8)
+
+
+@pytest.mark.parametrize("guidance", [1.0, 5.0])
+def test_inversion_and_reconstruction_equal_diffusers(embedded, image, unguided, guidance):
+    result = unguided if guidance == 1.0 else invert(
+        embedded, sdviz.Settings(prompt=PROMPT, steps=STEPS, guidance=guidance, seed=2), image)
+    inverted, reconstructed = references(embedded, Image.fromarray(result.image), guidance, seed=2)
+    steps = result.inversion.steps
+    assert len(steps) == STEPS
+    np.testing.assert_array_equal(np.stack([s.x_next for s in steps]), inverted)  # every step, bit for bit
+    np.testing.assert_array_equal(result.reconstruction.final_image, reconstructed)
+    assert [s.timestep for s in steps] == sorted(s.timestep for s in steps)  # up: towards noise
+    assert result.reconstruction.settings["scheduler"] == "ddim" and result.inversion.settings["invert"]
+    # each step's x0 is the inverse step's own prediction; its noise level is the sample's, one step down
+    sigmas = [s.sigma for s in steps]
+    assert sigmas == sorted(sigmas) and sigmas[0] < 0.1 < 5 < sigmas[-1]
+
+
+def test_unguided_reconstruction_returns_the_image(unguided):
+    assert unguided.psnr >= RECONSTRUCTION_PSNR
+    assert unguided.psnr > unguided.vae_psnr - 2  # the inversion loses little beyond the VAE's own round trip
+    assert 0.8 < unguided.noise_std < 1.2  # it reached noise of about a run's starting spread
+    first, last = unguided.inversion.steps[0], unguided.inversion.steps[-1]
+    assert np.abs(first.x0_pred - unguided.inversion.x_start).mean() < 0.1  # low noise: x0 is the image
+    assert psnr(unguided.image, unguided.image) == float("inf")
+    assert last.x_t_image is not None and unguided.reconstruction.final_image.shape == unguided.image.shape
+
+
+def test_the_cli_writes_both_runs_and_the_error(tmp_path, image):
+    from sdviz.cli import main
+
+    image.save(tmp_path / "source.png")
+    out = tmp_path / "inv"
+    assert main(["invert", "--image", str(tmp_path / "source.png"), "--prompt", PROMPT, "--steps", "6",
+                 "--sweep", "1,7.5", "--out", str(out)]) == 0
+    error = json.loads((out / "error.json").read_text())
+    assert error["guidance"] == 1.0 and error["psnr_db"] > 20 and len(error["guidance_sweep"]) == 2
+    assert [row["guidance"] for row in error["guidance_sweep"]] == [1.0, 7.5]
+    for name in ("inversion", "reconstruction"):
+        loaded = sdviz.Trajectory.load(out / name)
+        assert len(loaded.steps) == 6 and (out / name / "final.png").exists()
+    assert sdviz.Trajectory.load(out / "inversion").settings["invert"] is True
+
+
+@pytest.mark.parametrize("change,message", [
+    (dict(scheduler="euler"), "scheduler 'euler' cannot invert"),
+    (dict(eta=0.5), "eta 0.5 cannot invert"),
+    (dict(source_prompt="a cat"), "invert or edit, not both"),
+    (dict(invert="yes"), "invert 'yes' is not true or false"),
+])
+def test_bad_inversions_are_refused(embedded, image, change, message):
+    from sdviz.sampler import Run
+
+    settings = sdviz.Settings(prompt=PROMPT, steps=4, **{"invert": True, **change})
+    with pytest.raises(ValueError, match=message):
+        Run(embedded, settings, init_image=image)
+
+
+def test_an_inversion_needs_an_image_and_start_latents_must_fit(embedded):
+    from sdviz.sampler import Run
+
+    with pytest.raises(ValueError, match="invert with an init image"):
+        Run(embedded, sdviz.Settings(prompt=PROMPT, invert=True))
+    facts = embedded.facts
+    shape = tuple(facts.latent_shape(facts.native_height, facts.native_width))
+    with pytest.raises(ValueError, match=re.escape(f"allowed: an array of shape {shape}")):
+        Run(embedded, sdviz.Settings(prompt=PROMPT), start_latents=np.zeros((shape[0], 1, 1), np.float32))
+
+
+def stream_invert(handlers, image_path, stop_signal=None, on_update=None, steps=STEPS, guidance=1.0):
+    import asyncio
+
+    async def follow():
+        updates = []
+        async for update in handlers.stream_invert(stop_signal, PROMPT, "", None, steps, guidance, 2, None, None,
+                                                   "full", 1, False, str(image_path)):
+            updates.append(update)
+            if on_update is not None:
+                on_update(update)
+        return updates
+
+    return asyncio.run(follow())
+
+
+def test_the_page_streams_the_inversion_then_the_reconstruction(handlers, embedded, image, unguided, tmp_path):
+    """The Edit tab's Invert: both runs stream into the live panels; the session ends with the reconstruction
+    (the inversion beside it), each equal to the core's. A Stop during the inversion ends both."""
+    from ui.handlers import StopSignal
+
+    image.save(tmp_path / "image.png")
+    updates = stream_invert(handlers, tmp_path / "image.png", StopSignal())  # armed, as the page arms every run
+    phases = [update[6] is not None for update in updates]
+    assert phases[0] is False and phases[-1] is True and phases == sorted(phases)  # inversion first, then back
+    reconstruction, inversion = updates[-1][5], updates[-1][6]
+    assert inversion.settings["invert"] and inversion.complete and reconstruction.complete
+    np.testing.assert_array_equal(inversion.steps[-1].x_next, unguided.inversion.steps[-1].x_next)
+    np.testing.assert_array_equal(reconstruction.final_image, unguided.reconstruction.final_image)
+
+    signal = StopSignal()
+
+    def stop_midway(update):
+        if update[5] is not None and len(update[5].steps) >= 3:
+            signal.event.set()
+
+    stopped = stream_invert(handlers, tmp_path / "image.png", signal, stop_midway)
+    assert all(update[6] is None for update in stopped)  # no reconstruction after a Stop
+    assert not stopped[-1][5].complete and len(stopped[-1][5].steps) < STEPS
+
+
+def test_the_round_trip_sheet_pairs_each_noise_level(embedded, unguided):
+    from sdviz.inversion import round_trip_sheet
+
+    decoders = [previewer.record_frames for previewer in unguided.previewers]
+    sheet = round_trip_sheet(unguided.inversion, unguided.reconstruction, decoders, columns=4)
+    side = unguided.image.shape[0]
+    assert sheet.width > 5 * side and sheet.height > 2 * side  # the image and 4 levels, two rows
+    with pytest.raises(ValueError, match="the reconstruction has 2 steps and the inversion 12"):
+        round_trip_sheet(unguided.inversion, sdviz.generate(embedded, sdviz.Settings(prompt=PROMPT, steps=2)), decoders)
