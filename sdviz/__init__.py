@@ -16,11 +16,12 @@ _EXPORTS = {
     "ModelFacts": "sdviz.models", "default_model": "sdviz.models", "from_pipeline": "sdviz.models",
     "load_model": "sdviz.models", "Run": "sdviz.sampler", "generate": "sdviz.sampler",
     "Settings": "sdviz.settings", "StepRecord": "sdviz.trajectory", "Trajectory": "sdviz.trajectory",
-    "Comparison": "sdviz.comparison", "compare": "sdviz.comparison",
+    "Comparison": "sdviz.comparison", "compare": "sdviz.comparison", "Inversion": "sdviz.inversion",
+    "invert": "sdviz.inversion",
 }
-_SUBMODULES = ("attention", "comparison", "explain", "export", "fork", "frames", "images", "limits", "models", "noise",
-               "page", "plots", "previews", "sampler", "schedule", "schedulers", "settings", "tokens", "trajectory",
-               "views")
+_SUBMODULES = ("attention", "comparison", "edit", "explain", "export", "fork", "frames", "images", "inversion", "limits",
+               "models", "noise", "page", "plots", "previews", "sampler", "schedule", "schedulers", "settings", "tokens",
+               "trajectory", "views")
 
 __all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"

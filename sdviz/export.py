@@ -215,7 +215,8 @@ def export_all(trajectory, folder: str | Path, previewer=None) -> dict[str, Path
 
 def write_run(trajectory, folder: str | Path, decode=None, previewer=None, page: bool = False) -> dict[str, Path]:
     """A run's folder as `python -m sdviz render` writes it: the distances to the final image (computed
-    if missing), everything `export_all` writes, with attention maps attention/<k>_<word>.png, and (page)
+    if missing), everything `export_all` writes, with attention maps attention/<k>_<word>.png, an edit's
+    edit.png (its source chain, itself and their difference), and (page)
     run.html, the page that replays it. decode(record, alone) decodes frames that are not kept (the
     run's `previewer.record_frames`)."""
     from sdviz.explain import distance_to_final
@@ -228,6 +229,11 @@ def write_run(trajectory, folder: str | Path, decode=None, previewer=None, page:
         from sdviz.attention import write_overlays
 
         write_overlays(complete, Path(folder) / "attention")
+    from sdviz import edit
+
+    if previewer is not None and edit.is_edit(trajectory):  # the source's chain, the edit's and their difference
+        written["edit"] = Path(folder) / "edit.png"
+        edit.sheet(complete, previewer, decode).save(written["edit"])
     if page:
         from sdviz.page import write_page
 

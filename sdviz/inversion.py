@@ -68,7 +68,7 @@ class Inversion:
 
     def save(self, out: str | Path, page: bool = False, sweep: list[dict] | None = None) -> Path:
         """out/inversion and out/reconstruction (run folders, as `render` writes them, with run.html if
-        `page`) and out/error.json (with a guidance sweep's rows, if given)."""
+        `page`), out/round_trip.png and out/error.json (with a guidance sweep's rows, if given)."""
         from sdviz.export import write_run
 
         out = Path(out)
@@ -77,6 +77,9 @@ class Inversion:
                                       ("reconstruction", self.reconstruction, previewers[1])):
             decode = previewer.record_frames if previewer is not None else None
             write_run(traj, out / name, decode, previewer, page=page and previewer is not None)
+        if self.previewers:
+            decoders = [previewer.record_frames for previewer in self.previewers]
+            round_trip_sheet(self.inversion, self.reconstruction, decoders).save(out / "round_trip.png")
         summary = self.summary() | ({"guidance_sweep": sweep} if sweep else {})
         (out / "error.json").write_text(json.dumps(summary, indent=2) + "\n")
         return out

@@ -73,11 +73,15 @@ class Run:
             if fork is not None:
                 raise ValueError("fork: an inversion cannot be forked (it runs towards noise); allowed: forks of "
                                  "plain runs, such as the inversion's reconstruction")
+        if fork is not None and fork.parent.settings.get("start_latents") and start_latents is None:
+            start_latents = fork.parent.x_start  # the parent started from given latents (a reconstruction): so does its fork
+        elif start_latents is not None and fork is not None:
+            raise ValueError("start latents: a fork starts where its parent started; allowed: a fork without them")
         if start_latents is not None:
             shape = tuple(model.facts.latent_shape(self.settings.height, self.settings.width))
-            if img2img or fork is not None:
-                raise ValueError("start latents: a run from given latents starts from noise, not an image or a "
-                                 "parent; allowed: start latents for text to image only")
+            if img2img:
+                raise ValueError("start latents: a run from given latents starts from noise, not an image; "
+                                 "allowed: start latents for text to image only")
             if not isinstance(start_latents, np.ndarray) or tuple(start_latents.shape) != shape:
                 got = getattr(start_latents, "shape", type(start_latents).__name__)
                 raise ValueError(f"start latents of shape {got} do not fit this run; allowed: an array of "
@@ -99,9 +103,11 @@ class Run:
         facts = model.facts
         with model.text_lock:
             view = token_view(model.tokenizer, self.settings.prompt)
-        forked = {"forked_from": fork.to_dict()} if fork is not None else {}
+        marks = {"forked_from": fork.to_dict()} if fork is not None else {}
+        if start_latents is not None:
+            marks["start_latents"] = True  # not the seed's noise: x_start holds them
         self.trajectory = Trajectory(
-            settings={**self.settings.to_dict(), "model": model.name, "img2img": img2img, **forked},
+            settings={**self.settings.to_dict(), "model": model.name, "img2img": img2img, **marks},
             facts=facts.to_dict(),
             shapes={
                 "token_embeddings": list(facts.token_shape()),
@@ -137,19 +143,20 @@ class Run:
         scheduler = schedulers.create(s.scheduler, model.scheduler_config)
         img2img = self.init_image is not None
         edit = s.source_prompt is not None  # CycleDiffusion: the source image's chain beside the edited one
+        extra = {}
         if s.invert:  # DDIM inversion, as DiffEdit's `invert` runs it; its forward scheduler is not stepped
             from diffusers import DDIMInverseScheduler, StableDiffusionDiffEditPipeline as pipeline_class
 
-            inverse = DDIMInverseScheduler.from_config(model.scheduler_config)
+            extra["inverse_scheduler"] = DDIMInverseScheduler.from_config(model.scheduler_config)
         elif edit:
             from diffusers import CycleDiffusionPipeline as pipeline_class
             from diffusers.pipelines.deprecated.stable_diffusion_variants.pipeline_cycle_diffusion import (
                 compute_noise, posterior_sample)
         else:
             pipeline_class = StableDiffusionImg2ImgPipeline if img2img else StableDiffusionPipeline
-        pipe = pipeline_class(**model.components(scheduler), **({"inverse_scheduler": inverse} if s.invert else {}))
-        if s.invert:  # this run's; shares the weights
-            scheduler = inverse
+        pipe = pipeline_class(**model.components(scheduler), **extra)  # this run's; shares the weights
+        if s.invert:
+            scheduler = pipe.inverse_scheduler
         generator = torch.Generator("cpu").manual_seed(s.seed)
         guided = s.guidance > 1 and unet.config.time_cond_proj_dim is None
         prediction_type = scheduler.config.prediction_type

@@ -228,8 +228,9 @@ def test_edit_an_image_then_invert_it(page, shots, tmp_path):
     WebDriverWait(page, 120).until(lambda d: "dB from the image" in text(d, "#trip-note"))
     assert "finished" in status_text(page) and "step 12 / 12" in status_text(page)
     assert image_source(page, "#trip-view") and not page.find_element(By.CSS_SELECTOR, "#edit-view").is_displayed()
-    page.execute_script("document.querySelector('#trip-note').scrollIntoView()")
-    time.sleep(1)
+    for _ in range(2):  # again once the images below have loaded and the page has grown
+        page.execute_script("document.querySelector('#trip-view').scrollIntoView()")
+        time.sleep(1)
     page.save_screenshot(str(shots / "18-invert.png"))
 
 

@@ -89,6 +89,7 @@ def test_cli_edits_an_image_and_keeps_the_source_chain(embedded, init_image, tmp
     saved = Trajectory.load(tmp_path / "edit")
     assert saved.settings["source_prompt"] == SOURCE and all(s.source_x_next is not None for s in saved.steps)
     np.testing.assert_array_equal(saved.steps[-1].x_next, cycle_reference(embedded, init_image, 0, 0.5)[0])
+    assert Image.open(tmp_path / "edit" / "edit.png").height > 3 * init_image.height  # source, edit, difference
     assert cli.main([*args, "--scheduler", "euler", "--out", str(tmp_path / "bad")]) == 2
     assert "scheduler 'euler' cannot edit" in capsys.readouterr().err
 
@@ -116,3 +117,35 @@ def test_where_the_edit_departs_from_its_source(embedded, init_image):
     plain = sdviz.generate(embedded, sdviz.Settings(prompt=TARGET, steps=2))
     with pytest.raises(ValueError, match="this run is not an edit"):
         edit.departure(plain)
+
+
+def test_the_edit_tab_streams_an_edit_with_ddim(handlers, embedded, init_image, tmp_path):
+    """The Edit tab's handler: the image, what it shows and what it should show; DDIM whatever the menu says;
+    the run equals the core's edit. An empty source prompt is refused before any model work."""
+    import asyncio
+
+    import gradio as gr
+
+    from ui.explain import ExplainHandlers
+    from ui.handlers import StopSignal
+
+    init_image.save(tmp_path / "source.png")
+
+    def stream(source):
+        async def follow():
+            updates = []
+            async for update in handlers.stream_edit(StopSignal(), TARGET, "", None, "euler", 10, 3.0, 0, None, None,
+                                                     0.1, "full", 1, True, str(tmp_path / "source.png"), 0.5, source,
+                                                     1.0):
+                updates.append(update)
+            return updates
+        return asyncio.run(follow())
+
+    traj = stream(SOURCE)[-1][5]
+    assert traj.settings["scheduler"] == "ddim" and traj.settings["source_prompt"] == SOURCE
+    np.testing.assert_array_equal(traj.steps[-1].x_next, cycle_reference(embedded, init_image, 0, 0.5)[0])
+    assert traj.attention is not None and "circle</w>" in traj.attention.tokens
+    view, plot, note, box = ExplainHandlers(handlers).edit_view(traj, None)
+    assert view and "after step 1" in note and box["open"] is True
+    with pytest.raises(gr.Error, match="source prompt is empty"):
+        stream("  ")

@@ -14,7 +14,7 @@ from diffusers import DDIMInverseScheduler, StableDiffusionDiffEditPipeline, Sta
 from PIL import Image
 
 import sdviz
-from sdviz import schedulers
+from sdviz import noise, schedulers
 from sdviz.inversion import invert, psnr
 from training import scenes
 
@@ -64,6 +64,9 @@ def test_inversion_and_reconstruction_equal_diffusers(embedded, image, unguided,
     # each step's x0 is the inverse step's own prediction; its noise level is the sample's, one step down
     sigmas = [s.sigma for s in steps]
     assert sigmas == sorted(sigmas) and sigmas[0] < 0.1 < 5 < sigmas[-1]
+    for record in steps:  # the record's sigma is the one the inverse step's x0 used (so the halves' x0 hold)
+        x0 = noise.predict_x0(torch.from_numpy(record.x_t), torch.from_numpy(record.noise_pred), record.sigma, "epsilon")
+        np.testing.assert_allclose(x0.numpy(), record.x0_pred, atol=1e-4)
 
 
 def test_unguided_reconstruction_returns_the_image(unguided):
@@ -90,6 +93,7 @@ def test_the_cli_writes_both_runs_and_the_error(tmp_path, image):
         loaded = sdviz.Trajectory.load(out / name)
         assert len(loaded.steps) == 6 and (out / name / "final.png").exists()
     assert sdviz.Trajectory.load(out / "inversion").settings["invert"] is True
+    assert Image.open(out / "round_trip.png").height > 2 * image.height
 
 
 @pytest.mark.parametrize("change,message", [
@@ -166,3 +170,34 @@ def test_the_round_trip_sheet_pairs_each_noise_level(embedded, unguided):
     assert sheet.width > 5 * side and sheet.height > 2 * side  # the image and 4 levels, two rows
     with pytest.raises(ValueError, match="the reconstruction has 2 steps and the inversion 12"):
         round_trip_sheet(unguided.inversion, sdviz.generate(embedded, sdviz.Settings(prompt=PROMPT, steps=2)), decoders)
+
+
+def test_a_reconstruction_forks_from_its_own_start(embedded, unguided):
+    """A reconstruction started from the inverted noise, not the seed's: its fork replays it from there (with
+    another prompt after step 4), while an inversion and an edit refuse to be forked."""
+    from sdviz.fork import Fork, fork_settings
+
+    parent = unguided.reconstruction
+    assert parent.settings["start_latents"] is True
+    fork = sdviz.generate(embedded, fork_settings(parent, prompt="a small red circle at the top"),
+                          fork=Fork(parent, 4))
+    np.testing.assert_array_equal(fork.x_start, parent.x_start)
+    for mine, theirs in zip(fork.steps[:4], parent.steps[:4]):
+        np.testing.assert_array_equal(mine.x_next, theirs.x_next)
+    assert not np.array_equal(fork.steps[-1].x_next, parent.steps[-1].x_next)
+    with pytest.raises(ValueError, match="an inversion cannot be forked"):
+        sdviz.generate(embedded, fork_settings(unguided.inversion), fork=Fork(unguided.inversion, 2))
+
+
+def test_both_directions_keep_their_attention(embedded, image):
+    from sdviz.attention import AttentionCapture
+
+    captures = AttentionCapture(embedded), AttentionCapture(embedded)
+    result = invert(embedded, sdviz.Settings(prompt=PROMPT, steps=4, guidance=3.0), image, *captures)
+    for traj in (result.inversion, result.reconstruction):
+        maps = traj.attention
+        assert maps.steps == [0, 1, 2, 3]
+        assert [maps.tokens[i].replace("</w>", "") for i in maps.word_slots()] == PROMPT.split()
+    square = result.inversion.attention.word_heat_map("square")
+    h, w = square.shape
+    assert square[h // 4: 3 * h // 4, w // 4: 3 * w // 4].mean() > square.mean()  # the centre, where it is

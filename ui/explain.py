@@ -280,13 +280,14 @@ class ExplainHandlers:
 
     @user_errors
     def edit_view(self, traj, step):
-        """An edit's source chain, its own and their difference (the slider's step marked), the departure
-        curve and a note; the panel opened. Nothing (the panel closed) for other runs."""
+        """An edit's source chain, its own and their difference (the slider's step marked; the last step
+        when `step` is None), the departure curve and a note; the panel opened. Closed for other runs."""
         from sdviz import edit
 
         if traj is None or not edit.is_edit(traj):
             return None, None, "", gr.update(open=False)
-        return self.threads.call(self._edit_view, traj, _step_index(traj, step))
+        index = len(traj.steps) - 1 if step is None else _step_index(traj, step)  # None: a run just ended
+        return self.threads.call(self._edit_view, traj, index)
 
     def _edit_view(self, traj, index):
         from sdviz import edit

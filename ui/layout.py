@@ -274,7 +274,8 @@ def build_demo(config, handlers) -> gr.Blocks:
                           [fork_view, fork_plot, fork_note, fork_box], show_progress="hidden", **private)
         edit_outputs = [edit_view, edit_plot, edit_note, edit_box]
         for event in (txt2img_run, img2img_run, edit_run, invert_run, fork_run):  # opened for an edit, else closed
-            event.success(explainer.edit_view, [trajectory, step], edit_outputs, show_progress="hidden", **private)
+            event.success(lambda traj: explainer.edit_view(traj, None), trajectory, edit_outputs,  # the last step
+                          show_progress="hidden", **private)
         for event in (txt2img_run, img2img_run, edit_run, fork_run):
             event.success(lambda: (None, "", gr.update(open=False)), None, [trip_view, trip_note, trip_box],
                           show_progress="hidden", **private)
