@@ -256,6 +256,37 @@ def noised(x0, noise, timesteps, alphas_cumprod, terminal_t: int):
     return x_t, (x_t - alpha.sqrt() * x0) / (1 - alpha).sqrt()
 
 
+def denoising_step(models, emas, optimiser, token_ids, x0, generator, cfg, alphas_cumprod, loss_weight, dtype,
+                   step: int) -> torch.Tensor:
+    """One step of the (UNet, text encoder) pair on clean latents x0 and their prompts' token ids: noise
+    drawn from `generator` (the noise-blind top of the schedule included, see `noised`), the SNR-weighted
+    epsilon loss, clipped AdamW, then EMA. Returns the loss (a tensor: reading it waits for the device)."""
+    unet, text_encoder = models
+    device = x0.device
+    noise = torch.randn(x0.shape, generator=generator).to(device)
+    timesteps = torch.randint(0, len(alphas_cumprod), (len(x0),), generator=generator)
+    terminal = torch.rand(len(x0), generator=generator) < cfg.terminal_share
+    timesteps[terminal] = torch.randint(
+        cfg.terminal_t, len(alphas_cumprod), (int(terminal.sum()),), generator=generator
+    )
+    timesteps = timesteps.to(device)
+    x_t, target = noised(x0, noise, timesteps, alphas_cumprod, cfg.terminal_t)
+    with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        embeddings = text_encoder(token_ids)[0]
+        noise_pred = unet(x_t, timesteps, embeddings).sample
+    per_sample = (noise_pred.float() - target).pow(2).flatten(1).mean(1)
+    loss = (per_sample * loss_weight[timesteps]).mean()
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    params = [p for group in optimiser.param_groups for p in group["params"]]
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimiser.step()
+    decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+    for ema, model in zip(emas, models):
+        ema_update(ema, model, decay)
+    return loss
+
+
 def train_unet(unet, text_encoder, tokenizer, pool, cfg: Config, rng, device, log, checkpoints=None):
     from diffusers import DDPMScheduler
 
@@ -283,26 +314,8 @@ def train_unet(unet, text_encoder, tokenizer, pool, cfg: Config, rng, device, lo
         ]
         x0 = means[index] + stds[index] * torch.randn(means[index].shape, generator=generator)
         x0 = (x0 * scale).to(device)
-        noise = torch.randn(x0.shape, generator=generator).to(device)
-        timesteps = torch.randint(0, len(alphas_cumprod), (len(index),), generator=generator)
-        terminal = torch.rand(len(index), generator=generator) < cfg.terminal_share
-        timesteps[terminal] = torch.randint(
-            cfg.terminal_t, len(alphas_cumprod), (int(terminal.sum()),), generator=generator
-        )
-        timesteps = timesteps.to(device)
-        x_t, target = noised(x0, noise, timesteps, alphas_cumprod, cfg.terminal_t)
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            embeddings = text_encoder(prompts(texts).to(device))[0]
-            noise_pred = unet(x_t, timesteps, embeddings).sample
-        per_sample = (noise_pred.float() - target).pow(2).flatten(1).mean(1)
-        loss = (per_sample * loss_weight[timesteps]).mean()
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimiser.step()
-        decay = min(cfg.ema_decay, (1 + step) / (10 + step))
-        ema_update(ema_unet, unet, decay)
-        ema_update(ema_text, text_encoder, decay)
+        loss = denoising_step((unet, text_encoder), (ema_unet, ema_text), optimiser, prompts(texts).to(device), x0,
+                              generator, cfg, alphas_cumprod, loss_weight, dtype, step)
         if step % 100 == 0 or step == cfg.unet_steps - 1:
             log(f"unet step {step} loss {loss.item():.4f}")
         if checkpoints and step and step % 1000 == 0:

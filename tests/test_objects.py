@@ -1,0 +1,90 @@
+"""The object scenes (issue: a default model that draws things): the atlas, the grammar, the held-out split,
+the analyser read back on rendered scenes, and the training script resumed step by step."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from training import objects
+
+
+def test_the_atlas_holds_single_token_objects_with_their_licence(embedded):
+    names, tiles = objects.atlas()
+    assert len(names) >= 150 and len(set(names)) == len(names)
+    assert tiles.shape[1:] == (tiles.shape[1], tiles.shape[1], 4) and tiles[..., 3].max() == 1
+    assert all(len(embedded.tokenizer.tokenize(name)) == 1 for name in names)  # one CLIP token each
+    assert "MIT License" in (objects.ATLAS / "LICENSE").read_text()
+    assert all(objects.backgrounds_for()[name] for name in names)  # every object stands out somewhere
+
+
+@pytest.mark.parametrize("side", [64, 128])
+def test_the_analyser_reads_rendered_scenes_back(side):
+    rng = np.random.default_rng(side)
+    results: dict[str, list[bool]] = {}
+    for index in range(120):
+        scene = objects.sample_scene(rng, held_out=bool(index % 2), two=index % 3 == 0)
+        image, masks = objects.render(scene, side)
+        assert len(masks) == len(scene.objects) and all(mask.max() > 0.5 for mask in masks)
+        for key, value in objects.scores(image, objects.caption(scene)).items():
+            results.setdefault(key, []).append(value)
+    rates = {key: float(np.mean(values)) for key, values in results.items()}
+    assert set(rates) == {"background", "object", "position", "both objects"}
+    assert min(rates.values()) >= 0.97, rates
+
+
+def test_a_blank_or_wrong_image_scores_false():
+    scene = objects.Scene((objects.Placed("cat", "left", 0.25, 0.5, 0.5),), "blue", "large")
+    image, _ = objects.render(scene, 128)
+    assert objects.caption(scene) == "a large cat on the left on a blue background"
+    assert objects.caption(objects.Scene((objects.Placed("apple", "top", 0.5, 0.25, 0.5),), "orange", None)) == \
+        "an apple at the top on an orange background"
+    assert objects.scores(image, "a large cat on the left on a blue background") == {
+        "background": True, "object": True, "position": True}
+    assert objects.scores(image, "a rocket on the right on a green background") == {
+        "background": False, "object": False, "position": False}
+    blank = np.full((128, 128, 3), objects.COLOURS["blue"], np.uint8)
+    assert objects.scores(blank, "a cat on the left and a dog on the right") == {"both objects": False}
+
+
+def test_captions_parse_back_and_the_split_is_fixed():
+    rng = np.random.default_rng(0)
+    for index in range(50):
+        scene = objects.sample_scene(rng, two=bool(index % 2))
+        stated = objects.parse_prompt(objects.caption(scene))
+        assert stated["objects"] == [(p.name, p.position) for p in scene.objects]
+        assert stated["background"] == scene.background and stated.get("size") == scene.size
+        dropped = objects.caption(scene, says_size=False, says_position=False, says_background=False)
+        assert objects.parse_prompt(dropped)["objects"] == [(p.name, None) for p in scene.objects]
+    held = [objects.sample_scene(rng, held_out=True) for _ in range(30)]
+    assert all(objects.is_held_out(tuple(p.name for p in s.objects), s.objects[0].position, s.background)
+               for s in held)
+    vocabularies = objects.scenes_json()
+    assert set(vocabularies) >= {"objects", "colours", "positions"} and vocabularies["objects"]["tree"] == "deciduous-tree"
+
+
+def test_training_resumes_where_it_stopped_bit_for_bit(tmp_path):
+    """Stopped after every step (--stop-after 0) and resumed until done, the run ends with the weights an
+    uninterrupted run ends with."""
+    from training.train_objects import main
+
+    tiny = ["--image-size", "64", "--vae-channels", "16,16,16,16", "--unet-channels", "32,32,32,32",
+            "--unet-heads", "1,1,1,1", "--text-width", "32", "--text-layers", "1", "--text-heads", "2",
+            "--vae-steps", "1", "--vae-batch", "2", "--vae-crop", "32", "--unet-steps", "2", "--unet-batch", "2",
+            "--pool", "8", "--save-every", "100", "--threads", "1"]
+    main([*tiny, "--out", str(tmp_path / "whole")])
+    for attempt in range(8):
+        main([*tiny, "--out", str(tmp_path / "resumed"), "--state", str(tmp_path / "state"), "--stop-after", "0"])
+        if (tmp_path / "resumed" / "unet").exists():
+            break
+    state = torch.load(tmp_path / "state" / "state.pt", weights_only=False)
+    assert state["unet_step"] == 2 and attempt == 3  # it stopped after each of the 1 + 2 steps
+    from safetensors.torch import load_file
+
+    for part in ("unet", "vae", "text_encoder"):
+        whole, resumed = (load_file(next((tmp_path / run / part).glob("*.safetensors"))) for run in ("whole", "resumed"))
+        assert whole.keys() == resumed.keys() and all(torch.equal(whole[k], resumed[k]) for k in whole), part
+    assert json.loads((tmp_path / "resumed" / "scenes.json").read_text())["positions"]["top left"] == [0.25, 0.25]

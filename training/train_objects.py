@@ -1,0 +1,293 @@
+"""Trains the object model: a Stable Diffusion 1.x-family pipeline that draws emoji objects where words say.
+
+    python -m training.train_objects --out assets/sdviz-objects --state runs/objects-state
+    python -m training.train_objects --out assets/sdviz-objects --state runs/objects-state   # again: resumes
+
+The phases are those of `training.train` (the shapes model): the VAE, the scaling factor from a pool of
+encoded scenes, then the text encoder and the UNet together with EMA, the SNR-clamped loss and the
+noise-blind top of the schedule. The scenes are `training.objects`' (one object, or two at opposite
+positions, on a flat background), at 128 x 128 pixels through a VAE of factor 8 (16 x 16 latents, as
+SD's 64 x 64 are at 512).
+
+Resumable: every `--save-every` steps, and at the end of each phase, the whole state goes to `--state`:
+the weights, the EMA weights, the optimiser, the step and the pool's seed. Run the same command again
+and it continues where the state ends; each step's batch is drawn from a generator seeded with
+(seed, phase, step), so a resumed run draws what an uninterrupted one would. A CUDA device is used
+when present (bf16 autocast where native).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training import objects
+from training.train import SD1_SCHEDULER, PromptCache, autocast_dtype, denoising_step, lr_at, psnr, save_pipeline
+
+
+@dataclass
+class Config:
+    image_size: int = 128
+    vae_channels: tuple[int, ...] = (32, 64, 128, 128)  # four levels: factor 8
+    latent_channels: int = 4
+    text_width: int = 64
+    text_layers: int = 3
+    text_heads: int = 4
+    unet_channels: tuple[int, ...] = (64, 128, 192, 256)  # latent 16, 8, 4, 2; cross-attention at the first three
+    unet_heads: tuple[int, ...] = (2, 4, 6, 8)  # head width 32
+    vae_steps: int = 4000
+    vae_batch: int = 32
+    vae_crop: int = 64
+    vae_lr: float = 1e-3
+    unet_steps: int = 20000
+    unet_batch: int = 128
+    unet_lr: float = 5e-4
+    warmup: int = 500
+    pool: int = 60000  # scenes encoded once for the UNet phase
+    uncond_prob: float = 0.1
+    min_snr_gamma: float = 5.0
+    snr_floor: float = 1.0
+    terminal_t: int = 900
+    terminal_share: float = 0.15
+    ema_decay: float = 0.999
+    seed: int = 0
+    bf16: str = "auto"
+
+
+def build_models(cfg: Config):
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    levels = len(cfg.vae_channels)
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * levels,
+        up_block_types=("UpDecoderBlock2D",) * levels, block_out_channels=cfg.vae_channels, layers_per_block=1,
+        latent_channels=cfg.latent_channels, norm_num_groups=16, sample_size=cfg.image_size,
+    )
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=49408, hidden_size=cfg.text_width, intermediate_size=4 * cfg.text_width,
+        num_hidden_layers=cfg.text_layers, num_attention_heads=cfg.text_heads, max_position_embeddings=77,
+        bos_token_id=49406, eos_token_id=49407, pad_token_id=49407, projection_dim=cfg.text_width,
+    ))
+    crossed = len(cfg.unet_channels) - 1
+    unet = UNet2DConditionModel(
+        sample_size=cfg.image_size // 2 ** (levels - 1), in_channels=cfg.latent_channels,
+        out_channels=cfg.latent_channels, block_out_channels=cfg.unet_channels, layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D",) * crossed + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * crossed,
+        cross_attention_dim=cfg.text_width, attention_head_dim=cfg.unet_heads, norm_num_groups=16,
+    )
+    return vae, text_encoder, unet
+
+
+def step_rng(cfg: Config, phase: int, step: int) -> np.random.Generator:
+    """The batch of one step, the same whether the run was resumed or not."""
+    return np.random.default_rng([cfg.seed, phase, step])
+
+
+def render_batch(rng: np.random.Generator, count: int, size: int, held_out: bool = False):
+    """count scenes as float tensors in [-1, 1], (count, 3, size, size), and the scenes."""
+    drawn = [objects.sample_scene(rng, held_out) for _ in range(count)]
+    images = np.stack([objects.render(scene, size)[0] for scene in drawn])
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1, drawn
+
+
+class Stopped(Exception):
+    """The time given (--stop-after) is up: the state is saved, the same command resumes."""
+
+
+class State:
+    """The training state in one file, state.pt: step counters, weights, EMA weights, optimisers, the log
+    and the seconds spent so far. `save` also checks the time given to this process."""
+
+    def __init__(self, folder: Path | None, save_every: int = 1000, stop_after: float | None = None):
+        self.folder, self.save_every, self.stop_after = folder, save_every, stop_after
+        path = folder / "state.pt" if folder else None
+        self.data = torch.load(path, weights_only=False) if path and path.exists() else \
+            {"vae_step": 0, "unet_step": 0, "seconds": 0.0, "log": []}
+        self.started = time.time()
+        self.spent_before = self.data["seconds"]
+
+    def seconds(self) -> float:
+        return self.spent_before + time.time() - self.started
+
+    def due(self, step: int, last: int) -> bool:
+        return (step + 1) % self.save_every == 0 or step == last or self.out_of_time()
+
+    def out_of_time(self) -> bool:
+        return self.stop_after is not None and time.time() - self.started > self.stop_after
+
+    def save(self, **entries) -> None:
+        """Writes the state (a kill mid-write leaves the last whole one); raises Stopped when time is up."""
+        self.data.update(entries, seconds=self.seconds())
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            temporary = self.folder / "state.pt.tmp"
+            torch.save(self.data, temporary)
+            temporary.replace(self.folder / "state.pt")
+        if self.out_of_time():
+            raise Stopped(f"stopped after {self.seconds() / 60:.1f} min in all; run the same command to resume")
+
+
+def train_vae(vae, cfg: Config, state: State, device, log) -> None:
+    optimiser = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
+    if "vae" in state.data:
+        vae.load_state_dict(state.data["vae"])
+        optimiser.load_state_dict(state.data["vae_optimiser"])
+        log(f"vae resumed at step {state.data['vae_step']}")
+    factor = 2 ** (len(cfg.vae_channels) - 1)
+    vae.train()
+    for step in range(state.data["vae_step"], cfg.vae_steps):
+        rng = step_rng(cfg, 1, step)
+        for group in optimiser.param_groups:
+            group["lr"] = lr_at(step, cfg.vae_steps, cfg.vae_lr, cfg.warmup)
+        images, _ = render_batch(rng, cfg.vae_batch, cfg.image_size)
+        top, left = rng.integers(0, cfg.image_size - cfg.vae_crop + 1, 2) // factor * factor
+        images = images[:, :, top:top + cfg.vae_crop, left:left + cfg.vae_crop].to(device)
+        posterior = vae.encode(images).latent_dist
+        sample = posterior.sample(torch.Generator().manual_seed(int(rng.integers(2**62))))
+        recon = vae.decode(sample).sample
+        loss = (recon - images).abs().mean() + (recon - images).pow(2).mean() + 1e-6 * posterior.kl().mean()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        if step % 200 == 0 or step == cfg.vae_steps - 1:
+            log(f"vae step {step} loss {loss.item():.4f}")
+        if state.due(step, cfg.vae_steps - 1):
+            state.save(vae=vae.state_dict(), vae_optimiser=optimiser.state_dict(), vae_step=step + 1)
+    vae.eval()
+    held_out, _ = render_batch(np.random.default_rng([cfg.seed, 9]), 128, cfg.image_size, held_out=True)
+    with torch.no_grad():
+        recon = vae.decode(vae.encode(held_out.to(device)).latent_dist.mode()).sample.cpu()
+    log(f"vae held-out PSNR {psnr(recon, held_out):.2f} dB on 128 full-size scenes")
+
+
+@torch.no_grad()
+def encode_pool(vae, cfg: Config, device):
+    """The pool of training scenes (drawn from its own seeded generator) and their latent posteriors."""
+    rng = np.random.default_rng([cfg.seed, 2])
+    means, stds, drawn = [], [], []
+    for start in range(0, cfg.pool, 256):
+        images, batch = render_batch(rng, min(256, cfg.pool - start), cfg.image_size)
+        dist = vae.encode(images.to(device)).latent_dist
+        means.append(dist.mean.cpu().half())
+        stds.append(dist.std.cpu().half())
+        drawn += batch
+    return torch.cat(means), torch.cat(stds), drawn
+
+
+def train_unet(unet, text_encoder, tokenizer, pool, cfg: Config, state: State, device, log):
+    from diffusers import DDPMScheduler
+
+    means, stds, drawn, scale = pool
+    alphas_cumprod = DDPMScheduler.from_config(SD1_SCHEDULER).alphas_cumprod.to(device)
+    snr = alphas_cumprod / (1 - alphas_cumprod)
+    loss_weight = snr.clamp(min=cfg.snr_floor, max=cfg.min_snr_gamma) / snr
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    optimiser = torch.optim.AdamW(params, lr=cfg.unet_lr, weight_decay=0.01)
+    ema_unet, ema_text = copy.deepcopy(unet).eval(), copy.deepcopy(text_encoder).eval()
+    if "unet" in state.data:
+        for module, key in ((unet, "unet"), (text_encoder, "text_encoder"), (ema_unet, "ema_unet"),
+                            (ema_text, "ema_text"), (optimiser, "unet_optimiser")):
+            module.load_state_dict(state.data[key])
+        log(f"unet resumed at step {state.data['unet_step']}")
+    prompts = PromptCache(tokenizer)
+    dtype = autocast_dtype(device, cfg.bf16)
+    log(f"unet phase: autocast {dtype}")
+    unet.train()
+    text_encoder.train()
+    for step in range(state.data["unet_step"], cfg.unet_steps):
+        rng = step_rng(cfg, 3, step)
+        generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        for group in optimiser.param_groups:
+            group["lr"] = lr_at(step, cfg.unet_steps, cfg.unet_lr, cfg.warmup)
+        index = rng.integers(0, len(drawn), cfg.unet_batch)
+        texts = ["" if rng.random() < cfg.uncond_prob else objects.random_caption(drawn[i], rng) for i in index]
+        x0 = means[index].float() + stds[index].float() * torch.randn(means[index].shape, generator=generator)
+        x0 = (x0 * scale).to(device)
+        loss = denoising_step((unet, text_encoder), (ema_unet, ema_text), optimiser, prompts(texts).to(device), x0,
+                              generator, cfg, alphas_cumprod, loss_weight, dtype, step)
+        if step % 200 == 0 or step == cfg.unet_steps - 1:
+            log(f"unet step {step} loss {loss.item():.4f}")
+        if state.due(step, cfg.unet_steps - 1):
+            state.save(unet=unet.state_dict(), text_encoder=text_encoder.state_dict(),
+                       ema_unet=ema_unet.state_dict(), ema_text=ema_text.state_dict(),
+                       unet_optimiser=optimiser.state_dict(), unet_step=step + 1)
+    return ema_unet, ema_text
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("assets/sdviz-objects"))
+    parser.add_argument("--state", type=Path, default=None, help="resumable state (written as it goes, read first)")
+    parser.add_argument("--save-every", type=int, default=1000)
+    parser.add_argument("--tokenizer", type=Path, default=Path("assets/sdviz-shapes/tokenizer"))
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")
+    parser.add_argument("--stop-after", type=float, default=None, metavar="SECONDS",
+                        help="save the state and stop after this long (resume later with the same command)")
+    for name, value in asdict(Config()).items():
+        if isinstance(value, tuple):  # channels and heads per level: comma-separated
+            parser.add_argument(f"--{name.replace('_', '-')}", type=lambda text: tuple(int(v) for v in text.split(",")),
+                                default=value, metavar="N,N,...")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and name != "seed":
+            parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+    parser.add_argument("--seed", type=int, default=Config.seed)
+    parser.add_argument("--bf16", choices=("auto", "on", "off"), default=Config.bf16)
+    args = parser.parse_args(argv)
+    cfg = Config(**{name: getattr(args, name) for name in asdict(Config()) if hasattr(args, name)})
+
+    from transformers import CLIPTokenizer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(cfg.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    tokenizer = CLIPTokenizer.from_pretrained(args.tokenizer)
+    state = State(args.state, args.save_every, args.stop_after)
+    config = json.loads(json.dumps(asdict(cfg)))
+    if state.data.setdefault("config", config) != config:
+        raise SystemExit(f"--state {args.state} holds a run with another config: {state.data['config']}")
+    lines: list[str] = state.data["log"]
+
+    def log(message: str) -> None:
+        line = f"[{state.seconds():8.1f}s] {message}"
+        lines.append(line)
+        print(line, flush=True)
+
+    vae, text_encoder, unet = (m.to(device) for m in build_models(cfg))
+    log(f"device {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else platform.processor()}), "
+        f"threads {torch.get_num_threads()}")
+    try:
+        train_vae(vae, cfg, state, device, log)
+        means, stds, drawn = encode_pool(vae, cfg, device)
+        scale = float(1 / means.float().std())
+        vae.register_to_config(scaling_factor=scale)
+        log(f"encoded {len(drawn)} scenes; scaling_factor {scale:.5f}")
+        ema_unet, ema_text = train_unet(unet, text_encoder, tokenizer, (means, stds, drawn, scale), cfg, state,
+                                        device, log)
+    except Stopped as stopped:
+        print(stopped, flush=True)
+        return
+    seconds = state.seconds()
+    args.out.mkdir(parents=True, exist_ok=True)
+    save_pipeline(args.out, vae.cpu(), ema_text.cpu(), tokenizer, ema_unet.cpu())
+    (args.out / "scenes.json").write_text(json.dumps(objects.scenes_json(), indent=1) + "\n")
+    record = {"config": asdict(cfg), "wall_seconds": round(seconds, 1),
+              "hardware": {"device": str(device), "cpu": platform.processor() or platform.machine(),
+                           "threads": torch.get_num_threads(),
+                           "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None},
+              "torch": torch.__version__, "log": lines}
+    (args.out / "training_log.json").write_text(json.dumps(record, indent=1) + "\n")
+    log(f"saved to {args.out} after {seconds / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()
