@@ -311,18 +311,8 @@ class ExplainHandlers:
         """An inversion's image to noise and back, with the reconstruction error; the panel opened."""
         if reconstruction is None or inversion is None or not inversion.settings.get("invert"):
             return None, "", gr.update(open=False)
-        return self.threads.call(self._round_trip_view, reconstruction, inversion)
-
-    def _round_trip_view(self, reconstruction, inversion):
-        from sdviz.explain import latent_space
-        from sdviz.inversion import Inversion, round_trip_sheet
-
-        settings = inversion.settings
-        decoders = (self.handlers._decoder(inversion), self.handlers._decoder(reconstruction))
-        sheet = round_trip_sheet(inversion, reconstruction, decoders)
-        vae = latent_space(self.handlers.model(settings["model"]), inversion.init_image, settings["width"],
-                           settings["height"]).psnr
-        summary = Inversion(inversion, reconstruction, vae).summary()
+        sheet, result = self.handlers.round_trip(inversion, reconstruction)
+        summary, settings = result.summary(), inversion.settings
         note = (f"Inverted in {settings['steps']} DDIM steps at guidance {settings['guidance']:g} and run forward "
                 f"again: the reconstruction is {summary['psnr_db']:.1f} dB from the image (mean error "
                 f"{summary['mean_abs_error']:.1f} / 255); the VAE alone reaches {summary['vae_psnr_db']:.1f} dB. "

@@ -550,21 +550,24 @@ class Handlers:
         yield self.files.image(reconstruction.final_image), await asyncio.to_thread(
             self._write_round_trip, inversion, reconstruction)
 
-    def _write_round_trip(self, inversion, reconstruction) -> list[str]:
+    def round_trip(self, inversion, reconstruction):
+        """On the model thread: (round_trip_sheet, the Inversion with its errors) of an inverted image."""
         from sdviz.explain import latent_space
         from sdviz.inversion import Inversion, round_trip_sheet
-
-        folder = self.files.new_folder()
 
         def measure():
             settings = inversion.settings
             vae = latent_space(self.model(settings["model"]), inversion.init_image, settings["width"],
                                settings["height"]).psnr
             decoders = (self._decoder(inversion), self._decoder(reconstruction))
-            round_trip_sheet(inversion, reconstruction, decoders).save(folder / "round_trip.png")
-            return Inversion(inversion, reconstruction, vae)
+            return round_trip_sheet(inversion, reconstruction, decoders), Inversion(inversion, reconstruction, vae)
 
-        result = self.threads.call(measure)
+        return self.threads.call(measure)
+
+    def _write_round_trip(self, inversion, reconstruction) -> list[str]:
+        folder = self.files.new_folder()
+        sheet, result = self.round_trip(inversion, reconstruction)
+        sheet.save(folder / "round_trip.png")
         (folder / "error.json").write_text(json.dumps(result.summary(), indent=2) + "\n")
         files = [str(folder / "round_trip.png"), str(folder / "error.json")]
         for name, traj in (("inversion", inversion), ("reconstruction", reconstruction)):
