@@ -66,15 +66,35 @@ def test_captions_parse_back_and_the_split_is_fixed():
     assert set(vocabularies) >= {"objects", "colours", "positions"} and vocabularies["objects"]["tree"] == "deciduous-tree"
 
 
+TINY = ["--image-size", "64", "--vae-channels", "16,16,16,16", "--unet-channels", "32,32,32,32",
+        "--unet-heads", "1,1,1,1", "--text-width", "32", "--text-layers", "1", "--text-heads", "2",
+        "--vae-steps", "1", "--vae-batch", "2", "--vae-crop", "32", "--unet-batch", "2", "--pool", "8",
+        "--save-every", "100", "--threads", "1"]
+
+
+def unet_weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(next((folder / "unet").glob("*.safetensors")))
+
+
+def test_a_time_budget_sets_the_step_count_and_the_count_reproduces_it(tmp_path):
+    from training.train_objects import main
+
+    main([*TINY, "--unet-steps", "100000", "--unet-seconds", "1", "--out", str(tmp_path / "budget")])
+    steps = json.loads((tmp_path / "budget" / "training_log.json").read_text())["config"]["unet_steps"]
+    assert 60 < steps < 100000
+    main([*TINY, "--unet-steps", str(steps), "--out", str(tmp_path / "again")])
+    budget, again = unet_weights(tmp_path / "budget"), unet_weights(tmp_path / "again")
+    assert all(torch.equal(budget[k], again[k]) for k in budget)
+
+
 def test_training_resumes_where_it_stopped_bit_for_bit(tmp_path):
     """Stopped after every step (--stop-after 0) and resumed until done, the run ends with the weights an
     uninterrupted run ends with."""
     from training.train_objects import main
 
-    tiny = ["--image-size", "64", "--vae-channels", "16,16,16,16", "--unet-channels", "32,32,32,32",
-            "--unet-heads", "1,1,1,1", "--text-width", "32", "--text-layers", "1", "--text-heads", "2",
-            "--vae-steps", "1", "--vae-batch", "2", "--vae-crop", "32", "--unet-steps", "2", "--unet-batch", "2",
-            "--pool", "8", "--save-every", "100", "--threads", "1"]
+    tiny = [*TINY, "--unet-steps", "2"]
     main([*tiny, "--out", str(tmp_path / "whole")])
     for attempt in range(8):
         main([*tiny, "--out", str(tmp_path / "resumed"), "--state", str(tmp_path / "state"), "--stop-after", "0"])

@@ -184,8 +184,18 @@ def encode_pool(vae, cfg: Config, device):
     return torch.cat(means), torch.cat(stds), drawn
 
 
-def train_unet(unet, text_encoder, tokenizer, pool, cfg: Config, state: State, device, log):
+CALIBRATION = (10, 60)  # UNet steps timed to fit a time budget: after the first kernels, inside the warm-up
+
+
+def train_unet(unet, text_encoder, tokenizer, pool, cfg: Config, state: State, device, log, budget=None):
+    """budget: seconds for the whole phase; the step count is then set from the rate of steps CALIBRATION
+    (the learning rate of the steps before depends on the warm-up alone, so --unet-steps with the count
+    the log records reproduces the run)."""
     from diffusers import DDPMScheduler
+
+    started = time.perf_counter()
+    if budget is not None and cfg.warmup < CALIBRATION[1]:
+        raise ValueError(f"--unet-seconds needs a warm-up of at least {CALIBRATION[1]} steps; it is {cfg.warmup}")
 
     means, stds, drawn, scale = pool
     alphas_cumprod = DDPMScheduler.from_config(SD1_SCHEDULER).alphas_cumprod.to(device)
@@ -204,7 +214,19 @@ def train_unet(unet, text_encoder, tokenizer, pool, cfg: Config, state: State, d
     log(f"unet phase: autocast {dtype}")
     unet.train()
     text_encoder.train()
-    for step in range(state.data["unet_step"], cfg.unet_steps):
+    step, timer = state.data["unet_step"], None
+    while step < cfg.unet_steps:
+        if budget is not None and step in CALIBRATION:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if step == CALIBRATION[0]:
+                timer = time.perf_counter()
+            elif timer is not None:
+                rate = (CALIBRATION[1] - CALIBRATION[0]) / (time.perf_counter() - timer)
+                left = budget - (time.perf_counter() - started)
+                cfg.unet_steps = min(cfg.unet_steps, step + max(int(rate * left), 1))
+                state.data["config"]["unet_steps"] = cfg.unet_steps
+                log(f"unet: {rate:.1f} steps/s, {cfg.unet_steps} steps fit the {budget:g} s budget")
         rng = step_rng(cfg, 3, step)
         generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
         for group in optimiser.param_groups:
@@ -221,6 +243,7 @@ def train_unet(unet, text_encoder, tokenizer, pool, cfg: Config, state: State, d
             state.save(unet=unet.state_dict(), text_encoder=text_encoder.state_dict(),
                        ema_unet=ema_unet.state_dict(), ema_text=ema_text.state_dict(),
                        unet_optimiser=optimiser.state_dict(), unet_step=step + 1)
+        step += 1
     return ema_unet, ema_text
 
 
@@ -233,6 +256,9 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")
     parser.add_argument("--stop-after", type=float, default=None, metavar="SECONDS",
                         help="save the state and stop after this long (resume later with the same command)")
+    parser.add_argument("--unet-seconds", type=float, default=None,
+                        help="fit the UNet phase into this many seconds: the step count (at most --unet-steps) is "
+                             "set from the rate of its first steps and logged; --unet-steps with it reproduces it")
     for name, value in asdict(Config()).items():
         if isinstance(value, tuple):  # channels and heads per level: comma-separated
             parser.add_argument(f"--{name.replace('_', '-')}", type=lambda text: tuple(int(v) for v in text.split(",")),
@@ -272,7 +298,7 @@ def main(argv=None) -> None:
         vae.register_to_config(scaling_factor=scale)
         log(f"encoded {len(drawn)} scenes; scaling_factor {scale:.5f}")
         ema_unet, ema_text = train_unet(unet, text_encoder, tokenizer, (means, stds, drawn, scale), cfg, state,
-                                        device, log)
+                                        device, log, args.unet_seconds)
     except Stopped as stopped:
         print(stopped, flush=True)
         return
