@@ -108,3 +108,20 @@ def test_training_resumes_where_it_stopped_bit_for_bit(tmp_path):
         whole, resumed = (load_file(next((tmp_path / run / part).glob("*.safetensors"))) for run in ("whole", "resumed"))
         assert whole.keys() == resumed.keys() and all(torch.equal(whole[k], resumed[k]) for k in whole), part
     assert json.loads((tmp_path / "resumed" / "scenes.json").read_text())["positions"]["top left"] == [0.25, 0.25]
+
+
+def test_the_evaluation_draws_held_out_prompts_and_scores_what_it_reads():
+    from training.evaluate_objects import held_out_prompts, score
+
+    pairs = held_out_prompts(20)
+    assert len({p for p, _ in pairs}) == 20 and held_out_prompts(20) == pairs  # fixed
+    counts = [len(objects.parse_prompt(p)["objects"]) for p, _ in pairs]
+    assert counts == [1, 2] * 10
+    for prompt, _ in pairs:
+        stated = objects.parse_prompt(prompt)
+        names = tuple(name for name, _ in stated["objects"])
+        assert objects.is_held_out(names, stated["objects"][0][1], stated["background"])
+    rng = np.random.default_rng(0)
+    scenes = [objects.sample_scene(rng, held_out=True, two=bool(i % 2)) for i in range(10)]
+    results = score([(objects.caption(s), 0) for s in scenes], [objects.render(s)[0] for s in scenes])
+    assert all(all(values) for values in results.values()) and len(results["both objects"]) == 5

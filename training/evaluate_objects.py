@@ -93,7 +93,7 @@ def evaluate(model_folder: str, count: int) -> dict:
     torch.set_grad_enabled(False)
     pairs = held_out_prompts(count)
     results = score(pairs, generate(pipe, pairs))
-    results.update(daam(sdviz.load_model(model_folder, device="cpu"), pairs))
+    results.update(daam(sdviz.load_model(model_folder), pairs))
     rates = {key: float(np.mean(values)) if values else 0.0 for key, values in results.items()}
     return {"pairs": count, "counts": {key: len(values) for key, values in results.items()}, "rates": rates,
             "bars": BARS, "passed": {key: rates.get(key, 0.0) >= bar for key, bar in BARS.items()}}
