@@ -47,6 +47,7 @@ class Config:
     vae_batch: int = 32
     vae_crop: int = 64
     vae_lr: float = 1e-3
+    vae_eval: int = 128  # held-out scenes the VAE's PSNR is measured on
     unet_steps: int = 20000
     unet_batch: int = 128
     unet_lr: float = 5e-4
@@ -164,10 +165,10 @@ def train_vae(vae, cfg: Config, state: State, device, log) -> None:
         if state.due(step, cfg.vae_steps - 1):
             state.save(vae=vae.state_dict(), vae_optimiser=optimiser.state_dict(), vae_step=step + 1)
     vae.eval()
-    held_out, _ = render_batch(np.random.default_rng([cfg.seed, 9]), 128, cfg.image_size, held_out=True)
+    held_out, _ = render_batch(np.random.default_rng([cfg.seed, 9]), cfg.vae_eval, cfg.image_size, held_out=True)
     with torch.no_grad():
         recon = vae.decode(vae.encode(held_out.to(device)).latent_dist.mode()).sample.cpu()
-    log(f"vae held-out PSNR {psnr(recon, held_out):.2f} dB on 128 full-size scenes")
+    log(f"vae held-out PSNR {psnr(recon, held_out):.2f} dB on {cfg.vae_eval} full-size scenes")
 
 
 @torch.no_grad()
@@ -184,7 +185,7 @@ def encode_pool(vae, cfg: Config, device):
     return torch.cat(means), torch.cat(stds), drawn
 
 
-CALIBRATION = (10, 60)  # UNet steps timed to fit a time budget: after the first kernels, inside the warm-up
+CALIBRATION = (5, 25)  # UNet steps timed to fit a time budget: after the first kernels, inside the warm-up
 
 
 def train_unet(unet, text_encoder, tokenizer, pool, cfg: Config, state: State, device, log, budget=None):
