@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -185,22 +186,16 @@ def invert(args) -> int:
     from sdviz.images import load_image
     from sdviz.inversion import guidance_sweep, invert
     from sdviz.models import check_source, default_model, load_model
-    from sdviz.settings import check_float, validate
+    from sdviz.comparison import parse_vary
+    from sdviz.settings import validate
 
     settings = Settings(prompt=args.prompt, negative_prompt=args.negative_prompt, scheduler="ddim", steps=args.steps,
                         guidance=args.guidance, seed=args.seed, width=args.width, height=args.height,
                         preview=args.preview, every=args.every, invert=True)
     validate(settings, img2img=True)
-    sweep = []
-    if args.sweep is not None:
-        parts = [part.strip() for part in args.sweep.split(",")]
-        for part in parts:
-            try:
-                value = float(part)
-            except ValueError:
-                raise ValueError(f"--sweep value {part!r} is not a number; allowed: guidance values separated by "
-                                 "commas, e.g. 1,3,7.5") from None
-            sweep.append(check_float("--sweep guidance", value, 0.0, 30.0))
+    sweep = parse_vary(f"guidance={args.sweep}")[1] if args.sweep is not None else []  # as --vary reads them
+    for guidance in sweep:
+        validate(replace(settings, guidance=guidance), img2img=True)
     check_source(args.model or default_model())
     image = load_image(args.image)
     model = load_model(args.model, device=args.device)
@@ -216,9 +211,11 @@ def invert(args) -> int:
         _report(record, settings.steps)
 
     result = invert(model, settings, image, *captures, callback=report)
-    rows = guidance_sweep(model, settings, image, sweep) if sweep else None
+    others = guidance_sweep(model, settings, image, [g for g in sweep if g != settings.guidance])
+    own = [result.summary()] if settings.guidance in sweep else []
+    rows = sorted([*own, *others], key=lambda row: row["guidance"]) if sweep else None
     result.save(args.out, page=args.html, sweep=rows)
-    for row in [result.summary(), *(rows or [])]:
+    for row in [result.summary(), *others]:  # the run's own guidance is not run again
         print(f"guidance {row['guidance']:g}: reconstruction PSNR {row['psnr_db']:.2f} dB, mean |error| "
               f"{row['mean_abs_error']:.2f} / 255 (the VAE alone: {row['vae_psnr_db']:.2f} dB); the inverted noise "
               f"has std {row['noise_std']:.3f}", file=sys.stderr)
