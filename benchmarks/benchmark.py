@@ -83,7 +83,7 @@ def run_benchmark(model, steps: int, rounds: int, scheduler: str) -> dict[str, f
 
     from sdviz import schedulers
 
-    pipe = StableDiffusionPipeline(**model.components(schedulers.create(scheduler, model.scheduler_config)))
+    pipe = model.pipeline(schedulers.create(scheduler, model.scheduler_config), StableDiffusionPipeline)
     pipe.set_progress_bar_config(disable=True)
     settings = dict(prompt=PROMPT, scheduler=scheduler, steps=steps, guidance=7.5, seed=0)
     h, w = model.facts.native_height // model.facts.vae_factor, model.facts.native_width // model.facts.vae_factor

@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     forward = commands.add_parser("forward", help="an image noised to a schedule's levels: the forward process")
     forward.add_argument("--image", required=True, help="the image (or a run's final.png)")
     forward.add_argument("--steps", type=int, default=defaults.steps)
-    forward.add_argument("--scheduler", default=defaults.scheduler)
+    forward.add_argument("--scheduler", default=None, help="whose noise levels (default: the model's own)")
     forward.add_argument("--seed", type=int, default=defaults.seed, help="the noise eps")
     forward.add_argument("--model", default=None)
     forward.add_argument("--preview", default="full", help=f"decoder for the frames: {', '.join(PREVIEW_MODES)}")
@@ -69,12 +69,13 @@ def _parser() -> argparse.ArgumentParser:
     forward.add_argument("--out", required=True, type=Path)
 
     schedule = commands.add_parser("schedule", help="a scheduler's noise levels: timestep, sigma, alpha_bar, snr")
-    schedule.add_argument("--scheduler", default=defaults.scheduler)
+    schedule.add_argument("--scheduler", default=None, help="default: the model's own")
     schedule.add_argument("--steps", type=int, default=defaults.steps)
     schedule.add_argument("--model", default=None, help="whose scheduler config (default: the embedded model's)")
     schedule.add_argument("--json", action="store_true", help="print the rows as JSON")
-    schedule.add_argument("--compare", default=",".join(COMPARED),
-                          help="schedulers drawn beside it in the PNG (comma-separated; '' for none)")
+    schedule.add_argument("--compare", default=None,
+                          help="schedulers drawn beside it in the PNG (comma-separated; '' for none; default "
+                               f"{','.join(COMPARED)}, or those that fit the model)")
     schedule.add_argument("--out", type=Path, default=None, help="write the plot here as PNG")
 
     page = commands.add_parser("html", help="a saved run (or comparison) as one self-contained page that replays it")
@@ -101,7 +102,7 @@ def _run_options(command) -> None:
     command.add_argument("--negative-prompt", default=None)
     command.add_argument("--model", default=None, help="diffusers folder or hub id (default: the embedded model)")
     command.add_argument("--scheduler", default=None,
-                         help=f"short or diffusers class name; see `schedulers` (default {defaults.scheduler})")
+                         help="short or diffusers class name; see `schedulers` (default: the model's own)")
     command.add_argument("--steps", type=int, default=None, help=f"default {defaults.steps}")
     command.add_argument("--guidance", type=float, default=None, help=f"default {defaults.guidance}")
     command.add_argument("--eta", type=float, default=None, help=f"default {defaults.eta}")
@@ -346,7 +347,8 @@ def forward(args) -> int:
 
     check_int("steps", args.steps, 1, MAX_STEPS)
     check_int("seed", args.seed, 0, MAX_SEED)
-    schedulers.resolve(args.scheduler)
+    if args.scheduler is not None:
+        schedulers.resolve(args.scheduler)
     if args.preview not in PREVIEW_MODES:
         raise ValueError(f"preview {args.preview!r} is not a decoder; allowed: {', '.join(PREVIEW_MODES)}")
     image = load_image(args.image, name="image")
@@ -362,17 +364,19 @@ def forward(args) -> int:
 
 def schedule(args) -> int:
     from sdviz.models import check_source, default_model
-    from sdviz.schedule import compared, plot, schedule_table
+    from sdviz.schedule import compared, compared_names, plot, schedule_table
     from sdviz.settings import MAX_STEPS, check_int
 
     check_int("steps", args.steps, 1, MAX_STEPS)
-    others = [n.strip() for n in args.compare.split(",") if n.strip() and n.strip() != args.scheduler]
-    for name in (args.scheduler, *others):
-        schedulers.resolve(name)
     source = args.model or default_model()
     check_source(source)
-    config = _scheduler_config(source)
-    table = schedule_table(args.scheduler, args.steps, config)
+    config, family = _scheduler_config(source)
+    scheduler = schedulers.check_fits(args.scheduler or schedulers.model_default(family, config), family)
+    names = compared_names(family) if args.compare is None else args.compare.split(",")
+    others = [n.strip() for n in names if n.strip() and n.strip() != scheduler]
+    for name in others:
+        schedulers.check_fits(name, family)
+    table = schedule_table(scheduler, args.steps, config, family)
     if args.json:
         print(json.dumps(table, indent=1).replace("Infinity", "null"))
     else:
@@ -380,24 +384,28 @@ def schedule(args) -> int:
         for r in table:
             print(f"{r['index']:>5} {r['timestep']:>9.3f} {r['sigma']:>10.5f} {r['alpha_bar']:>10.6f} {r['snr']:>12.5g}")
     if args.out is not None:
-        tables = {args.scheduler: table, **compared(args.steps, config, others)}
+        tables = {scheduler: table, **compared(args.steps, config, others, family)}
         plot(tables, args.out, title=f"noise levels of {args.steps} steps")
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
 
-def _scheduler_config(source: str) -> dict:
-    """The model's scheduler config, read without loading its weights (a folder, or the hub's file)."""
+def _scheduler_config(source: str) -> tuple[dict, str]:
+    """The model's scheduler config and family, read without loading its weights (a folder, or the hub's files)."""
     from diffusers import DDIMScheduler
 
+    from sdviz.families import family_of
+    from sdviz.models import check_source, pipeline_class_of
+
+    family = family_of(pipeline_class_of(source, check_source(source))).name
     try:
-        return dict(DDIMScheduler.load_config(source, subfolder="scheduler"))
+        return dict(DDIMScheduler.load_config(source, subfolder="scheduler")), family
     except (OSError, ValueError, EnvironmentError) as error:
         raise ValueError(f"could not read model {source!r}'s scheduler config: {str(error).splitlines()[0]}") from None
 
 
 def layers(args) -> int:
-    from sdviz.attention import layer_table
+    from sdviz.attention import model_layer_table
     from sdviz.models import check_source, default_model, load_model
 
     check_source(args.model or default_model())
@@ -405,8 +413,7 @@ def layers(args) -> int:
     height = args.height or model.facts.native_height
     width = args.width or model.facts.native_width
     Settings(width=width, height=height).resolved(model.facts)
-    table = layer_table(model.unet, height, width, guidance=args.guidance > 1,
-                        vae_factor=model.facts.vae_factor, text_tokens=model.facts.tokens)
+    table = model_layer_table(model, height, width, guidance=args.guidance > 1)
     if args.json:
         print(json.dumps(table, indent=1))
         return 0

@@ -70,15 +70,16 @@ def guidance_example(record, guidance: float) -> dict[str, float]:
 
 @dataclass
 class ForwardProcess:
-    """An image noised to a schedule's levels: x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps,
-    one eps for every level (the amounts differ, not the noise). Latents at UNet scale, (C, h, w)."""
+    """An image noised to a schedule's levels: x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps (flow
+    matching: (1 - sigma) x0 + sigma eps), one eps for every level (the amounts differ, not the noise).
+    Latents at the denoiser's scale, (C, h, w)."""
 
     timesteps: np.ndarray  # (N,) the schedule's timesteps
     sigmas: np.ndarray  # (N,)
     alpha_bar: np.ndarray  # (N,)
     x0: np.ndarray  # (C, h, w) the image's latents
     noise: np.ndarray  # (C, h, w) eps
-    x_t: np.ndarray  # (N, C, h, w) variance-preserving: what the UNet sees
+    x_t: np.ndarray  # (N, C, h, w) what the denoiser sees: variance-preserving, or flow's interpolation
     frames: list[np.ndarray]  # (N,) decoded x_t, uint8 (H, W, 3)
     image: np.ndarray  # uint8 (H, W, 3): the image as encoded
 
@@ -103,22 +104,22 @@ class ForwardProcess:
 
 def encode_image(model, image, width: int | None = None, height: int | None = None):
     """An image (path, PIL, array) resized to the model's size and encoded by its VAE: (uint8 image,
-    latents (1, C, h, w) at UNet scale, the distribution's mean, as a torch tensor on the model's device)."""
+    latents (1, C, h, w) at the denoiser's scale, the distribution's mean, as a torch tensor on the model's device)."""
     import torch
 
     from sdviz.images import prepare_init_image
-
+    from sdviz.previews import from_vae_latents
     from sdviz.settings import Settings
 
     size = Settings(width=width, height=height).resolved(model.facts)  # checked against the VAE factor
     picture = prepare_init_image(image, size.width, size.height)
     pixels = model.pipe.image_processor.preprocess(picture).to(model.device, model.vae.dtype)  # (1, 3, H, W)
     with torch.no_grad():
-        latents = model.vae.encode(pixels).latent_dist.mode() * model.vae.config.scaling_factor
+        latents = from_vae_latents(model.vae, model.vae.encode(pixels).latent_dist.mode())
     return np.asarray(picture), latents.to(model.dtype)
 
 
-def forward_process(model, image, scheduler: str = "ddim", steps: int = 20, seed: int = 0,
+def forward_process(model, image, scheduler: str | None = None, steps: int = 20, seed: int = 0,
                     preview: str = "full", levels: list[int] | None = None, width: int | None = None,
                     height: int | None = None) -> ForwardProcess:
     """The training example of the post from real data: `image` encoded (at width x height, default the
@@ -127,17 +128,22 @@ def forward_process(model, image, scheduler: str = "ddim", steps: int = 20, seed
     import torch
     from diffusers.utils.torch_utils import randn_tensor
 
-    from sdviz.noise import vp_coefficients
+    from sdviz.noise import mix_coefficients
     from sdviz.previews import Previewer
     from sdviz.schedule import schedule_table
 
+    from sdviz.schedulers import check_fits
+
+    facts = model.facts
+    scheduler = check_fits(scheduler or facts.scheduler, facts.family)  # the model's own, by default
     picture, x0 = encode_image(model, image, width, height)
-    table = schedule_table(scheduler, steps, model.scheduler_config)
+    table = schedule_table(scheduler, steps, model.scheduler_config, facts.family,
+                           facts.image_tokens(picture.shape[0], picture.shape[1]))
     if levels is not None:
         table = [table[k] for k in levels]
     eps = randn_tensor(x0.shape, generator=torch.Generator("cpu").manual_seed(int(seed)), device=model.device,
                        dtype=x0.dtype)
-    coefficients = [vp_coefficients(r["sigma"]) for r in table]
+    coefficients = [mix_coefficients(r["sigma"], facts.prediction_type == "flow") for r in table]
     x_t = torch.cat([alpha * x0 + s * eps for alpha, s in coefficients])  # (N, C, h, w)
     previewer = Previewer(model, preview, picture.shape[0], picture.shape[1])
     frames = [frame for batch in x_t.split(8) for frame in previewer.decode(batch)]

@@ -1,9 +1,10 @@
-"""Loading a Stable Diffusion model and reading its facts (the real tensor shapes).
+"""Loading a diffusion model and reading its facts (the real tensor shapes).
 
-A model is a diffusers pipeline folder or a hub id. The default is the embedded
-model shipped in `assets/sdviz-shapes` (override with `SDVIZ_MODEL`). Weights
-load from safetensors only. The loaded `Model` is shared and read-only: a run
-never stores anything on it.
+A model is a diffusers pipeline folder or a hub id, of any family in
+`sdviz.families` (SD 1.x/2.x, SDXL, SD3, Flux), named by its `model_index.json`.
+The default is the embedded model shipped in `assets/sdviz-shapes` (override
+with `SDVIZ_MODEL`). Weights load from safetensors only. The loaded `Model` is
+shared and read-only: a run never stores anything on it.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sdviz.families import BY_PIPELINE, FAMILIES, Family, family_of
+
 EMBEDDED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "sdviz-shapes"
-MODEL_COMPONENTS = ("unet", "vae", "text_encoder")
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
-SUPPORTED_PIPELINES = ("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline")
+SUPPORTED_PIPELINES = tuple(BY_PIPELINE)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -52,28 +54,46 @@ class ModelFacts:
     """What a model is, read from its own components: the shapes a run will have."""
 
     name: str
-    tokens: int  # the tokenizer's window (77 for SD)
-    text_width: int  # width of each token embedding (768 for SD 1.x)
-    latent_channels: int  # UNet input channels (4)
+    tokens: int  # the window of the tokenizer whose tokens the attention reads (77 for CLIP, 512 for Flux's T5)
+    text_width: int  # width of each token embedding the denoiser reads (768 for SD 1.x, 2048 for SDXL)
+    latent_channels: int  # the VAE's latent channels (4; 16 for SD3 and Flux)
     vae_factor: int  # pixels per latent pixel (8 for SD)
     native_height: int  # pixels, as diffusers defaults them: sample_size * vae_factor
     native_width: int
-    scaling_factor: float  # latents * scaling_factor is what the UNet sees
-    prediction_type: str  # epsilon, v_prediction or sample
+    scaling_factor: float  # (latents - shift_factor) * scaling_factor is what the denoiser sees
+    prediction_type: str  # epsilon, v_prediction, sample, or flow (the velocity eps - x0)
     parameters: dict[str, int]  # per component
+    family: str = "sd"  # a key of sdviz.families.FAMILIES
+    denoiser: str = "unet"  # unet or transformer
+    shift_factor: float = 0.0
+    size_multiple: int = 0  # image sides are multiples of this (0: the VAE factor)
+    scheduler: str = ""  # the model's own scheduler (its config's class), as a registered name
+    denoiser_class: str = "UNet2DConditionModel"
+    encoders: tuple = ()  # per text encoder: {name, class, tokens, width}, in the order the pipeline runs them
+    context_tokens: int = 0  # length of the text sequence the denoiser reads (0: `tokens`); SD3: CLIP's + T5's
+    pooled_width: int = 0  # width of the pooled text embedding the denoiser also takes (SDXL, SD3, Flux)
+    added: str = ""  # what else each denoiser call takes, in words (SDXL's size and crop ids, Flux's guidance)
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
         """(C, h, w) of the latents for an image of height x width pixels."""
         return (self.latent_channels, height // self.vae_factor, width // self.vae_factor)
 
+    def image_tokens(self, height: int, width: int) -> int:
+        """Image positions the denoiser's attention sees (SD3's patches, Flux's packed latents): for a UNet,
+        its latent pixels."""
+        multiple = self.size_multiple or self.vae_factor
+        return (height // multiple) * (width // multiple)
+
     def image_shape(self, height: int, width: int) -> tuple[int, int, int]:
         return (3, height, width)
 
     def token_shape(self) -> tuple[int, int]:
-        return (self.tokens, self.text_width)
+        """(tokens, width) of the text sequence the denoiser reads."""
+        return (self.context_tokens or self.tokens, self.text_width)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The facts as JSON keeps them (lists, not tuples)."""
+        return {**asdict(self), "encoders": [dict(encoder) for encoder in self.encoders]}
 
 
 @dataclass
@@ -81,7 +101,7 @@ class Model:
     """A loaded pipeline's components on one device, plus their facts."""
 
     source: str
-    pipe: Any  # diffusers StableDiffusionPipeline: components only, its scheduler is never stepped
+    pipe: Any  # the family's diffusers pipeline: components only, its scheduler is never stepped
     device: Any
     dtype: Any
     facts: ModelFacts
@@ -96,8 +116,18 @@ class Model:
         return self.facts.name
 
     @property
+    def family(self) -> Family:
+        return FAMILIES[self.facts.family]
+
+    @property
+    def denoiser(self):
+        """The UNet, or the transformer of SD3 and Flux."""
+        return self.family.denoiser_module(self.pipe)
+
+    @property
     def unet(self):
-        return self.pipe.unet
+        """The denoiser (the UNet, or the transformer of SD3 and Flux)."""
+        return self.denoiser
 
     @property
     def vae(self):
@@ -108,6 +138,11 @@ class Model:
         return self.pipe.tokenizer
 
     @property
+    def token_tokenizer(self):
+        """The tokenizer whose slots the denoiser's attention reads (Flux: T5's; the first CLIP's otherwise)."""
+        return getattr(self.pipe, self.family.token_tokenizer)
+
+    @property
     def text_encoder(self):
         return self.pipe.text_encoder
 
@@ -116,17 +151,13 @@ class Model:
         return dict(self.pipe.scheduler.config)
 
     def components(self, scheduler) -> dict[str, Any]:
-        """Keyword arguments for a diffusers SD pipeline sharing these weights with `scheduler`."""
-        return dict(
-            vae=self.pipe.vae,
-            text_encoder=self.pipe.text_encoder,
-            tokenizer=self.pipe.tokenizer,
-            unet=self.pipe.unet,
-            scheduler=scheduler,
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-        )
+        """The loaded pipeline's components with `scheduler`: a pipeline built from them shares these weights."""
+        return dict(self.pipe.components, scheduler=scheduler)
+
+    def pipeline(self, scheduler, pipeline_class=None, **extra):
+        """A pipeline of this model's family (or of `pipeline_class`) sharing these weights, with `scheduler`."""
+        cls = pipeline_class or self.family.pipeline_class(img2img=False)
+        return self.family.pipeline(cls, self.components(scheduler), **extra)
 
 
 def check_source(source: str) -> str:
@@ -147,7 +178,8 @@ def check_source(source: str) -> str:
             raise ValueError(
                 f"model {source!r} is a {pipeline_class}; supported: {', '.join(SUPPORTED_PIPELINES)}"
             )
-        for component in MODEL_COMPONENTS:
+        weighted = sorted(folder.name for folder in path.iterdir() if (folder / "config.json").is_file())
+        for component in weighted:  # the models (a scheduler or tokenizer folder has no config.json)
             folder = path / component
             if not any(folder.glob("*.safetensors")):
                 pickles = sorted(p.name for p in folder.glob("*") if p.suffix in PICKLE_SUFFIXES)
@@ -161,85 +193,122 @@ def check_source(source: str) -> str:
     raise ValueError(f"model path {source!r} does not exist and is not a hub id (owner/name)")
 
 
-def load_model(source: str | None = None, device: str | None = None, dtype: str | None = None) -> Model:
-    """Loads a Stable Diffusion 1.x/2.x pipeline (folder or hub id) from safetensors.
+def pipeline_class_of(source: str, kind: str) -> str:
+    """The `_class_name` in a folder's model_index.json; for a hub id, read from the hub (or its cache)."""
+    if kind == "local":
+        return json.loads((Path(source).expanduser() / "model_index.json").read_text()).get("_class_name", "")
+    from diffusers import DiffusionPipeline
 
-    fp16 on GPUs, fp32 on the CPU; a VAE whose config asks for upcasting
-    (`force_upcast`) stays in fp32 so fp16 runs never decode to NaN/black.
+    try:
+        return DiffusionPipeline.load_config(source).get("_class_name", "")
+    except (OSError, ValueError, EnvironmentError) as error:
+        raise ValueError(f"could not load model {source!r}: {str(error).splitlines()[0]}") from error
+
+
+def load_model(source: str | None = None, device: str | None = None, dtype: str | None = None,
+               offload: bool | None = None) -> Model:
+    """Loads a pipeline of any supported family (folder or hub id) from safetensors.
+
+    fp16 on GPUs (bf16 for Flux, whose activations overflow fp16), fp32 on the CPU;
+    a VAE whose config asks for upcasting (`force_upcast`, SD 1.x's and SDXL's) stays
+    in fp32 so fp16 runs never decode to NaN/black. `offload` (default $SDVIZ_OFFLOAD)
+    keeps the weights on the CPU and moves each component to the GPU while it runs
+    (diffusers' `enable_model_cpu_offload`): slower, for GPUs that cannot hold the model.
     """
     import torch
-    from diffusers import StableDiffusionPipeline
 
     source = str(source or default_model())
     kind = check_source(source)
+    family = family_of(pipeline_class_of(source, kind))
     target = pick_device(device)
     if dtype is None:
-        torch_dtype = torch.float16 if target.type in ("cuda", "mps") else torch.float32
+        torch_dtype = getattr(torch, family.gpu_dtype) if target.type in ("cuda", "mps") else torch.float32
     else:
         torch_dtype = getattr(torch, dtype)
+    if offload is None:
+        offload = os.environ.get("SDVIZ_OFFLOAD", "") not in ("", "0")
     try:
-        pipe = StableDiffusionPipeline.from_pretrained(
-            source,
-            dtype=torch_dtype,
-            use_safetensors=True,
-            safety_checker=None,
-            requires_safety_checker=False,
-            local_files_only=kind == "local",
-        )
+        pipe = family.pipeline_class(img2img=False).from_pretrained(
+            source, dtype=torch_dtype, use_safetensors=True, local_files_only=kind == "local", **family.load_kwargs)
     except (OSError, ValueError, EnvironmentError) as error:
         raise ValueError(f"could not load model {source!r}: {str(error).splitlines()[0]}") from error
-    pipe.to(target)
+    if offload and target.type != "cpu":
+        pipe.enable_model_cpu_offload(device=target)
+    else:
+        pipe.to(target)
     if torch_dtype != torch.float32 and getattr(pipe.vae.config, "force_upcast", False):
         pipe.vae.to(torch.float32)
     return from_pipeline(pipe, source)
 
 
 def from_pipeline(pipe, source: str = "in-memory pipeline") -> Model:
-    """Wraps an already loaded diffusers StableDiffusionPipeline (a notebook's `pipe`) for sdviz.
+    """Wraps an already loaded diffusers pipeline of a supported family (a notebook's `pipe`) for sdviz.
 
     Its weights are shared, not copied; runs never step its own scheduler.
     """
+    import torch
+
     from sdviz.attention.layers import trace
     from sdviz.previews import fit_latent_rgb
 
+    family = family_of(type(pipe).__name__)
     pipe.set_progress_bar_config(disable=True)
-    for module in (pipe.unet, pipe.vae, pipe.text_encoder):
-        module.eval().requires_grad_(False)
-    trace(pipe.unet)  # observable per call, with no state of any run on it
-    facts = read_facts(source, pipe)
+    for module in pipe.components.values():
+        if isinstance(module, torch.nn.Module):
+            module.eval().requires_grad_(False)
+    denoiser = family.denoiser_module(pipe)
+    trace(denoiser)  # observable per call, with no state of any run on it
+    facts = read_facts(source, pipe, family)
     return Model(
         source=source,
         pipe=pipe,
-        device=pipe.unet.device,
-        dtype=pipe.unet.dtype,
+        device=pipe._execution_device,
+        dtype=denoiser.dtype,
         facts=facts,
         latent_rgb=fit_latent_rgb(pipe.vae, facts),
     )
 
 
-def read_facts(name: str, pipe) -> ModelFacts:
-    vae_factor = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
-    sample_size = pipe.unet.config.sample_size
-    height, width = (sample_size, sample_size) if isinstance(sample_size, int) else sample_size
+def read_facts(name: str, pipe, family: Family | None = None) -> ModelFacts:
+    import torch
+
+    from sdviz import schedulers
+
+    family = family or family_of(type(pipe).__name__)
+    vae_factor = pipe.vae_scale_factor
+    height, width = family.native_side(pipe)
 
     def count(module) -> int:
         return sum(p.numel() for p in module.parameters())
 
+    parameters = {name: count(module) for name, module in pipe.components.items()
+                  if isinstance(module, torch.nn.Module)}
+    shift = pipe.vae.config.get("shift_factor", None)
+    encoders = tuple(
+        {"name": encoder, "class": type(getattr(pipe, encoder)).__name__, "tokens": window,
+         "width": getattr(pipe, encoder).config.hidden_size}
+        for _, encoder, window in family.encoder_windows(pipe))
     return ModelFacts(
         name=display_name(name),
-        tokens=pipe.tokenizer.model_max_length,
-        text_width=pipe.text_encoder.config.hidden_size,
-        latent_channels=pipe.unet.config.in_channels,
+        tokens=family.text_window(pipe),
+        text_width=family.text_width(pipe),
+        latent_channels=pipe.vae.config.latent_channels,
         vae_factor=vae_factor,
-        native_height=height * vae_factor,
-        native_width=width * vae_factor,
+        native_height=height,
+        native_width=width,
         scaling_factor=float(pipe.vae.config.scaling_factor),
-        prediction_type=pipe.scheduler.config.get("prediction_type", "epsilon"),
-        parameters={
-            "text_encoder": count(pipe.text_encoder),
-            "unet": count(pipe.unet),
-            "vae": count(pipe.vae),
-        },
+        prediction_type=family.prediction_type(pipe),
+        parameters=parameters,
+        family=family.name,
+        denoiser=family.denoiser,
+        shift_factor=float(shift or 0.0),
+        size_multiple=family.size_multiple(pipe),
+        scheduler=schedulers.model_default(family.name, dict(pipe.scheduler.config)),
+        denoiser_class=type(family.denoiser_module(pipe)).__name__,
+        encoders=encoders,
+        context_tokens=family.context_tokens(pipe),
+        pooled_width=family.pooled_width(pipe),
+        added=family.added_conditioning(pipe),
     )
 
 

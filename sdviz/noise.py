@@ -15,6 +15,13 @@ the UNet's input, its output and the sigma of that evaluation, x0 is
 which also covers the schedulers whose `step()` returns no
 `pred_original_sample` (DPM-Solver, UniPC, DEIS, PNDM) and both stages of the
 second-order ones (Heun, KDPM2).
+
+Flow matching (SD3, Flux; Lipman et al. 2023, Esser et al. 2024) interpolates
+instead: x_t = (1 - sigma) x0 + sigma eps with sigma in [0, 1], and the
+transformer predicts the velocity v = eps - x0 (diffusers' FlowMatchEuler steps
+x + (sigma_next - sigma) v), so
+
+    flow:          x0 = x_t - sigma * v
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import torch
 
 def is_variance_exploding(scheduler) -> bool:
     """True when the scheduler's sample is x0 + sigma * eps (Euler, LMS, Heun, KDPM2)."""
-    return hasattr(scheduler, "sigmas") and float(scheduler.init_noise_sigma) != 1.0
+    return hasattr(scheduler, "sigmas") and float(getattr(scheduler, "init_noise_sigma", 1.0)) != 1.0
 
 
 def current_sigma(scheduler, timestep) -> float:
@@ -56,18 +63,27 @@ def vp_coefficients(sigma: float) -> tuple[float, float]:
     return alpha, sigma * alpha
 
 
+def mix_coefficients(sigma: float, flow: bool = False) -> tuple[float, float]:
+    """(a, b) with x_t = a * x0 + b * eps as the denoiser sees it: variance-preserving, or flow matching's
+    interpolation (1 - sigma, sigma)."""
+    return (1.0 - sigma, sigma) if flow else vp_coefficients(sigma)
+
+
 def x0_slope(sigma: float, prediction_type: str) -> float:
     """How x0 moves per unit of the UNet's output at noise level sigma (x0 is linear in it):
     the x0 of any other output o at the same x_vp is x0_pred + slope * (o - output)."""
     alpha, s = vp_coefficients(sigma)
-    slopes = {"epsilon": -s / alpha, "v_prediction": -s, "sample": 1.0}
+    slopes = {"epsilon": -s / alpha, "v_prediction": -s, "sample": 1.0, "flow": -sigma}
     if prediction_type not in slopes:
-        raise ValueError(f"unknown prediction_type {prediction_type!r}; allowed: epsilon, v_prediction, sample")
+        raise ValueError(f"unknown prediction_type {prediction_type!r}; allowed: {', '.join(slopes)}")
     return slopes[prediction_type]
 
 
 def predict_x0(x_vp: torch.Tensor, model_output: torch.Tensor, sigma: float, prediction_type: str) -> torch.Tensor:
-    """x0 from the UNet's VP input and its (guided) output at noise level sigma."""
+    """x0 from the denoiser's input (VP form; flow matching's interpolation) and its (guided) output at
+    noise level sigma."""
+    if prediction_type == "flow":
+        return x_vp - sigma * model_output
     alpha, s = vp_coefficients(sigma)
     if prediction_type == "epsilon":
         return (x_vp - s * model_output) / alpha
@@ -75,7 +91,7 @@ def predict_x0(x_vp: torch.Tensor, model_output: torch.Tensor, sigma: float, pre
         return alpha * x_vp - s * model_output
     if prediction_type == "sample":
         return model_output
-    raise ValueError(f"unknown prediction_type {prediction_type!r}; allowed: epsilon, v_prediction, sample")
+    raise ValueError(f"unknown prediction_type {prediction_type!r}; allowed: epsilon, v_prediction, sample, flow")
 
 
 def inverse_sigma(scheduler, timestep) -> float:

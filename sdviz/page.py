@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sdviz.tokens import shown
+
 PAGE_SIDE = 256  # frames higher than this are scaled down to it (the page enlarges small ones, pixelated)
 LOSSLESS_SIDE = 128  # frames up to this high are stored lossless (WebP), pixel for pixel; larger ones lossy
 WEBP_QUALITY = 75  # lossy WebP for the larger frames
@@ -83,7 +85,7 @@ def _heat(traj, indices: list[int]) -> dict | None:
         high = step.max(axis=(1, 2), keepdims=True)
         rows.append(((step - low) / (high - low + 1e-8) * 255).round().astype(np.uint8))
     stacked = np.stack(rows)  # (steps, words, h, w)
-    return {"words": [maps.tokens[i].replace("</w>", "") for i in slots], "size": list(stacked.shape[2:]),
+    return {"words": [shown(maps.tokens[i]) for i in slots], "size": list(stacked.shape[2:]),
             "maps": base64.b64encode(stacked.tobytes()).decode()}
 
 
@@ -115,7 +117,8 @@ def run_data(traj, decode=None, previewer=None, latent_rgb=None, guidance: dict 
             step["x0_uncond"], step["x0_cond"] = image_uri(halves[0]), image_uri(halves[1])
         steps.append(step)
     settings = traj.settings
-    shown = ("model", "scheduler", "steps", "guidance", "seed", "width", "height", "eta", "preview", "negative_prompt")
+    listed = ("model", "scheduler", "steps", "guidance", "true_cfg", "seed", "width", "height", "eta", "preview",
+              "negative_prompt")
     distances = traj.distance_to_final
     if distances is not None:
         from sdviz.explain import settled_step
@@ -125,12 +128,14 @@ def run_data(traj, decode=None, previewer=None, latent_rgb=None, guidance: dict 
                      "settled": None if settled is None else settled + 1}
     return {
         "prompt": settings.get("prompt", ""),
-        "settings": [[name, str(settings[name])] for name in shown if name in settings]
+        "settings": [[name, str(settings[name])] for name in listed
+                     if name in settings and (name != "true_cfg" or settings[name] != 1)]
                     + ([["strength", str(settings["strength"])]] if settings.get("img2img") else []),
         "shapes": traj.shapes, "total": len(traj.steps), "complete": bool(traj.complete),
+        "denoiser": f"{traj.denoiser_word[0].upper()}{traj.denoiser_word[1:]} + scheduler",
         "noise": image_uri(traj.noise_image) if traj.noise_image is not None else None,
         "final": image_uri(traj.final_image) if traj.final_image is not None else None,
-        "slots": [[slot["token"].replace("</w>", ""), slot["kind"]] for slot in traj.tokens["slots"]
+        "slots": [[shown(slot["token"]), slot["kind"]] for slot in traj.tokens["slots"]
                   if slot["kind"] != "padding"],
         "padding": sum(1 for slot in traj.tokens["slots"] if slot["kind"] == "padding"),
         "steps": steps, "filmstrip": pick(len(steps), FILMSTRIP),
@@ -300,7 +305,7 @@ const steps = DATA.steps, slider = document.getElementById("slider");
 slider.max = steps.length - 1; slider.value = steps.length - 1;
 const shape = s => s.join(" × ");
 [["text", "Text encoder", "token embeddings", DATA.shapes.token_embeddings],
- ["unet", "UNet + scheduler", "latents", DATA.shapes.latents],
+ ["unet", DATA.denoiser || "UNet + scheduler", "latents", DATA.shapes.latents],
  ["vae", "Image decoder (VAE)", "image", DATA.shapes.image]].forEach(([cls, name, what, dims], k) => {
   const box = el("div", undefined, "box " + cls); box.appendChild(el("b", name)); box.appendChild(el("code", shape(dims)));
   box.appendChild(el("div", what)); const diagram = document.getElementById("diagram");

@@ -1,13 +1,17 @@
-"""The traced sampler: Stable Diffusion's denoising loop, unrolled, keeping every step.
+"""The traced sampler: the denoising loop, unrolled, keeping every step.
 
 The loop is diffusers' `StableDiffusionPipeline.__call__` (and the img2img
-pipeline's) written out, with the same calls in the same order, so the final
-image equals the pipeline's for the same seed. A per-run pipeline object shares
-the loaded weights and owns this run's fresh scheduler; its own helpers encode
-the prompt and prepare the starting latents. At every entry of the scheduler's
-timesteps one `StepRecord` is produced: x_t before and after, the three noise
-predictions, x0 (each guidance half's x0 follows from them), and (every N steps)
-their decoded frames.
+pipeline's, and those of SDXL, SD3 and Flux) written out, with the same calls in
+the same order, so the final image equals the pipeline's for the same seed. What
+differs between model families (encoding the prompt, the starting latents and
+their layout, the timesteps, one call of the denoiser) comes from the model's
+`sdviz.families.Family`. A per-run pipeline object shares the loaded weights and
+owns this run's fresh scheduler; its own helpers encode the prompt and prepare
+the starting latents. At every entry of the scheduler's timesteps one
+`StepRecord` is produced: x_t before and after, the three predictions (noise, or
+velocity for flow matching), x0 (each guidance half's x0 follows from them), and
+(every N steps) their decoded frames, all in the (C, h, w) layout of the VAE's
+latents.
 
     run = Run(model, Settings(prompt="a red circle"))
     for record in run:            # one StepRecord per scheduler entry, as it happens
@@ -62,9 +66,14 @@ class Run:
                 raise ValueError("init image: a fork starts from its parent's init image; do not give another")
             init_image = fork.parent.init_image
         img2img = init_image is not None
+        facts = model.facts
         self.model = model
         self.settings = validate(settings, img2img=img2img).resolved(model.facts)
         self.fork = fork
+        family = model.family
+        if img2img and not family.img2img:
+            raise ValueError(f"init image: image to image is not traced for {family.label} models yet; allowed: "
+                             "text to image (no init image), or an SD 1.x/2.x model")
         if self.settings.source_prompt is not None or (fork is not None and fork.parent.settings.get("source_prompt")):
             if fork is not None:
                 raise ValueError("fork: an edit cannot be forked yet (a fork replays one chain; an edit has two); "
@@ -100,9 +109,12 @@ class Run:
         self.time_limit = time_limit
         self._stop = stop_signal if stop_signal is not None else threading.Event()
         self._started = False
-        facts = model.facts
         with model.text_lock:
-            view = token_view(model.tokenizer, self.settings.prompt)
+            view = token_view(model.token_tokenizer, self.settings.prompt, facts.tokens)
+            others = [  # the other text encoders' slots (SDXL's second CLIP, SD3's and Flux's T5 or CLIP)
+                {"tokenizer": name, "encoder": encoder,
+                 **token_view(getattr(model.pipe, name), self.settings.prompt, window).to_dict()}
+                for name, encoder, window in family.encoder_windows(model.pipe) if name != family.token_tokenizer]
         marks = {"forked_from": fork.to_dict()} if fork is not None else {}
         if start_latents is not None:
             marks["start_latents"] = True  # not the seed's noise: x_start holds them
@@ -114,7 +126,7 @@ class Run:
                 "latents": list(facts.latent_shape(self.settings.height, self.settings.width)),
                 "image": list(facts.image_shape(self.settings.height, self.settings.width)),
             },
-            tokens=view.to_dict(),
+            tokens={**view.to_dict(), "others": others} if others else view.to_dict(),
             x_start=np.zeros(0, np.float32),
             init_image=np.asarray(self.init_image) if img2img else None,
         )
@@ -134,12 +146,10 @@ class Run:
             yield from self._loop()
 
     def _loop(self) -> Iterator[StepRecord]:
-        from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
-        from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import retrieve_timesteps
-
         model, s, traj = self.model, self.settings, self.trajectory
+        family = model.family
         started = time.perf_counter()
-        device, unet = model.device, model.unet
+        device, denoiser = model.device, model.denoiser
         scheduler = schedulers.create(s.scheduler, model.scheduler_config)
         img2img = self.init_image is not None
         edit = s.source_prompt is not None  # CycleDiffusion: the source image's chain beside the edited one
@@ -153,35 +163,42 @@ class Run:
             from diffusers.pipelines.deprecated.stable_diffusion_variants.pipeline_cycle_diffusion import (
                 compute_noise, posterior_sample)
         else:
-            pipeline_class = StableDiffusionImg2ImgPipeline if img2img else StableDiffusionPipeline
-        pipe = pipeline_class(**model.components(scheduler), **extra)  # this run's; shares the weights
+            pipeline_class = family.pipeline_class(img2img)
+        pipe = family.pipeline(pipeline_class, model.components(scheduler), **extra)  # this run's; shares the weights
         if s.invert:
             scheduler = pipe.inverse_scheduler
         generator = torch.Generator("cpu").manual_seed(s.seed)
-        guided = s.guidance > 1 and unet.config.time_cond_proj_dim is None
-        prediction_type = scheduler.config.prediction_type
+        guided = family.guided(pipe, s)
+        scale = family.guidance_scale(s)
+        prediction_type = model.facts.prediction_type
+
+        def view(latents):  # the denoiser's layout as the VAE's (B, C, h, w): Flux's packed patches unpacked
+            return family.view(latents, s, model.facts.vae_factor)
 
         # 1. Encode the prompt, and the negative (or empty) prompt for guidance
         with model.text_lock:
-            cond, uncond = pipe.encode_prompt(s.prompt, device, 1, guided, s.negative_prompt or None)
+            cond = family.encode(pipe, s, device, guided)
             if edit:
                 source_cond, source_uncond = pipe.encode_prompt(s.source_prompt, device, 1, guided, None)
-        embeddings = torch.cat([uncond, cond]) if guided else cond
+        embeddings = cond.embeddings
         if edit:  # one batch, in the pipeline's order: source and edit, unconditional halves first
-            embeddings = (torch.cat([source_uncond, uncond, source_cond, cond]) if guided
-                          else torch.cat([source_cond, cond]))
+            uncond, text = embeddings.chunk(2) if guided else (None, embeddings)
+            embeddings = (torch.cat([source_uncond, uncond, source_cond, text]) if guided
+                          else torch.cat([source_cond, text]))
+            cond.embeddings = embeddings
         traj.timings["encode_prompt"] = time.perf_counter() - started
 
-        # 2. Timesteps (img2img keeps the last `strength` of them)
+        # 2. Timesteps (img2img keeps the last `strength` of them) and 3. the starting latents: noise, or the
+        # init image encoded and noised to the first timestep. In the family's order: the noise is scaled by
+        # the scheduler's initial sigma once its timesteps are set (SD), and SD3's and Flux's timesteps
+        # depend on the latents' size.
         if s.invert:  # all of them, from the image up
             scheduler.set_timesteps(s.steps, device=device)
             timesteps, _ = pipe.get_inverse_timesteps(s.steps, 1.0, device)
-        else:
-            timesteps, _ = retrieve_timesteps(scheduler, s.steps, device)
+        elif img2img or not family.latents_first:
+            timesteps = family.timesteps(scheduler, s.steps, device, model.facts.image_tokens(s.height, s.width))
         if img2img and not s.invert:
             timesteps, _ = pipe.get_timesteps(s.steps, s.strength, device)
-
-        # 3. Starting latents: noise, or the init image encoded and noised to the first timestep
         if s.invert:  # the image's latents, sampled from the VAE's posterior as DiffEdit samples them
             image = pipe.image_processor.preprocess(self.init_image)
             latents = pipe.prepare_image_latents(image, 1, pipe.vae.dtype, device, generator).to(embeddings.dtype)
@@ -194,12 +211,15 @@ class Run:
                 latents, clean_latents = latents  # the source's chain starts where the edit does
                 source_latents = latents
         else:
-            channels, height, width = model.facts.latent_shape(s.height, s.width)
+            channels = model.facts.latent_channels
             given = None if self.start_latents is None else torch.from_numpy(self.start_latents)[None].to(embeddings.dtype)
-            latents = pipe.prepare_latents(1, channels, s.height, s.width, embeddings.dtype, device, generator, given)
-        traj.x_start = _cpu(latents)
+            latents, positions = family.prepare_latents(pipe, s, channels, embeddings.dtype, device, generator, given)
+            cond.extra.update(positions)
+            if family.latents_first:
+                timesteps = family.timesteps(scheduler, s.steps, device, model.facts.image_tokens(s.height, s.width))
+        traj.x_start = _cpu(view(latents))
         self.total = len(timesteps)
-        extra_step_kwargs = pipe.prepare_extra_step_kwargs(generator, s.eta)
+        extra_step_kwargs = family.step_kwargs(pipe, generator, s.eta)
         if s.eta > 0 and "eta" not in extra_step_kwargs:
             traj.warnings.append(f"eta {s.eta} is ignored: {type(scheduler).__name__} has no eta")
         variance_exploding = noise.is_variance_exploding(scheduler)
@@ -208,8 +228,8 @@ class Run:
             negative = None
             if guided and s.negative_prompt:
                 with model.text_lock:
-                    negative = token_view(model.tokenizer, s.negative_prompt).to_dict()
-            attention_kwargs = self.capture.begin(unet, traj, negative)
+                    negative = token_view(model.token_tokenizer, s.negative_prompt, model.facts.tokens).to_dict()
+            attention_kwargs = self.capture.begin(denoiser, traj, negative)
         timings = {"unet": 0.0, "decode": 0.0}
 
         # 4. Denoising loop: one record per scheduler entry (a fork first replays its parent's first entries)
@@ -217,7 +237,7 @@ class Run:
         x_t_cpu = traj.x_start
         first, frames = 0, (None, None)
         if self.fork is not None and self.fork.at > 0:
-            latents = self._replay(scheduler, timesteps, latents, pipe, generator)
+            latents = self._replay(scheduler, timesteps, latents, pipe, generator, view)
             first, x_t_cpu = self.fork.at, traj.steps[-1].x_next
         for i in range(first, len(timesteps)):
             t = timesteps[i]
@@ -229,34 +249,26 @@ class Run:
                 break
             step_started = time.perf_counter()
             model_input = torch.cat([latents] * 2) if guided else latents
-            model_input = scheduler.scale_model_input(model_input, t)
+            model_input = family.scale_input(scheduler, model_input, t)
             sigma = noise.inverse_sigma(scheduler, t) if s.invert else noise.current_sigma(scheduler, t)
-            unet_input = model_input
+            denoiser_input = model_input
             if edit:
                 source_input = scheduler.scale_model_input(source_latents, t)
-                unet_input = (torch.stack([source_input[0], model_input[0], source_input[0], model_input[1]])
-                              if guided else torch.cat([source_input, model_input]))  # as the pipeline batches it
-            output = unet(
-                unet_input,
-                t,
-                encoder_hidden_states=embeddings,
-                timestep_cond=None,
-                cross_attention_kwargs=attention_kwargs,
-                added_cond_kwargs=None,
-                return_dict=False,
-            )[0]
+                denoiser_input = (torch.stack([source_input[0], model_input[0], source_input[0], model_input[1]])
+                                  if guided else torch.cat([source_input, model_input]))  # as the pipeline batches it
+            output = family.denoise(denoiser, denoiser_input, t, cond, attention_kwargs)
             if edit:
                 source_noise, output = _edit_halves(output, guided, s.source_guidance)
             if guided:
                 noise_uncond, noise_cond = output.chunk(2)
-                noise_pred = noise_uncond + s.guidance * (noise_cond - noise_uncond)
+                noise_pred = noise_uncond + scale * (noise_cond - noise_uncond)
             else:
                 noise_uncond = noise_cond = None
                 noise_pred = output
             timings["unet"] += time.perf_counter() - step_started
             if self.capture is not None:
                 self.capture.finish_step(i)
-            x_vp = model_input[-1:]  # the UNet's (variance-preserving) view of x_t
+            x_vp = model_input[-1:]  # the denoiser's view of x_t (variance-preserving, or flow's interpolation)
             x0_pred = noise.predict_x0(x_vp, noise_pred, sigma, prediction_type)
             if s.invert:  # towards noise: x0 as the inverse step computes it
                 latents, x0_pred = scheduler.step(noise_pred, t, latents, return_dict=False)
@@ -274,11 +286,11 @@ class Run:
             decode_started = time.perf_counter()
             frames = (None, None)
             if i == last:  # x_t alone, batched as the pipeline decodes it, so the final image is exact
-                frames = self.previewer.step_frames(latents, x0_pred, alone=True)
+                frames = self.previewer.step_frames(view(latents), view(x0_pred), alone=True)
             elif (i + 1) % s.every == 0:
-                frames = self.previewer.step_frames(latents * next_scale, x0_pred)
+                frames = self.previewer.step_frames(view(latents) * next_scale, view(x0_pred))
             if i == 0:
-                traj.noise_image = self.previewer.decode(x_vp)[0]
+                traj.noise_image = self.previewer.decode(view(x_vp))[0]
             timings["decode"] += time.perf_counter() - decode_started
 
             record = StepRecord(
@@ -286,12 +298,12 @@ class Run:
                 timestep=float(t),
                 sigma=sigma,
                 x_t=x_t_cpu,  # the previous step's x_next (or the start): one array, not a copy
-                x_next=_cpu(latents),
+                x_next=_cpu(view(latents)),
                 next_vp_scale=next_scale,
-                noise_uncond=_cpu(noise_uncond),
-                noise_cond=_cpu(noise_cond),
-                noise_pred=_cpu(noise_pred),
-                x0_pred=_cpu(x0_pred),
+                noise_uncond=_cpu(None if noise_uncond is None else view(noise_uncond)),
+                noise_cond=_cpu(None if noise_cond is None else view(noise_cond)),
+                noise_pred=_cpu(view(noise_pred)),
+                x0_pred=_cpu(view(x0_pred)),
                 x0_slope=noise.x0_slope(sigma, prediction_type),  # gives x0 of each guidance half
                 eta=s.eta,
                 source_x_next=_cpu(source_latents) if edit else None,
@@ -310,7 +322,7 @@ class Run:
                 traj.final_image = frames[0]
             else:
                 decode_started = time.perf_counter()
-                traj.final_image = decode_full(model, latents)[0]
+                traj.final_image = decode_full(model, view(latents))[0]
                 timings["decode"] += time.perf_counter() - decode_started
         if self.capture is not None:
             traj.attention = self.capture.maps(traj)
@@ -318,24 +330,24 @@ class Run:
         traj.timings.update(timings)
         traj.timings["total"] = time.perf_counter() - started
 
-    def _replay(self, scheduler, timesteps, latents, pipe, generator):
+    def _replay(self, scheduler, timesteps, latents, pipe, generator, view):
         """The parent's first `at` entries, stepped again with the UNet outputs it recorded and the eta each
         step had: the scheduler and the generator end in the parent's state, the latents at its x_next,
         bit for bit. The parent's records are kept (copied, with their frames: see `_kept`)."""
         parent, model = self.fork.parent, self.model
-        traj = self.trajectory
+        traj, family = self.trajectory, model.family
         if not np.array_equal(traj.x_start, parent.x_start):
             raise RuntimeError("the fork's starting latents differ from its parent's (another torch or device?)")
         traj.noise_image = parent.noise_image
         for i in range(self.fork.at):
             record, t = parent.steps[i], timesteps[i]
-            scheduler.scale_model_input(latents, t)  # as the run called it: some schedulers keep state here
+            family.scale_input(scheduler, latents, t)  # as the run called it: some schedulers keep state here
             noise.current_sigma(scheduler, t)
-            output = torch.from_numpy(record.noise_pred)[None].to(model.device, model.dtype)
-            latents = scheduler.step(output, t, latents, **pipe.prepare_extra_step_kwargs(generator, record.eta),
+            output = family.pack(torch.from_numpy(record.noise_pred)[None].to(model.device, model.dtype))
+            latents = scheduler.step(output, t, latents, **family.step_kwargs(pipe, generator, record.eta),
                                      return_dict=False)[0]
             traj.steps.append(self._kept(record, i == len(timesteps) - 1))
-        if not np.array_equal(_cpu(latents), parent.steps[self.fork.at - 1].x_next):
+        if not np.array_equal(_cpu(view(latents)), parent.steps[self.fork.at - 1].x_next):
             raise RuntimeError(f"replaying the parent's first {self.fork.at} steps did not give its latents")
         return latents
 

@@ -2,7 +2,9 @@
 
 Every run gets a fresh scheduler built from the model's scheduler config
 (schedulers keep per-run state: step index, multistep history), so nothing
-about a run lives on a shared object.
+about a run lives on a shared object. Each scheduler fits some model families:
+the noise-prediction ones the SD 1.x/2.x and SDXL UNets, the flow-matching ones
+SD3 and Flux.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ class SchedulerSpec:
     class_name: str
     label: str
     overrides: dict[str, Any] = field(default_factory=dict)
+    families: tuple[str, ...] = ("sd", "sdxl")  # the model families (sdviz.families) it can sample
 
 
 _SPECS = (
@@ -44,6 +47,9 @@ _SPECS = (
     SchedulerSpec("unipc", "UniPCMultistepScheduler", "UniPC"),
     SchedulerSpec("deis", "DEISMultistepScheduler", "DEIS"),
     SchedulerSpec("kdpm2", "KDPM2DiscreteScheduler", "KDPM2 (2nd order)"),
+    SchedulerSpec("flow_euler", "FlowMatchEulerDiscreteScheduler", "Flow matching Euler", families=("sd3", "flux")),
+    SchedulerSpec("flow_heun", "FlowMatchHeunDiscreteScheduler", "Flow matching Heun (2nd order)",
+                  families=("sd3",)),  # its set_timesteps takes no shift (mu), which Flux's pipeline passes
 )
 
 SCHEDULERS: dict[str, SchedulerSpec] = {spec.name: spec for spec in _SPECS}
@@ -66,6 +72,30 @@ def resolve(name: str) -> SchedulerSpec:
             return spec
     allowed = ", ".join(SCHEDULERS)
     raise ValueError(f"unknown scheduler {name!r:.60}; allowed: {allowed} (or their diffusers class names)")
+
+
+def for_family(family: str) -> list[str]:
+    """The short names of the schedulers that can sample a model of this family."""
+    return [spec.name for spec in _SPECS if family in spec.families]
+
+
+def check_fits(name: str, family: str) -> str:
+    """`name` resolved, if it can sample a model of `family`; else a ValueError naming those that can."""
+    spec = resolve(name)
+    if family not in spec.families:
+        raise ValueError(f"scheduler {spec.name!r} does not fit this model ({family}): it samples "
+                         f"{', '.join(spec.families)} models; allowed: {', '.join(for_family(family))}")
+    return spec.name
+
+
+def model_default(family: str, model_config: dict[str, Any]) -> str:
+    """The model's own scheduler (its config's class) as a registered name, as its pipeline would run it;
+    where that class is not registered for the family, the family's first."""
+    class_name = str(model_config.get("_class_name", ""))
+    for spec in _SPECS:
+        if spec.class_name == class_name and family in spec.families:
+            return spec.name
+    return for_family(family)[0]
 
 
 def create(name: str, model_config: dict[str, Any]):

@@ -24,11 +24,11 @@ MAX_PROMPT_CHARS = 2000  # far beyond any text encoder's window; longer text is 
 
 @dataclass(frozen=True)
 class Settings:
-    """One run's parameters. width/height None mean the model's native size."""
+    """One run's parameters. width/height None mean the model's native size, scheduler None the model's own."""
 
     prompt: str = ""
     negative_prompt: str = ""
-    scheduler: str = schedulers.DEFAULT_SCHEDULER
+    scheduler: str | None = None
     steps: int = 20
     guidance: float = 7.5
     eta: float = 0.0
@@ -41,22 +41,30 @@ class Settings:
     source_prompt: str | None = None  # an edit (CycleDiffusion, img2img only): the text the init image shows
     source_guidance: float = 1.0  # an edit: guidance of the source prompt's half of the batch
     invert: bool = False  # DDIM inversion (init image only): the image run backwards to noise
+    true_cfg: float = 1.0  # Flux only: real classifier-free guidance with the negative prompt when above 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def resolved(self, facts) -> "Settings":
-        """These settings with the size filled in from the model and checked against it."""
+        """These settings with the size and scheduler filled in from the model and checked against it."""
         width = self.width if self.width is not None else facts.native_width
         height = self.height if self.height is not None else facts.native_height
+        multiple = facts.size_multiple or facts.vae_factor
+        what = "VAE factor" if multiple == facts.vae_factor else "VAE factor times its patch size"
         for name, value in (("width", width), ("height", height)):
-            check_int(name, value, facts.vae_factor, MAX_SIDE)
-            if value % facts.vae_factor:
+            check_int(name, value, multiple, MAX_SIDE)
+            if value % multiple:
                 raise ValueError(
-                    f"{name} {value} is not a multiple of the model's VAE factor {facts.vae_factor}; "
-                    f"allowed: multiples of {facts.vae_factor} from {facts.vae_factor} to {MAX_SIDE}"
+                    f"{name} {value} is not a multiple of the model's {what} {multiple}; "
+                    f"allowed: multiples of {multiple} from {multiple} to {MAX_SIDE}"
                 )
-        return replace(self, width=width, height=height)
+        family = facts.family
+        scheduler = schedulers.check_fits(self.scheduler or facts.scheduler or schedulers.for_family(family)[0], family)
+        if self.true_cfg != 1 and family != "flux":
+            raise ValueError(f"true cfg {self.true_cfg} applies to Flux only (this model is {family}, whose "
+                             "guidance is classifier-free already); allowed: 1")
+        return replace(self, width=width, height=height, scheduler=scheduler)
 
 
 def check_int(name: str, value: Any, low: int, high: int) -> int:
@@ -125,7 +133,10 @@ def validate(settings: Settings, img2img: bool = False) -> Settings:
     eta = check_float("eta", settings.eta, 0.0, 1.0)
     seed = check_int("seed", settings.seed, 0, MAX_SEED)
     every = check_int("every", settings.every, 1, MAX_STEPS)
-    scheduler = schedulers.resolve(settings.scheduler).name
+    if settings.scheduler is None and (settings.invert or settings.source_prompt is not None):
+        settings = replace(settings, scheduler="ddim")  # the only scheduler an edit or an inversion runs
+    scheduler = None if settings.scheduler is None else schedulers.resolve(settings.scheduler).name
+    true_cfg = check_float("true cfg", settings.true_cfg, 0.0, MAX_GUIDANCE)
     check_choice("preview", settings.preview, PREVIEW_MODES)
     strength = settings.strength
     if img2img:
@@ -164,5 +175,5 @@ def validate(settings: Settings, img2img: bool = False) -> Settings:
             raise ValueError("source prompt: an inversion has one prompt; allowed: invert or edit, not both")
     return replace(
         settings, steps=steps, guidance=guidance, eta=eta, seed=seed, every=every,
-        scheduler=scheduler, strength=strength, source_guidance=source_guidance,
+        scheduler=scheduler, strength=strength, source_guidance=source_guidance, true_cfg=true_cfg,
     )

@@ -73,7 +73,7 @@ class Trajectory:
     settings: dict[str, Any]
     facts: dict[str, Any]
     shapes: dict[str, list[int]]  # token_embeddings, latents, image: this run's real tensor shapes
-    tokens: dict[str, Any]  # TokenView.to_dict()
+    tokens: dict[str, Any]  # TokenView.to_dict(), plus "others": the other text encoders' views (SDXL, SD3, Flux)
     x_start: np.ndarray  # starting latents, scheduler form (noise, or noised init image)
     noise_image: np.ndarray | None = None  # decoded starting latents (VP form)
     init_image: np.ndarray | None = None  # img2img input as used (resized), uint8
@@ -85,6 +85,18 @@ class Trajectory:
     attention: Any = None  # sdviz.attention.AttentionMaps when captured
     distance_to_final: dict[str, list[float]] | None = None  # per step, x0 and x_t: see sdviz.explain
     frame_cache: Any = field(default=None, repr=False)  # sdviz.frames.FrameCache once frames are released
+
+    @property
+    def guidance_scale(self) -> float:
+        """The classifier-free guidance scale that mixed the two halves (Flux: `true_cfg`; its `guidance` is an
+        input of the transformer, not a mix)."""
+        key = "true_cfg" if self.facts.get("family") == "flux" else "guidance"
+        return float(self.settings.get(key, 1.0))
+
+    @property
+    def denoiser_word(self) -> str:
+        """What the page calls the model's denoiser: 'UNet' or 'transformer'."""
+        return "transformer" if self.facts.get("denoiser") == "transformer" else "UNet"
 
     # --- frames: pictures of the latents, decoded again when not kept -------------------------
 

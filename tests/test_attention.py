@@ -162,7 +162,7 @@ def test_each_querys_attention_over_the_tokens_sums_to_one(embedded):
     """Before aggregation: softmax rows of every cross- and self-attention layer sum to 1."""
     seen = {"self": 0, "cross": 0}
 
-    def check(layer, attn, hidden_states, encoder_hidden_states):
+    def check(layer, attn, hidden_states, encoder_hidden_states, image_rotary_emb=None):
         probs = attention_probs(attn, hidden_states[-1:], None if encoder_hidden_states is None else encoder_hidden_states[-1:])
         keys = embedded.tokenizer.model_max_length if layer.kind == "cross" else hidden_states.shape[1]
         assert probs.shape == (attn.heads, hidden_states.shape[1], keys)
@@ -352,7 +352,7 @@ def test_negative_prompt_maps_come_from_the_unconditional_half(embedded, tmp_pat
     keep = len(negative.tokens)
     sums = {"uncond": {}, "cond": {}}
 
-    def observer(layer, attn, hidden_states, encoder_hidden_states):
+    def observer(layer, attn, hidden_states, encoder_hidden_states, image_rotary_emb=None):
         if layer.kind != "cross":
             return
         for half, row in (("uncond", 0), ("cond", 1)):
@@ -363,7 +363,7 @@ def test_negative_prompt_maps_come_from_the_unconditional_half(embedded, tmp_pat
             sums[half][key] = sums[half].get(key, 0) + token_map
 
     scheduler = schedulers.create("ddim", embedded.scheduler_config)
-    pipe = StableDiffusionPipeline(**embedded.components(scheduler))
+    pipe = embedded.pipeline(scheduler, StableDiffusionPipeline)
     cond, uncond = pipe.encode_prompt(PROMPT, embedded.device, 1, True, NEGATIVE)
     scheduler.set_timesteps(3)
     x = torch.from_numpy(traj.x_start)[None]

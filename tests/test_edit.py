@@ -26,7 +26,7 @@ def init_image():
 
 
 def cycle_reference(model, image, seed, strength, steps=10, guidance=3.0, source_guidance=1.0, eta=0.1):
-    pipe = CycleDiffusionPipeline(**model.components(schedulers.create("ddim", model.scheduler_config)))
+    pipe = model.pipeline(schedulers.create("ddim", model.scheduler_config), CycleDiffusionPipeline)
     pipe.set_progress_bar_config(disable=True)
     latents = pipe(prompt=TARGET, source_prompt=SOURCE, image=image, strength=strength, num_inference_steps=steps,
                    guidance_scale=guidance, source_guidance_scale=source_guidance, eta=eta, output_type="latent",

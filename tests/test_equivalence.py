@@ -18,13 +18,13 @@ import sdviz
 from sdviz import schedulers
 from training import scenes
 
-NAMES = list(schedulers.SCHEDULERS)
+NAMES = schedulers.for_family("sd")
 PROMPT = "a large red circle on the left on a blue background"
 NEGATIVE = "a green square"
 
 
 def reference(model, pipeline_class, name, **kwargs):
-    pipe = pipeline_class(**model.components(schedulers.create(name, model.scheduler_config)))
+    pipe = model.pipeline(schedulers.create(name, model.scheduler_config), pipeline_class)
     pipe.set_progress_bar_config(disable=True)
     latents = pipe(output_type="latent", generator=torch.Generator().manual_seed(kwargs.pop("seed")), **kwargs).images
     image = np.asarray(pipe.image_processor.postprocess(

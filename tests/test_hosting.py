@@ -112,7 +112,7 @@ HOSTILE = [
     ({"scheduler": "nope"}, "unknown scheduler 'nope'; allowed: ddim"),
     ({"scheduler": "<img src=x onerror=alert(1)>"}, "unknown scheduler '&lt;img src=x onerror=alert(1)&gt;'"),
     ({"scheduler": 7}, "scheduler 7 is not a name; allowed: ddim"),
-    ({"scheduler": None}, "scheduler None is not a name"),
+    ({"scheduler": ["ddim"]}, "scheduler ['ddim'] is not a name"),
     ({"model": "someone/any-weights"}, "model 'someone/any-weights' is not offered here; allowed: sdviz-shapes"),
     ({"model": "../../../etc"}, "model '../../../etc' is not offered here"),
     ({"model": 5}, "model 5 is not text"),

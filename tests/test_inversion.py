@@ -39,11 +39,11 @@ def references(model, image, guidance: float, seed: int):
     """diffusers' inversion (every step's latents, noise last) and DDIM run forward from its noise."""
     ddim = schedulers.create("ddim", model.scheduler_config)
     inverse = DDIMInverseScheduler.from_config(model.scheduler_config)
-    pipe = StableDiffusionDiffEditPipeline(**model.components(ddim), inverse_scheduler=inverse)
+    pipe = model.pipeline(ddim, StableDiffusionDiffEditPipeline, inverse_scheduler=inverse)
     pipe.set_progress_bar_config(disable=True)
     latents = pipe.invert(prompt=PROMPT, image=image, num_inference_steps=STEPS, inpaint_strength=1.0,
                           guidance_scale=guidance, generator=torch.Generator().manual_seed(seed)).latents[0]
-    forward = StableDiffusionPipeline(**model.components(schedulers.create("ddim", model.scheduler_config)))
+    forward = model.pipeline(schedulers.create("ddim", model.scheduler_config), StableDiffusionPipeline)
     forward.set_progress_bar_config(disable=True)
     out = forward(PROMPT, num_inference_steps=STEPS, guidance_scale=guidance, latents=latents[:1],
                   output_type="np").images[0]

@@ -26,8 +26,18 @@ def test_predict_x0_inverts_the_forward_process(prediction_type, sigma):
 
 
 def test_predict_x0_refuses_unknown_parameterisation():
-    with pytest.raises(ValueError, match="prediction_type 'flow'"):
-        noise.predict_x0(torch.zeros(1), torch.zeros(1), 1.0, "flow")
+    with pytest.raises(ValueError, match="prediction_type 'edm'"):
+        noise.predict_x0(torch.zeros(1), torch.zeros(1), 1.0, "edm")
+
+
+def test_flow_matching_x0_inverts_the_interpolation():
+    """x_t = (1 - sigma) x0 + sigma eps and v = eps - x0 give back x0, and the slope is d x0 / d v."""
+    generator = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(2, 4, 8, 8, generator=generator)
+    sigma = 0.7
+    x_t, v = (1 - sigma) * x0 + sigma * eps, eps - x0
+    torch.testing.assert_close(noise.predict_x0(x_t, v, sigma, "flow"), x0, rtol=1e-5, atol=1e-5)
+    assert noise.x0_slope(sigma, "flow") == -sigma
 
 
 def scheduler_x0(model, name, settings):
@@ -76,7 +86,7 @@ def test_x0_matches_the_multistep_solvers_internal_x0(embedded, name):
         np.testing.assert_allclose(record.x0_pred, scheduler.model_outputs[-1][0].numpy(), rtol=1e-3, atol=2e-3)
 
 
-@pytest.mark.parametrize("name", list(schedulers.SCHEDULERS))
+@pytest.mark.parametrize("name", schedulers.for_family("sd"))
 def test_x0_reaches_the_final_latents(embedded, name):
     """At the last step x_t has (almost) no noise left, so x0 must be the final latents, for every scheduler,
     PNDM and DEIS (no x0 anywhere in diffusers) included; and it must improve along the run."""

@@ -61,7 +61,7 @@ Two-object prompts are not part of the grammar.
 | text encoder | `CLIPTextModel` | width {text_width}, {text_layers} layers, {text_heads} heads: token embeddings {tokens} x {text_width} | {p_text} |
 | UNet | `UNet2DConditionModel` | channels {unet_channels}, latents {latent_channels} x {latent} x {latent}, cross-attention at {cross_res} | {p_unet} |
 | VAE | `AutoencoderKL` | channels {vae_channels}, factor {factor}, {latent_channels} latent channels, scaling factor {scaling:.5f} | {p_vae} |
-| scheduler | `PNDMScheduler` config of SD 1.x | scaled_linear betas 0.00085 to 0.012, 1000 steps, epsilon prediction, steps_offset 1 | - |
+| scheduler | `DDIMScheduler` with the SD 1.x config (its default in sdviz and in its evaluation) | scaled_linear betas 0.00085 to 0.012, 1000 steps, epsilon prediction, steps_offset 1 | - |
 
 {p_total} parameters in all; the UNet and VAE are stored in float16 and the text encoder
 in float32, as safetensors only: {megabytes:.1f} MB on disk. No safety checker.

@@ -325,14 +325,14 @@ def train_unet(unet, text_encoder, tokenizer, pool, cfg: Config, rng, device, lo
 
 
 def save_pipeline(out: Path, vae, text_encoder, tokenizer, unet) -> None:
-    from diffusers import PNDMScheduler, StableDiffusionPipeline
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline(
         vae=vae.half(),  # diffusers loads half-precision files into float32 by default
         text_encoder=text_encoder.float(),
         tokenizer=tokenizer,
         unet=unet.half(),
-        scheduler=PNDMScheduler.from_config(SD1_SCHEDULER),
+        scheduler=DDIMScheduler.from_config(SD1_SCHEDULER),  # its own scheduler: the one it is evaluated with
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,

@@ -1,7 +1,10 @@
 """The app's settings, read from the environment in one place.
 
     SDVIZ_MODEL                 default model: folder or hub id (default: the embedded model)
-    SDVIZ_MODELS                more models offered in the menu, comma-separated
+    SDVIZ_MODELS                more models offered in the menu, comma-separated (any family:
+                                SD 1.x/2.x, SDXL, SD3, Flux)
+    SDVIZ_OFFLOAD               1/true keeps weights on the CPU and moves each component to the
+                                GPU while it runs (for GPUs that cannot hold a whole model)
     SDVIZ_ALLOW_CUSTOM_MODELS   1/true lets users type any hub id or local path (off: a
                                 public Space must not load arbitrary weights)
     SDVIZ_QUEUE_SIZE            requests that may wait in the queue (default 16)

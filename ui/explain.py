@@ -21,6 +21,7 @@ from sdviz.attention import overlay
 from sdviz.attention.layers import attention_layers
 from sdviz.images import load_image
 from sdviz.previews import Previewer
+from sdviz.tokens import shown
 from ui import html
 from ui.handlers import _step_index, gpu, user_errors
 from ui.walk import WALK_PANELS
@@ -64,8 +65,10 @@ def run_start(traj, scheduler_config: dict) -> int:
 def compared_frame(traj, scheduler_config: dict, index: int) -> pd.DataFrame:
     """log10 sigma over the share of the steps done, for this run's scheduler and the usual others,
     with the run's step marked on its scheduler's full schedule."""
-    names = [traj.settings["scheduler"], *(n for n in schedule.COMPARED if n != traj.settings["scheduler"])]
-    tables = schedule.compared(traj.settings["steps"], scheduler_config, names)
+    family = traj.facts.get("family", "sd")
+    names = [traj.settings["scheduler"], *(n for n in schedule.compared_names(family) if n != traj.settings["scheduler"])]
+    image_tokens = _image_tokens(traj)
+    tables = schedule.compared(traj.settings["steps"], scheduler_config, names, family, image_tokens)
     rows = []
     for name, table in tables.items():
         last = max(len(table) - 1, 1)
@@ -74,6 +77,12 @@ def compared_frame(traj, scheduler_config: dict, index: int) -> pd.DataFrame:
     entries = len(tables[traj.settings["scheduler"]])
     share = (run_start(traj, scheduler_config) + index) / max(entries - 1, 1)
     return _mark(frame, share, "this step", column="scheduler")
+
+
+def _image_tokens(traj) -> int:
+    """The run's image positions in the denoiser's attention (SD3's and Flux's schedules shift with them)."""
+    multiple = traj.facts.get("size_multiple") or traj.facts["vae_factor"]
+    return (traj.settings["height"] // multiple) * (traj.settings["width"] // multiple)
 
 
 def distance_frame(traj, index: int) -> pd.DataFrame:
@@ -127,8 +136,9 @@ latent_space = gpu(explain.latent_space)
 
 
 def _target(traj) -> str:
-    """What the model's UNet is trained to predict, in words."""
+    """What the model's denoiser is trained to predict, in words."""
     return {"v_prediction": "v = √ᾱ·ε − √(1−ᾱ)·x0 (a mix of the noise and the image)",
+            "flow": "the velocity v = ε − x0 (the straight way from the image to the noise)",
             "sample": "the clean image x0 itself"}.get(traj.facts["prediction_type"], "the noise ε")
 
 
@@ -172,7 +182,7 @@ class ExplainHandlers:
     def _step_views(self, traj, step):
         index = _step_index(traj, step)
         record = traj.steps[index]
-        guidance = float(traj.settings["guidance"])
+        guidance = traj.guidance_scale
         _, x0_image = traj.step_frames(index, self.handlers._decoder(traj))
         if record.x0_uncond is not None:
             uncond, cond, effect, peak = self._guidance(traj, record)
@@ -182,7 +192,7 @@ class ExplainHandlers:
         else:
             pictures = [None, None, self.files.image(x0_image), None]
             formula = (f"This run did not use classifier-free guidance (guidance scale {guidance:g} ≤ 1, or a model "
-                       "that does without): the UNet saw the prompt alone, so there is one x0.")
+                       f"that does without): the {traj.denoiser_word} saw the prompt alone, so there is one x0.")
         config = self.handlers.model(traj.settings["model"]).scheduler_config
         return (*pictures, formula, schedule_frame(traj, index), compared_frame(traj, config, index),
                 distance_frame(traj, index) if traj.distance_to_final is not None else gr.skip())
@@ -344,19 +354,21 @@ class ExplainHandlers:
         x_t_in = traj.noise_image if index == 0 else traj.step_frames(index - 1, decode)[0]
         x0_image = traj.step_frames(index, decode)[1]
         predicted = views.noise_image(record.noise_pred, model.latent_rgb.numpy(), tuple(traj.shapes["image"][1:]))
-        predicts = "v" if traj.facts["prediction_type"] == "v_prediction" else "noise"
+        predicts = "v" if traj.facts["prediction_type"] in ("v_prediction", "flow") else "noise"
         prediction = export.sheet([(f"step {index + 1}", [("x_t in", x_t_in), (f"predicted {predicts}", predicted),
                                                           ("x0: noise removed", x0_image)])],
-                                  f"the UNet predicts {_target(traj)}; removing the noise gives the predicted x0")
+                                  f"the {traj.denoiser_word} predicts {_target(traj)}; removing the noise gives the "
+                                  "predicted x0")
         if record.x0_uncond is not None:
             uncond, cond, effect, _ = self._guidance(traj, record)
             guidance = export.sheet([(f"step {index + 1}", [("empty prompt", uncond), ("prompt", cond),
                                                             ("guided", x0_image), ("prompt adds", effect)])],
                                     "predicted x0 of each half of the batch, and guided")
-            formula = formula_text(record, float(traj.settings["guidance"]))
+            formula = formula_text(record, traj.guidance_scale)
         else:
             guidance = export.sheet([(f"step {index + 1}", [("x0", x0_image)])], "no guidance")
-            formula = "This run did not use classifier-free guidance: the UNet saw the prompt alone, one x0."
+            formula = (f"This run did not use classifier-free guidance: the {traj.denoiser_word} saw the prompt "
+                       "alone, one x0.")
         heat, attention_note = attention_panel(traj, model, image)
         picture = self.files.image
         return (components_html(traj), tokens_html(traj), picture(np.asarray(strip)), picture(np.asarray(forward)),
@@ -380,7 +392,8 @@ def forward_sheet(handlers, traj, image, decode):
     settings = traj.settings
     model = handlers.model(settings["model"])
     steps = settings["steps"]
-    table = schedule.schedule_table(settings["scheduler"], steps, model.scheduler_config)
+    table = schedule.schedule_table(settings["scheduler"], steps, model.scheduler_config, model.facts.family,
+                                    _image_tokens(traj))
     start = run_start(traj, model.scheduler_config)
     chosen = export.pick(len(table), FORWARD_COLUMNS)
     if settings["img2img"] and start not in chosen:
@@ -431,13 +444,20 @@ def latent_sheet(model, image, width: int, height: int):
 def components_html(traj) -> str:
     facts = traj.facts
     shapes = traj.shapes
-    rows = [("Text encoder (CLIPTextModel)", facts["parameters"]["text_encoder"],
-             f"{facts['tokens']} token ids", " × ".join(map(str, shapes["token_embeddings"]))),
-            ("UNet (noise predictor)", facts["parameters"]["unet"],
-             f"x_t {' × '.join(map(str, shapes['latents']))}, timestep, embeddings",
-             f"noise {' × '.join(map(str, shapes['latents']))}"),
-            ("VAE (AutoencoderKL: encoder + decoder)", facts["parameters"]["vae"],
-             f"latents {' × '.join(map(str, shapes['latents']))}", f"image {' × '.join(map(str, shapes['image']))}")]
+    latents = " × ".join(map(str, shapes["latents"]))
+    encoders = facts.get("encoders") or [{"name": "text_encoder", "class": "CLIPTextModel", "tokens": facts["tokens"],
+                                          "width": shapes["token_embeddings"][1]}]
+    rows = [(f"Text encoder ({encoder['class']})", facts["parameters"][encoder["name"]],
+             f"{encoder['tokens']} token ids", f"{encoder['tokens']} × {encoder['width']}") for encoder in encoders]
+    denoiser = facts.get("denoiser", "unet")
+    predicts = "velocity" if facts["prediction_type"] == "flow" else "noise"
+    rows += [(f"{traj.denoiser_word[0].upper()}{traj.denoiser_word[1:]} ({facts.get('denoiser_class', 'UNet2DConditionModel')}, "
+              f"{predicts} predictor)", facts["parameters"][denoiser],
+              f"x_t {latents}, timestep, {' × '.join(map(str, shapes['token_embeddings']))} text"
+              + (f", pooled {facts['pooled_width']}" if facts.get("pooled_width") else "")
+              + (f", {facts['added']}" if facts.get("added") else ""), f"{predicts} {latents}"),
+             ("VAE (AutoencoderKL: encoder + decoder)", facts["parameters"]["vae"],
+              f"latents {latents}", f"image {' × '.join(map(str, shapes['image']))}")]
     body = "".join(f"<tr><td>{html_text.escape(name)}</td><td>{count:,}</td><td>{inp}</td><td>{out}</td></tr>"
                    for name, count, inp, out in rows)
     return (html.diagram(shapes, facts, "", traj.settings["scheduler"]) +
@@ -447,15 +467,33 @@ def components_html(traj) -> str:
 
 def tokens_html(traj) -> str:
     shape = traj.shapes["token_embeddings"]
+    joined = " (the text encoders' outputs joined)" if traj.tokens.get("others") else ""
     return (html.token_slots(traj.tokens) +
-            f"<p>Each slot becomes one vector of {shape[1]} numbers: the text encoder's output is "
-            f"<b>{shape[0]} × {shape[1]}</b>, the same size for every prompt (padding fills the rest).</p>")
+            f"<p>Each slot becomes one vector: the {traj.denoiser_word} reads <b>{shape[0]} × {shape[1]}</b>{joined}, "
+            "the same size for every prompt (padding fills the rest).</p>")
+
+
+def _joint_attention_panel(traj, layers, image):
+    """attention_panel for an MMDiT transformer (SD3, Flux): image and text tokens attend together."""
+    joint = sum(1 for layer in layers if layer.kind == "joint")
+    single = sum(1 for layer in layers if layer.kind == "single")
+    kinds = f"{joint} joint (image and text tokens in two streams)" + (
+        f" and {single} single-stream (one sequence, the text first)" if single else "")
+    note = (f"The transformer has {len(layers)} attention layers, {kinds}. There is no separate cross-attention: "
+            "every image token attends to every image and text token at once, and the image-token × text-token "
+            "part of that attention is how the words steer the picture; the heat maps are that part.")
+    maps = traj.attention
+    if maps is None or not maps.word_slots():
+        return None, note + (" Run with attention capture on to see where each word went." if maps is None else "")
+    return _strongest_word(traj, maps, image, note)
 
 
 def attention_panel(traj, model, image):
     """Where the cross-attention layers sit, counted from the UNet itself, and this run's heat map of the
     word that drew the most cross-attention over the whole run, over `image`."""
-    layers = attention_layers(model.unet)
+    layers = attention_layers(model.denoiser)
+    if traj.facts.get("denoiser") == "transformer":
+        return _joint_attention_panel(traj, layers, image)
     by_block: dict[str, int] = {}
     for layer in layers:
         if layer.kind == "cross":
@@ -470,11 +508,15 @@ def attention_panel(traj, model, image):
     maps = traj.attention
     if maps is None:
         return None, note + " Run with attention capture on to see where each word went."
-    slots = maps.word_slots()
-    if not slots:
+    if not maps.word_slots():
         return None, note
+    return _strongest_word(traj, maps, image, note)
+
+
+def _strongest_word(traj, maps, image, note: str):
+    """The heat map of the word that drew the most attention over the whole run, over `image`."""
     mass = maps.aggregate().reshape(len(maps.tokens), -1).sum(axis=1)  # (tokens,) over the whole run
-    token = max(slots, key=lambda slot: mass[slot])
-    note += (f" Below: where “{maps.tokens[token].replace('</w>', '')}”, the word that drew the most attention, "
+    token = max(maps.word_slots(), key=lambda slot: mass[slot])
+    note += (f" Below: where “{shown(maps.tokens[token])}”, the word that drew the most attention, "
              "was looked at over the whole run (the Attention tab shows any word at any step).")
     return export.enlarge(overlay(image, maps.heat_map(token)), export.FILMSTRIP_SIDE * 2), note

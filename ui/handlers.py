@@ -28,14 +28,15 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from sdviz import export, views
-from sdviz.attention import AttentionCapture, layer_table, overlay
+from sdviz import export, schedulers, views
+from sdviz.attention import AttentionCapture, model_layer_table, overlay
 from sdviz.frames import FrameCache
 from sdviz.images import load_image
 from sdviz.models import display_name
 from sdviz.previews import Previewer
 from sdviz.sampler import Run
 from sdviz.settings import MAX_SEED, Settings, check_float, check_int, check_text, validate
+from sdviz.tokens import shown
 from ui import html
 from ui.model_threads import ModelThreads
 from ui.streaming import PartStop, follow
@@ -94,6 +95,12 @@ def user_errors(fn):
         except Exception as error:  # noqa: BLE001
             raise convert(error) from None
     return call
+
+
+def scheduler_choices(family: str) -> list[tuple[str, str]]:
+    """(label, name) of the schedulers that can sample a model of this family."""
+    fitting = schedulers.for_family(family)
+    return [(label, name) for name, _, label in schedulers.describe() if name in fitting]
 
 
 def on_spaces() -> bool:
@@ -187,9 +194,14 @@ class Handlers:
         return model
 
     @user_errors
-    def native_size(self, name):
+    def model_changed(self, name, scheduler):
+        """A newly chosen model's native size, and the schedulers that fit it: the chosen one where it fits,
+        else the model's own."""
         facts = self.model(name).facts
-        return facts.native_width, facts.native_height
+        fitting = schedulers.for_family(facts.family)
+        value = scheduler if scheduler in fitting else facts.scheduler
+        return (facts.native_width, facts.native_height,
+                gr.update(choices=scheduler_choices(facts.family), value=value))
 
     # --- a run -----------------------------------------------------------------------
 
@@ -376,10 +388,10 @@ class Handlers:
         if traj is None or not traj.steps:
             return (gr.skip(),) * 7
         maps = traj.attention
-        token_choices = [(f"{i}: {maps.tokens[i].replace('</w>', '')}", i) for i in maps.word_slots()] if maps else []
+        token_choices = [(f"{i}: {shown(maps.tokens[i])}", i) for i in maps.word_slots()] if maps else []
         if maps is not None and maps.negative is not None:  # the negative prompt's words, from the unconditional half
             negative = maps.negative
-            token_choices += [(f"negative {i}: {negative.tokens[i].replace('</w>', '')}", f"{NEGATIVE_WORD}{i}")
+            token_choices += [(f"negative {i}: {shown(negative.tokens[i])}", f"{NEGATIVE_WORD}{i}")
                               for i in negative.word_slots()]
         resolutions = ["all", *maps.resolutions] if maps else ["all"]
         self_resolutions = sorted(maps.self_attn) if maps else []
@@ -472,8 +484,8 @@ class Handlers:
             return
         index = _step_index(traj, step)
         start = 0 if index == len(traj.steps) - 1 else index
-        for shown in range(start, len(traj.steps)):
-            yield shown + 1
+        for index in range(start, len(traj.steps)):
+            yield index + 1
             time.sleep(PLAY_SECONDS)
 
     @user_errors
@@ -505,8 +517,7 @@ class Handlers:
         guidance = check_float("guidance", guidance, 0.0, 100.0)
         settings = validate(Settings(width=width, height=height)).resolved(model.facts)
         self.limits.check(settings, model.facts)
-        rows = self.threads.call(layer_table, model.unet, settings.height, settings.width, guidance=guidance > 1,
-                                 vae_factor=model.facts.vae_factor, text_tokens=model.facts.tokens)
+        rows = self.threads.call(model_layer_table, model, settings.height, settings.width, guidance=guidance > 1)
         return [[r["index"], r["kind"], r["resolution"], str(tuple(r["query_shape"])), str(tuple(r["key_shape"])),
                  str(tuple(r["value_shape"])), str(tuple(r["probs_shape"])), r["name"]] for r in rows]
 

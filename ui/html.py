@@ -15,6 +15,7 @@ import io
 import numpy as np
 
 from sdviz.export import enlarge
+from sdviz.tokens import shown
 
 FILMSTRIP_MOST = 24  # frames shown in the live filmstrip; past this every other one goes
 THUMB_SIDE = 96  # the filmstrip's thumbnails, pixels high
@@ -135,7 +136,9 @@ def _shape(dims) -> str:
 
 def diagram(shapes: dict, facts: dict, active: str = "", scheduler: str = "", step: str = "",
             img2img: bool = False) -> str:
-    """The Illustrated Stable Diffusion's three components with this model's real tensor shapes.
+    """The Illustrated Stable Diffusion's three components with this model's real tensor shapes: its text
+    encoders (SDXL's two CLIPs, SD3's CLIPs and T5, Flux's CLIP and T5), its denoiser (a UNet, or an MMDiT
+    transformer) and its VAE.
 
     active: 'text', 'encode', 'unet' or 'vae' highlights that component.
     """
@@ -148,15 +151,27 @@ def diagram(shapes: dict, facts: dict, active: str = "", scheduler: str = "", st
     tokens = _shape(shapes["token_embeddings"])
     latents = _shape(shapes["latents"])
     image = _shape(shapes["image"])
+    encoders = facts.get("encoders") or [{"class": "CLIPTextModel"}]
+    text_caption = "token embeddings (tokens × width)"
+    if len(encoders) > 1:
+        each = ", ".join(f"{e['class']} {e['tokens']} × {e['width']}" for e in encoders)
+        text_caption = f"{each}; the {facts.get('denoiser', 'unet')} reads them joined"
+    if facts.get("pooled_width"):
+        text_caption += f"; pooled {facts['pooled_width']}"
+    transformer = facts.get("denoiser") == "transformer"
+    denoiser_caption = f"latents (channels × h × w) {html.escape(step)}"
+    if facts.get("added"):
+        denoiser_caption += f"; also takes {html.escape(facts['added'])}"
     parts = []
     if img2img:
         parts += [box("encode", "VAE encoder", "AutoencoderKL.encode", f"{image} → {latents}",
                       "input image to latents, noised to the strength"), '<div class="sdviz-arrow">→</div>']
     parts += [
-        box("text", "Text encoder", "CLIPTextModel", tokens, "token embeddings (tokens × width)"),
+        box("text", "Text encoders" if len(encoders) > 1 else "Text encoder",
+            " + ".join(e["class"] for e in encoders), tokens, text_caption),
         '<div class="sdviz-arrow">→</div>',
-        box("unet", "UNet + scheduler", f"UNet2DConditionModel · {scheduler}", latents,
-            f"latents (channels × h × w) {html.escape(step)}"),
+        box("unet", "Transformer + scheduler" if transformer else "UNet + scheduler",
+            f"{facts.get('denoiser_class', 'UNet2DConditionModel')} · {scheduler}", latents, denoiser_caption),
         '<div class="sdviz-arrow">→</div>',
         box("vae", "Image decoder", "AutoencoderKL.decode", image, f"image (RGB × H × W), VAE factor {facts['vae_factor']}"),
     ]
@@ -219,13 +234,21 @@ FILMSTRIP_TEMPLATE = '<div class="sdviz-filmstrip">${value}</div>'  # the page's
 
 
 def token_slots(tokens: dict) -> str:
-    """Every slot the text encoder reads: start token, words, end token, padding."""
+    """Every slot the text encoder reads: start token, words, end token, padding; then the other text
+    encoders' slots (SDXL's second CLIP, SD3's and Flux's T5 or CLIP), each under its name."""
+    others = "".join(f"<h4>{html.escape(other['encoder'])} ({html.escape(other['tokenizer'])})</h4>" + _slots(other)
+                     for other in tokens.get("others", []))
+    return _slots(tokens) + others
+
+
+def _slots(tokens: dict) -> str:
     chips = []
     for slot in tokens["slots"]:
-        text = html.escape(slot["token"].replace("</w>", ""))
+        text = html.escape(shown(slot["token"]))
         chips.append(f'<span class="{slot["kind"]}" title="slot {slot["slot"]}: id {slot["id"]} ({slot["kind"]})">{text}</span>')
     words = sum(1 for s in tokens["slots"] if s["kind"] == "word")
-    summary = (f"<p>{len(tokens['slots'])} slots: start token, {words} word tokens, end token, "
+    start = "start token, " if any(s["kind"] == "start" for s in tokens["slots"]) else ""  # T5 has none
+    summary = (f"<p>{len(tokens['slots'])} slots: {start}{words} word tokens, end token, "
                f"{sum(1 for s in tokens['slots'] if s['kind'] == 'padding')} padding</p>")
     dropped = f"<p><b>cut off:</b> {html.escape(tokens['dropped'])}</p>" if tokens["dropped"] else ""
     return summary + '<div class="sdviz-tokens">' + "".join(chips) + "</div>" + dropped

@@ -10,7 +10,6 @@ import functools
 
 import gradio as gr
 
-from sdviz import schedulers
 from sdviz.models import display_name
 from sdviz.settings import PREVIEW_MODES, Settings
 from ui import html, walk
@@ -19,7 +18,7 @@ from ui import explain as explain_views
 from sdviz.comparison import ALIGNMENTS, VARIED
 from ui.compare import NOTHING, PLOT_X, POSITION_STEPS, VALUES_INFO, CompareHandlers, example_values
 from ui.explain import ExplainHandlers
-from ui.handlers import SPANS, on_spaces, random_seed
+from ui.handlers import SPANS, on_spaces, random_seed, scheduler_choices
 
 DEFAULTS = Settings()
 PROMPT_EXAMPLES = [
@@ -45,7 +44,7 @@ def build_demo(config, handlers) -> gr.Blocks:
     with gr.Blocks(title="sdviz: watch Stable Diffusion denoise") as demo:  # files: ui.files prunes them
         gr.Markdown("# sdviz · watch Stable Diffusion turn noise into an image\n"
                     "Type a prompt and press **Generate**: every denoising step is decoded as it happens.")
-        diagram = gr.HTML(html.diagram(blank, default.to_dict(), "", DEFAULTS.scheduler), elem_id="diagram")
+        diagram = gr.HTML(html.diagram(blank, default.to_dict(), "", default.scheduler), elem_id="diagram")
         trajectory = gr.State(None)
         comparison = gr.State(None)  # the session's comparison (sdviz.comparison.Comparison)
         parent = gr.State(None)  # the run the shown one was forked from
@@ -85,8 +84,8 @@ def build_demo(config, handlers) -> gr.Blocks:
                 with gr.Accordion("Settings", open=True):
                     model = Dropdown(_model_choices(config), value=config.default_name, label="Model",
                                      allow_custom_value=config.allow_custom_models, elem_id="model")
-                    scheduler = Dropdown([(label, name) for name, _, label in schedulers.describe()],
-                                            value=DEFAULTS.scheduler, label="Scheduler", elem_id="scheduler")
+                    scheduler = Dropdown(scheduler_choices(default.family), value=default.scheduler, label="Scheduler",
+                                         elem_id="scheduler")
                     steps = Slider(1, limits.steps, value=DEFAULTS.steps, step=1, label="Steps", elem_id="steps")
                     guidance = Slider(0, 20, value=DEFAULTS.guidance, step=0.5, label="Guidance scale", elem_id="guidance")
                     with gr.Row():
@@ -327,7 +326,7 @@ def build_demo(config, handlers) -> gr.Blocks:
         show_layers.click(handlers.layers, [model, width, height, guidance], layer_rows, concurrency_limit=config.concurrency,
                           concurrency_id="model", **private)
         dice.click(random_seed, None, seed, **private)
-        model.change(handlers.native_size, model, [width, height], **private)
+        model.change(handlers.model_changed, [model, scheduler], [width, height, scheduler], **private)
 
         # The API: every parameter has a default. /generate returns the final image and the trajectory
         # files; /compare the grid and the comparison's files.

@@ -14,6 +14,10 @@ softmax(QK^T / sqrt(d)) and keeps its mean over heads:
                      left out, so memory grows with the prompt, not the window
     self-attention   (query positions, key positions), on request, for
                      resolutions of at most `self_max_positions` positions
+    joint attention  SD3's and Flux's MMDiT blocks attend over image and text
+                     tokens at once: the block of image queries x text keys of
+                     that softmax is their cross-attention, kept as above (Flux's
+                     single-stream blocks too, whose sequence starts with the text)
 
 With a negative prompt, the unconditional half of the batch (the sample just before
 the conditional ones) attends to the negative prompt's words: their cross-attention is
@@ -48,6 +52,49 @@ def attention_probs(attn, hidden_states: torch.Tensor, context: torch.Tensor | N
     if getattr(attn, "norm_k", None) is not None:
         key = attn.norm_k(key)
     return attn.get_attention_scores(query, key, None)
+
+
+def joint_probs(attn, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None, image_rotary_emb,
+                text_tokens: int, keep: int) -> torch.Tensor:
+    """An MMDiT layer's attention from each image query to the first `keep` text keys, averaged over heads:
+    (image queries, keep), for one sample, as diffusers' SD3 and Flux processors compute the softmax (over
+    image and text keys together, with Flux's rotary embedding). `text_tokens`: the text's length in a
+    single-stream sequence (Flux's single blocks), whose text comes first."""
+    if type(attn).__name__ == "FluxAttention":
+        from diffusers.models.embeddings import apply_rotary_emb
+        from diffusers.models.transformers.transformer_flux import _get_qkv_projections
+
+        query, key, _, text_query, text_key, _ = _get_qkv_projections(attn, hidden_states, encoder_hidden_states)
+        query = attn.norm_q(query.unflatten(-1, (-1, attn.head_dim)))  # (1, S, heads, head_dim)
+        key = attn.norm_k(key.unflatten(-1, (-1, attn.head_dim)))
+        if encoder_hidden_states is not None:  # double-stream: the text's own projections, put first
+            text_tokens = encoder_hidden_states.shape[1]
+            query = torch.cat([attn.norm_added_q(text_query.unflatten(-1, (-1, attn.head_dim))), query], dim=1)
+            key = torch.cat([attn.norm_added_k(text_key.unflatten(-1, (-1, attn.head_dim))), key], dim=1)
+        if image_rotary_emb is not None:
+            query = apply_rotary_emb(query, image_rotary_emb, sequence_dim=1)
+            key = apply_rotary_emb(key, image_rotary_emb, sequence_dim=1)
+        image_queries, text_keys = query[0, text_tokens:], slice(0, keep)
+    else:  # SD3's joint attention: image tokens first, then the text's
+        heads = attn.heads
+        query = attn.to_q(hidden_states).unflatten(-1, (heads, -1))  # (1, S, heads, head_dim)
+        key = attn.to_k(hidden_states).unflatten(-1, (heads, -1))
+        if attn.norm_q is not None:
+            query, key = attn.norm_q(query), attn.norm_k(key)
+        text_key = attn.add_k_proj(encoder_hidden_states).unflatten(-1, (heads, -1))
+        if attn.norm_added_k is not None:
+            text_key = attn.norm_added_k(text_key)
+        image = query.shape[1]
+        key = torch.cat([key, text_key], dim=1)
+        image_queries, text_keys = query[0], slice(image, image + keep)
+    key = key[0]
+    scale = query.shape[-1] ** -0.5
+    total = None
+    for head in range(image_queries.shape[1]):  # one head at a time: a whole (heads, queries, keys) can be GBs
+        scores = (image_queries[:, head].float() @ key[:, head].float().T) * scale  # (image queries, all keys)
+        probs = scores.softmax(-1)[:, text_keys]
+        total = probs if total is None else total + probs
+    return total / image_queries.shape[1]
 
 
 class AttentionCapture:
@@ -87,15 +134,19 @@ class AttentionCapture:
         self._tokens = [s["token"] for s in slots[: self._keep]]
         self._kinds = [s["kind"] for s in slots[: self._keep]]
         self._latent_hw = tuple(trajectory.shapes["latents"][1:])
+        self._text_tokens = trajectory.facts["tokens"]
         self._image_hw = tuple(trajectory.shapes["image"][1:])
         if negative_tokens is not None:
             kept = [slot for slot in negative_tokens["slots"] if slot["kind"] != "padding"]
             self._negative = ([slot["token"] for slot in kept], [slot["kind"] for slot in kept])
         return observing(unet, self.record)
 
-    def record(self, layer: Layer, attn, hidden_states, encoder_hidden_states) -> None:
+    def record(self, layer: Layer, attn, hidden_states, encoder_hidden_states, image_rotary_emb=None) -> None:
         """The observer of one attention call: adds its head-averaged map to this step's sums."""
         if layer.kind == "self" and not self.self_attention:
+            return
+        if layer.kind in ("joint", "single"):
+            self._record_joint(attn, hidden_states, encoder_hidden_states, image_rotary_emb)
             return
         sample = hidden_states[-1:]  # the conditional half of the guidance batch (or the only sample)
         queries = sample.shape[1] if sample.ndim == 3 else sample.shape[2] * sample.shape[3]
@@ -114,6 +165,20 @@ class AttentionCapture:
         elif queries <= self.self_max_positions:
             probs = attention_probs(attn, sample, None)  # (heads, HW, HW)
             self._add("self", grid_key(grid), probs.float().mean(0))
+
+    def _record_joint(self, attn, hidden_states, encoder_hidden_states, image_rotary_emb) -> None:
+        """An MMDiT layer: its image-query x text-key block, kept as a cross-attention map."""
+        def sample(index: int):
+            text = None if encoder_hidden_states is None else encoder_hidden_states[index : index + 1]
+            return hidden_states[index : index + 1], text
+
+        samples = [("cross", hidden_states.shape[0] - 1, self._keep)]  # the conditional half, the last sample
+        if self._negative is not None:
+            samples.append(("negative", hidden_states.shape[0] // 2 - 1, len(self._negative[0])))
+        for kind, index, keep in samples:
+            probs = joint_probs(attn, *sample(index), image_rotary_emb, self._text_tokens, keep)  # (HW, keep)
+            grid = grid_for(probs.shape[0], *self._latent_hw)
+            self._add(kind, grid_key(grid), probs.T.reshape(keep, *grid))
 
     def _add(self, kind: str, key: str, value: torch.Tensor) -> None:
         bucket = self._step.setdefault(kind, {})

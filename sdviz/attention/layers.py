@@ -23,19 +23,27 @@ SD_VAE_FACTOR = 8  # SD's VAE factor: the default for a bare UNet with no VAE at
 
 @dataclass(frozen=True)
 class Layer:
-    """One attention layer of the UNet."""
+    """One attention layer of the denoiser (a UNet or an MMDiT transformer)."""
 
     name: str  # processor key without '.processor', e.g. 'down_blocks.0.attentions.0.transformer_blocks.0.attn2'
-    kind: str  # 'self' or 'cross'
+    kind: str  # 'self', 'cross', 'joint' (MMDiT: image and text streams, concatenated inside) or
+    # 'single' (Flux's single-stream blocks: one sequence, the text tokens first)
 
 
-def attention_layers(unet) -> list[Layer]:
+def layer_kind(name: str, module) -> str:
+    if getattr(module, "add_k_proj", None) is not None:
+        return "joint"
+    if "single_transformer_blocks" in name:
+        return "single"
+    return "cross" if getattr(module, "is_cross_attention", False) else "self"
+
+
+def attention_layers(denoiser) -> list[Layer]:
     """Every attention layer, in registration order (not execution order: see layer_table)."""
     layers = []
-    for key in unet.attn_processors:
+    for key in denoiser.attn_processors:
         name = key.removesuffix(".processor")
-        module = unet.get_submodule(name)
-        layers.append(Layer(name, "cross" if module.is_cross_attention else "self"))
+        layers.append(Layer(name, layer_kind(name, denoiser.get_submodule(name))))
     return layers
 
 
@@ -46,20 +54,21 @@ _tracing = threading.Lock()  # two first runs on a fresh model must not both wra
 class TracedProcessor:
     """One layer's own processor, called unchanged, then the observer its call carries (if any).
 
-    The observer is `observer(layer, attn, hidden_states, encoder_hidden_states)`; it
-    arrives with each UNet call, so this object never holds anything of a run.
+    The observer is `observer(layer, attn, hidden_states, encoder_hidden_states, image_rotary_emb)`
+    (the last None but for Flux); it arrives with each call, so this object never holds anything of a run.
     """
+
+    POSITIONAL = ("encoder_hidden_states", "attention_mask", "image_rotary_emb")  # diffusers' processors' order
 
     def __init__(self, layer: Layer, original):
         self.layer, self.original = layer, original
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None,
-                 sdviz_observer=None, **kwargs):
-        if temb is not None:
-            kwargs["temb"] = temb
-        output = self.original(attn, hidden_states, encoder_hidden_states, attention_mask, **kwargs)
+    def __call__(self, attn, hidden_states, *args, sdviz_observer=None, **kwargs):
+        output = self.original(attn, hidden_states, *args, **kwargs)
         if sdviz_observer is not None:
-            sdviz_observer(self.layer, attn, hidden_states, encoder_hidden_states)
+            call = {**dict(zip(self.POSITIONAL, args)), **kwargs}
+            sdviz_observer(self.layer, attn, hidden_states, call.get("encoder_hidden_states"),
+                           call.get("image_rotary_emb"))
         return output
 
 
@@ -95,17 +104,22 @@ def grid_for(tokens: int, latent_h: int, latent_w: int) -> tuple[int, int]:
 class _ShapeRecorder:
     """Observer that notes each attention call's shapes, in execution order."""
 
-    def __init__(self, rows: list, latent_hw: tuple[int, int]):
-        self.rows, self.latent_hw = rows, latent_hw
+    def __init__(self, rows: list, latent_hw: tuple[int, int], text_tokens: int = 0):
+        self.rows, self.latent_hw, self.text_tokens = rows, latent_hw, text_tokens
 
-    def __call__(self, layer: Layer, attn, hidden_states, encoder_hidden_states) -> None:
+    def __call__(self, layer: Layer, attn, hidden_states, encoder_hidden_states, image_rotary_emb=None) -> None:
         batch, queries = hidden_states.shape[0], hidden_states.shape[1]
         context = encoder_hidden_states if encoder_hidden_states is not None else hidden_states
         keys = context.shape[1]
         heads = attn.heads
         head_dim = attn.to_q.out_features // heads
         value_dim = attn.to_v.out_features // heads
-        h, w = grid_for(queries, *self.latent_hw)
+        image = queries
+        if layer.kind == "joint":  # image and text tokens attend together: both are queries and keys
+            queries = keys = image + encoder_hidden_states.shape[1]
+        elif layer.kind == "single":  # one sequence, the text first
+            image, keys = queries - self.text_tokens, queries
+        h, w = grid_for(image, *self.latent_hw)
         self.rows.append({
             "name": layer.name,
             "kind": layer.kind,
@@ -116,6 +130,43 @@ class _ShapeRecorder:
             "value_shape": [batch * heads, keys, value_dim],
             "probs_shape": [batch * heads, queries, keys],
         })
+
+
+@torch.no_grad()
+def model_layer_table(model, height: int, width: int, *, guidance: bool = True) -> list[dict]:
+    """`layer_table` of a loaded model of any family: its denoiser called once as a run calls it (through the
+    family: SDXL's added conditioning, SD3's and Flux's transformers), on an empty prompt's encoding."""
+    from sdviz import schedulers
+    from sdviz.settings import Settings
+
+    family, facts = model.family, model.facts
+    settings = Settings(guidance=7.5 if guidance else 1.0, width=width, height=height).resolved(facts)
+    scheduler = schedulers.create(settings.scheduler, model.scheduler_config)
+    pipe = model.pipeline(scheduler)
+    guided = family.guided(pipe, settings)
+    generator = torch.Generator("cpu").manual_seed(0)
+    with model.text_lock:
+        cond = family.encode(pipe, settings, model.device, guided)
+    latents, positions = family.prepare_latents(pipe, settings, facts.latent_channels, cond.embeddings.dtype,
+                                                model.device, generator)
+    cond.extra.update(positions)
+    timestep = family.timesteps(scheduler, 1, model.device, facts.image_tokens(height, width))[0]
+    model_input = family.scale_input(scheduler, torch.cat([latents] * 2) if guided else latents, timestep)
+    rows: list[dict] = []
+    latent_hw = tuple(facts.latent_shape(height, width)[1:])
+    observer = _ShapeRecorder(rows, latent_hw, facts.tokens)
+    family.denoise(model.denoiser, model_input, timestep, cond, observing(model.denoiser, observer))
+    return _numbered(rows)
+
+
+def _numbered(rows: list[dict]) -> list[dict]:
+    counters: dict[str, int] = {}
+    for order, row in enumerate(rows, start=1):
+        counters[row["kind"]] = counters.get(row["kind"], 0) + 1
+        row["index"], row["order"] = counters[row["kind"]], order
+    keys = ("index", "order", "name", "kind", "resolution", "grid",
+            "query_shape", "key_shape", "value_shape", "probs_shape")
+    return [{k: row[k] for k in keys} for row in rows]
 
 
 @torch.no_grad()
@@ -139,10 +190,4 @@ def layer_table(unet, height: int, width: int, *, guidance: bool = True,
     unet(sample.to(param.device, param.dtype), torch.tensor(999, device=param.device),
          encoder_hidden_states=context.to(param.device, param.dtype),
          cross_attention_kwargs=observing(unet, _ShapeRecorder(rows, (latent_h, latent_w))))
-    counters = {"self": 0, "cross": 0}
-    for order, row in enumerate(rows, start=1):
-        counters[row["kind"]] += 1
-        row["index"], row["order"] = counters[row["kind"]], order
-    keys = ("index", "order", "name", "kind", "resolution", "grid",
-            "query_shape", "key_shape", "value_shape", "probs_shape")
-    return [{k: row[k] for k in keys} for row in rows]
+    return _numbered(rows)

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sdviz.tokens import shown
+
 DAAM_THRESHOLD = 0.4  # the paper's threshold for segmenting a word from its normalised map
 
 
@@ -121,9 +123,9 @@ class AttentionMaps:
 
     def word_heat_map(self, word: str, steps=None, resolution: str | None = None) -> np.ndarray:
         """A word's map; a word split into several tokens gets their mean (as DAAM merges them)."""
-        matches = [i for i in self.word_slots() if self.tokens[i].replace("</w>", "").lower() == word.lower()]
+        matches = [i for i in self.word_slots() if shown(self.tokens[i]).lower() == word.lower()]
         if not matches:
-            words = [self.tokens[i].replace("</w>", "") for i in self.word_slots()]
+            words = [shown(self.tokens[i]) for i in self.word_slots()]
             raise ValueError(f"word {word!r} is not in the prompt's tokens; allowed: {', '.join(words)}")
         return normalise(np.mean([self.heat_map(i, steps, resolution) for i in matches], axis=0))
 
@@ -223,7 +225,7 @@ def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.55) -> np.ndar
 
 
 def safe_name(token: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "", token.replace("</w>", "")) or "token"
+    return re.sub(r"[^A-Za-z0-9]+", "", shown(token)) or "token"
 
 
 def write_overlays(trajectory, folder: str | Path) -> list[Path]:

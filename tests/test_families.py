@@ -1,0 +1,299 @@
+"""SDXL, SD3 and Flux traced like SD 1.x: tiny random-weight pipelines of each family, built from configs.
+
+Each final image must equal diffusers' own pipeline's for the same seed; x0 at the last step must be the final
+latents; attention must be the softmax the model computed; the CLI, the layer table and the app must take them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import sdviz
+from sdviz import Settings, schedulers
+from sdviz.attention import AttentionCapture, model_layer_table
+from tests.families import BUILDERS
+from tests.helpers import sdviz_main
+
+SIZE = 32  # pixels: 16 x 16 latents with the tiny VAEs (factor 2)
+PROMPT = "a cat on the left and a dog on the right"
+
+
+@pytest.fixture(scope="session")
+def family_dirs(tmp_path_factory):
+    return {name: build(tmp_path_factory.mktemp(f"tiny-{name}")) for name, build in BUILDERS.items()}
+
+
+@pytest.fixture(scope="session")
+def family_models(family_dirs):
+    return {name: sdviz.load_model(str(folder)) for name, folder in family_dirs.items()}
+
+
+def reference_image(model, folder, scheduler, **call):
+    """The family's own diffusers pipeline, loaded from the same folder, with `scheduler`."""
+    pipe = type(model.pipe).from_pretrained(str(folder), use_safetensors=True)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.scheduler = schedulers.create(scheduler, dict(pipe.scheduler.config))
+    generator = torch.Generator("cpu").manual_seed(call.pop("seed"))
+    image = pipe(PROMPT, height=SIZE, width=SIZE, generator=generator, output_type="np", **call).images[0]
+    return (image * 255).round().astype(np.uint8)
+
+
+CASES = [  # (family, sdviz settings, the pipeline's arguments for the same run)
+    ("sdxl", dict(guidance=5.0, negative_prompt="blurry"), dict(guidance_scale=5.0, negative_prompt="blurry")),
+    ("sdxl", dict(guidance=1.0, scheduler="dpmpp_2m"), dict(guidance_scale=1.0)),
+    ("sd3", dict(guidance=5.0, negative_prompt="blurry"), dict(guidance_scale=5.0, negative_prompt="blurry")),
+    ("sd3", dict(guidance=4.0, scheduler="flow_heun"), dict(guidance_scale=4.0)),
+    ("flux", dict(guidance=3.5), dict(guidance_scale=3.5)),
+    ("flux", dict(guidance=3.5, true_cfg=4.0, negative_prompt="blurry"),
+     dict(guidance_scale=3.5, true_cfg_scale=4.0, negative_prompt="blurry")),
+]
+
+
+@pytest.mark.parametrize("family, settings, call", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_final_image_equals_the_familys_pipeline(family_models, family_dirs, family, settings, call):
+    model = family_models[family]
+    traj = sdviz.generate(model, Settings(prompt=PROMPT, steps=4, seed=7, width=SIZE, height=SIZE, **settings))
+    expected = reference_image(model, family_dirs[family], traj.settings["scheduler"], seed=7,
+                               num_inference_steps=4, **call)
+    assert traj.complete and np.array_equal(traj.final_image, expected)
+    # real classifier-free guidance (an unconditional pass) exists exactly where the family runs one
+    has_uncond = traj.steps[0].noise_uncond is not None
+    assert has_uncond == (family != "flux" and settings["guidance"] > 1 or settings.get("true_cfg", 1) > 1)
+
+
+@pytest.mark.parametrize("family", list(BUILDERS))
+def test_x0_at_the_last_step_is_the_final_latents_in_the_vaes_layout(family_models, family):
+    model = family_models[family]
+    traj = sdviz.generate(model, Settings(prompt=PROMPT, steps=5, seed=1, width=SIZE, height=SIZE))
+    facts = model.facts
+    latent_shape = tuple(facts.latent_shape(SIZE, SIZE))
+    last = traj.steps[-1]
+    # Flux's packed 2 x 2 patches are unpacked: every record is (C, h, w), as the VAE's latents are
+    assert last.x_next.shape == last.x0_pred.shape == last.noise_pred.shape == traj.x_start.shape == latent_shape
+    np.testing.assert_allclose(last.x0_pred, last.x_next, atol=1e-5)
+    assert traj.steps[-1].x0_image.shape == (SIZE, SIZE, 3)
+    # x0 is the prediction that moved the sample: x_t - sigma v for flow matching
+    if facts.prediction_type == "flow":
+        first = traj.steps[0]
+        np.testing.assert_allclose(first.x0_pred, first.x_t - first.sigma * first.noise_pred, atol=1e-5)
+        assert first.sigma <= 1.0 and traj.steps[-1].sigma > 0
+
+
+def test_each_family_uses_its_own_scheduler_unless_one_is_named(family_models):
+    own = {"sdxl": "euler", "sd3": "flow_euler", "flux": "flow_euler"}
+    for family, model in family_models.items():
+        assert model.facts.scheduler == own[family]
+        assert Settings().resolved(model.facts).scheduler == own[family]
+    with pytest.raises(ValueError, match=r"scheduler 'ddim' does not fit this model \(sd3\).*allowed: flow_euler"):
+        Settings(scheduler="ddim").resolved(family_models["sd3"].facts)
+    with pytest.raises(ValueError, match=r"scheduler 'flow_euler' does not fit this model \(sdxl\).*allowed: ddim"):
+        Settings(scheduler="flow_euler").resolved(family_models["sdxl"].facts)
+    with pytest.raises(ValueError, match="true cfg 3.0 applies to Flux only"):
+        Settings(true_cfg=3.0).resolved(family_models["sdxl"].facts)
+    with pytest.raises(ValueError, match="width 30 is not a multiple of the model's VAE factor times its patch size 4"):
+        Settings(width=30).resolved(family_models["flux"].facts)
+
+
+def test_facts_are_read_from_each_model(family_models):
+    sdxl, sd3, flux = (family_models[name].facts for name in ("sdxl", "sd3", "flux"))
+    assert (sdxl.family, sdxl.denoiser, sdxl.prediction_type) == ("sdxl", "unet", "epsilon")
+    assert sdxl.text_width == family_models["sdxl"].unet.config.cross_attention_dim  # both CLIPs side by side
+    assert {"text_encoder", "text_encoder_2", "unet", "vae"} <= set(sdxl.parameters)
+    assert (sd3.family, sd3.denoiser, sd3.prediction_type, sd3.shift_factor) == ("sd3", "transformer", "flow", 0.0609)
+    assert {"text_encoder", "text_encoder_2", "text_encoder_3", "transformer"} <= set(sd3.parameters)
+    assert (flux.family, flux.tokens, flux.shift_factor) == ("flux", 512, 0.1159)  # T5's window, as Flux encodes
+    assert flux.size_multiple == 2 * flux.vae_factor
+
+
+def test_img2img_and_edits_are_refused_for_the_new_families(family_models):
+    from PIL import Image
+
+    image = Image.new("RGB", (SIZE, SIZE), (200, 40, 40))
+    with pytest.raises(ValueError, match="init image: image to image is not traced for Flux models yet"):
+        sdviz.sampler.Run(family_models["flux"], Settings(prompt="a cat", width=SIZE, height=SIZE), init_image=image)
+
+
+def spied_attention(model, settings, capture):
+    """The query and key tensors each of the denoiser's attention calls really used (after norms and rotary
+    embedding), taken from torch's own scaled_dot_product_attention, which the processors call, as
+    (B, heads, S, D): a spy, the computation is unchanged."""
+    calls, inside = [], []
+    original = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(query, key, *args, **kwargs):
+        if inside:
+            calls.append((query.detach().clone(), key.detach().clone()))
+        return original(query, key, *args, **kwargs)
+
+    hooks = [model.denoiser.register_forward_pre_hook(lambda *_: inside.append(True)),
+             model.denoiser.register_forward_hook(lambda *_: inside.clear())]
+    torch.nn.functional.scaled_dot_product_attention = spy
+    try:
+        traj = sdviz.generate(model, settings, capture=capture)
+    finally:
+        torch.nn.functional.scaled_dot_product_attention = original
+        for hook in hooks:
+            hook.remove()
+    return traj, calls
+
+
+@pytest.mark.parametrize("family", ["sd3", "flux"])
+def test_joint_attention_maps_are_the_image_query_text_key_block_of_the_models_softmax(family_models, family):
+    model = family_models[family]
+    settings = Settings(prompt="a cat", steps=1, seed=0, width=SIZE, height=SIZE, guidance=3.0)
+    traj, calls = spied_attention(model, settings, AttentionCapture(model))
+    maps = traj.attention
+    keep = len(maps.tokens)
+    assert maps.kinds[-1] == "end" and maps.kinds.count("word") == 2  # 'a', 'cat'
+    image_tokens = (SIZE // model.facts.vae_factor // 2) ** 2  # SD3's 2 x 2 patches, Flux's 2 x 2 packing
+    grid = int(image_tokens ** 0.5)
+    assert list(maps.cross) == [f"{grid}x{grid}"]
+    assert maps.cross[f"{grid}x{grid}"].shape == (1, keep, grid, grid)
+    # each layer's softmax recomputed from the real query and key; its image-query x text-key block, summed
+    assert len(calls) == len(model.denoiser.attn_processors)
+    expected = 0
+    for query, key in calls:
+        query, key = query[-1].float(), key[-1].float()  # the conditional sample: (heads, S, D)
+        probs = (query @ key.transpose(-1, -2) * query.shape[-1] ** -0.5).softmax(-1)  # (heads, S, S)
+        text = probs.shape[-1] - image_tokens
+        if family == "flux":  # the text first
+            block = probs[:, text:, :keep]
+        else:  # SD3: the image first, then CLIP's 77 slots (the token view's), then T5's
+            block = probs[:, :image_tokens, image_tokens : image_tokens + keep]
+        expected = expected + block.mean(0)
+    expected = expected.T.reshape(keep, grid, grid)
+    captured = maps.cross[f"{grid}x{grid}"][0].astype(np.float32)  # float16 on the CPU: 3 significant digits
+    np.testing.assert_allclose(captured, expected.numpy(), rtol=4e-3, atol=1e-6)
+    # shares of one softmax per layer: each query's share of the kept text slots is below one per layer
+    assert 0 < expected.sum(0).max() < len(calls)
+
+
+def test_sdxl_attention_sums_over_its_cross_attention_layers(family_models):
+    model = family_models["sdxl"]
+    traj = sdviz.generate(model, Settings(prompt="a cat", steps=2, seed=0, width=SIZE, height=SIZE, guidance=3.0),
+                          capture=AttentionCapture(model))
+    maps = traj.attention
+    cross_layers = [row for row in model_layer_table(model, SIZE, SIZE) if row["kind"] == "cross"]
+    for key, stacked in maps.cross.items():
+        layers = sum(1 for row in cross_layers if f"{row['grid'][0]}x{row['grid'][1]}" == key)
+        assert stacked.shape[:2] == (2, len(maps.tokens))
+        # each layer's row over the kept slots is at most 1 (the padding takes the rest), summed over its layers
+        assert 0 < stacked.astype(np.float32).sum(1).max() <= layers + 1e-2
+
+
+@pytest.mark.parametrize("family, kinds", [("sdxl", {"self", "cross"}), ("sd3", {"joint"}),
+                                           ("flux", {"joint", "single"})])
+def test_layer_table_reads_each_models_layers(family_models, family, kinds):
+    model = family_models[family]
+    table = model_layer_table(model, SIZE, SIZE)
+    assert {row["kind"] for row in table} == kinds
+    denoiser = model.denoiser
+    assert len(table) == len(denoiser.attn_processors)
+    for row in table:
+        heads = denoiser.get_submodule(row["name"]).heads
+        assert row["query_shape"][0] == row["probs_shape"][0] and row["query_shape"][0] % heads == 0
+
+
+@pytest.mark.parametrize("family", list(BUILDERS))
+def test_cli_renders_each_family(family_dirs, family, tmp_path):
+    out = tmp_path / family
+    result = sdviz_main("render", "--model", str(family_dirs[family]), "--prompt", PROMPT, "--steps", "3",
+                        "--width", str(SIZE), "--height", str(SIZE), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert (out / "final.png").is_file() and (out / "trajectory.json").is_file()
+    layers = sdviz_main("layers", "--model", str(family_dirs[family]), "--width", str(SIZE), "--height", str(SIZE))
+    assert layers.returncode == 0, layers.stderr
+    bad = sdviz_main("render", "--model", str(family_dirs[family]), "--prompt", "x", "--scheduler",
+                     "ddim" if family != "sdxl" else "flow_euler", "--out", str(tmp_path / "bad"))
+    assert bad.returncode != 0 and "does not fit this model" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("family", ["sdxl", "flux"])
+def test_an_unchanged_fork_of_each_family_is_its_parent(family_models, family):
+    """A fork replays the parent's recorded outputs (Flux's packed back into 2 x 2 patches) bit for bit."""
+    from sdviz.fork import Fork
+
+    model = family_models[family]
+    settings = Settings(prompt=PROMPT, steps=4, seed=2, width=SIZE, height=SIZE, guidance=3.0)
+    parent = sdviz.generate(model, settings)
+    fork = sdviz.generate(model, settings, fork=Fork(parent, 2))
+    for mine, theirs in zip(fork.steps, parent.steps):
+        np.testing.assert_array_equal(mine.x_next, theirs.x_next)
+    np.testing.assert_array_equal(fork.final_image, parent.final_image)
+
+
+def test_forward_process_and_schedule_of_a_flow_model(family_dirs, tmp_path):
+    """Flow matching's levels: sigma from 1 down, x_t = (1 - sigma) x0 + sigma eps, as the family sets them."""
+    import json
+
+    folder = str(family_dirs["flux"])
+    rows = json.loads(sdviz_main("schedule", "--model", folder, "--steps", "4", "--json").stdout)
+    sigmas = [row["sigma"] for row in rows]
+    assert sigmas[0] == pytest.approx(1.0) and all(a > b > 0 for a, b in zip(sigmas, sigmas[1:]))
+    assert all(row["alpha_bar"] == pytest.approx((1 - s) ** 2 / ((1 - s) ** 2 + s * s)) for row, s in zip(rows, sigmas))
+    model = sdviz.load_model(folder)
+    traj = sdviz.generate(model, Settings(prompt=PROMPT, steps=4, seed=0, width=SIZE, height=SIZE))
+    image = traj.final_image
+    process = sdviz.explain.forward_process(model, image, steps=4, width=SIZE, height=SIZE)
+    sigma = process.sigmas[1]
+    np.testing.assert_allclose(process.x_t[1], (1 - sigma) * process.x0 + sigma * process.noise, atol=1e-5)
+    # the run's own noise levels are the table's (its schedule shifts with the image's size: 64 positions here)
+    table = sdviz.schedule.schedule_table("flow_euler", 4, model.scheduler_config, "flux", 64)
+    assert [step.sigma for step in traj.steps] == pytest.approx([row["sigma"] for row in table])
+
+
+@pytest.fixture(scope="module")
+def family_app(tmp_path_factory, family_dirs):
+    """`python app.py` offering every family (SDVIZ_MODELS), as a Space would configure it."""
+    from tests.conftest import AppServer
+
+    server = AppServer(tmp_path_factory.mktemp("family-app"), SDVIZ_MODELS=",".join(map(str, family_dirs.values())))
+    yield server
+    server.stop()
+
+
+def test_the_app_offers_each_family_over_the_api(family_app, family_dirs, family_models):
+    import json
+    import zipfile
+
+    import gradio_client
+    from PIL import Image
+
+    api = gradio_client.Client(family_app.url, verbose=False)
+    for family, folder in family_dirs.items():
+        name = folder.name  # the menu's name: the folder's, never its path
+        scheduler = family_models[family].facts.scheduler
+        final, files = api.predict(prompt=PROMPT, model=name, scheduler=scheduler, steps=2, width=SIZE, height=SIZE,
+                                   api_name="/generate")
+        local = sdviz.generate(family_models[family], Settings(prompt=PROMPT, scheduler=scheduler, steps=2,
+                                                               width=SIZE, height=SIZE))
+        np.testing.assert_array_equal(np.asarray(Image.open(final)), local.final_image)
+        archive = next(f for f in files if f.endswith("trajectory.zip"))
+        with zipfile.ZipFile(archive) as bundle:
+            saved = json.loads(bundle.read(next(n for n in bundle.namelist() if n.endswith("trajectory.json"))))
+        assert saved["facts"]["family"] == family
+        with pytest.raises(Exception) as error:  # a scheduler of another family, refused by name
+            api.predict(prompt=PROMPT, model=name, scheduler="ddim" if family != "sdxl" else "flow_euler",
+                        steps=2, width=SIZE, height=SIZE, api_name="/generate")
+        assert "does not fit this model" in str(error.value)
+
+
+def test_choosing_a_model_offers_its_familys_schedulers(family_dirs):
+    from sdviz.models import ModelCache
+    from ui.config import AppConfig
+    from ui.files import FileStore
+    from ui.handlers import Handlers
+
+    models = tuple(str(folder) for folder in family_dirs.values())
+    files = FileStore(600, 2**30)
+    handlers = Handlers(AppConfig(default_model=models[0], models=models), ModelCache(None, most=3), files)
+    try:
+        for family, folder in family_dirs.items():
+            width, height, update = handlers.model_changed(folder.name, "ddim")
+            offered = [name for _, name in update["choices"]]
+            assert offered == schedulers.for_family(family)
+            assert update["value"] == ("ddim" if family == "sdxl" else handlers.model(folder.name).facts.scheduler)
+    finally:
+        files.remove()
