@@ -104,7 +104,10 @@ def _run_options(command) -> None:
     command.add_argument("--scheduler", default=None,
                          help="short or diffusers class name; see `schedulers` (default: the model's own)")
     command.add_argument("--steps", type=int, default=None, help=f"default {defaults.steps}")
-    command.add_argument("--guidance", type=float, default=None, help=f"default {defaults.guidance}")
+    command.add_argument("--guidance", type=float, default=None,
+                         help=f"default {defaults.guidance} (Flux: the guidance its transformer takes as an input)")
+    command.add_argument("--true-cfg", type=float, default=None,
+                         help="Flux only: real classifier-free guidance with --negative-prompt when above 1 (default 1)")
     command.add_argument("--eta", type=float, default=None, help=f"default {defaults.eta}")
     command.add_argument("--seed", type=int, default=None, help=f"default {defaults.seed}")
     command.add_argument("--width", type=int, default=None, help="pixels (default: the model's native size)")
@@ -260,7 +263,7 @@ def compare(args) -> int:
 
 # render's options that are Settings fields, by the same names
 SETTING_OPTIONS = ("prompt", "negative_prompt", "scheduler", "steps", "guidance", "eta", "seed", "width", "height",
-                   "strength", "preview", "every", "source_prompt", "source_guidance")
+                   "strength", "preview", "every", "source_prompt", "source_guidance", "true_cfg")
 
 
 def _fork(args, given: dict):

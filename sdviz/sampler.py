@@ -126,7 +126,8 @@ class Run:
                 "latents": list(facts.latent_shape(self.settings.height, self.settings.width)),
                 "image": list(facts.image_shape(self.settings.height, self.settings.width)),
             },
-            tokens={**view.to_dict(), "others": others} if others else view.to_dict(),
+            tokens=({**view.to_dict(), "encoder": family.text_encoders[family.tokenizers.index(family.token_tokenizer)],
+                     "others": others} if others else view.to_dict()),
             x_start=np.zeros(0, np.float32),
             init_image=np.asarray(self.init_image) if img2img else None,
         )

@@ -143,7 +143,7 @@ def spied_attention(model, settings, capture):
 def test_joint_attention_maps_are_the_image_query_text_key_block_of_the_models_softmax(family_models, family):
     model = family_models[family]
     settings = Settings(prompt="a cat", steps=1, seed=0, width=SIZE, height=SIZE, guidance=3.0)
-    traj, calls = spied_attention(model, settings, AttentionCapture(model))
+    traj, calls = spied_attention(model, settings, AttentionCapture(model, self_attention=True))
     maps = traj.attention
     keep = len(maps.tokens)
     assert maps.kinds[-1] == "end" and maps.kinds.count("word") == 2  # 'a', 'cat'
@@ -153,21 +153,26 @@ def test_joint_attention_maps_are_the_image_query_text_key_block_of_the_models_s
     assert maps.cross[f"{grid}x{grid}"].shape == (1, keep, grid, grid)
     # each layer's softmax recomputed from the real query and key; its image-query x text-key block, summed
     assert len(calls) == len(model.denoiser.attn_processors)
-    expected = 0
+    expected = image_expected = 0
     for query, key in calls:
         query, key = query[-1].float(), key[-1].float()  # the conditional sample: (heads, S, D)
         probs = (query @ key.transpose(-1, -2) * query.shape[-1] ** -0.5).softmax(-1)  # (heads, S, S)
         text = probs.shape[-1] - image_tokens
         if family == "flux":  # the text first
-            block = probs[:, text:, :keep]
+            block, image_block = probs[:, text:, :keep], probs[:, text:, text:]
         else:  # SD3: the image first, then CLIP's 77 slots (the token view's), then T5's
             block = probs[:, :image_tokens, image_tokens : image_tokens + keep]
+            image_block = probs[:, :image_tokens, :image_tokens]
         expected = expected + block.mean(0)
+        image_expected = image_expected + image_block.mean(0) / len(calls)
     expected = expected.T.reshape(keep, grid, grid)
     captured = maps.cross[f"{grid}x{grid}"][0].astype(np.float32)  # float16 on the CPU: 3 significant digits
     np.testing.assert_allclose(captured, expected.numpy(), rtol=4e-3, atol=1e-6)
     # shares of one softmax per layer: each query's share of the kept text slots is below one per layer
     assert 0 < expected.sum(0).max() < len(calls)
+    # the image-query x image-key block, averaged over the layers: what the self-attention probe shows
+    probe = maps.self_attn[f"{grid}x{grid}"][0].astype(np.float32)
+    np.testing.assert_allclose(probe, image_expected.numpy(), rtol=4e-3, atol=1e-6)
 
 
 def test_sdxl_attention_sums_over_its_cross_attention_layers(family_models):
@@ -265,10 +270,12 @@ def test_the_app_offers_each_family_over_the_api(family_app, family_dirs, family
     for family, folder in family_dirs.items():
         name = folder.name  # the menu's name: the folder's, never its path
         scheduler = family_models[family].facts.scheduler
+        extra = dict(negative_prompt="blurry", true_cfg=3.0) if family == "flux" else {}  # Flux's real guidance
         final, files = api.predict(prompt=PROMPT, model=name, scheduler=scheduler, steps=2, width=SIZE, height=SIZE,
-                                   api_name="/generate")
+                                   api_name="/generate", **extra)
         local = sdviz.generate(family_models[family], Settings(prompt=PROMPT, scheduler=scheduler, steps=2,
-                                                               width=SIZE, height=SIZE))
+                                                               width=SIZE, height=SIZE, **extra))
+        assert local.steps[0].noise_uncond is not None  # every family here ran an unconditional pass
         np.testing.assert_array_equal(np.asarray(Image.open(final)), local.final_image)
         archive = next(f for f in files if f.endswith("trajectory.zip"))
         with zipfile.ZipFile(archive) as bundle:
@@ -280,9 +287,16 @@ def test_the_app_offers_each_family_over_the_api(family_app, family_dirs, family
         assert "does not fit this model" in str(error.value)
 
 
-def test_choosing_a_model_offers_its_familys_schedulers(family_dirs):
+def family_models_class(family: str) -> str:
+    return {"sdxl": "UNet2DConditionModel", "sd3": "SD3Transformer2DModel", "flux": "FluxTransformer2DModel"}[family]
+
+
+def test_the_pages_panels_draw_each_family(family_dirs):
+    """Choosing a model offers its family's schedulers; every explaining panel draws a run of it (the
+    step views, the forward process, the latent space, the How it works walk with its diagram and tokens)."""
     from sdviz.models import ModelCache
     from ui.config import AppConfig
+    from ui.explain import ExplainHandlers
     from ui.files import FileStore
     from ui.handlers import Handlers
 
@@ -291,9 +305,25 @@ def test_choosing_a_model_offers_its_familys_schedulers(family_dirs):
     handlers = Handlers(AppConfig(default_model=models[0], models=models), ModelCache(None, most=3), files)
     try:
         for family, folder in family_dirs.items():
-            width, height, update = handlers.model_changed(folder.name, "ddim")
+            width, height, update, true_cfg = handlers.model_changed(folder.name, "ddim")
             offered = [name for _, name in update["choices"]]
             assert offered == schedulers.for_family(family)
             assert update["value"] == ("ddim" if family == "sdxl" else handlers.model(folder.name).facts.scheduler)
+            assert true_cfg["visible"] == (family == "flux") and (family == "flux" or true_cfg["value"] == 1.0)
+            run = handlers._run(PROMPT, "", folder.name, None, 3, 4.0, 0, SIZE, SIZE, 0.0, "full", 1, True)
+            for _ in run:
+                pass
+            traj = run.trajectory
+            explainer = ExplainHandlers(handlers)
+            views = explainer.step_views(traj, 2)
+            assert views[2] is not None and "x0" in views[4]  # the guided x0 and the formula's words
+            panels = explainer.walk(traj)
+            components, tokens = panels[0], panels[1]
+            denoiser = family_models_class(family)
+            assert denoiser in components and all(e["class"] in components for e in traj.facts["encoders"])
+            assert ("Transformer + scheduler" in components) == (family != "sdxl")
+            others = traj.tokens.get("others", [])
+            assert len(others) == len(traj.facts["encoders"]) - 1 and all(o["encoder"] in tokens for o in others)
+            assert explainer.forward(traj)[0] is not None and explainer.latent(traj)[0] is not None
     finally:
         files.remove()

@@ -45,10 +45,13 @@ def _mark(frame: pd.DataFrame, x: float, name: str, column: str = "curve") -> pd
 def schedule_frame(traj, index: int) -> pd.DataFrame:
     """log10 sigma, alpha_bar and log10 SNR at each of the run's steps, and the shown step marked."""
     rows = []
+    def log10(value: float) -> float | None:  # flow matching starts at pure noise: SNR 0, no logarithm
+        return math.log10(value) if 0 < value < math.inf else None
+
     for row in schedule.trajectory_schedule(traj):
         step = row["index"] + 1
         rows += [(step, value, name) for value, name in zip(
-            (math.log10(row["sigma"]), row["alpha_bar"], math.log10(row["snr"])), SCHEDULE_COLOURS)]
+            (log10(row["sigma"]), row["alpha_bar"], log10(row["snr"])), SCHEDULE_COLOURS) if value is not None]
     return _mark(pd.DataFrame(rows, columns=["step", "value", "curve"]), index + 1, "this step")
 
 

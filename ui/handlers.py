@@ -195,19 +195,20 @@ class Handlers:
 
     @user_errors
     def model_changed(self, name, scheduler):
-        """A newly chosen model's native size, and the schedulers that fit it: the chosen one where it fits,
-        else the model's own."""
+        """A newly chosen model's native size, the schedulers that fit it (the chosen one where it fits, else
+        the model's own), and the true-CFG slider, shown for Flux only (at 1 for the others)."""
         facts = self.model(name).facts
         fitting = schedulers.for_family(facts.family)
         value = scheduler if scheduler in fitting else facts.scheduler
         return (facts.native_width, facts.native_height,
-                gr.update(choices=scheduler_choices(facts.family), value=value))
+                gr.update(choices=scheduler_choices(facts.family), value=value),
+                gr.update(visible=True) if facts.family == "flux" else gr.update(visible=False, value=1.0))
 
     # --- a run -----------------------------------------------------------------------
 
     def _run(self, prompt, negative_prompt, model_name, scheduler, steps, guidance, seed, width, height,
              eta, preview, every, attention, init_image=None, strength=0.8, stop_event=None,
-             img2img=False, source_prompt=None, source_guidance=1.0, invert=False) -> Run:
+             img2img=False, source_prompt=None, source_guidance=1.0, invert=False, true_cfg=1.0) -> Run:
         """Checks every value, then the host's limits, before any model work; returns the Run."""
         model = self.model(model_name)
         if not isinstance(attention, bool):
@@ -216,7 +217,7 @@ class Handlers:
             prompt=prompt, negative_prompt=negative_prompt, scheduler=scheduler,
             steps=steps, guidance=guidance, eta=eta, seed=seed, width=width, height=height,
             strength=strength, preview=preview, every=every, source_prompt=source_prompt,
-            source_guidance=source_guidance, invert=invert,
+            source_guidance=source_guidance, invert=invert, true_cfg=true_cfg,
         ), img2img=img2img).resolved(model.facts)
         self.limits.check(settings, model.facts)
         image = None
@@ -253,10 +254,10 @@ class Handlers:
 
     @user_errors
     async def stream(self, stop_signal, prompt, negative_prompt, model_name, scheduler, steps, guidance, seed,
-                     width, height, eta, preview, every, attention):
+                     width, height, eta, preview, every, attention, true_cfg=1.0):
         """Text to image, streamed: diagram, status, x_t, x0, filmstrip, trajectory state."""
         run = self._run(prompt, negative_prompt, model_name, scheduler, steps, guidance, seed, width, height,
-                        eta, preview, every, attention, stop_event=_event(stop_signal))
+                        eta, preview, every, attention, stop_event=_event(stop_signal), true_cfg=true_cfg)
         async for update in self._stream(run):
             yield update
 
@@ -525,16 +526,17 @@ class Handlers:
 
     @user_errors
     async def api_generate(self, prompt, negative_prompt, model, scheduler, steps, guidance, seed, width, height,
-                           eta, preview, every, init_image=None, strength=0.8, source_prompt="", source_guidance=1.0):
+                           eta, preview, every, init_image=None, strength=0.8, source_prompt="", source_guidance=1.0,
+                           true_cfg=1.0):
         """Runs to the end; returns the final image and the trajectory files. A source prompt (with an image)
-        makes it an edit.
+        makes it an edit; true_cfg (Flux) real guidance with the negative prompt.
 
         A generator, so that a client that cancels or goes away stops the run (see ui.streaming).
         """
         source_prompt = check_text("source prompt", source_prompt if source_prompt is not None else "")
         run = self._run(prompt, negative_prompt, model, scheduler, steps, guidance, seed, width, height,
                         eta, preview, every, False, init_image, strength, img2img=init_image is not None,
-                        source_prompt=source_prompt or None, source_guidance=source_guidance)
+                        source_prompt=source_prompt or None, source_guidance=source_guidance, true_cfg=true_cfg)
         yield gr.skip(), gr.skip()
         async for _ in follow(run, iterate, 1 / DISPLAY_RATE, self.threads):
             yield gr.skip(), gr.skip()

@@ -238,7 +238,10 @@ def token_slots(tokens: dict) -> str:
     encoders' slots (SDXL's second CLIP, SD3's and Flux's T5 or CLIP), each under its name."""
     others = "".join(f"<h4>{html.escape(other['encoder'])} ({html.escape(other['tokenizer'])})</h4>" + _slots(other)
                      for other in tokens.get("others", []))
-    return _slots(tokens) + others
+    if not others:
+        return _slots(tokens)
+    return (f"<h4>{html.escape(tokens.get('encoder', 'text_encoder'))} (the slots the word heat maps show)</h4>"
+            + _slots(tokens) + others)
 
 
 def _slots(tokens: dict) -> str:

@@ -88,6 +88,9 @@ def build_demo(config, handlers) -> gr.Blocks:
                                          elem_id="scheduler")
                     steps = Slider(1, limits.steps, value=DEFAULTS.steps, step=1, label="Steps", elem_id="steps")
                     guidance = Slider(0, 20, value=DEFAULTS.guidance, step=0.5, label="Guidance scale", elem_id="guidance")
+                    true_cfg = Slider(1, 20, value=DEFAULTS.true_cfg, step=0.5, elem_id="true-cfg",
+                                      label="True CFG (Flux: real guidance with the negative prompt, above 1)",
+                                      visible=default.family == "flux")
                     with gr.Row():
                         seed = gr.Number(value=DEFAULTS.seed, step=1, label="Seed", elem_id="seed")
                         dice = gr.Button("random seed", size="sm", elem_id="random-seed")
@@ -236,7 +239,7 @@ def build_demo(config, handlers) -> gr.Blocks:
         again = dict(trigger_mode="multiple")  # Generate during a run: that run stops, this one is queued
         arm = dict(fn=handlers.arm, inputs=stop_signal, outputs=[stop_signal, status], concurrency_limit=None,
                    show_progress="hidden", **again, **private)
-        txt2img_run = generate.click(**arm).then(handlers.stream, [stop_signal, prompt, *params], live,
+        txt2img_run = generate.click(**arm).then(handlers.stream, [stop_signal, prompt, *params, true_cfg], live,
                                                  **run_options, **again)
         img2img_run = generate_img2img.click(**arm).then(
             handlers.stream_img2img, [stop_signal, prompt, *params, init_image, strength], live, **run_options, **again)
@@ -326,7 +329,7 @@ def build_demo(config, handlers) -> gr.Blocks:
         show_layers.click(handlers.layers, [model, width, height, guidance], layer_rows, concurrency_limit=config.concurrency,
                           concurrency_id="model", **private)
         dice.click(random_seed, None, seed, **private)
-        model.change(handlers.model_changed, [model, scheduler], [width, height, scheduler], **private)
+        model.change(handlers.model_changed, [model, scheduler], [width, height, scheduler, true_cfg], **private)
 
         # The API: every parameter has a default. /generate returns the final image and the trajectory
         # files; /compare the grid and the comparison's files.
@@ -343,7 +346,8 @@ def build_demo(config, handlers) -> gr.Blocks:
                      file_count="multiple")],
             api_name="invert", concurrency_limit=config.concurrency, concurrency_id="model", show_progress="hidden")
         for name, fn, extra, image_label, files_label in (
-                ("generate", handlers.api_generate, [init_image, strength, api_source_prompt, api_source_guidance],
+                ("generate", handlers.api_generate, [init_image, strength, api_source_prompt, api_source_guidance,
+                                                     true_cfg],
                  "final image", "trajectory files"),
                 ("compare", comparer.api, [compare_vary, compare_align], "comparison grid",
                  "compare.json, compare.gif, compare.mp4, compare.html, each variant's trajectory")):

@@ -55,11 +55,12 @@ def attention_probs(attn, hidden_states: torch.Tensor, context: torch.Tensor | N
 
 
 def joint_probs(attn, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None, image_rotary_emb,
-                text_tokens: int, keep: int) -> torch.Tensor:
+                text_tokens: int, keep: int, image_keys: bool = False):
     """An MMDiT layer's attention from each image query to the first `keep` text keys, averaged over heads:
     (image queries, keep), for one sample, as diffusers' SD3 and Flux processors compute the softmax (over
-    image and text keys together, with Flux's rotary embedding). `text_tokens`: the text's length in a
-    single-stream sequence (Flux's single blocks), whose text comes first."""
+    image and text keys together, with Flux's rotary embedding); with `image_keys`, also its attention to the
+    image keys, (image queries, image queries), else None. `text_tokens`: the text's length in a single-stream
+    sequence (Flux's single blocks), whose text comes first."""
     if type(attn).__name__ == "FluxAttention":
         from diffusers.models.embeddings import apply_rotary_emb
         from diffusers.models.transformers.transformer_flux import _get_qkv_projections
@@ -74,7 +75,7 @@ def joint_probs(attn, hidden_states: torch.Tensor, encoder_hidden_states: torch.
         if image_rotary_emb is not None:
             query = apply_rotary_emb(query, image_rotary_emb, sequence_dim=1)
             key = apply_rotary_emb(key, image_rotary_emb, sequence_dim=1)
-        image_queries, text_keys = query[0, text_tokens:], slice(0, keep)
+        image_queries, text_keys, image_part = query[0, text_tokens:], slice(0, keep), slice(text_tokens, None)
     else:  # SD3's joint attention: image tokens first, then the text's
         heads = attn.heads
         query = attn.to_q(hidden_states).unflatten(-1, (heads, -1))  # (1, S, heads, head_dim)
@@ -86,15 +87,18 @@ def joint_probs(attn, hidden_states: torch.Tensor, encoder_hidden_states: torch.
             text_key = attn.norm_added_k(text_key)
         image = query.shape[1]
         key = torch.cat([key, text_key], dim=1)
-        image_queries, text_keys = query[0], slice(image, image + keep)
+        image_queries, text_keys, image_part = query[0], slice(image, image + keep), slice(0, image)
     key = key[0]
     scale = query.shape[-1] ** -0.5
-    total = None
-    for head in range(image_queries.shape[1]):  # one head at a time: a whole (heads, queries, keys) can be GBs
+    heads = image_queries.shape[1]
+    text_total = image_total = 0
+    for head in range(heads):  # one head at a time: a whole (heads, queries, keys) can be GBs
         scores = (image_queries[:, head].float() @ key[:, head].float().T) * scale  # (image queries, all keys)
-        probs = scores.softmax(-1)[:, text_keys]
-        total = probs if total is None else total + probs
-    return total / image_queries.shape[1]
+        probs = scores.softmax(-1)
+        text_total = text_total + probs[:, text_keys]
+        if image_keys:
+            image_total = image_total + probs[:, image_part]
+    return text_total / heads, (image_total / heads if image_keys else None)
 
 
 class AttentionCapture:
@@ -146,7 +150,7 @@ class AttentionCapture:
         if layer.kind == "self" and not self.self_attention:
             return
         if layer.kind in ("joint", "single"):
-            self._record_joint(attn, hidden_states, encoder_hidden_states, image_rotary_emb)
+            self._record_joint(layer, attn, hidden_states, encoder_hidden_states, image_rotary_emb)
             return
         sample = hidden_states[-1:]  # the conditional half of the guidance batch (or the only sample)
         queries = sample.shape[1] if sample.ndim == 3 else sample.shape[2] * sample.shape[3]
@@ -166,8 +170,9 @@ class AttentionCapture:
             probs = attention_probs(attn, sample, None)  # (heads, HW, HW)
             self._add("self", grid_key(grid), probs.float().mean(0))
 
-    def _record_joint(self, attn, hidden_states, encoder_hidden_states, image_rotary_emb) -> None:
-        """An MMDiT layer: its image-query x text-key block, kept as a cross-attention map."""
+    def _record_joint(self, layer: Layer, attn, hidden_states, encoder_hidden_states, image_rotary_emb) -> None:
+        """An MMDiT layer: its image-query x text-key block, kept as a cross-attention map (and, on request, its
+        image-query x image-key block as self-attention: shares of the joint softmax, so rows sum below 1)."""
         def sample(index: int):
             text = None if encoder_hidden_states is None else encoder_hidden_states[index : index + 1]
             return hidden_states[index : index + 1], text
@@ -176,9 +181,17 @@ class AttentionCapture:
         if self._negative is not None:
             samples.append(("negative", hidden_states.shape[0] // 2 - 1, len(self._negative[0])))
         for kind, index, keep in samples:
-            probs = joint_probs(attn, *sample(index), image_rotary_emb, self._text_tokens, keep)  # (HW, keep)
+            image = hidden_states.shape[1] - (self._text_tokens if encoder_hidden_states is None else 0)
+            with_image = kind == "cross" and self.self_attention and image <= self.self_max_positions
+            probs, image_probs = joint_probs(attn, *sample(index), image_rotary_emb, self._text_tokens, keep,
+                                             with_image)  # (HW, keep), (HW, HW)
             grid = grid_for(probs.shape[0], *self._latent_hw)
-            self._add(kind, grid_key(grid), probs.T.reshape(keep, *grid))
+            if image_probs is not None:  # the image-image block: what the self-attention probe reads
+                self._add("self", grid_key(grid), image_probs)
+            token_map = probs.T.reshape(keep, *grid)  # (T, h, w)
+            self._add(kind, grid_key(grid), token_map)
+            if self.per_layer and kind == "cross":
+                self._step.setdefault("layer", {})[layer.name] = token_map
 
     def _add(self, kind: str, key: str, value: torch.Tensor) -> None:
         bucket = self._step.setdefault(kind, {})
