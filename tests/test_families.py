@@ -6,6 +6,8 @@ latents; attention must be the softmax the model computed; the CLI, the layer ta
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -30,10 +32,17 @@ def family_models(family_dirs):
     return {name: sdviz.load_model(str(folder)) for name, folder in family_dirs.items()}
 
 
-def reference_image(model, folder, scheduler, **call):
-    """The family's own diffusers pipeline, loaded from the same folder, with `scheduler`."""
-    pipe = type(model.pipe).from_pretrained(str(folder), use_safetensors=True)
+@functools.lru_cache(maxsize=None)
+def reference_pipeline(pipeline_class, folder):
+    """The family's own diffusers pipeline, loaded from the same folder (once per family)."""
+    pipe = pipeline_class.from_pretrained(str(folder), use_safetensors=True)
     pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def reference_image(model, folder, scheduler, **call):
+    """The family's own pipeline's image, with `scheduler` (a new one: a scheduler keeps per-run state)."""
+    pipe = reference_pipeline(type(model.pipe), folder)
     pipe.scheduler = schedulers.create(scheduler, dict(pipe.scheduler.config))
     generator = torch.Generator("cpu").manual_seed(call.pop("seed"))
     image = pipe(PROMPT, height=SIZE, width=SIZE, generator=generator, output_type="np", **call).images[0]

@@ -113,6 +113,9 @@ HOSTILE = [
     ({"scheduler": "<img src=x onerror=alert(1)>"}, "unknown scheduler '&lt;img src=x onerror=alert(1)&gt;'"),
     ({"scheduler": 7}, "scheduler 7 is not a name; allowed: ddim"),
     ({"scheduler": ["ddim"]}, "scheduler ['ddim'] is not a name"),
+    ({"scheduler": "flow_euler"}, "scheduler 'flow_euler' does not fit this model (sd): it samples sd3, flux models"),
+    ({"true_cfg": 3.0}, "true cfg 3.0 applies to Flux only"),
+    ({"true_cfg": "x"}, "true cfg 'x' is not a number"),
     ({"model": "someone/any-weights"}, "model 'someone/any-weights' is not offered here; allowed: sdviz-shapes"),
     ({"model": "../../../etc"}, "model '../../../etc' is not offered here"),
     ({"model": 5}, "model 5 is not text"),
@@ -135,6 +138,7 @@ RAW = [
     (11, "NaN", "every nan is not a whole number"),
     (13, "NaN", "strength nan is not finite"),
     (14, '"a \\udfff"', "source prompt has an invalid character '\\udfff' at position 2"),
+    (16, "NaN", "true cfg nan is not finite"),
 ]
 
 
@@ -148,7 +152,7 @@ def test_values_gradio_client_cannot_send_are_answered_too(app_url, tmp_path):
         image = json.loads(response.read())[0]  # the server's path of the upload
     for position, literal, answer in RAW:
         values = [json.dumps(v) for v in ("a red circle", "", "sdviz-shapes", "ddim", 4, 7.5, 0, 64, 64, 0, "full", 1,
-                                          None, 0.5, "", 1.0)]
+                                          None, 0.5, "", 1.0, 1.0)]
         values[position] = literal
         if position == 13:  # strength only counts with an image
             values[12] = json.dumps({"path": image, "meta": {"_type": "gradio.FileData"}})

@@ -41,7 +41,10 @@ def test_missing_and_non_pipeline_paths_are_refused(tmp_path):
 
 
 def test_unreachable_hub_id_gives_a_clear_message(monkeypatch):
+    from huggingface_hub import constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # read at import: the hub's own switch
     with pytest.raises(ValueError, match="could not load model 'stable-diffusion-v1-5/stable-diffusion-v1-5'"):
         sdviz.load_model("stable-diffusion-v1-5/stable-diffusion-v1-5")
 
