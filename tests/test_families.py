@@ -336,3 +336,36 @@ def test_the_pages_panels_draw_each_family(family_dirs):
             assert explainer.forward(traj)[0] is not None and explainer.latent(traj)[0] is not None
     finally:
         files.remove()
+
+
+def test_previews_know_each_familys_published_vae(family_models):
+    """SD3's and Flux's VAEs (16 channels, their scaling and shift) get ComfyUI's latent-to-RGB factors and
+    madebyollin's tiny decoders; the tiny models here, whose VAEs are their own, get a fitted map."""
+    from dataclasses import replace
+
+    from sdviz.previews import FLUX_LATENT_RGB, SD3_LATENT_RGB, fit_latent_rgb, taesd_source
+
+    facts = family_models["sd3"].facts
+    for (scaling, shift), factors, decoder in (((1.5305, 0.0609), SD3_LATENT_RGB, "madebyollin/taesd3"),
+                                               ((0.3611, 0.1159), FLUX_LATENT_RGB, "madebyollin/taef1")):
+        published = replace(facts, latent_channels=16, scaling_factor=scaling, shift_factor=shift)
+        np.testing.assert_array_equal(fit_latent_rgb(None, published).numpy(), np.array(factors, np.float32))
+        assert taesd_source(published) == decoder
+    assert family_models["sd3"].latent_rgb.shape == (facts.latent_channels + 1, 3)  # fitted
+
+
+def test_taesd_preview_decodes_with_the_shift(family_models, tmp_path, monkeypatch):
+    """A tiny decoder is used as the family's pipeline would use it as its VAE: latents / scaling + shift."""
+    from diffusers import AutoencoderTiny
+
+    model = family_models["sd3"]
+    tiny = AutoencoderTiny(encoder_block_out_channels=(8, 8), decoder_block_out_channels=(8, 8),
+                           num_encoder_blocks=(1, 1), num_decoder_blocks=(1, 1), latent_channels=4,
+                           upsampling_scaling_factor=2, scaling_factor=1.5305, shift_factor=0.0609)
+    tiny.save_pretrained(tmp_path / "taesd3")
+    monkeypatch.setenv("SDVIZ_TAESD", str(tmp_path / "taesd3"))
+    traj = sdviz.generate(model, Settings(prompt=PROMPT, steps=2, width=SIZE, height=SIZE, preview="taesd"))
+    with torch.no_grad():
+        decoded = tiny.decode(torch.from_numpy(traj.steps[0].x0_pred)[None] / 1.5305 + 0.0609).sample
+    expected = ((decoded[0].permute(1, 2, 0) / 2 + 0.5).clamp(0, 1) * 255).round().numpy()
+    np.testing.assert_allclose(traj.steps[0].x0_image, expected, atol=1)
