@@ -19,7 +19,8 @@ _EXPORTS = {
     "Comparison": "sdviz.comparison", "compare": "sdviz.comparison", "Inversion": "sdviz.inversion",
     "invert": "sdviz.inversion",
 }
-_SUBMODULES = ("attention", "comparison", "edit", "explain", "export", "fork", "frames", "images", "inversion", "limits",
+_SUBMODULES = ("attention", "comparison", "edit", "explain", "export", "families", "fork", "frames", "images", "inversion",
+               "limits",
                "models", "noise", "page", "plots", "previews", "sampler", "schedule", "schedulers", "settings", "tokens",
                "trajectory", "views")
 

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -130,6 +131,8 @@ class Family:
     # -- the run's parts ----------------------------------------------------------------------
 
     def encode(self, pipe, settings, device, guided: bool) -> Conditioning:
+        import torch
+
         cond, uncond = pipe.encode_prompt(settings.prompt, device, 1, guided, settings.negative_prompt or None)
         return Conditioning(torch.cat([uncond, cond]) if guided else cond)
 
@@ -186,6 +189,8 @@ class SDXL(Family):
         return "original size, crop and target size (6 ids)"
 
     def encode(self, pipe, settings, device, guided: bool) -> Conditioning:
+        import torch
+
         cond, uncond, pooled, uncond_pooled = pipe.encode_prompt(
             prompt=settings.prompt, device=device, num_images_per_prompt=1, do_classifier_free_guidance=guided,
             negative_prompt=settings.negative_prompt or None)
@@ -236,6 +241,8 @@ class SD3(Family):
         return settings.guidance > 1
 
     def encode(self, pipe, settings, device, guided: bool) -> Conditioning:
+        import torch
+
         cond, uncond, pooled, uncond_pooled = pipe.encode_prompt(
             prompt=settings.prompt, prompt_2=None, prompt_3=None, device=device, num_images_per_prompt=1,
             do_classifier_free_guidance=guided, negative_prompt=settings.negative_prompt or None,
@@ -304,6 +311,8 @@ class Flux(SD3):
         return bool(settings.negative_prompt) and settings.true_cfg > 1
 
     def encode(self, pipe, settings, device, guided: bool) -> Conditioning:
+        import torch
+
         cond, pooled, text_ids = pipe.encode_prompt(prompt=settings.prompt, prompt_2=None, device=device,
                                                     num_images_per_prompt=1,
                                                     max_sequence_length=self.max_sequence_length)
@@ -338,6 +347,8 @@ class Flux(SD3):
     def denoise(self, denoiser, model_input, t, cond: Conditioning, observer_kwargs):
         """Flux batches nothing: the prompt's call, then (real guidance) the negative prompt's, stacked
         unconditional first as the other families' batches are."""
+        import torch
+
         timestep = t.expand(1).to(model_input.dtype) / 1000
         latents = model_input[-1:]
         output = denoiser(hidden_states=latents, timestep=timestep, encoder_hidden_states=cond.embeddings,
