@@ -58,6 +58,7 @@ class Family:
     token_tokenizer = "tokenizer"  # whose slots the cross-attention's keys are (the token view and the attention maps)
     gpu_dtype = "float16"
     latents_first = False  # the pipeline prepares the latents before the timesteps (SD3, Flux)
+    batched_guidance = True  # both halves of guidance in one denoiser call (Flux calls the negative prompt apart)
     load_kwargs: dict[str, Any] = {"safety_checker": None, "requires_safety_checker": False}
 
     def pipeline_class(self, img2img: bool):
@@ -285,6 +286,7 @@ class Flux(SD3):
     text_encoders = ("text_encoder", "text_encoder_2")
     tokenizers = ("tokenizer", "tokenizer_2")
     token_tokenizer = "tokenizer_2"
+    batched_guidance = False
     gpu_dtype = "bfloat16"  # Flux's activations overflow float16
     max_sequence_length = 512
 

@@ -227,7 +227,7 @@ class Run:
         attention_kwargs = None
         if self.capture is not None:
             negative = None
-            if guided and s.negative_prompt:
+            if guided and s.negative_prompt and family.batched_guidance:  # the negative half is observed too
                 with model.text_lock:
                     negative = token_view(model.token_tokenizer, s.negative_prompt, model.facts.tokens).to_dict()
             attention_kwargs = self.capture.begin(denoiser, traj, negative)

@@ -369,3 +369,15 @@ def test_taesd_preview_decodes_with_the_shift(family_models, tmp_path, monkeypat
         decoded = tiny.decode(torch.from_numpy(traj.steps[0].x0_pred)[None] / 1.5305 + 0.0609).sample
     expected = ((decoded[0].permute(1, 2, 0) / 2 + 0.5).clamp(0, 1) * 255).round().numpy()
     np.testing.assert_allclose(traj.steps[0].x0_image, expected, atol=1)
+
+
+def test_flux_real_guidance_keeps_no_negative_maps_it_did_not_observe(family_models):
+    """Flux runs the negative prompt as a call of its own, which the capture does not observe: the maps are the
+    prompt's, and there are no negative-prompt maps (SD3 batches both halves: it has them)."""
+    settings = Settings(prompt="a cat", negative_prompt="a dog", steps=1, width=SIZE, height=SIZE, true_cfg=3.0)
+    flux = sdviz.generate(family_models["flux"], settings, capture=AttentionCapture(family_models["flux"]))
+    assert flux.steps[0].noise_uncond is not None and flux.attention.negative is None
+    sd3 = sdviz.generate(family_models["sd3"], Settings(prompt="a cat", negative_prompt="a dog", steps=1,
+                                                        width=SIZE, height=SIZE, guidance=3.0),
+                         capture=AttentionCapture(family_models["sd3"]))
+    assert sd3.attention.negative is not None and sd3.attention.negative.tokens[2] == "dog</w>"
