@@ -133,6 +133,7 @@ def run_data(traj, decode=None, previewer=None, latent_rgb=None, guidance: dict 
                     + ([["strength", str(settings["strength"])]] if settings.get("img2img") else []),
         "shapes": traj.shapes, "total": len(traj.steps), "complete": bool(traj.complete),
         "denoiser": f"{traj.denoiser_word[0].upper()}{traj.denoiser_word[1:]} + scheduler",
+        "prediction": traj.prediction_label,
         "noise": image_uri(traj.noise_image) if traj.noise_image is not None else None,
         "final": image_uri(traj.final_image) if traj.final_image is not None else None,
         "slots": [[shown(slot["token"]), slot["kind"]] for slot in traj.tokens["slots"]
@@ -242,7 +243,7 @@ x0 the model predicts at that step, and the noise it predicts. Written by sdviz;
  <figure><img id="x_t" alt="x_t"><figcaption>x_t (decoded latents)</figcaption></figure>
  <figure><div class="stack"><img id="x0" alt="predicted x0"><canvas id="heat"></canvas></div>
   <figcaption id="x0-caption">predicted x0</figcaption></figure>
- <figure id="noise-figure"><img id="noise" alt="predicted noise"><figcaption>predicted noise</figcaption></figure>
+ <figure id="noise-figure"><img id="noise" alt="predicted noise"><figcaption id="noise-caption">predicted noise</figcaption></figure>
 </div>
 <section id="tokens-section"><h2>The prompt's tokens</h2><div class="note" id="heat-note"></div>
 <div class="chips" id="chips"></div></section>
@@ -302,6 +303,7 @@ document.getElementById("prompt").textContent = DATA.prompt || "(no prompt)";
 
 RUN_SCRIPT = r"""
 const steps = DATA.steps, slider = document.getElementById("slider");
+document.getElementById("noise-caption").textContent = DATA.prediction || "predicted noise";
 slider.max = steps.length - 1; slider.value = steps.length - 1;
 const shape = s => s.join(" × ");
 [["text", "Text encoder", "token embeddings", DATA.shapes.token_embeddings],

@@ -94,6 +94,13 @@ class Trajectory:
         return float(self.settings.get(key, 1.0))
 
     @property
+    def prediction_label(self) -> str:
+        """What the denoiser's output (`noise_pred`) is, in words: the noise, or v (SD 2.x's v-prediction, or
+        flow matching's velocity)."""
+        return {"v_prediction": "predicted v (√ᾱ·ε − √(1−ᾱ)·x0)", "flow": "predicted velocity v = ε − x0",
+                "sample": "predicted x0"}.get(self.facts.get("prediction_type"), "predicted noise ε")
+
+    @property
     def denoiser_word(self) -> str:
         """What the page calls the model's denoiser: 'UNet' or 'transformer'."""
         return "transformer" if self.facts.get("denoiser") == "transformer" else "UNet"

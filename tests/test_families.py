@@ -303,6 +303,8 @@ def family_models_class(family: str) -> str:
 def test_the_pages_panels_draw_each_family(family_dirs):
     """Choosing a model offers its family's schedulers; every explaining panel draws a run of it (the
     step views, the forward process, the latent space, the How it works walk with its diagram and tokens)."""
+    import json
+
     from sdviz.models import ModelCache
     from ui.config import AppConfig
     from ui.explain import ExplainHandlers
@@ -334,6 +336,11 @@ def test_the_pages_panels_draw_each_family(family_dirs):
             others = traj.tokens.get("others", [])
             assert len(others) == len(traj.facts["encoders"]) - 1 and all(o["encoder"] in tokens for o in others)
             assert explainer.forward(traj)[0] is not None and explainer.latent(traj)[0] is not None
+            predicted = handlers.show_step(traj, 2, None, "all", "this step")[2]  # the explorer's third picture
+            assert predicted["label"] == ("predicted noise ε" if family == "sdxl" else "predicted velocity v = ε − x0")
+            page = json.loads(sdviz.page.run_page(traj).split('id="sdviz-data">')[1].split("</script>")[0])
+            assert page["prediction"] == traj.prediction_label
+            assert page["denoiser"] == ("UNet" if family == "sdxl" else "Transformer") + " + scheduler"
     finally:
         files.remove()
 

@@ -452,8 +452,9 @@ class Handlers:
         info = (f"**step {index + 1} / {len(traj.steps)}** · timestep {record.timestep:g} · σ {record.sigma:.4f}"
                 f" · x_t std {np.std(record.x_next * record.next_vp_scale):.3f}")
         heat = self._heat(traj, index, token, resolution, span, x0_image)
+        predicted = self.files.image(views.noise_image(record.noise_pred, latent_rgb, size))
         return (self.files.image(x_t_image), self.files.image(x0_image),
-                self.files.image(views.noise_image(record.noise_pred, latent_rgb, size)),
+                gr.update(value=predicted, label=traj.prediction_label),
                 channels, info, self.files.image(heat) if heat is not None else None)
 
     def _decoder(self, traj):
