@@ -155,7 +155,10 @@ def diagram(shapes: dict, facts: dict, active: str = "", scheduler: str = "", st
     text_caption = "token embeddings (tokens × width)"
     if len(encoders) > 1:
         each = ", ".join(f"{e['class']} {e['tokens']} × {e['width']}" for e in encoders)
-        text_caption = f"{each}; the {facts.get('denoiser', 'unet')} reads them joined"
+        joined = {"sdxl": "side by side, slot by slot",
+                  "sd3": "the CLIPs side by side (padded to T5's width), then T5's slots after them",
+                  "flux": "T5's slots are the text it reads; CLIP gives the pooled embedding"}
+        text_caption = f"{each}; {joined.get(facts.get('family'), 'joined')}"
     if facts.get("pooled_width"):
         text_caption += f"; pooled {facts['pooled_width']}"
     transformer = facts.get("denoiser") == "transformer"
