@@ -53,7 +53,6 @@ _SPECS = (
 )
 
 SCHEDULERS: dict[str, SchedulerSpec] = {spec.name: spec for spec in _SPECS}
-DEFAULT_SCHEDULER = "ddim"
 
 
 def resolve(name: str) -> SchedulerSpec:
