@@ -328,6 +328,7 @@ def test_the_pages_panels_draw_each_family(family_dirs):
             explainer = ExplainHandlers(handlers)
             views = explainer.step_views(traj, 2)
             assert views[2] is not None and "x0" in views[4]  # the guided x0 and the formula's words
+            assert ("input of the transformer" in views[4]) == (family == "flux")  # Flux's guidance: no halves
             panels = explainer.walk(traj)
             components, tokens = panels[0], panels[1]
             denoiser = family_models_class(family)

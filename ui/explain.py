@@ -145,6 +145,16 @@ def _target(traj) -> str:
             "sample": "the clean image x0 itself"}.get(traj.facts["prediction_type"], "the noise ε")
 
 
+def unguided_text(traj) -> str:
+    """Why a run has one x0 and no guidance halves."""
+    if traj.facts.get("family") == "flux":
+        return (f"Flux's guidance ({traj.settings['guidance']:g}) is an input of the transformer, learnt from a "
+                "guided teacher, not a second pass: the transformer saw the prompt alone, so there is one x0. "
+                "A negative prompt with true CFG above 1 runs a real unconditional pass, and the halves appear.")
+    return (f"This run did not use classifier-free guidance (guidance scale {traj.guidance_scale:g} ≤ 1, or a "
+            f"model that does without): the {traj.denoiser_word} saw the prompt alone, so there is one x0.")
+
+
 def _opened(opened, name: str) -> list[str]:
     """The explaining tabs this session has opened: they are drawn again after each run."""
     return sorted({*(opened or []), name})
@@ -194,8 +204,7 @@ class ExplainHandlers:
                        f"{peak:.3f} in pixel value (of 1).")
         else:
             pictures = [None, None, self.files.image(x0_image), None]
-            formula = (f"This run did not use classifier-free guidance (guidance scale {guidance:g} ≤ 1, or a model "
-                       f"that does without): the {traj.denoiser_word} saw the prompt alone, so there is one x0.")
+            formula = unguided_text(traj)
         config = self.handlers.model(traj.settings["model"]).scheduler_config
         return (*pictures, formula, schedule_frame(traj, index), compared_frame(traj, config, index),
                 distance_frame(traj, index) if traj.distance_to_final is not None else gr.skip())
@@ -370,8 +379,7 @@ class ExplainHandlers:
             formula = formula_text(record, traj.guidance_scale)
         else:
             guidance = export.sheet([(f"step {index + 1}", [("x0", x0_image)])], "no guidance")
-            formula = (f"This run did not use classifier-free guidance: the {traj.denoiser_word} saw the prompt "
-                       "alone, one x0.")
+            formula = unguided_text(traj)
         heat, attention_note = attention_panel(traj, model, image)
         picture = self.files.image
         return (components_html(traj), tokens_html(traj), picture(np.asarray(strip)), picture(np.asarray(forward)),
