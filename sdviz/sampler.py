@@ -66,14 +66,15 @@ class Run:
                 raise ValueError("init image: a fork starts from its parent's init image; do not give another")
             init_image = fork.parent.init_image
         img2img = init_image is not None
-        facts = model.facts
+        facts, family = model.facts, model.family
+        if img2img and not family.img2img:
+            what = ("an edit" if settings.source_prompt is not None else "an inversion" if settings.invert
+                    else "image to image")
+            raise ValueError(f"init image: {what} is not traced for {family.label} models yet; allowed: "
+                             "text to image (no init image), or an SD 1.x/2.x model")
         self.model = model
         self.settings = validate(settings, img2img=img2img).resolved(model.facts)
         self.fork = fork
-        family = model.family
-        if img2img and not family.img2img:
-            raise ValueError(f"init image: image to image is not traced for {family.label} models yet; allowed: "
-                             "text to image (no init image), or an SD 1.x/2.x model")
         if self.settings.source_prompt is not None or (fork is not None and fork.parent.settings.get("source_prompt")):
             if fork is not None:
                 raise ValueError("fork: an edit cannot be forked yet (a fork replays one chain; an edit has two); "

@@ -120,8 +120,12 @@ def test_img2img_and_edits_are_refused_for_the_new_families(family_models):
     from PIL import Image
 
     image = Image.new("RGB", (SIZE, SIZE), (200, 40, 40))
-    with pytest.raises(ValueError, match="init image: image to image is not traced for Flux models yet"):
-        sdviz.sampler.Run(family_models["flux"], Settings(prompt="a cat", width=SIZE, height=SIZE), init_image=image)
+    for family, model in family_models.items():
+        label = sdviz.families.FAMILIES[family].label
+        for what, extra in (("image to image", {}), ("an edit", {"source_prompt": "a red square"}),
+                            ("an inversion", {"invert": True})):
+            with pytest.raises(ValueError, match=f"init image: {what} is not traced for {label} models yet"):
+                sdviz.sampler.Run(model, Settings(prompt="a cat", width=SIZE, height=SIZE, **extra), init_image=image)
 
 
 def spied_attention(model, settings, capture):
@@ -296,8 +300,7 @@ def test_the_app_offers_each_family_over_the_api(family_app, family_dirs, family
         assert "does not fit this model" in str(error.value)
 
 
-def family_models_class(family: str) -> str:
-    return {"sdxl": "UNet2DConditionModel", "sd3": "SD3Transformer2DModel", "flux": "FluxTransformer2DModel"}[family]
+DENOISER_CLASS = {"sdxl": "UNet2DConditionModel", "sd3": "SD3Transformer2DModel", "flux": "FluxTransformer2DModel"}
 
 
 def test_the_pages_panels_draw_each_family(family_dirs):
@@ -331,7 +334,7 @@ def test_the_pages_panels_draw_each_family(family_dirs):
             assert ("input of the transformer" in views[4]) == (family == "flux")  # Flux's guidance: no halves
             panels = explainer.walk(traj)
             components, tokens = panels[0], panels[1]
-            denoiser = family_models_class(family)
+            denoiser = DENOISER_CLASS[family]
             assert denoiser in components and all(e["class"] in components for e in traj.facts["encoders"])
             assert ("Transformer + scheduler" in components) == (family != "sdxl")
             others = traj.tokens.get("others", [])
