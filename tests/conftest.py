@@ -169,9 +169,18 @@ def open_page(url: str, profile: Path):
 
 
 @pytest.fixture(scope="session")
-def app_server(tmp_path_factory):
-    """The app as launched by `python app.py`, shared by the API, hosting and browser tests."""
-    server = AppServer(tmp_path_factory.mktemp("app-tmp"))
+def family_dirs(tmp_path_factory):
+    """Tiny random-weight SDXL, SD3 and Flux pipeline folders (tests/families.py), built once."""
+    from tests.families import BUILDERS
+
+    return {name: build(tmp_path_factory.mktemp(f"tiny-{name}")) for name, build in BUILDERS.items()}
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory, family_dirs):
+    """The app as launched by `python app.py`, shared by the API, hosting and browser tests: the embedded model
+    by default, and the tiny SDXL, SD3 and Flux folders offered too (SDVIZ_MODELS), as a Space would list them."""
+    server = AppServer(tmp_path_factory.mktemp("app-tmp"), SDVIZ_MODELS=",".join(map(str, family_dirs.values())))
     yield server
     server.stop()
 

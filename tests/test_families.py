@@ -23,11 +23,6 @@ PROMPT = "a cat on the left and a dog on the right"
 
 
 @pytest.fixture(scope="session")
-def family_dirs(tmp_path_factory):
-    return {name: build(tmp_path_factory.mktemp(f"tiny-{name}")) for name, build in BUILDERS.items()}
-
-
-@pytest.fixture(scope="session")
 def family_models(family_dirs):
     return {name: sdviz.load_model(str(folder)) for name, folder in family_dirs.items()}
 
@@ -217,7 +212,7 @@ def test_layer_table_reads_each_models_layers(family_models, family, kinds):
 @pytest.mark.parametrize("family", list(BUILDERS))
 def test_cli_renders_each_family(family_dirs, family, tmp_path):
     out = tmp_path / family
-    result = sdviz_main("render", "--model", str(family_dirs[family]), "--prompt", PROMPT, "--steps", "3",
+    result = sdviz_main("render", "--model", str(family_dirs[family]), "--prompt", PROMPT, "--steps", "2",
                         "--width", str(SIZE), "--height", str(SIZE), "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert (out / "final.png").is_file() and (out / "trajectory.json").is_file()
@@ -262,24 +257,15 @@ def test_forward_process_and_schedule_of_a_flow_model(family_dirs, tmp_path):
     assert [step.sigma for step in traj.steps] == pytest.approx([row["sigma"] for row in table])
 
 
-@pytest.fixture(scope="module")
-def family_app(tmp_path_factory, family_dirs):
-    """`python app.py` offering every family (SDVIZ_MODELS), as a Space would configure it."""
-    from tests.conftest import AppServer
-
-    server = AppServer(tmp_path_factory.mktemp("family-app"), SDVIZ_MODELS=",".join(map(str, family_dirs.values())))
-    yield server
-    server.stop()
-
-
-def test_the_app_offers_each_family_over_the_api(family_app, family_dirs, family_models):
+def test_the_app_offers_each_family_over_the_api(app_url, family_dirs, family_models):
+    """The shared app server offers the tiny SDXL, SD3 and Flux folders (SDVIZ_MODELS, see conftest)."""
     import json
     import zipfile
 
     import gradio_client
     from PIL import Image
 
-    api = gradio_client.Client(family_app.url, verbose=False)
+    api = gradio_client.Client(app_url, verbose=False)
     for family, folder in family_dirs.items():
         name = folder.name  # the menu's name: the folder's, never its path
         scheduler = family_models[family].facts.scheduler

@@ -81,6 +81,7 @@ class Config:
     vae_batch: int = 16
     vae_crop: int = 32  # side of the random crops the VAE trains on, pixels
     vae_lr: float = 2e-3
+    vae_eval: int = 256  # held-out scenes the VAE's PSNR is measured on
     unet_steps: int = 3600
     unet_batch: int = 64
     unet_lr: float = 1e-3
@@ -187,10 +188,10 @@ def train_vae(vae, cfg: Config, rng: np.random.Generator, device, log) -> None:
         if step % 100 == 0 or step == cfg.vae_steps - 1:
             log(f"vae step {step} loss {loss.item():.4f}")
     vae.eval()
-    held_out, _ = render_batch(np.random.default_rng(cfg.seed + 1), 256, cfg.image_size, held_out=True)
+    held_out, _ = render_batch(np.random.default_rng(cfg.seed + 1), cfg.vae_eval, cfg.image_size, held_out=True)
     with torch.no_grad():
         recon = vae.decode(vae.encode(held_out.to(device)).latent_dist.mode()).sample.cpu()
-    log(f"vae held-out PSNR {psnr(recon, held_out):.2f} dB on 256 full-size scenes")
+    log(f"vae held-out PSNR {psnr(recon, held_out):.2f} dB on {cfg.vae_eval} full-size scenes")
 
 
 @torch.no_grad()
@@ -342,19 +343,20 @@ def save_pipeline(out: Path, vae, text_encoder, tokenizer, unet) -> None:
     (out / "tokenizer" / "tokenizer.json").unlink(missing_ok=True)
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("assets/sdviz-shapes"))
     parser.add_argument("--vae-steps", type=int, default=Config.vae_steps)
     parser.add_argument("--unet-steps", type=int, default=Config.unet_steps)
     parser.add_argument("--pool", type=int, default=Config.pool)
+    parser.add_argument("--vae-eval", type=int, default=Config.vae_eval, help="held-out scenes the VAE is measured on")
     parser.add_argument("--seed", type=int, default=Config.seed)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")
     parser.add_argument("--bf16", choices=("auto", "on", "off"), default=Config.bf16)
     parser.add_argument("--checkpoints", type=Path, default=None, help="save EMA weights every 1000 UNet steps here")
-    args = parser.parse_args()
-    cfg = Config(vae_steps=args.vae_steps, unet_steps=args.unet_steps, pool=args.pool, seed=args.seed,
-                 bf16=args.bf16)
+    args = parser.parse_args(argv)
+    cfg = Config(vae_steps=args.vae_steps, unet_steps=args.unet_steps, pool=args.pool, vae_eval=args.vae_eval,
+                 seed=args.seed, bf16=args.bf16)
 
     from transformers import CLIPTokenizer
 
