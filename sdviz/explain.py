@@ -156,9 +156,12 @@ def forward_process(model, image, scheduler: str | None = None, steps: int = 20,
     )
 
 
-def img2img_start(steps: int, strength: float, order: int = 1) -> int:
-    """The index in a `steps`-step schedule where an img2img run of `strength` starts (as diffusers'
-    `get_timesteps` counts: the last int(steps * strength) steps are run)."""
+def img2img_start(steps: int, strength: float, order: int = 1, flow: bool = False) -> int:
+    """The index in a `steps`-step schedule where an img2img run of `strength` starts, as diffusers'
+    `get_timesteps` counts: SD's runs the last int(steps * strength) steps; SD3's (flow matching) starts at
+    int(steps - steps * strength)."""
+    if flow:
+        return int(max(steps - min(steps * strength, steps), 0)) * order
     run = min(int(steps * strength), steps)
     return max(steps - run, 0) * order
 

@@ -53,6 +53,7 @@ class Family:
     denoiser = "unet"
     flow = False  # flow matching: x_t = (1 - sigma) x0 + sigma eps, the denoiser predicts eps - x0
     img2img = True
+    edits = True  # CycleDiffusion edits and DDIM inversion (SD 1.x/2.x pipelines)
     text_encoders = ("text_encoder",)  # in the order the pipeline runs them
     tokenizers = ("tokenizer",)
     token_tokenizer = "tokenizer"  # whose slots the cross-attention's keys are (the token view and the attention maps)
@@ -179,6 +180,7 @@ class SDXL(Family):
     label = "Stable Diffusion XL"
     pipelines = ("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline")
     img2img = False  # not traced yet
+    edits = False
     load_kwargs: dict[str, Any] = {}
     text_encoders = ("text_encoder", "text_encoder_2")
     tokenizers = ("tokenizer", "tokenizer_2")
@@ -214,7 +216,8 @@ class SD3(Family):
     denoiser = "transformer"
     flow = True
     latents_first = True
-    img2img = False
+    img2img = True  # StableDiffusion3Img2ImgPipeline: the image encoded with the shift, noised by `scale_noise`
+    edits = False
     load_kwargs: dict[str, Any] = {}
     text_encoders = ("text_encoder", "text_encoder_2", "text_encoder_3")
     tokenizers = ("tokenizer", "tokenizer_2", "tokenizer_3")
@@ -286,6 +289,7 @@ class Flux(SD3):
     text_encoders = ("text_encoder", "text_encoder_2")
     tokenizers = ("tokenizer", "tokenizer_2")
     token_tokenizer = "tokenizer_2"
+    img2img = False  # FluxImg2ImgPipeline packs the noised image: not traced yet
     batched_guidance = False
     gpu_dtype = "bfloat16"  # Flux's activations overflow float16
     max_sequence_length = 512

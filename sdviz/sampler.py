@@ -67,7 +67,8 @@ class Run:
             init_image = fork.parent.init_image
         img2img = init_image is not None
         facts, family = model.facts, model.family
-        if img2img and not family.img2img:
+        edits = settings.source_prompt is not None or settings.invert is True
+        if img2img and (not family.img2img or (edits and not family.edits)):
             what = ("an edit" if settings.source_prompt is not None else "an inversion" if settings.invert
                     else "image to image")
             raise ValueError(f"init image: {what} is not traced for {family.label} models yet; allowed: "

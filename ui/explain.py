@@ -62,7 +62,8 @@ def run_start(traj, scheduler_config: dict) -> int:
     if not settings["img2img"]:
         return 0
     order = schedulers.create(settings["scheduler"], scheduler_config).order
-    return explain.img2img_start(settings["steps"], settings["strength"], order)
+    return explain.img2img_start(settings["steps"], settings["strength"], order,
+                                 traj.facts.get("prediction_type") == "flow")
 
 
 def compared_frame(traj, scheduler_config: dict, index: int) -> pd.DataFrame:
