@@ -150,6 +150,11 @@ class Family:
         arguments it adds to every denoiser call (Flux: the image's position ids)."""
         return pipe.prepare_latents(1, channels, settings.height, settings.width, dtype, device, generator, given), {}
 
+    def image_latents(self, pipe, image, timestep, settings, channels: int, dtype, device, generator):
+        """Image to image: the image (preprocessed) encoded and noised to `timestep`, in the denoiser's layout,
+        and what it adds to every denoiser call (an edit's pipeline returns (noised, clean) latents)."""
+        return pipe.prepare_latents(image, timestep, 1, 1, dtype, device, generator), {}
+
     def scale_input(self, scheduler, model_input: torch.Tensor, t) -> torch.Tensor:
         return scheduler.scale_model_input(model_input, t)
 
@@ -289,7 +294,7 @@ class Flux(SD3):
     text_encoders = ("text_encoder", "text_encoder_2")
     tokenizers = ("tokenizer", "tokenizer_2")
     token_tokenizer = "tokenizer_2"
-    img2img = False  # FluxImg2ImgPipeline packs the noised image: not traced yet
+    img2img = True  # FluxImg2ImgPipeline: the image encoded, noised by `scale_noise`, packed
     batched_guidance = False
     gpu_dtype = "bfloat16"  # Flux's activations overflow float16
     max_sequence_length = 512
@@ -348,6 +353,11 @@ class Flux(SD3):
             given = self.pack(given)
         latents, image_ids = pipe.prepare_latents(1, channels, settings.height, settings.width, dtype, device,
                                                   generator, given)
+        return latents, {"img_ids": image_ids}
+
+    def image_latents(self, pipe, image, timestep, settings, channels: int, dtype, device, generator):
+        latents, image_ids = pipe.prepare_latents(image, timestep, 1, channels, settings.height, settings.width,
+                                                  dtype, device, generator)
         return latents, {"img_ids": image_ids}
 
     def denoise(self, denoiser, model_input, t, cond: Conditioning, observer_kwargs):

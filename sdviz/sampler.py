@@ -207,9 +207,9 @@ class Run:
             latents = pipe.prepare_image_latents(image, 1, pipe.vae.dtype, device, generator).to(embeddings.dtype)
         elif img2img:
             image = pipe.image_processor.preprocess(self.init_image)
-            latents = pipe.prepare_latents(
-                image, timesteps[:1], 1, 1, embeddings.dtype, device, generator
-            )
+            latents, positions = family.image_latents(pipe, image, timesteps[:1], s, model.facts.latent_channels,
+                                                      embeddings.dtype, device, generator)
+            cond.extra.update(positions)
             if edit:
                 latents, clean_latents = latents  # the source's chain starts where the edit does
                 source_latents = latents

@@ -111,7 +111,7 @@ def test_facts_are_read_from_each_model(family_models):
     assert flux.size_multiple == 2 * flux.vae_factor
 
 
-def test_img2img_and_edits_are_refused_for_the_new_families(family_models):
+def test_what_is_not_traced_for_the_new_families_is_refused(family_models):
     from PIL import Image
 
     image = Image.new("RGB", (SIZE, SIZE), (200, 40, 40))
@@ -119,8 +119,8 @@ def test_img2img_and_edits_are_refused_for_the_new_families(family_models):
         label = sdviz.families.FAMILIES[family].label
         for what, extra in (("image to image", {}), ("an edit", {"source_prompt": "a red square"}),
                             ("an inversion", {"invert": True})):
-            if family == "sd3" and what == "image to image":
-                continue  # traced: see test_sd3_image_to_image_equals_its_pipeline
+            if family in ("sd3", "flux") and what == "image to image":
+                continue  # traced: see test_flow_image_to_image_equals_its_pipeline
             with pytest.raises(ValueError, match=f"init image: {what} is not traced for {label} models yet"):
                 sdviz.sampler.Run(model, Settings(prompt="a cat", width=SIZE, height=SIZE, **extra), init_image=image)
 
@@ -382,24 +382,28 @@ def test_flux_real_guidance_keeps_no_negative_maps_it_did_not_observe(family_mod
     assert sd3.attention.negative is not None and sd3.attention.negative.tokens[2] == "dog</w>"
 
 
-@pytest.mark.parametrize("strength", [0.6, 1.0])
-def test_sd3_image_to_image_equals_its_pipeline(family_models, family_dirs, strength):
-    """StableDiffusion3Img2ImgPipeline's run: the image encoded (with the VAE's shift), noised to the first kept
-    sigma by the flow scheduler's `scale_noise`, then the same loop."""
-    from diffusers import StableDiffusion3Img2ImgPipeline
+@pytest.mark.parametrize("family, strength", [("sd3", 0.6), ("sd3", 1.0), ("flux", 0.6)])
+def test_flow_image_to_image_equals_its_pipeline(family_models, family_dirs, family, strength):
+    """StableDiffusion3Img2ImgPipeline's and FluxImg2ImgPipeline's runs: the image encoded (with the VAE's
+    shift), noised to the first kept sigma by the flow scheduler's `scale_noise` (Flux: then packed), then the
+    same loop as text to image."""
+    import diffusers
     from PIL import Image
 
-    model = family_models["sd3"]
+    model = family_models[family]
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8))
     traj = sdviz.generate(model, Settings(prompt=PROMPT, steps=6, strength=strength, guidance=4.0, seed=3,
                                           width=SIZE, height=SIZE), init_image=image)
-    pipe = reference_pipeline(StableDiffusion3Img2ImgPipeline, family_dirs["sd3"])
+    pipeline_class = getattr(diffusers, sdviz.families.FAMILIES[family].pipelines[1])
+    pipe = reference_pipeline(pipeline_class, family_dirs[family])
     pipe.scheduler = schedulers.create("flow_euler", dict(pipe.scheduler.config))
     expected = pipe(PROMPT, image=image, strength=strength, num_inference_steps=6, guidance_scale=4.0, height=SIZE,
                     width=SIZE, generator=torch.Generator("cpu").manual_seed(3), output_type="np").images[0]
     assert len(traj.steps) == 6 - int(6 - 6 * strength) and traj.settings["img2img"]  # get_timesteps' count
+    np.testing.assert_array_equal(traj.final_image, (expected * 255).round().astype(np.uint8))
+    assert traj.steps[0].x_t.shape == tuple(model.facts.latent_shape(SIZE, SIZE))  # Flux's unpacked too
     # the explaining panels place the run where it started in its schedule
-    table = sdviz.schedule.schedule_table("flow_euler", 6, model.scheduler_config, "sd3", (SIZE // 4) ** 2)
+    table = sdviz.schedule.schedule_table("flow_euler", 6, model.scheduler_config, family,
+                                          model.facts.image_tokens(SIZE, SIZE))
     start = sdviz.explain.img2img_start(6, strength, 1, flow=True)
     assert table[start]["timestep"] == pytest.approx(traj.steps[0].timestep)
-    np.testing.assert_array_equal(traj.final_image, (expected * 255).round().astype(np.uint8))
