@@ -59,14 +59,22 @@ def published_vae(facts):
     return None
 
 
+def _latent_statistics(vae, latents: torch.Tensor):
+    """(mean, std) per latent channel, (1, C, 1, 1) like `latents`, where the VAE's config has them (else None)."""
+    config = vae.config
+    if config.get("latents_mean") is None or config.get("latents_std") is None:
+        return None
+    shape = (1, latents.shape[1], 1, 1)
+    return tuple(torch.tensor(values).view(shape).to(latents.device, latents.dtype)
+                 for values in (config.latents_mean, config.latents_std))
+
+
 def to_vae_latents(vae, latents: torch.Tensor) -> torch.Tensor:
     """The denoiser's latents as the VAE decodes them, as the pipelines unscale them:
     latents / scaling_factor (+ shift_factor, SD3 and Flux; * std + mean, where the config has them)."""
-    config = vae.config
-    if config.get("latents_mean") is not None and config.get("latents_std") is not None:
-        channels = latents.shape[1]
-        mean = torch.tensor(config.latents_mean).view(1, channels, 1, 1).to(latents.device, latents.dtype)
-        std = torch.tensor(config.latents_std).view(1, channels, 1, 1).to(latents.device, latents.dtype)
+    config, statistics = vae.config, _latent_statistics(vae, latents)
+    if statistics is not None:
+        mean, std = statistics
         return latents * std / config.scaling_factor + mean
     if config.get("shift_factor") is not None:
         return latents / config.scaling_factor + config.shift_factor
@@ -75,11 +83,9 @@ def to_vae_latents(vae, latents: torch.Tensor) -> torch.Tensor:
 
 def from_vae_latents(vae, latents: torch.Tensor) -> torch.Tensor:
     """The VAE's latents as the denoiser sees them (the inverse of `to_vae_latents`)."""
-    config = vae.config
-    if config.get("latents_mean") is not None and config.get("latents_std") is not None:
-        channels = latents.shape[1]
-        mean = torch.tensor(config.latents_mean).view(1, channels, 1, 1).to(latents.device, latents.dtype)
-        std = torch.tensor(config.latents_std).view(1, channels, 1, 1).to(latents.device, latents.dtype)
+    config, statistics = vae.config, _latent_statistics(vae, latents)
+    if statistics is not None:
+        mean, std = statistics
         return (latents - mean) * config.scaling_factor / std
     return (latents - (config.get("shift_factor") or 0.0)) * config.scaling_factor
 

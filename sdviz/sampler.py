@@ -287,11 +287,12 @@ class Run:
 
             # 5. Decode x_t (after the step) and x0 every N steps; the starting noise once
             decode_started = time.perf_counter()
+            x_next_view, x0_view = view(latents), view(x0_pred)  # once a step: Flux's unpacking copies
             frames = (None, None)
             if i == last:  # x_t alone, batched as the pipeline decodes it, so the final image is exact
-                frames = self.previewer.step_frames(view(latents), view(x0_pred), alone=True)
+                frames = self.previewer.step_frames(x_next_view, x0_view, alone=True)
             elif (i + 1) % s.every == 0:
-                frames = self.previewer.step_frames(view(latents) * next_scale, view(x0_pred))
+                frames = self.previewer.step_frames(x_next_view * next_scale, x0_view)
             if i == 0:
                 traj.noise_image = self.previewer.decode(view(x_vp))[0]
             timings["decode"] += time.perf_counter() - decode_started
@@ -301,12 +302,12 @@ class Run:
                 timestep=float(t),
                 sigma=sigma,
                 x_t=x_t_cpu,  # the previous step's x_next (or the start): one array, not a copy
-                x_next=_cpu(view(latents)),
+                x_next=_cpu(x_next_view),
                 next_vp_scale=next_scale,
                 noise_uncond=_cpu(None if noise_uncond is None else view(noise_uncond)),
                 noise_cond=_cpu(None if noise_cond is None else view(noise_cond)),
                 noise_pred=_cpu(view(noise_pred)),
-                x0_pred=_cpu(view(x0_pred)),
+                x0_pred=_cpu(x0_view),
                 x0_slope=noise.x0_slope(sigma, prediction_type),  # gives x0 of each guidance half
                 eta=s.eta,
                 source_x_next=_cpu(source_latents) if edit else None,
