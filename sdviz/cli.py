@@ -38,7 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--align", default="progress", help=f"line the runs up by {' or '.join(ALIGNMENTS)}")
     defaults = Settings()
 
-    invert = commands.add_parser("invert", help="an image run backwards to noise (DDIM inversion), then forward again")
+    invert = commands.add_parser("invert", help="an image run backwards to noise (DDIM inversion; flow models: "
+                                                "Euler), then forward again")
     invert.add_argument("--image", required=True, help="the image to invert")
     invert.add_argument("--prompt", required=True, help="what the image shows")
     invert.add_argument("--negative-prompt", default="")

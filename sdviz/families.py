@@ -53,7 +53,9 @@ class Family:
     denoiser = "unet"
     flow = False  # flow matching: x_t = (1 - sigma) x0 + sigma eps, the denoiser predicts eps - x0
     img2img = True
-    edits = True  # CycleDiffusion edits and DDIM inversion (SD 1.x/2.x pipelines)
+    edits = True  # CycleDiffusion edits (SD 1.x/2.x pipelines)
+    inverts = True  # an image run backwards to noise (DDIM inversion; flow models: the flow's Euler steps)
+    inverse_pipeline = "StableDiffusionDiffEditPipeline"  # whose code encodes the image an inversion starts from
     text_encoders = ("text_encoder",)  # in the order the pipeline runs them
     tokenizers = ("tokenizer",)
     token_tokenizer = "tokenizer"  # whose slots the cross-attention's keys are (the token view and the attention maps)
@@ -155,6 +157,20 @@ class Family:
         and what it adds to every denoiser call (an edit's pipeline returns (noised, clean) latents)."""
         return pipe.prepare_latents(image, timestep, 1, 1, dtype, device, generator), {}
 
+    def clean_latents(self, pipe, image, dtype, device, generator):
+        """An inversion's start: the image (preprocessed) encoded, not noised, in the denoiser's layout, and
+        what it adds to every denoiser call. SD: sampled from the VAE's posterior, as DiffEdit's `invert` does."""
+        return pipe.prepare_image_latents(image, 1, pipe.vae.dtype, device, generator).to(dtype), {}
+
+    def inverse_scheduler(self, scheduler, steps: int, device, image_tokens: int):
+        """The scheduler that runs an image up to noise (DDIM's step reversed: DDIMInverseScheduler, as
+        DiffEdit's `invert` sets it), and its timesteps, from the image up."""
+        from diffusers import DDIMInverseScheduler
+
+        inverse = DDIMInverseScheduler.from_config(scheduler.config)
+        inverse.set_timesteps(steps, device=device)
+        return inverse, inverse.timesteps
+
     def scale_input(self, scheduler, model_input: torch.Tensor, t) -> torch.Tensor:
         return scheduler.scale_model_input(model_input, t)
 
@@ -177,6 +193,9 @@ class Family:
         return latents
 
 
+AESTHETIC_SCORE, NEGATIVE_AESTHETIC_SCORE = 6.0, 2.5  # StableDiffusionXLImg2ImgPipeline's defaults (refiners read them)
+
+
 class SDXL(Family):
     """SDXL: two CLIP text encoders (their last hidden states side by side), the second's pooled
     embedding and the image's size and crop as added conditioning."""
@@ -184,8 +203,9 @@ class SDXL(Family):
     name = "sdxl"
     label = "Stable Diffusion XL"
     pipelines = ("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline")
-    img2img = False  # not traced yet
+    img2img = True  # StableDiffusionXLImg2ImgPipeline (base models: size and crop ids, no aesthetic score)
     edits = False
+    inverse_pipeline = "StableDiffusionXLImg2ImgPipeline"  # its prepare_latents, without the noise
     load_kwargs: dict[str, Any] = {}
     text_encoders = ("text_encoder", "text_encoder_2")
     tokenizers = ("tokenizer", "tokenizer_2")
@@ -205,11 +225,32 @@ class SDXL(Family):
         projection = (pipe.text_encoder_2.config.projection_dim if pipe.text_encoder_2 is not None
                       else int(pooled.shape[-1]))
         size = (settings.height, settings.width)  # original and target size: the image's own, no crop
-        time_ids = pipe._get_add_time_ids(size, (0, 0), size, dtype=cond.dtype, text_encoder_projection_dim=projection)
+        if "aesthetic_score" in inspect.signature(pipe._get_add_time_ids).parameters:  # the img2img pipeline's
+            time_ids, negative_ids = pipe._get_add_time_ids(
+                size, (0, 0), size, AESTHETIC_SCORE, NEGATIVE_AESTHETIC_SCORE, size, (0, 0), size,
+                dtype=cond.dtype, text_encoder_projection_dim=projection)
+        else:
+            time_ids = negative_ids = pipe._get_add_time_ids(size, (0, 0), size, dtype=cond.dtype,
+                                                             text_encoder_projection_dim=projection)
         if guided:
             cond, pooled = torch.cat([uncond, cond]), torch.cat([uncond_pooled, pooled])
-            time_ids = torch.cat([time_ids, time_ids])
+            time_ids = torch.cat([negative_ids, time_ids])
         return Conditioning(cond.to(device), {"text_embeds": pooled.to(device), "time_ids": time_ids.to(device)})
+
+    def image_latents(self, pipe, image, timestep, settings, channels: int, dtype, device, generator):
+        """As StableDiffusionXLImg2ImgPipeline.prepare_latents, asked in the VAE's own dtype where its config
+        asks for float32 (`force_upcast`, and the loader keeps it so): the pipeline casts the VAE to float32
+        and back to the run's dtype around the encode, which on the model's shared VAE would reach other runs;
+        in the VAE's dtype both casts leave it as it is."""
+        return self._encoded(pipe, image, timestep, device, generator, dtype, add_noise=True), {}
+
+    def clean_latents(self, pipe, image, dtype, device, generator):
+        return self._encoded(pipe, image, None, device, generator, dtype, add_noise=False), {}
+
+    @staticmethod
+    def _encoded(pipe, image, timestep, device, generator, dtype, add_noise: bool):
+        asked = pipe.vae.dtype if pipe.vae.config.force_upcast else dtype
+        return pipe.prepare_latents(image, timestep, 1, 1, asked, device, generator, add_noise=add_noise).to(dtype)
 
 
 class SD3(Family):
@@ -223,6 +264,7 @@ class SD3(Family):
     latents_first = True
     img2img = True  # StableDiffusion3Img2ImgPipeline: the image encoded with the shift, noised by `scale_noise`
     edits = False
+    inverse_pipeline = "StableDiffusion3Img2ImgPipeline"
     load_kwargs: dict[str, Any] = {}
     text_encoders = ("text_encoder", "text_encoder_2", "text_encoder_3")
     tokenizers = ("tokenizer", "tokenizer_2", "tokenizer_3")
@@ -271,6 +313,21 @@ class SD3(Family):
                 scheduler.config.get("max_shift", 1.16))
         return retrieve_timesteps(scheduler, steps, device, sigmas=None, **kwargs)[0]
 
+    def clean_latents(self, pipe, image, dtype, device, generator):
+        """As the img2img pipeline encodes its image (posterior sample, the VAE's shift and scale), not noised."""
+        from diffusers.pipelines.stable_diffusion_3.pipeline_stable_diffusion_3_img2img import retrieve_latents
+
+        latents = retrieve_latents(pipe.vae.encode(image.to(device=device, dtype=pipe.vae.dtype)), generator)
+        return ((latents - pipe.vae.config.shift_factor) * pipe.vae.config.scaling_factor).to(dtype), {}
+
+    def inverse_scheduler(self, scheduler, steps: int, device, image_tokens: int):
+        """The flow's Euler steps run backwards over the forward run's sigmas (see `FlowInverse`)."""
+        from sdviz.schedulers import FlowInverse
+
+        self.timesteps(scheduler, steps, device, image_tokens)
+        inverse = FlowInverse(scheduler)
+        return inverse, inverse.timesteps
+
     def scale_input(self, scheduler, model_input: torch.Tensor, t) -> torch.Tensor:
         return model_input  # flow-matching schedulers do not scale the input
 
@@ -295,6 +352,7 @@ class Flux(SD3):
     tokenizers = ("tokenizer", "tokenizer_2")
     token_tokenizer = "tokenizer_2"
     img2img = True  # FluxImg2ImgPipeline: the image encoded, noised by `scale_noise`, packed
+    inverse_pipeline = "FluxImg2ImgPipeline"
     batched_guidance = False
     gpu_dtype = "bfloat16"  # Flux's activations overflow float16
     max_sequence_length = 512
@@ -359,6 +417,13 @@ class Flux(SD3):
         latents, image_ids = pipe.prepare_latents(image, timestep, 1, channels, settings.height, settings.width,
                                                   dtype, device, generator)
         return latents, {"img_ids": image_ids}
+
+    def clean_latents(self, pipe, image, dtype, device, generator):
+        """As FluxImg2ImgPipeline encodes its image (`_encode_vae_image`), not noised; packed, with the ids."""
+        latents = pipe._encode_vae_image(image.to(device=device, dtype=dtype), generator)
+        height, width = latents.shape[-2:]
+        ids = pipe._prepare_latent_image_ids(1, height // 2, width // 2, device, dtype)
+        return self.pack(latents), {"img_ids": ids}
 
     def denoise(self, denoiser, model_input, t, cond: Conditioning, observer_kwargs):
         """Flux batches nothing: the prompt's call, then (real guidance) the negative prompt's, stacked

@@ -1,4 +1,4 @@
-"""DDIM inversion, traced: a real image run backwards to noise through the model's own ODE, then forward again.
+"""Inversion, traced: a real image run backwards to noise through the model's own ODE, then forward again.
 
 DDIM's step without noise (eta 0) is deterministic, so it can be taken in reverse: from the image's
 latents, each step moves up to the next noise level with the UNet's noise prediction at the current
@@ -7,6 +7,10 @@ latents (Song et al., 2021, section 4.3; diffusers' `DDIMInverseScheduler`, run 
 same prompt and guidance, comes back close to the image. How close depends on the guidance: the reverse
 step assumes the noise prediction barely changes between two levels, guidance amplifies its changes,
 and the error grows with it (Mokady et al., 2023, "Null-text inversion").
+
+Flow-matching models (SD3, Flux) run their own ODE backwards instead: Euler steps from the image
+(sigma 0) up the forward run's sigmas, x + (sigma_next - sigma) v (`sdviz.schedulers.FlowInverse`),
+then flow Euler forward again. SDXL inverts as SD does, with its own conditioning.
 
     result = sdviz.invert(model, sdviz.Settings(prompt="a red circle", steps=50, guidance=1), image)
     result.inversion, result.reconstruction   # two trajectories, every step kept
@@ -36,7 +40,7 @@ class Inversion:
     """An image inverted to noise, and that noise run forward again with the same prompt and guidance."""
 
     inversion: Trajectory  # image -> noise (its x_start: the image's latents; its last x_next: the noise)
-    reconstruction: Trajectory  # noise -> image, DDIM
+    reconstruction: Trajectory  # noise -> image, DDIM (flow models: flow Euler)
     vae_psnr: float  # the image through the VAE alone (encoded, decoded): the round trip's reference
     previewers: tuple = field(default=(), repr=False)  # each run's own preview decoder, for frames not kept
 
@@ -87,21 +91,21 @@ class Inversion:
 
 def invert(model, settings: Settings, image, capture=None, reconstruction_capture=None, callback=None,
            stop_signal=None) -> Inversion:
-    """`image` inverted with `settings` (prompt, negative prompt, steps, guidance, seed, size; DDIM, eta 0),
-    then reconstructed from the noise it reaches with the same settings. callback(phase, record) is called
-    at every step, phase "inversion" or "reconstruction". A stop signal ends the phase in flight after its
-    step; a stopped inversion is not reconstructed."""
+    """`image` inverted with `settings` (prompt, negative prompt, steps, guidance, seed, size; DDIM, eta 0;
+    flow models: flow Euler), then reconstructed from the noise it reaches with the same settings.
+    callback(phase, record) is called at every step, phase "inversion" or "reconstruction". A stop signal
+    ends the phase in flight after its step; a stopped inversion is not reconstructed."""
     from sdviz.explain import latent_space
     from sdviz.sampler import Run
 
-    settings = replace(settings, scheduler="ddim", eta=0.0, invert=True)
+    settings = replace(settings, scheduler=None, eta=0.0, invert=True)  # the scheduler the model's family reverses
     run = Run(model, settings, init_image=image, capture=capture, stop_signal=stop_signal)
     _follow(run, "inversion", callback)
     inversion = run.trajectory
     if not inversion.complete:
         raise ValueError(f"invert: the inversion stopped after {len(inversion.steps)} of {settings.steps} steps; "
                          "nothing to reconstruct")
-    forward = Run(model, replace(settings, invert=False), capture=reconstruction_capture, stop_signal=stop_signal,
+    forward = Run(model, replace(run.settings, invert=False), capture=reconstruction_capture, stop_signal=stop_signal,
                   start_latents=inversion.steps[-1].x_next)
     _follow(forward, "reconstruction", callback)
     width, height = inversion.settings["width"], inversion.settings["height"]

@@ -21,6 +21,8 @@ latents.
 
 from __future__ import annotations
 
+import inspect
+
 import threading
 import time
 import warnings
@@ -67,12 +69,12 @@ class Run:
             init_image = fork.parent.init_image
         img2img = init_image is not None
         facts, family = model.facts, model.family
-        edits = settings.source_prompt is not None or settings.invert is True
-        if img2img and (not family.img2img or (edits and not family.edits)):
-            what = ("an edit" if settings.source_prompt is not None else "an inversion" if settings.invert
-                    else "image to image")
+        edit, inversion = settings.source_prompt is not None, settings.invert is True
+        if img2img and (not family.img2img or (edit and not family.edits) or (inversion and not family.inverts)):
+            what = "an edit" if edit else "an inversion" if inversion else "image to image"
+            allowed = "image to image without an edit" if family.img2img else "text to image (no init image)"
             raise ValueError(f"init image: {what} is not traced for {family.label} models yet; allowed: "
-                             "text to image (no init image), or an SD 1.x/2.x model")
+                             f"{allowed}, or an SD 1.x/2.x model")
         self.model = model
         self.settings = validate(settings, img2img=img2img).resolved(model.facts)
         self.fork = fork
@@ -157,10 +159,15 @@ class Run:
         img2img = self.init_image is not None
         edit = s.source_prompt is not None  # CycleDiffusion: the source image's chain beside the edited one
         extra = {}
-        if s.invert:  # DDIM inversion, as DiffEdit's `invert` runs it; its forward scheduler is not stepped
-            from diffusers import DDIMInverseScheduler, StableDiffusionDiffEditPipeline as pipeline_class
+        if s.invert:  # DDIM inversion as DiffEdit's `invert` runs it (flow models: the flow's steps reversed)
+            import diffusers
 
-            extra["inverse_scheduler"] = DDIMInverseScheduler.from_config(model.scheduler_config)
+            pipeline_class = getattr(diffusers, family.inverse_pipeline)
+            inverse, timesteps = family.inverse_scheduler(scheduler, s.steps, device,
+                                                          model.facts.image_tokens(s.height, s.width))
+            if "inverse_scheduler" in inspect.signature(pipeline_class.__init__).parameters:
+                extra["inverse_scheduler"] = inverse  # DiffEdit's
+            scheduler = inverse  # the forward scheduler is not stepped
         elif edit:
             from diffusers import CycleDiffusionPipeline as pipeline_class
             from diffusers.pipelines.deprecated.stable_diffusion_variants.pipeline_cycle_diffusion import (
@@ -168,8 +175,6 @@ class Run:
         else:
             pipeline_class = family.pipeline_class(img2img)
         pipe = family.pipeline(pipeline_class, model.components(scheduler), **extra)  # this run's; shares the weights
-        if s.invert:
-            scheduler = pipe.inverse_scheduler
         generator = torch.Generator("cpu").manual_seed(s.seed)
         guided = family.guided(pipe, s)
         scale = family.guidance_scale(s)
@@ -195,16 +200,16 @@ class Run:
         # init image encoded and noised to the first timestep. In the family's order: the noise is scaled by
         # the scheduler's initial sigma once its timesteps are set (SD), and SD3's and Flux's timesteps
         # depend on the latents' size.
-        if s.invert:  # all of them, from the image up
-            scheduler.set_timesteps(s.steps, device=device)
-            timesteps, _ = pipe.get_inverse_timesteps(s.steps, 1.0, device)
+        if s.invert:
+            pass  # all of them, from the image up: set with the inverse scheduler
         elif img2img or not family.latents_first:
             timesteps = family.timesteps(scheduler, s.steps, device, model.facts.image_tokens(s.height, s.width))
         if img2img and not s.invert:
             timesteps, _ = pipe.get_timesteps(s.steps, s.strength, device)
-        if s.invert:  # the image's latents, sampled from the VAE's posterior as DiffEdit samples them
+        if s.invert:  # the image's latents, not noised
             image = pipe.image_processor.preprocess(self.init_image)
-            latents = pipe.prepare_image_latents(image, 1, pipe.vae.dtype, device, generator).to(embeddings.dtype)
+            latents, positions = family.clean_latents(pipe, image, embeddings.dtype, device, generator)
+            cond.extra.update(positions)
         elif img2img:
             image = pipe.image_processor.preprocess(self.init_image)
             latents, positions = family.image_latents(pipe, image, timesteps[:1], s, model.facts.latent_channels,
@@ -253,7 +258,8 @@ class Run:
             step_started = time.perf_counter()
             model_input = torch.cat([latents] * 2) if guided else latents
             model_input = family.scale_input(scheduler, model_input, t)
-            sigma = noise.inverse_sigma(scheduler, t) if s.invert else noise.current_sigma(scheduler, t)
+            sigma = (noise.inverse_sigma(scheduler, t) if s.invert and not family.flow
+                     else noise.current_sigma(scheduler, t))
             denoiser_input = model_input
             if edit:
                 source_input = scheduler.scale_model_input(source_latents, t)

@@ -109,3 +109,30 @@ def create(name: str, model_config: dict[str, Any]):
 def describe() -> list[tuple[str, str, str]]:
     """(short name, diffusers class, label) for every registered scheduler."""
     return [(s.name, s.class_name, s.label) for s in _SPECS]
+
+
+class FlowInverse:
+    """Flow matching's Euler steps run backwards: from the image (sigma 0) up the forward run's sigmas to the
+    noise (sigma 1), each step x + (sigma_next - sigma) * v with the velocity v predicted at the current sigma
+    (the explicit Euler step FlowMatchEulerDiscreteScheduler takes, in the other direction, as RF-Inversion's
+    uncontrolled inversion does; Rout et al., 2024). diffusers has no inverse flow scheduler; this one keeps
+    its step index as theirs do, so `sdviz.noise.current_sigma` reads it.
+
+    forward: a flow-matching scheduler whose timesteps are set (the shift of the run's image size included).
+    """
+
+    order = 1
+    init_noise_sigma = 1.0
+
+    def __init__(self, forward):
+        self.config = forward.config
+        self.sigmas = forward.sigmas.flip(0)  # 0 (the image) ... 1 (noise)
+        self.timesteps = (self.sigmas[:-1] * forward.config.num_train_timesteps).to(forward.timesteps.device)
+        self.num_inference_steps = len(self.timesteps)
+        self.step_index = 0
+
+    def step(self, model_output, timestep, sample, return_dict: bool = False):
+        """(the sample one level up, x0 = sample - sigma * v); `timestep` is the current entry's."""
+        sigma, sigma_next = self.sigmas[self.step_index], self.sigmas[self.step_index + 1]
+        self.step_index += 1
+        return sample + (sigma_next - sigma) * model_output, sample - sigma * model_output

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from sdviz import schedulers
+from sdviz.families import FAMILIES
 
 PREVIEW_MODES = ("full", "approx", "taesd")
 MAX_STEPS = 1000
@@ -20,6 +21,7 @@ MAX_SIDE = 2048  # pixels; beyond this a single SD-family run no longer fits com
 MAX_SEED = 2**63 - 1
 MAX_GUIDANCE = 100.0
 MAX_PROMPT_CHARS = 2000  # far beyond any text encoder's window; longer text is refused, not cut
+INVERTING = ("ddim", "flow_euler")  # the scheduler an inversion reverses: DDIM's step; flow models' Euler step
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class Settings:
     every: int = 1  # decode previews every N steps (the last step always)
     source_prompt: str | None = None  # an edit (CycleDiffusion, img2img only): the text the init image shows
     source_guidance: float = 1.0  # an edit: guidance of the source prompt's half of the batch
-    invert: bool = False  # DDIM inversion (init image only): the image run backwards to noise
+    invert: bool = False  # inversion (init image only): the image run backwards to noise (DDIM; flow: Euler)
     true_cfg: float = 1.0  # Flux only: real classifier-free guidance with the negative prompt when above 1
 
     def to_dict(self) -> dict[str, Any]:
@@ -60,7 +62,15 @@ class Settings:
                     f"allowed: multiples of {multiple} from {multiple} to {MAX_SIDE}"
                 )
         family = facts.family
-        scheduler = schedulers.check_fits(self.scheduler or facts.scheduler or schedulers.for_family(family)[0], family)
+        if self.invert:  # the one scheduler whose step the family's inversion reverses
+            inverting = INVERTING[FAMILIES[family].flow]
+            if self.scheduler not in (None, inverting):
+                raise ValueError(f"scheduler {self.scheduler!r} cannot invert a {FAMILIES[family].label} model; "
+                                 f"allowed: {inverting}")
+            scheduler = inverting
+        else:
+            scheduler = schedulers.check_fits(self.scheduler or facts.scheduler or schedulers.for_family(family)[0],
+                                              family)
         if self.true_cfg != 1 and family != "flux":
             raise ValueError(f"true cfg {self.true_cfg} applies to Flux only (this model is {family}, whose "
                              "guidance is classifier-free already); allowed: 1")
@@ -133,8 +143,8 @@ def validate(settings: Settings, img2img: bool = False) -> Settings:
     eta = check_float("eta", settings.eta, 0.0, 1.0)
     seed = check_int("seed", settings.seed, 0, MAX_SEED)
     every = check_int("every", settings.every, 1, MAX_STEPS)
-    if settings.scheduler is None and (settings.invert or settings.source_prompt is not None):
-        settings = replace(settings, scheduler="ddim")  # the only scheduler an edit or an inversion runs
+    if settings.scheduler is None and settings.source_prompt is not None:
+        settings = replace(settings, scheduler="ddim")  # the only scheduler an edit runs
     scheduler = None if settings.scheduler is None else schedulers.resolve(settings.scheduler).name
     true_cfg = check_float("true cfg", settings.true_cfg, 0.0, MAX_GUIDANCE)
     check_choice("preview", settings.preview, PREVIEW_MODES)
@@ -165,9 +175,10 @@ def validate(settings: Settings, img2img: bool = False) -> Settings:
         if not img2img:
             raise ValueError("invert: an inversion runs an image backwards to noise; allowed: invert with an "
                              "init image")
-        if scheduler != "ddim":
-            raise ValueError(f"scheduler {scheduler!r} cannot invert: the inversion reverses DDIM's deterministic "
-                             "step (DDIMInverseScheduler); allowed: ddim")
+        if scheduler not in (None, *INVERTING):
+            raise ValueError(f"scheduler {scheduler!r} cannot invert: the inversion reverses a deterministic "
+                             "step (DDIMInverseScheduler; flow models: the flow's Euler step); allowed: "
+                             f"{' or '.join(INVERTING)}")
         if eta != 0:
             raise ValueError(f"eta {eta} cannot invert: only DDIM without noise (eta 0) can be run backwards; "
                              "allowed: 0")

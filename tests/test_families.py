@@ -17,6 +17,7 @@ from sdviz import Settings, schedulers
 from sdviz.attention import AttentionCapture, model_layer_table
 from tests.families import BUILDERS
 from tests.helpers import sdviz_main
+from ui.walk import WALK_PANELS
 
 SIZE = 32  # pixels: 16 x 16 latents with the tiny VAEs (factor 2)
 PROMPT = "a cat on the left and a dog on the right"
@@ -117,12 +118,69 @@ def test_what_is_not_traced_for_the_new_families_is_refused(family_models):
     image = Image.new("RGB", (SIZE, SIZE), (200, 40, 40))
     for family, model in family_models.items():
         label = sdviz.families.FAMILIES[family].label
-        for what, extra in (("image to image", {}), ("an edit", {"source_prompt": "a red square"}),
-                            ("an inversion", {"invert": True})):
-            if family in ("sd3", "flux") and what == "image to image":
-                continue  # traced: see test_flow_image_to_image_equals_its_pipeline
-            with pytest.raises(ValueError, match=f"init image: {what} is not traced for {label} models yet"):
-                sdviz.sampler.Run(model, Settings(prompt="a cat", width=SIZE, height=SIZE, **extra), init_image=image)
+        with pytest.raises(ValueError, match=f"init image: an edit is not traced for {label} models yet"):
+            sdviz.sampler.Run(model, Settings(prompt="a cat", width=SIZE, height=SIZE, source_prompt="a red square"),
+                              init_image=image)
+        other = "ddim" if family in ("sd3", "flux") else "flow_euler"
+        with pytest.raises(ValueError, match=f"scheduler '{other}' cannot invert a {label} model; allowed: "):
+            sdviz.sampler.Run(model, Settings(prompt="a cat", width=SIZE, height=SIZE, invert=True, scheduler=other),
+                              init_image=image)
+
+
+@pytest.mark.parametrize("family", ["sd3", "flux"])
+def test_a_flow_model_inverts_by_its_euler_steps_reversed(family_models, family):
+    """From the image's latents (encoded as the img2img pipeline encodes them, not noised) up the forward run's
+    own sigmas to noise, each step x + (sigma_next - sigma) v; flow Euler forward from that noise comes back to
+    the latents with the error of a first-order method, which shrinks as the steps grow (about 1/steps)."""
+    from PIL import Image
+
+    model = family_models[family]
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8))
+    errors = []
+    for steps in (4, 16):
+        result = sdviz.invert(model, Settings(prompt=PROMPT, steps=steps, guidance=1.0, width=SIZE, height=SIZE), image)
+        inversion, reconstruction = result.inversion, result.reconstruction
+        assert (inversion.settings["scheduler"], reconstruction.settings["scheduler"]) == ("flow_euler", "flow_euler")
+        sigmas = [record.sigma for record in inversion.steps]
+        forward = [record.sigma for record in reconstruction.steps]
+        assert sigmas[0] == 0 and sigmas == sorted(sigmas) and sigmas[1:] == forward[::-1][:-1]  # the run's, reversed
+        for record in inversion.steps:  # each step's x0 is x_t - sigma v, at the sigma it started from
+            np.testing.assert_allclose(record.x0_pred, record.x_t - record.sigma * record.noise_pred, atol=1e-5)
+        assert inversion.steps[0].x_t.shape == tuple(model.facts.latent_shape(SIZE, SIZE))  # Flux's unpacked
+        errors.append(float(np.abs(reconstruction.steps[-1].x_next - inversion.x_start).mean()))
+    assert errors[1] < errors[0] / 3, errors
+
+
+def test_sdxl_inverts_as_diffedit_does_with_its_own_conditioning(family_models):
+    """DDIMInverseScheduler stepped from the image's latents (StableDiffusionXLImg2ImgPipeline's, not noised) with
+    SDXL's UNet and conditioning, as StableDiffusionDiffEditPipeline.invert steps SD's (no SDXL inversion pipeline
+    exists to compare with: the reference is that loop, on diffusers' parts); the reconstruction is DDIM forward."""
+    import diffusers
+    from PIL import Image
+
+    model = family_models["sdxl"]
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8))
+    result = sdviz.invert(model, Settings(prompt=PROMPT, steps=5, guidance=3.0, seed=4, width=SIZE, height=SIZE), image)
+    assert (result.inversion.settings["scheduler"], result.reconstruction.settings["scheduler"]) == ("ddim", "ddim")
+
+    pipe = model.pipeline(schedulers.create("ddim", model.scheduler_config), diffusers.StableDiffusionXLImg2ImgPipeline)
+    inverse = diffusers.DDIMInverseScheduler.from_config(model.scheduler_config)
+    inverse.set_timesteps(5)
+    with torch.no_grad():
+        latents = pipe.prepare_latents(pipe.image_processor.preprocess(image), None, 1, 1, torch.float32, "cpu",
+                                       torch.Generator().manual_seed(4), add_noise=False)
+        cond, uncond, pooled, uncond_pooled = pipe.encode_prompt(PROMPT, device="cpu", negative_prompt=None)
+        time_ids = torch.tensor([[SIZE, SIZE, 0, 0, SIZE, SIZE]] * 2, dtype=torch.float32)
+        added = {"text_embeds": torch.cat([uncond_pooled, pooled]), "time_ids": time_ids}
+        expected = []
+        for t in inverse.timesteps:
+            output = pipe.unet(torch.cat([latents] * 2), t, torch.cat([uncond, cond]), added_cond_kwargs=added).sample
+            uncond_out, cond_out = output.chunk(2)
+            latents = inverse.step(uncond_out + 3.0 * (cond_out - uncond_out), t, latents).prev_sample
+            expected.append(latents[0].numpy())
+    np.testing.assert_allclose(np.stack([record.x_next for record in result.inversion.steps]), np.stack(expected),
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(result.reconstruction.x_start, expected[-1])
 
 
 def spied_attention(model, settings, capture):
@@ -320,11 +378,16 @@ def test_the_pages_panels_draw_each_family(family_dirs):
             views = explainer.step_views(traj, 2)
             assert views[2] is not None and "x0" in views[4]  # the guided x0 and the formula's words
             assert ("input of the transformer" in views[4]) == (family == "flux")  # Flux's guidance: no halves
-            panels = explainer.walk(traj)
-            components, tokens = panels[0], panels[1]
+            panels = dict(zip(WALK_PANELS, explainer.walk(traj)))
+            components, tokens = panels["components"], panels["tokens"]
+            transformer = family != "sdxl"
+            texts = " ".join(panels[f"text-{k}"] for k in range(1, 8))  # the walk's words are the model's
+            assert ("transformer" in texts, "UNet" in texts) == (transformer, not transformer)
+            assert ("velocity v = ε − x0" in panels["text-4"], "joint attention" in panels["text-6"]) == (transformer,) * 2
+            assert ("x_t = (1 − σ)·x0 + σ·ε" in panels["forward-note"]) == transformer
             denoiser = DENOISER_CLASS[family]
             assert denoiser in components and all(e["class"] in components for e in traj.facts["encoders"])
-            assert ("Transformer + scheduler" in components) == (family != "sdxl")
+            assert ("Transformer + scheduler" in components) == transformer
             others = traj.tokens.get("others", [])
             assert len(others) == len(traj.facts["encoders"]) - 1 and all(o["encoder"] in tokens for o in others)
             assert explainer.forward(traj)[0] is not None and explainer.latent(traj)[0] is not None
@@ -382,28 +445,47 @@ def test_flux_real_guidance_keeps_no_negative_maps_it_did_not_observe(family_mod
     assert sd3.attention.negative is not None and sd3.attention.negative.tokens[2] == "dog</w>"
 
 
-@pytest.mark.parametrize("family, strength", [("sd3", 0.6), ("sd3", 1.0), ("flux", 0.6)])
-def test_flow_image_to_image_equals_its_pipeline(family_models, family_dirs, family, strength):
-    """StableDiffusion3Img2ImgPipeline's and FluxImg2ImgPipeline's runs: the image encoded (with the VAE's
-    shift), noised to the first kept sigma by the flow scheduler's `scale_noise` (Flux: then packed), then the
-    same loop as text to image."""
+@pytest.mark.parametrize("family, strength", [("sd3", 0.6), ("sd3", 1.0), ("flux", 0.6), ("sdxl", 0.6)])
+def test_image_to_image_equals_its_pipeline(family_models, family_dirs, family, strength):
+    """StableDiffusion3Img2ImgPipeline's, FluxImg2ImgPipeline's and StableDiffusionXLImg2ImgPipeline's runs:
+    the image encoded (with the VAE's shift), noised to the first kept timestep (flow models: by the
+    scheduler's `scale_noise`; Flux: then packed; SDXL: with its img2img size ids), then the same loop as
+    text to image."""
     import diffusers
     from PIL import Image
 
     model = family_models[family]
+    flow = sdviz.families.FAMILIES[family].flow
+    scheduler = "flow_euler" if flow else "euler"
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8))
     traj = sdviz.generate(model, Settings(prompt=PROMPT, steps=6, strength=strength, guidance=4.0, seed=3,
-                                          width=SIZE, height=SIZE), init_image=image)
+                                          scheduler=scheduler, width=SIZE, height=SIZE), init_image=image)
     pipeline_class = getattr(diffusers, sdviz.families.FAMILIES[family].pipelines[1])
     pipe = reference_pipeline(pipeline_class, family_dirs[family])
-    pipe.scheduler = schedulers.create("flow_euler", dict(pipe.scheduler.config))
+    pipe.scheduler = schedulers.create(scheduler, dict(pipe.scheduler.config))
     expected = pipe(PROMPT, image=image, strength=strength, num_inference_steps=6, guidance_scale=4.0, height=SIZE,
                     width=SIZE, generator=torch.Generator("cpu").manual_seed(3), output_type="np").images[0]
-    assert len(traj.steps) == 6 - int(6 - 6 * strength) and traj.settings["img2img"]  # get_timesteps' count
+    kept = 6 - int(6 - 6 * strength) if flow else int(6 * strength)  # get_timesteps' count
+    assert len(traj.steps) == kept and traj.settings["img2img"]
     np.testing.assert_array_equal(traj.final_image, (expected * 255).round().astype(np.uint8))
     assert traj.steps[0].x_t.shape == tuple(model.facts.latent_shape(SIZE, SIZE))  # Flux's unpacked too
     # the explaining panels place the run where it started in its schedule
-    table = sdviz.schedule.schedule_table("flow_euler", 6, model.scheduler_config, family,
+    table = sdviz.schedule.schedule_table(scheduler, 6, model.scheduler_config, family,
                                           model.facts.image_tokens(SIZE, SIZE))
-    start = sdviz.explain.img2img_start(6, strength, 1, flow=True)
+    start = sdviz.explain.img2img_start(6, strength, 1, flow=flow)
     assert table[start]["timestep"] == pytest.approx(traj.steps[0].timestep)
+
+
+def test_sdxl_image_to_image_leaves_the_shared_vae_in_float32(family_dirs):
+    """StableDiffusionXLImg2ImgPipeline casts a `force_upcast` VAE to float32 and back to the run's dtype around
+    the encode; on the model's one VAE that would reach every other run. A half-precision model (bf16 here: the
+    CPU computes it) runs image to image and its VAE stays as the loader left it."""
+    from PIL import Image
+
+    model = sdviz.load_model(str(family_dirs["sdxl"]), dtype="bfloat16")
+    assert model.pipe.vae.dtype == torch.float32 and model.pipe.unet.dtype == torch.bfloat16
+    image = Image.new("RGB", (SIZE, SIZE), (200, 40, 40))
+    traj = sdviz.generate(model, Settings(prompt=PROMPT, steps=2, strength=1.0, width=SIZE, height=SIZE),
+                          init_image=image)
+    assert len(traj.steps) == 2 and np.isfinite(traj.steps[-1].x0_pred).all()
+    assert model.pipe.vae.dtype == torch.float32

@@ -125,3 +125,34 @@ def test_the_evaluation_draws_held_out_prompts_and_scores_what_it_reads():
     scenes = [objects.sample_scene(rng, held_out=True, two=bool(i % 2)) for i in range(10)]
     results = score([(objects.caption(s), 0) for s in scenes], [objects.render(s)[0] for s in scenes])
     assert all(all(values) for values in results.values()) and len(results["both objects"]) == 5
+
+
+def test_a_run_resumes_from_its_carry(tmp_path):
+    """--carry writes a compact copy of the state at every save (float16 UNet and text encoder, float32 VAE,
+    no optimiser); a run whose --state holds nothing starts from it, at the carried steps, and finishes."""
+    from training.train_objects import REWARM, State, carried_lr, main
+
+    tiny = [*TINY, "--unet-steps", "3", "--save-every", "1"]
+    carry = tmp_path / "carry.pt"
+    main([*tiny, "--out", str(tmp_path / "first"), "--state", str(tmp_path / "state"), "--carry", str(carry),
+          "--stop-after", "0"])  # the VAE's one step
+    main([*tiny, "--out", str(tmp_path / "first"), "--state", str(tmp_path / "state"), "--carry", str(carry),
+          "--stop-after", "0"])  # and the UNet's first
+    state = torch.load(tmp_path / "state" / "state.pt", weights_only=False)
+    carried = torch.load(carry, weights_only=False)
+    assert (carried["vae_step"], carried["unet_step"]) == (1, 1) and "unet_optimiser" in state
+    assert not any("optimiser" in key or "ema" in key for key in carried)
+    unet = carried["weights"]["unet"]
+    assert all(unet[name].dtype == torch.float16 and torch.equal(unet[name], value.half())
+               for name, value in state["unet"].items())
+    assert all(torch.equal(carried["weights"]["vae"][name], value) for name, value in state["vae"].items())
+
+    main([*tiny, "--out", str(tmp_path / "carried"), "--state", str(tmp_path / "new-state"), "--carry", str(carry)])
+    record = json.loads((tmp_path / "carried" / "training_log.json").read_text())
+    assert any("resumed from a carry at vae step 1, unet step 1" in line for line in record["log"])
+    assert any("unet resumed at step 1" in line for line in record["log"])
+    assert json.loads((tmp_path / "carried" / "unet" / "config.json").read_text())["block_out_channels"] == [32] * 4
+    resumed = State(None)
+    resumed.data["carried"] = {"unet": 1}
+    assert carried_lr(resumed, "unet", 1, 1.0) == 1 / REWARM and carried_lr(resumed, "unet", REWARM, 1.0) == 1.0
+    assert carried_lr(resumed, "vae", 1, 1.0) == 1.0

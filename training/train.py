@@ -241,7 +241,18 @@ def autocast_dtype(device, choice: str):
         return torch.bfloat16
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+    return torch.bfloat16 if native_cpu_bf16() else None
+
+
+def native_cpu_bf16() -> bool:
+    """Whether the CPU computes bf16 in hardware (AVX512-BF16 or AMX). oneDNN also runs bf16 on plain AVX-512,
+    emulated, and there a UNet step of the object model was several times slower than in fp32: "auto" keeps
+    fp32 on such CPUs."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def noised(x0, noise, timesteps, alphas_cumprod, terminal_t: int):

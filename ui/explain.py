@@ -24,7 +24,7 @@ from sdviz.previews import Previewer
 from sdviz.tokens import shown
 from ui import html
 from ui.handlers import _step_index, gpu, user_errors
-from ui.walk import WALK_PANELS
+from ui.walk import WALK_PANELS, section_texts
 
 FORWARD_COLUMNS = 8  # noise levels shown in the forward-process rows
 SCHEDULE_COLOURS = {"log10 σ (noise / signal)": "#1f77b4", "ᾱ (share of signal variance)": "#ff7f0e",
@@ -254,7 +254,8 @@ class ExplainHandlers:
     def latent(self, traj, upload=None):
         """The run's final image, or an upload, through the VAE and back."""
         return self._image_panel(traj, upload, "encode", lambda image: latent_sheet(
-            self.handlers.model(traj.settings["model"]), image, traj.settings["width"], traj.settings["height"]))
+            self.handlers.model(traj.settings["model"]), image, traj.settings["width"], traj.settings["height"],
+            traj.denoiser_word))
 
     def _image_panel(self, traj, upload, verb: str, draw):
         """(sheet file, note) from draw(image) on a model thread, for the run's image or an upload."""
@@ -336,7 +337,8 @@ class ExplainHandlers:
             return None, "", gr.update(open=False)
         sheet, result = self.handlers.round_trip(inversion, reconstruction)
         summary, settings = result.summary(), inversion.settings
-        note = (f"Inverted in {settings['steps']} DDIM steps at guidance {settings['guidance']:g} and run forward "
+        method = "DDIM" if settings["scheduler"] == "ddim" else "flow Euler"
+        note = (f"Inverted in {settings['steps']} {method} steps at guidance {settings['guidance']:g} and run forward "
                 f"again: the reconstruction is {summary['psnr_db']:.1f} dB from the image (mean error "
                 f"{summary['mean_abs_error']:.1f} / 255); the VAE alone reaches {summary['vae_psnr_db']:.1f} dB. "
                 f"The noise it reached has standard deviation {summary['noise_std']:.2f} (a run starts from 1). "
@@ -363,7 +365,8 @@ class ExplainHandlers:
         image = traj.final_image if traj.final_image is not None else traj.step_frames(len(traj.steps) - 1, decode)[0]
         strip = denoising_sheet(traj, decode)
         forward, forward_note = forward_sheet(handlers, traj, image, decode)
-        latent, latent_note = latent_sheet(model, image, traj.settings["width"], traj.settings["height"])
+        latent, latent_note = latent_sheet(model, image, traj.settings["width"], traj.settings["height"],
+                                           traj.denoiser_word)
         x_t_in = traj.noise_image if index == 0 else traj.step_frames(index - 1, decode)[0]
         x0_image = traj.step_frames(index, decode)[1]
         predicted = views.noise_image(record.noise_pred, model.latent_rgb.numpy(), tuple(traj.shapes["image"][1:]))
@@ -383,9 +386,14 @@ class ExplainHandlers:
             formula = unguided_text(traj)
         heat, attention_note = attention_panel(traj, model, image)
         picture = self.files.image
-        return (components_html(traj), tokens_html(traj), picture(np.asarray(strip)), picture(np.asarray(forward)),
-                forward_note, picture(np.asarray(prediction)), picture(np.asarray(latent)), latent_note,
-                attention_note, picture(heat) if heat is not None else None, picture(np.asarray(guidance)), formula)
+        panels = {"components": components_html(traj), "tokens": tokens_html(traj), "denoise": picture(np.asarray(strip)),
+                  "forward": picture(np.asarray(forward)), "forward-note": forward_note,
+                  "prediction": picture(np.asarray(prediction)), "latent": picture(np.asarray(latent)),
+                  "latent-note": latent_note, "attention-note": attention_note,
+                  "attention": picture(heat) if heat is not None else None, "guidance": picture(np.asarray(guidance)),
+                  "guidance-note": formula,
+                  **{f"text-{index + 1}": text for index, text in enumerate(section_texts(traj))}}
+        return tuple(panels[name] for name in WALK_PANELS)
 
 
 def denoising_sheet(traj, decode, most: int = FORWARD_COLUMNS):
@@ -427,18 +435,19 @@ def forward_sheet(handlers, traj, image, decode):
     sheet = export.sheet([("forward q(x_t|x0)", list(zip(captions, process.frames))),
                           ("reverse (this run)", reverse)],
                          f"the same noise levels ({settings['scheduler']}, {steps} steps), both directions", marked)
-    note = (f"Top: the image encoded, then noised to the run's levels: x_t = √ᾱ·x0 + √(1−ᾱ)·ε, one ε for all "
+    mixed = "x_t = (1 − σ)·x0 + σ·ε" if traj.facts.get("prediction_type") == "flow" else "x_t = √ᾱ·x0 + √(1−ᾱ)·ε"
+    note = (f"Top: the image encoded, then noised to the run's levels: {mixed}, one ε for all "
             f"(seed {settings['seed']}). ᾱ goes from {process.alpha_bar[0]:.4f} (almost all noise) to "
             f"{process.alpha_bar[-1]:.4f} (almost all image). Bottom: the x_t this run was at when it reached each "
-            f"level. Training shows the UNet the top row and asks it for {_target(traj)}; sampling walks the bottom "
-            "row.")
+            f"level. Training shows the {traj.denoiser_word} the top row and asks it for {_target(traj)}; sampling "
+            "walks the bottom row.")
     if settings["img2img"]:
         note += (f" This img2img run started at entry {start + 1} of {len(table)} (strength {settings['strength']:g}): "
                  "the input image, noised to that level, replaced the pure noise.")
     return sheet, note
 
 
-def latent_sheet(model, image, width: int, height: int):
+def latent_sheet(model, image, width: int, height: int, denoiser: str = "UNet"):
     space = latent_space(model, image, width, height)
     channels = views.channel_images(space.latents, side=space.image.shape[0])
     columns = [("image", space.image), *((f"channel {c}", f) for c, f in enumerate(channels)),
@@ -448,8 +457,8 @@ def latent_sheet(model, image, width: int, height: int):
     note = (f"{space.pixel_values:,} pixel values ({' × '.join(map(str, space.image.shape))}) become "
             f"{space.latent_values:,} latent values ({' × '.join(map(str, space.latents.shape))}): "
             f"**{space.compression:g}× fewer** (VAE factor {facts.vae_factor}, {facts.latent_channels} channels). "
-            f"Decoded back the image comes out at a PSNR of **{space.psnr:.1f} dB**. The UNet works in this "
-            "small space; only the VAE ever sees pixels.")
+            f"Decoded back the image comes out at a PSNR of **{space.psnr:.1f} dB**. The {denoiser} works in "
+            "this small space; only the VAE ever sees pixels.")
     return sheet, note
 
 

@@ -289,13 +289,14 @@ class Handlers:
     @user_errors
     async def stream_invert(self, stop_signal, prompt, negative_prompt, model_name, steps, guidance, seed, width,
                             height, preview, every, attention, init_image):
-        """DDIM inversion: the image run back to noise, then that noise run forward again (DDIM, eta 0), both
+        """Inversion: the image run back to noise, then that noise run forward again (DDIM, eta 0; flow models:
+        flow Euler), both
         streamed; the session's run is the reconstruction, the inversion kept beside it. Both share one
         run's time limit."""
         started = time.perf_counter()
-        run = self._run(prompt, negative_prompt, model_name, "ddim", steps, guidance, seed, width, height, 0.0,
+        run = self._run(prompt, negative_prompt, model_name, None, steps, guidance, seed, width, height, 0.0,
                         preview, every, attention, init_image, stop_event=PartStop(_event(stop_signal)), img2img=True,
-                        invert=True)
+                        invert=True)  # the scheduler the model's family reverses
         async for update in self._stream(run):
             yield (*update, None)
         inversion = run.trajectory
@@ -548,7 +549,7 @@ class Handlers:
     @user_errors
     async def api_invert(self, prompt, negative_prompt, model, steps, guidance, seed, width, height, preview, every,
                          image):
-        """DDIM inversion and reconstruction, run to the end as the page streams them; returns the
+        """Inversion and reconstruction, run to the end as the page streams them; returns the
         reconstructed image and round_trip.png, error.json and both runs' trajectory zips."""
         if image is None:
             raise ValueError("image is missing; allowed: an uploaded image (PNG, JPEG, WebP, ...) to invert")

@@ -77,7 +77,7 @@ def build_demo(config, handlers) -> gr.Blocks:
                                                      label="Source guidance", elem_id="source-guidance")
                         with gr.Row():
                             edit_button = gr.Button("Edit (CycleDiffusion)", variant="primary", elem_id="edit")
-                            invert_button = gr.Button("Invert to noise and back (DDIM)", elem_id="invert")
+                            invert_button = gr.Button("Invert to noise and back", elem_id="invert")
                         gr.Markdown(walk.EDIT_INTRO)
                 negative = gr.Textbox(label="Negative prompt", value="", elem_id="negative")
                 stop = gr.Button("Stop", variant="stop", elem_id="stop")

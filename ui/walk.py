@@ -7,8 +7,8 @@ from __future__ import annotations
 import gradio as gr
 
 GUIDANCE_INTRO = """### Guidance, decomposed
-Every step the UNet runs twice: once with the empty (or negative) prompt, once with your prompt. Each run
-predicts the noise, and so a clean image x0. Classifier-free guidance takes the difference between the two
+Every step the denoiser (the UNet, or SD3's and Flux's transformer) runs twice: once with the empty (or
+negative) prompt, once with your prompt. Each run predicts the noise (or the velocity), and so a clean image x0. Classifier-free guidance takes the difference between the two
 and pushes further along it, by the guidance scale g."""
 
 SCHEDULE_INTRO = """### The noise schedule
@@ -22,19 +22,21 @@ a few steps, long before x_t, which is still mostly noise: the layout is decided
 refine it."""
 
 FORWARD_INTRO = """### The forward process: adding noise in amounts
-Training takes a clean image, adds noise in a known amount and asks the UNet to predict that noise. Here
+Training takes a clean image, adds noise in a known amount and asks the denoiser to predict that noise
+(flow models: the velocity from the image to the noise). Here
 is that with this run's final image at this run's own noise levels, above the x_t the run itself passed
 through at the same levels."""
 
 LATENT_INTRO = """### Latent space
-The UNet never sees pixels. The VAE's encoder compresses an image into a few latent channels; its decoder
-turns latents back into an image. Every step of the run happens in this small space."""
+The denoiser (UNet or transformer) never sees pixels. The VAE's encoder compresses an image into a few latent
+channels; its decoder turns latents back into an image. Every step of the run happens in this small space."""
 
 EDIT_INTRO = """**Edit** runs CycleDiffusion (Wu & De la Torre, 2023): the image is noised part of the way
 (strength) and two chains run down from there with the same noise, one with the source prompt, one with
 the edit. Where the explorer's *edit against its source* shows dark, the edit kept the image.
-**Invert** runs DDIM backwards, from the image to noise through the model itself, then forward again from
-that noise with the source prompt: how close it comes back is the reconstruction error."""
+**Invert** runs DDIM backwards (flow models: their Euler steps), from the image to noise through the model
+itself, then forward again from that noise with the source prompt: how close it comes back is the
+reconstruction error."""
 
 COMPARE_INTRO = """### Compare: one seed through different choices
 The settings on the left, with one or two of them varied (two give every combination, 8 variants at most),
@@ -42,37 +44,67 @@ all from the same seed. The variants run one after another, each into its own co
 them up: by **progress** (the same share of each run's steps) or by **sigma** (the same noise level, so a run
 with more steps, or a second-order scheduler's doubled entries, is shown where its noise is the same)."""
 
-SECTIONS = (
-    ("1. Three components", "A text encoder turns the prompt into numbers, a UNet removes noise from a "
-     "latent image step by step, and a VAE decoder turns the final latents into pixels. Below: the model of "
-     "this run, with its real sizes.", ("components",)),
+SECTIONS = (  # (title, text, panels); {denoiser} and the rest are filled from the run (`section_texts`)
+    ("1. Three components", "{encoders} the prompt into numbers, a {denoiser} removes noise from a latent image "
+     "step by step, and a VAE decoder turns the final latents into pixels. Below: the model of this run, with its "
+     "real sizes.", ("components",)),
     ("2. From text to numbers", "The tokenizer cuts the prompt into tokens and pads it to a fixed window. "
-     "The text encoder gives one vector per slot; the UNet reads all of them at every step.", ("tokens",)),
+     "The text encoder gives one vector per slot; the {denoiser} reads all of them at every step.", ("tokens",)),
     ("3. From noise to image", "The run starts from random latents and removes a little noise at every step. "
      "Decoded, the steps look like this (your run). Below, the walk looks closely at the step a quarter of the "
      "way in, where the picture is being decided.", ("denoise",)),
-    ("4. The forward process, and what the UNet predicts", "To train the UNet, noise is added to real images in "
-     "known amounts (top row); the UNet learns to say which noise was added. Sampling runs the other way "
-     "(bottom row). At every step the UNet predicts the noise in x_t; taking it out gives the predicted x0.",
-     ("forward", "forward-note", "prediction")),
-    ("5. Latent space", "All of this happens on compressed latents, not pixels: the UNet, which runs at every "
-     "step (twice, with guidance), handles far fewer numbers than the image has. That is what makes Stable "
-     "Diffusion fast.", ("latent", "latent-note")),
-    ("6. How the words steer the picture", "Between the UNet's ResNet blocks sit attention layers. In the "
-     "cross-attention ones, each latent pixel looks at the token vectors and takes in the ones that matter "
-     "to it.", ("attention-note", "attention")),
-    ("7. Guidance", "The UNet is asked twice per step, without and with the prompt; the difference is what the "
-     "prompt adds, and guidance multiplies it (the Explore tab shows this at any step).",
+    ("4. The forward process, and what the {denoiser} predicts", "{forward}", ("forward", "forward-note", "prediction")),
+    ("5. Latent space", "All of this happens on compressed latents, not pixels: the {denoiser}, which runs at every "
+     "step (twice, with guidance), handles far fewer numbers than the image has. That is what makes latent "
+     "diffusion fast.", ("latent", "latent-note")),
+    ("6. How the words steer the picture", "{attention}", ("attention-note", "attention")),
+    ("7. Guidance", "The {denoiser} is asked twice per step, without and with the prompt; the difference is what "
+     "the prompt adds, and guidance multiplies it (the Explore tab shows this at any step).",
      ("guidance", "guidance-note")),
 )
 
-WALK_PANELS = tuple(name for _, _, panels in SECTIONS for name in panels)
+FORWARD = {  # section 4, by what the denoiser predicts
+    "noise": "To train the {denoiser}, noise is added to real images in known amounts (top row); the {denoiser} "
+             "learns to say which noise was added. Sampling runs the other way (bottom row). At every step the "
+             "{denoiser} predicts the noise in x_t; taking it out gives the predicted x0.",
+    "flow": "To train the {denoiser}, real images are mixed with noise in known amounts, x_t = (1 − σ)·x0 + σ·ε "
+            "(top row); the {denoiser} learns the velocity v = ε − x0, the straight way from the image to its "
+            "noise. Sampling runs the other way (bottom row). At every step the {denoiser} predicts v at x_t; "
+            "stepping back along it by σ gives the predicted x0 = x_t − σ·v.",
+}
+
+ATTENTION = {  # section 6, by the denoiser's kind of attention
+    "cross": "Between the {denoiser}'s ResNet blocks sit attention layers. In the cross-attention ones, each latent "
+             "pixel looks at the token vectors and takes in the ones that matter to it.",
+    "joint": "The {denoiser} has no separate cross-attention: its blocks run joint attention over image patches and "
+             "text tokens together, so each latent patch looks at every word and every other patch at once and "
+             "takes in the ones that matter to it.",
+}
+
+COUNTS = {1: "A text encoder turns", 2: "Two text encoders turn", 3: "Three text encoders turn"}
 
 
-def _panel(name: str):
+def section_texts(traj=None) -> list[str]:
+    """Each section's Markdown, in the words of the run's model (before a run: Stable Diffusion's UNet)."""
+    facts = traj.facts if traj is not None else {}
+    denoiser = traj.denoiser_word if traj is not None else "UNet"
+    flow = facts.get("prediction_type") == "flow"
+    encoders = len(facts.get("encoders") or [None])
+    fields = {"denoiser": denoiser, "encoders": COUNTS.get(encoders, f"{encoders} text encoders turn")}
+    fields["forward"] = FORWARD["flow" if flow else "noise"].format(**fields)
+    fields["attention"] = ATTENTION["joint" if facts.get("denoiser") == "transformer" else "cross"].format(**fields)
+    return [f"### {title.format(**fields)}\n{text.format(**fields)}" for title, text, _ in SECTIONS]
+
+
+WALK_PANELS = tuple(name for index, (_, _, panels) in enumerate(SECTIONS) for name in (f"text-{index + 1}", *panels))
+
+
+def _panel(name: str, text: str = ""):
     elem_id = f"walk-{name}"
     if name in ("components", "tokens"):
         return gr.HTML(elem_id=elem_id, elem_classes="sdviz-walk-panel")
+    if name.startswith("text-"):
+        return gr.Markdown(text, elem_id=elem_id)
     if name.endswith("-note"):
         return gr.Markdown(elem_id=elem_id, elem_classes="sdviz-walk-panel")
     return gr.Image(format="png", interactive=False, show_label=False, elem_id=elem_id,
@@ -83,9 +115,6 @@ def build() -> list:
     """Places the walk's sections; returns its panels in WALK_PANELS order."""
     gr.Markdown("## How it works\nA walk through *The Illustrated Stable Diffusion* (Jay Alammar), with every "
                 "picture and number taken from the run you just made. Generate, then open this tab.")
-    panels = {}
-    for title, text, names in SECTIONS:
-        gr.Markdown(f"### {title}\n{text}")
-        for name in names:
-            panels[name] = _panel(name)
+    texts = dict(zip((f"text-{index + 1}" for index in range(len(SECTIONS))), section_texts()))
+    panels = {name: _panel(name, texts.get(name, "")) for name in WALK_PANELS}
     return [panels[name] for name in WALK_PANELS]
