@@ -22,7 +22,6 @@ latents.
 from __future__ import annotations
 
 import inspect
-
 import threading
 import time
 import warnings
@@ -200,9 +199,7 @@ class Run:
         # init image encoded and noised to the first timestep. In the family's order: the noise is scaled by
         # the scheduler's initial sigma once its timesteps are set (SD), and SD3's and Flux's timesteps
         # depend on the latents' size.
-        if s.invert:
-            pass  # all of them, from the image up: set with the inverse scheduler
-        elif img2img or not family.latents_first:
+        if not s.invert and (img2img or not family.latents_first):  # an inversion's: set with its scheduler
             timesteps = family.timesteps(scheduler, s.steps, device, model.facts.image_tokens(s.height, s.width))
         if img2img and not s.invert:
             timesteps, _ = pipe.get_timesteps(s.steps, s.strength, device)

@@ -63,7 +63,7 @@ class Settings:
                 )
         family = facts.family
         if self.invert:  # the one scheduler whose step the family's inversion reverses
-            inverting = INVERTING[FAMILIES[family].flow]
+            inverting = "flow_euler" if FAMILIES[family].flow else "ddim"
             if self.scheduler not in (None, inverting):
                 raise ValueError(f"scheduler {self.scheduler!r} cannot invert a {FAMILIES[family].label} model; "
                                  f"allowed: {inverting}")
