@@ -23,6 +23,11 @@ EMBEDDED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "sdviz-shap
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
 SUPPORTED_PIPELINES = tuple(BY_PIPELINE)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+GENERAL_EXAMPLES = (  # for a model whose card names none
+    "a photograph of an astronaut riding a horse",
+    "a watercolour painting of a lighthouse at dawn",
+    "a red apple on the left and a green pear on the right, studio photo",
+)
 
 
 def default_model() -> str:
@@ -106,6 +111,7 @@ class Model:
     dtype: Any
     facts: ModelFacts
     latent_rgb: Any  # (C + 1, 3) linear map latent -> RGB in [-1, 1], last row the bias
+    examples: tuple[str, ...] = GENERAL_EXAMPLES  # prompts to try: its model card's, else general ones
     # A fast (Rust) tokenizer keeps its padding/truncation mode on itself between calls, so
     # overlapping runs tokenize one at a time, or one run's prompt is cut by another's mode.
     text_lock: Any = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -266,7 +272,38 @@ def from_pipeline(pipe, source: str = "in-memory pipeline") -> Model:
         dtype=denoiser.dtype,
         facts=facts,
         latent_rgb=fit_latent_rgb(pipe.vae, facts),
+        examples=card_examples(source) or GENERAL_EXAMPLES,
     )
+
+
+def card_examples(source: str) -> tuple[str, ...]:
+    """The example prompts of a model's card: the `widget` entries of its README.md's metadata, as the
+    Hugging Face hub reads them. A folder's own card; for a hub id, the card in the local cache or fetched
+    (nothing when offline). Empty when there is no card or it names no prompts."""
+    import yaml
+    from huggingface_hub import hf_hub_download, metadata_load
+
+    path = Path(source).expanduser()
+    if path.exists():
+        card = path / "README.md"
+    elif _HUB_ID.match(source):
+        try:
+            card = Path(hf_hub_download(source, "README.md"))
+        except Exception:  # noqa: BLE001 - no network, no card, a gated repo: no examples, the run goes on
+            return ()
+    else:
+        return ()
+    if not card.is_file():
+        return ()
+    try:
+        metadata = metadata_load(card) or {}
+    except (ValueError, yaml.YAMLError):  # front matter that is not YAML
+        return ()
+    widget = metadata.get("widget") if isinstance(metadata, dict) else None
+    if not isinstance(widget, list):
+        return ()
+    return tuple(entry["text"].strip() for entry in widget
+                 if isinstance(entry, dict) and isinstance(entry.get("text"), str) and entry["text"].strip())
 
 
 def read_facts(name: str, pipe, family: Family | None = None) -> ModelFacts:

@@ -65,6 +65,19 @@ def set_number(driver, selector: str, value) -> None:
     time.sleep(0.3)
 
 
+def test_the_models_example_prompts_fill_the_prompt(browser):
+    """The page opens on the default model's first example prompt (its card's) and offers the others."""
+    from sdviz.models import EMBEDDED_MODEL, card_examples
+
+    examples = card_examples(str(EMBEDDED_MODEL))
+    prompt = browser.find_element(By.CSS_SELECTOR, "#prompt textarea")
+    assert prompt.get_attribute("value") == examples[0]
+    offered = browser.find_element(By.CSS_SELECTOR, "#examples")
+    assert all(text in offered.text for text in examples), offered.text
+    offered.find_element(By.XPATH, f".//*[normalize-space(text())='{examples[2]}']").click()
+    WebDriverWait(browser, 10).until(lambda d: prompt.get_attribute("value") == examples[2])
+
+
 def test_generate_streams_every_step_into_the_filmstrip(browser, shots):
     prompt = browser.find_element(By.CSS_SELECTOR, "#prompt textarea")
     prompt.clear()

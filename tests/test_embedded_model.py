@@ -178,5 +178,8 @@ def test_training_script_runs_end_to_end(tmp_path):
     image = pipe("a red circle", num_inference_steps=2, generator=torch.Generator().manual_seed(0),
                  output_type="np").images[0]
     assert image.shape == (64, 64, 3)
+    assert pipe.tokenizer("a red circle").input_ids == [49406, 320, 736, 7117, 49407]  # CLIP's own ids
+    assert sorted(p.name for p in (out / "tokenizer").iterdir()) == ["merges.txt", "special_tokens_map.json",
+                                                                     "tokenizer_config.json", "vocab.json"]
     log = json.loads((out / "training_log.json").read_text())
     assert log["config"]["unet_steps"] == 2 and "vae held-out PSNR" in " ".join(log["log"])

@@ -15,6 +15,7 @@ import torch
 import sdviz
 from sdviz import Settings, schedulers
 from sdviz.attention import AttentionCapture, model_layer_table
+from sdviz.models import GENERAL_EXAMPLES
 from tests.families import BUILDERS
 from tests.helpers import sdviz_main
 from ui.walk import WALK_PANELS
@@ -365,7 +366,8 @@ def test_the_pages_panels_draw_each_family(family_dirs):
     handlers = Handlers(AppConfig(default_model=models[0], models=models), ModelCache(None, most=3), files)
     try:
         for family, folder in family_dirs.items():
-            width, height, update, true_cfg = handlers.model_changed(folder.name, "ddim")
+            width, height, update, true_cfg, examples = handlers.model_changed(folder.name, "ddim")
+            assert examples.samples == [[text] for text in GENERAL_EXAMPLES]  # no card: general prompts
             offered = [name for _, name in update["choices"]]
             assert offered == schedulers.for_family(family)
             assert update["value"] == ("ddim" if family == "sdxl" else handlers.model(folder.name).facts.scheduler)

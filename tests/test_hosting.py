@@ -321,10 +321,11 @@ def test_soak_of_25_runs_keeps_memory_and_disk_bounded(capped):
 
 def test_frames_are_written_once_under_their_content_and_pruned_by_age_and_size(tmp_path):
     """gradio rewrote identical images in place while browsers read them (ERR_CONTENT_LENGTH_MISMATCH):
-    each frame is now written once, atomically, and found again by its content."""
+    each frame is now written once, atomically, and found again by its content. A prune spares a file just
+    handed to gradio and a handler's folder not yet written to (the soak once failed on such a folder)."""
     import os
 
-    from ui.files import FileStore
+    from ui.files import GRACE_SECONDS, FileStore
 
     store = FileStore(max_age=60, max_bytes=10**9)
     try:
@@ -340,7 +341,15 @@ def test_frames_are_written_once_under_their_content_and_pruned_by_age_and_size(
         assert not Path(first).exists() and Path(other).exists()  # older than max_age
         store.max_bytes = 0
         store.prune()
-        assert not Path(other).exists()  # over the size cap: the oldest go
+        assert Path(other).exists()  # over the size cap, but just handed to gradio
+        folder = store.new_folder()  # a handler's, before it writes there
+        recent = time.time() - 2 * GRACE_SECONDS
+        os.utime(other, (recent, recent))
+        store.prune()
+        assert not Path(other).exists() and folder.is_dir()  # over the size cap: the oldest go; the folder waits
+        os.utime(folder, (old, old))
+        store.prune()
+        assert not folder.exists()  # empty and older than max_age
     finally:
         store.remove()
     assert not store.root.exists()

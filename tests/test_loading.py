@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 import sdviz
-from sdviz.models import EMBEDDED_MODEL, check_source, default_model, pick_device
+from sdviz.models import EMBEDDED_MODEL, card_examples, check_source, default_model, pick_device
 
 
 def test_default_is_the_embedded_model(monkeypatch):
@@ -47,6 +47,29 @@ def test_unreachable_hub_id_gives_a_clear_message(monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # read at import: the hub's own switch
     with pytest.raises(ValueError, match="could not load model 'stable-diffusion-v1-5/stable-diffusion-v1-5'"):
         sdviz.load_model("stable-diffusion-v1-5/stable-diffusion-v1-5")
+
+
+def test_example_prompts_come_from_the_models_card(embedded, tmp_path, monkeypatch):
+    """The prompts the page offers are the `widget` entries of the model card's metadata (README.md, as the hub
+    reads it); each of the embedded model's is a sentence of its grammar. No card, a card without prompts, a
+    broken card or an unreachable hub id give none (the page then offers general prompts)."""
+    from huggingface_hub import constants
+
+    from training import scenes
+
+    card = (EMBEDDED_MODEL / "README.md").read_text()
+    assert len(embedded.examples) >= 3 and all(f"- text: {text}\n" in card for text in embedded.examples)
+    assert all(scenes.parse_prompt(text)["shape"] for text in embedded.examples)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    assert card_examples(str(folder)) == ()
+    (folder / "README.md").write_text("---\nwidget: [{text: ' a cat '}, {src: cat.png}, loose, {text: 3}]\n---\n# card\n")
+    assert card_examples(str(folder)) == ("a cat",)
+    (folder / "README.md").write_text("---\nwidget: [unclosed\n---\n")
+    assert card_examples(str(folder)) == ()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert card_examples("nobody/no-such-model") == ()
 
 
 def test_device_falls_back_to_the_cpu():

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers import ROOT
 from training import objects
 
 
@@ -156,3 +157,30 @@ def test_a_run_resumes_from_its_carry(tmp_path):
     resumed.data["carried"] = {"unet": 1}
     assert carried_lr(resumed, "unet", 1, 1.0) == 1 / REWARM and carried_lr(resumed, "unet", REWARM, 1.0) == 1.0
     assert carried_lr(resumed, "vae", 1, 1.0) == 1.0
+
+
+def test_a_snapshot_is_the_state_as_it_stands_and_loads_as_a_pipeline(tmp_path):
+    """--snapshot writes the model from the state's EMA weights and its scaling factor, trains nothing, and
+    the folder loads as diffusers' StableDiffusionPipeline: how a long run is checked halfway."""
+    from diffusers import StableDiffusionPipeline
+    from transformers import CLIPTokenizer
+
+    from training.train_objects import main
+
+    tiny = [*TINY, "--unet-steps", "3", "--state", str(tmp_path / "state")]
+    main([*tiny, "--out", str(tmp_path / "out"), "--stop-after", "0", "--save-every", "1"])  # the VAE's step
+    main([*tiny, "--out", str(tmp_path / "out"), "--stop-after", "0", "--save-every", "1"])  # the UNet's first
+    state = torch.load(tmp_path / "state" / "state.pt", weights_only=False)
+    main([*tiny, "--snapshot", str(tmp_path / "snapshot")])
+    assert torch.load(tmp_path / "state" / "state.pt", weights_only=False)["unet_step"] == 1  # nothing trained
+    snapshot = unet_weights(tmp_path / "snapshot")
+    assert all(torch.equal(snapshot[name], value.half()) for name, value in state["ema_unet"].items())
+    assert not all(torch.equal(state["ema_unet"][name], value) for name, value in state["unet"].items())
+    pipe = StableDiffusionPipeline.from_pretrained(tmp_path / "snapshot")
+    assert pipe.vae.config.scaling_factor == pytest.approx(state["scaling_factor"])
+    source = CLIPTokenizer.from_pretrained(ROOT / "assets" / "sdviz-shapes" / "tokenizer")
+    prompt = "a cat on the left and a rocket on the right"
+    assert pipe.tokenizer(prompt).input_ids == source(prompt).input_ids and len(source(prompt).input_ids) == 13
+    record = json.loads((tmp_path / "snapshot" / "training_log.json").read_text())
+    assert record["unet_step"] == 1 and "snapshot at unet step 1" in record["log"][-1]
+    assert (tmp_path / "snapshot" / "scenes.json").exists()

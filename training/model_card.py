@@ -22,6 +22,11 @@ license: mit
 library_name: diffusers
 pipeline_tag: text-to-image
 tags: [stable-diffusion, toy-model, education]
+widget:
+- text: a large red circle on the left on a blue background
+- text: a small yellow triangle at the top on a purple background
+- text: a green square in the center on a white background
+- text: a large white circle at the bottom on a black background
 ---
 
 # sdviz-shapes: a Stable Diffusion 1.x-family model small enough to watch on a CPU

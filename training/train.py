@@ -42,6 +42,7 @@ import copy
 import json
 import math
 import platform
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -336,6 +337,9 @@ def train_unet(unet, text_encoder, tokenizer, pool, cfg: Config, rng, device, lo
     return ema_unet, ema_text
 
 
+TOKENIZER_FILES = ("vocab.json", "merges.txt", "special_tokens_map.json", "tokenizer_config.json")
+
+
 def save_pipeline(out: Path, vae, text_encoder, tokenizer, unet) -> None:
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
@@ -349,9 +353,16 @@ def save_pipeline(out: Path, vae, text_encoder, tokenizer, unet) -> None:
         feature_extractor=None,
         requires_safety_checker=False,
     )
+    # The tokenizer's own files (vocab.json + merges.txt), read from the folder it was loaded from, rather than
+    # the 3.6 MB tokenizer.json that transformers 5 writes in their place.
+    source = Path(tokenizer.name_or_path)
+    files = {name: (source / name).read_bytes() for name in TOKENIZER_FILES if (source / name).exists()}
     pipe.save_pretrained(out, safe_serialization=True)
-    # vocab.json + merges.txt are the tokenizer; the derived tokenizer.json would add 3.6 MB.
-    (out / "tokenizer" / "tokenizer.json").unlink(missing_ok=True)
+    if all(name in files for name in TOKENIZER_FILES[:2]):
+        shutil.rmtree(out / "tokenizer")
+        (out / "tokenizer").mkdir()
+        for name, data in files.items():
+            (out / "tokenizer" / name).write_bytes(data)
 
 
 def main(argv=None) -> None:

@@ -24,6 +24,9 @@ and the log; no optimiser and no EMA. A run whose `--state` holds nothing starts
 file exists: the EMA restarts from the weights, the optimiser afresh, its learning rate ramped up again
 over `REWARM` steps. The batches are still those of (seed, phase, step); the weights differ from an
 uninterrupted run's by the float16 rounding and the new optimiser, which the log records.
+
+Checked halfway: `--snapshot DIR` writes the model as the state stands (its EMA weights) and trains nothing;
+`python -m training.evaluate_objects --model DIR` then scores it.
 """
 
 from __future__ import annotations
@@ -161,7 +164,8 @@ class State:
         half = {"unet": torch.float16, "text_encoder": torch.float16, "vae": torch.float32}
         weights = {key: {name: tensor.to(dtype) for name, tensor in self.data[key].items()}
                    for key, dtype in half.items() if key in self.data}
-        carried = {key: self.data[key] for key in ("config", "vae_step", "unet_step", "seconds", "log")}
+        carried = {key: self.data[key] for key in ("config", "vae_step", "unet_step", "seconds", "log", "scaling_factor")
+                   if key in self.data}
         self.carry.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.carry.with_name(self.carry.name + ".tmp")
         torch.save({**carried, "weights": weights}, temporary)
@@ -314,6 +318,8 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")
     parser.add_argument("--stop-after", type=float, default=None, metavar="SECONDS",
                         help="save the state and stop after this long (resume later with the same command)")
+    parser.add_argument("--snapshot", type=Path, default=None, metavar="DIR",
+                        help="write the model as the state stands (EMA weights) to DIR and stop; nothing is trained")
     parser.add_argument("--unet-seconds", type=float, default=None,
                         help="fit the UNet phase into this many seconds: the step count (at most --unet-steps) is "
                              "set from the rate of its first steps and logged; --unet-steps with it reproduces it")
@@ -349,28 +355,61 @@ def main(argv=None) -> None:
     vae, text_encoder, unet = (m.to(device) for m in build_models(cfg))
     log(f"device {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else platform.processor()}), "
         f"threads {torch.get_num_threads()}")
+    if args.snapshot is not None:
+        write_snapshot(args.snapshot, state, cfg, (vae, text_encoder, unet), tokenizer, device, log)
+        return
     try:
         train_vae(vae, cfg, state, device, log)
         means, stds, drawn = encode_pool(vae, cfg, device)
         scale = float(1 / means.float().std())
         vae.register_to_config(scaling_factor=scale)
+        state.data["scaling_factor"] = scale  # for --snapshot
         log(f"encoded {len(drawn)} scenes; scaling_factor {scale:.5f}")
         ema_unet, ema_text = train_unet(unet, text_encoder, tokenizer, (means, stds, drawn, scale), cfg, state,
                                         device, log, args.unet_seconds)
     except Stopped as stopped:
         print(stopped, flush=True)
         return
-    seconds = state.seconds()
-    args.out.mkdir(parents=True, exist_ok=True)
-    save_pipeline(args.out, vae.cpu(), ema_text.cpu(), tokenizer, ema_unet.cpu())
-    (args.out / "scenes.json").write_text(json.dumps(objects.scenes_json(), indent=1) + "\n")
-    record = {"config": asdict(cfg), "wall_seconds": round(seconds, 1),
+    write_model(args.out, state, cfg, (vae, ema_text, ema_unet), tokenizer, device)
+    log(f"saved to {args.out} after {state.seconds() / 60:.1f} min")
+
+
+SNAPSHOT_POOL = 4096  # scenes the scaling factor is measured on for a snapshot of a state that lacks it
+
+
+def write_snapshot(out: Path, state: State, cfg: Config, models, tokenizer, device, log) -> None:
+    """The model as the run stands (its EMA weights), written as the finished one is, to check a long run
+    halfway: `python -m training.evaluate_objects --model OUT`. The scaling factor is the state's, or, in a
+    state saved before it was kept, measured on the pool's first SNAPSHOT_POOL scenes."""
+    vae, text_encoder, unet = models
+    if "ema_unet" not in state.data:
+        raise SystemExit("--snapshot: the state holds no UNet yet")
+    vae.load_state_dict(state.data["vae"])
+    unet.load_state_dict(state.data["ema_unet"])
+    text_encoder.load_state_dict(state.data["ema_text"])
+    vae.eval()
+    scale = state.data.get("scaling_factor")
+    if scale is None:
+        means, _, _ = encode_pool(vae, Config(**{**asdict(cfg), "pool": SNAPSHOT_POOL}), device)
+        scale = float(1 / means.float().std())
+        log(f"snapshot: scaling_factor {scale:.5f} from the pool's first {SNAPSHOT_POOL} scenes")
+    vae.register_to_config(scaling_factor=scale)
+    log(f"snapshot at unet step {state.data['unet_step']}, written to {out}")
+    write_model(out, state, cfg, (vae, text_encoder, unet), tokenizer, device)
+
+
+def write_model(out: Path, state: State, cfg: Config, models, tokenizer, device) -> None:
+    """The pipeline folder, its scenes.json and training_log.json (config, wall time, hardware, the log)."""
+    vae, text_encoder, unet = models
+    out.mkdir(parents=True, exist_ok=True)
+    save_pipeline(out, vae.cpu(), text_encoder.cpu(), tokenizer, unet.cpu())
+    (out / "scenes.json").write_text(json.dumps(objects.scenes_json(), indent=1) + "\n")
+    record = {"config": asdict(cfg), "unet_step": state.data["unet_step"], "wall_seconds": round(state.seconds(), 1),
               "hardware": {"device": str(device), "cpu": platform.processor() or platform.machine(),
                            "threads": torch.get_num_threads(),
                            "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None},
-              "torch": torch.__version__, "log": lines}
-    (args.out / "training_log.json").write_text(json.dumps(record, indent=1) + "\n")
-    log(f"saved to {args.out} after {seconds / 60:.1f} min")
+              "torch": torch.__version__, "log": state.data["log"]}
+    (out / "training_log.json").write_text(json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":

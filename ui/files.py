@@ -9,7 +9,10 @@ path named by its content, and gradio finds its copy already there.
 
 Every folder the store owns (its own, and gradio's cache when the app made it)
 is pruned on a timer: files older than `max_age` seconds go, then the oldest
-until the total is under `max_bytes`. At exit the folders are removed.
+until the total is under `max_bytes`, sparing those written in the last
+`GRACE_SECONDS` (a handler has returned them and gradio is copying them). Empty
+folders go once older than `max_age`: a handler makes its folder, then decodes
+for a while before it writes there. At exit the folders are removed.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 
 log = logging.getLogger("sdviz.app")
 PRUNE_SECONDS = 30.0  # how often the folders are pruned
+GRACE_SECONDS = 5.0  # a file this new is kept over the size cap: it is on its way to gradio
 
 
 class FileStore:
@@ -64,7 +68,8 @@ class FileStore:
         os.replace(temporary, path)
 
     def prune(self) -> None:
-        """Removes files older than max_age, then the oldest until the total is under max_bytes."""
+        """Removes files older than max_age, then the oldest until the total is under max_bytes (sparing the
+        last GRACE_SECONDS' files), then empty folders older than max_age."""
         now = time.time()
         files = []
         for root in self.owned:
@@ -78,15 +83,17 @@ class FileStore:
         files.sort()
         total = sum(size for _, size, _ in files)
         for mtime, size, path in files:
-            if now - mtime <= self.max_age and total <= self.max_bytes:
+            age = now - mtime
+            if age < GRACE_SECONDS or (age <= self.max_age and total <= self.max_bytes):
                 break
             path.unlink(missing_ok=True)
             total -= size
         for root in self.owned:  # empty folders left behind
             for folder in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
                 try:
-                    folder.rmdir()
-                except OSError:
+                    if now - folder.stat().st_mtime > self.max_age:
+                        folder.rmdir()
+                except OSError:  # not empty, or removed meanwhile
                     pass
 
     def _prune_every(self) -> None:

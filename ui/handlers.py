@@ -196,13 +196,16 @@ class Handlers:
     @user_errors
     def model_changed(self, name, scheduler):
         """A newly chosen model's native size, the schedulers that fit it (the chosen one where it fits, else
-        the model's own), and the true-CFG slider, shown for Flux only (at 1 for the others)."""
-        facts = self.model(name).facts
+        the model's own), the true-CFG slider, shown for Flux only (at 1 for the others), and its example
+        prompts."""
+        model = self.model(name)
+        facts = model.facts
         fitting = schedulers.for_family(facts.family)
         value = scheduler if scheduler in fitting else facts.scheduler
         return (facts.native_width, facts.native_height,
                 gr.update(choices=scheduler_choices(facts.family), value=value),
-                gr.update(visible=True) if facts.family == "flux" else gr.update(visible=False, value=1.0))
+                gr.update(visible=True) if facts.family == "flux" else gr.update(visible=False, value=1.0),
+                gr.Dataset(samples=[[text] for text in model.examples]))
 
     # --- a run -----------------------------------------------------------------------
 

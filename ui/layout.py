@@ -21,11 +21,6 @@ from ui.explain import ExplainHandlers
 from ui.handlers import SPANS, on_spaces, random_seed, scheduler_choices
 
 DEFAULTS = Settings()
-PROMPT_EXAMPLES = [
-    "a large red circle on the left on a blue background",
-    "a small yellow triangle at the top on a purple background",
-    "a green square in the center on a white background",
-]
 
 
 def _model_choices(config) -> list[tuple[str, str]]:
@@ -34,7 +29,8 @@ def _model_choices(config) -> list[tuple[str, str]]:
 
 
 def build_demo(config, handlers) -> gr.Blocks:
-    default = handlers.model(config.default_name).facts
+    default_model = handlers.model(config.default_name)
+    default = default_model.facts
     limits = config.limits
     blank = {"token_embeddings": list(default.token_shape()),
              "latents": list(default.latent_shape(default.native_height, default.native_width)),
@@ -58,7 +54,9 @@ def build_demo(config, handlers) -> gr.Blocks:
             with gr.Column(scale=2):
                 with gr.Tabs():
                     with gr.Tab("Text to image", id="txt2img"):
-                        prompt = gr.Textbox(label="Prompt", value=PROMPT_EXAMPLES[0], lines=2, elem_id="prompt")
+                        prompt = gr.Textbox(label="Prompt", value=default_model.examples[0], lines=2, elem_id="prompt")
+                        examples = gr.Dataset(components=[gr.Textbox(visible=False)], label="Try a prompt",
+                                              samples=[[text] for text in default_model.examples], elem_id="examples")
                         generate = gr.Button("Generate", variant="primary", elem_id="generate")
                     with gr.Tab("Image to image", id="img2img"):
                         init_image = Image(label="Start image", type="filepath", elem_id="init-image")
@@ -329,7 +327,9 @@ def build_demo(config, handlers) -> gr.Blocks:
         show_layers.click(handlers.layers, [model, width, height, guidance], layer_rows, concurrency_limit=config.concurrency,
                           concurrency_id="model", **private)
         dice.click(random_seed, None, seed, **private)
-        model.change(handlers.model_changed, [model, scheduler], [width, height, scheduler, true_cfg], **private)
+        model.change(handlers.model_changed, [model, scheduler], [width, height, scheduler, true_cfg, examples],
+                     **private)
+        examples.click(lambda sample: sample[0], examples, prompt, show_progress="hidden", **private)
 
         # The API: every parameter has a default. /generate returns the final image and the trajectory
         # files; /compare the grid and the comparison's files.
