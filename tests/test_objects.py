@@ -184,3 +184,34 @@ def test_a_snapshot_is_the_state_as_it_stands_and_loads_as_a_pipeline(tmp_path):
     record = json.loads((tmp_path / "snapshot" / "training_log.json").read_text())
     assert record["unet_step"] == 1 and "snapshot at unet step 1" in record["log"][-1]
     assert (tmp_path / "snapshot" / "scenes.json").exists()
+
+
+def test_the_model_card_reports_what_training_and_evaluation_recorded(tmp_path):
+    """A tiny run, evaluated by `training.evaluate_objects` (diffusers' pipeline, the analyser, DAAM with
+    sdviz), and its card written by `training.model_card`: every figure is the one the files hold."""
+    from training import evaluate_objects, model_card
+    from training.train_objects import main
+
+    model = tmp_path / "model"
+    main([*TINY, "--unet-steps", "2", "--out", str(model)])
+    evaluate_objects.main(["--model", str(model), "--pairs", "4"])
+    report = json.loads((model / "eval.json").read_text())
+    assert report["counts"]["object"] == 2 and report["counts"]["both objects"] == 2
+    assert set(report["rates"]) >= set(evaluate_objects.BARS) and report["vae_scenes"] == evaluate_objects.VAE_SCENES
+    model_card.main(["--model", str(model)])
+    card = (model / "README.md").read_text()
+    for key, label in model_card.MEASURES.items():
+        rate = report["rates"][key]
+        assert f"| {label} | **{f'{rate:.3f}' if key == 'daam iou' else f'{rate * 100:.1f} %'}** " in card, key
+    assert f"**{report['vae_psnr_db']:.1f} dB**" in card and f"**{report['generation_seconds_20_steps']:.2f} s**" in card
+    log = json.loads((model / "training_log.json").read_text())
+    assert f"**{log['wall_seconds'] / 3600:.1f} h**" in card and "150 emoji objects" in card
+    from sdviz.models import card_examples
+
+    examples = card_examples(str(model))
+    assert len(examples) >= 4 and any(len(objects.parse_prompt(text)["objects"]) == 2 for text in examples)
+    for text in examples:  # each a sentence of the grammar, on a background its objects may stand on
+        stated = objects.parse_prompt(text)
+        assert all(name in objects.objects() and position for name, position in stated["objects"]), text
+        names = [name for name, _ in stated["objects"]]
+        assert "background" not in stated or all(stated["background"] in objects.backgrounds_for()[n] for n in names)

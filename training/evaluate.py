@@ -116,18 +116,23 @@ def vae_psnr(pipe, count: int = 256) -> float:
     drawn = [scenes.sample_scene(rng, held_out=True) for _ in range(count)]
     size = pipe.unet.config.sample_size * pipe.vae_scale_factor
     images = torch.from_numpy(np.stack([scenes.render(s, size)[0] for s in drawn])).permute(0, 3, 1, 2)
+    return reconstruction_psnr(pipe.vae, images)
+
+
+def reconstruction_psnr(vae, images) -> float:
+    """Mean PSNR (dB) of the VAE's reconstructions of uint8 images, (N, 3, H, W)."""
     images = images.float() / 127.5 - 1
     with torch.no_grad():
-        recon = pipe.vae.decode(pipe.vae.encode(images).latent_dist.mode()).sample.clamp(-1, 1)
+        recon = vae.decode(vae.encode(images).latent_dist.mode()).sample.clamp(-1, 1)
     mse = ((recon - images) / 2).pow(2).flatten(1).mean(1)
     return float((10 * torch.log10(1 / mse)).mean())
 
 
-def generation_seconds(pipe, repeats: int = 5) -> float:
+def generation_seconds(pipe, repeats: int = 5, prompt: str = "a red circle on the left") -> float:
     times = []
     for n in range(repeats + 1):
         started = time.perf_counter()
-        pipe("a red circle on the left", num_inference_steps=STEPS, guidance_scale=GUIDANCE,
+        pipe(prompt, num_inference_steps=STEPS, guidance_scale=GUIDANCE,
              generator=torch.Generator().manual_seed(n))
         times.append(time.perf_counter() - started)
     return statistics.median(times[1:])  # the first run warms up

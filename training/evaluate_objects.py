@@ -1,19 +1,22 @@
 """Evaluates the object model on held-out prompts, with diffusers' own StableDiffusionPipeline and the
 analyser of `training.objects`; and its cross-attention (DAAM) on two-object prompts, with sdviz.
 
-    python -m training.evaluate_objects --model assets/sdviz-objects [--pairs 200] [--out eval.json]
+    python -m training.evaluate_objects --model assets/sdviz-objects [--pairs 200] [--out MODEL/eval.json]
 
 Held-out pairs: one-object prompts whose (object, position, background) and two-object prompts whose
 object pair were never drawn in training, each with its own seed; DDIM, 20 steps, guidance 7.5. Scored:
 one object: object right, position right, background right; two objects: both right and each on its
 side; DAAM: each object word's map (thresholded at 0.4, as DAAM segments) overlaps its own object more
-than the other, and its IoU with its own object.
+than the other, and its IoU with its own object. Also: the VAE's PSNR on held-out scenes and the wall time of
+one 20-step guided generation on this machine, as the model card reports them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import platform
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +26,11 @@ from training import objects
 BARS = {"object": 0.80, "position": 0.85, "background": 0.95, "both objects": 0.50, "daam own > other": 0.80,
         "daam iou": 0.50}
 STEPS, GUIDANCE = 20, 7.5
+EVAL_SEED = 123
+TIMED_PROMPT = "a cat on the left and a rocket on the right on a blue background"
 
 
-def held_out_prompts(count: int, seed: int = 123) -> list[tuple[str, int]]:
+def held_out_prompts(count: int, seed: int = EVAL_SEED) -> list[tuple[str, int]]:
     """count (prompt, seed) pairs, half with one object and half with two, all from the held-out split."""
     rng = np.random.default_rng(seed)
     pairs = []
@@ -81,12 +86,30 @@ def daam(model, pairs) -> dict[str, list]:
     return {"daam own > other": own_more, "daam iou": ious}
 
 
+VAE_SCENES = 128  # held-out scenes the VAE's PSNR is measured on
+
+
+def vae_psnr(pipe, count: int = VAE_SCENES) -> float:
+    """Mean PSNR (dB) of the VAE's reconstructions of held-out scenes at the model's own size."""
+    import torch
+
+    from training.evaluate import reconstruction_psnr
+
+    rng = np.random.default_rng([EVAL_SEED, 1])
+    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    drawn = [objects.sample_scene(rng, held_out=True) for _ in range(count)]
+    images = torch.from_numpy(np.stack([objects.render(scene, size)[0] for scene in drawn])).permute(0, 3, 1, 2)
+    return reconstruction_psnr(pipe.vae, images)
+
+
 def evaluate(model_folder: str, count: int) -> dict:
     import torch
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
     import sdviz
+    from training.evaluate import generation_seconds
 
+    started = time.perf_counter()
     pipe = StableDiffusionPipeline.from_pretrained(model_folder, safety_checker=None, requires_safety_checker=False)
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
@@ -96,21 +119,32 @@ def evaluate(model_folder: str, count: int) -> dict:
     results.update(daam(sdviz.load_model(model_folder), pairs))
     rates = {key: float(np.mean(values)) if values else 0.0 for key, values in results.items()}
     return {"pairs": count, "counts": {key: len(values) for key, values in results.items()}, "rates": rates,
-            "bars": BARS, "passed": {key: rates.get(key, 0.0) >= bar for key, bar in BARS.items()}}
+            "bars": BARS, "passed": {key: rates.get(key, 0.0) >= bar for key, bar in BARS.items()},
+            "vae_psnr_db": vae_psnr(pipe), "vae_scenes": VAE_SCENES,
+            "generation_seconds_20_steps": generation_seconds(pipe, prompt=TIMED_PROMPT),
+            "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
+            "eval_seconds": round(time.perf_counter() - started, 1)}
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="assets/sdviz-objects")
     parser.add_argument("--pairs", type=int, default=200)
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")
+    parser.add_argument("--out", type=Path, default=None, help="the JSON report (default: MODEL/eval.json)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     report = evaluate(args.model, args.pairs)
     for key, rate in report["rates"].items():
         bar = BARS.get(key)
         print(f"{key:20} {rate:6.1%} of {report['counts'][key]}" + (f"  (bar {bar:.0%})" if bar else ""))
-    if args.out:
-        args.out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"{'VAE PSNR':20} {report['vae_psnr_db']:.2f} dB")
+    print(f"{'20 guided steps':20} {report['generation_seconds_20_steps']:.3f} s on {report['threads']} threads")
+    out = args.out or Path(args.model) / "eval.json"
+    out.write_text(json.dumps(report, indent=1) + "\n")
 
 
 if __name__ == "__main__":

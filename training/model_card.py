@@ -1,10 +1,12 @@
-"""Writes the embedded model's card (MODEL/README.md) from what training and evaluation recorded.
+"""Writes an embedded model's card (MODEL/README.md) from what training and evaluation recorded.
 
     python -m training.model_card [--model assets/sdviz-shapes]
+    python -m training.model_card --model assets/sdviz-objects
 
 Every figure comes from the model folder itself: `training_log.json` (written by
-`training.train`), `eval.json` (written by `training.evaluate`), the configs and
-the weights (parameter counts, file sizes), so the card cannot drift from the model.
+`training.train` or `training.train_objects`), `eval.json` (by `training.evaluate` or
+`training.evaluate_objects`), the configs and the weights (parameter counts, file sizes),
+so the card cannot drift from the model. A folder with a `scenes.json` is the object model.
 """
 
 from __future__ import annotations
@@ -14,15 +16,18 @@ import json
 import math
 from pathlib import Path
 
-from training import scenes
+from training import objects, scenes
 
-TEMPLATE = """\
+METADATA = """\
 ---
 license: mit
 library_name: diffusers
 pipeline_tag: text-to-image
 tags: [stable-diffusion, toy-model, education]
 widget:
+"""  # then the example prompts the page offers, one `- text:` each
+
+TEMPLATE = METADATA + """\
 - text: a large red circle on the left on a blue background
 - text: a small yellow triangle at the top on a purple background
 - text: a green square in the center on a white background
@@ -125,6 +130,119 @@ MIT, as sdviz. The weights were trained from scratch on generated data. The toke
 vocabulary is OpenAI CLIP's (MIT licence).
 """
 
+OBJECTS_TEMPLATE = METADATA + """\
+- text: a cat on the left and a rocket on the right on a blue background
+- text: a large apple in the center on a purple background
+- text: a dog at the top left and a tree at the bottom right on a pink background
+- text: a small fish at the bottom on a white background
+- text: a car at the top and a house at the bottom
+---
+
+# sdviz-objects: a Stable Diffusion 1.x-family model that draws objects where words say, on a CPU
+
+The default model of [sdviz](../../README.md). It has every part of Stable Diffusion 1.x, in diffusers
+format, trained from scratch by this project: it draws one of {n_objects} emoji objects, or two at
+opposite sides, on a flat background, in {gen_seconds:.2f} s on {threads} CPU threads (20 DDIM steps with
+guidance), so every step can be decoded and shown, and with two objects each word's attention lands on
+its own object.
+
+```python
+from diffusers import StableDiffusionPipeline
+pipe = StableDiffusionPipeline.from_pretrained("assets/sdviz-objects")
+image = pipe("a cat on the left and a rocket on the right on a blue background", num_inference_steps=20).images[0]
+```
+
+## Data
+
+{n_objects} objects from Microsoft's [Fluent Emoji](https://github.com/microsoft/fluentui-emoji) (flat style,
+MIT licence), each rendered once into `training/atlas/atlas.png` from the SVGs of the npm package
+`@iconify-json/fluent-emoji-flat` (`training/emoji_atlas.py`; licence and attribution in
+`training/atlas/LICENSE`). Every object's name is one token of CLIP's vocabulary. Scenes are composited
+from the atlas by `training/objects.py` at {size} x {size} pixels, with each object's exact mask kept.
+
+## Grammar
+
+    a [small|large] <object> [<position>] [on a <colour> background]
+    a <object> <position> and a <object> <opposite position> [on a <colour> background]
+
+- objects: {n_objects} (the list, with each one's Fluent icon name, is `scenes.json`'s `objects`);
+- positions: {positions}, the centre jittered by up to {jitter:.0%} of the side; two objects
+  stand at opposite positions ({pairs_said});
+- background colours: {colours}; an object is drawn only on colours few of its own pixels come near;
+- sizes (one object): small and large, {small:.0%} and {large:.0%} of the side; two objects {pair:.0%} each.
+
+{two:.0%} of training scenes hold two objects, named in either order. Each phrase is kept in a caption
+with a set chance (size {keep_size:.0%}, position {keep_pos:.0%}, background {keep_bg:.0%}), and
+{uncond:.0%} of captions are empty (for classifier-free guidance). {held_out} % of the (object, position,
+background) triples and of the object pairs are never drawn for training; the evaluation uses only
+those. `scenes.json` holds the vocabularies (`objects`, `colours` as RGB, `positions` as centres in
+fractions of the side) so the model can be checked with any analyser.
+
+## Architecture
+
+| component | diffusers / transformers class | configuration | parameters |
+|---|---|---|---|
+| tokenizer | `CLIPTokenizer` | the real CLIP BPE vocabulary (49408 tokens, 77 positions) | - |
+| text encoder | `CLIPTextModel` | width {text_width}, {text_layers} layers, {text_heads} heads: token embeddings {tokens} x {text_width} | {p_text} |
+| UNet | `UNet2DConditionModel` | channels {unet_channels}, latents {latent_channels} x {latent} x {latent}, cross-attention at {cross_res} | {p_unet} |
+| VAE | `AutoencoderKL` | channels {vae_channels}, factor {factor}, {latent_channels} latent channels, scaling factor {scaling:.5f} | {p_vae} |
+| scheduler | `DDIMScheduler` with the SD 1.x config | scaled_linear betas 0.00085 to 0.012, 1000 steps, epsilon prediction | - |
+
+{p_total} parameters in all; UNet and VAE stored in float16, the text encoder in float32, as safetensors
+only: {megabytes:.1f} MB on disk. No safety checker.
+
+## Training
+
+`python -m training.train_objects --out assets/sdviz-objects --state runs/objects-state` (seed {seed};
+resumable: run it again after a stop) reproduces the recipe:
+
+1. VAE: {vae_steps} steps, batch {vae_batch}, random {vae_crop} x {vae_crop} crops, L1 + MSE + a small KL term.
+2. {pool} training scenes encoded once; `scaling_factor` = 1 / std of their latents.
+3. Text encoder and UNet together: {unet_steps} steps, batch {unet_batch}, AdamW at {unet_lr:g} (warm-up
+   {warmup} steps, then cosine decay to a tenth), epsilon prediction under SD 1.x's noise schedule, each
+   timestep weighted as an x0 error by clamp(SNR, {snr_floor:g}, {gamma:g}), EMA {ema:g}; from t =
+   {terminal_t} up the UNet sees pure noise instead of the noised scene, so that the layout comes from
+   the words (see `training/train.py`).
+
+Wall time: **{wall_h:.1f} h** on {hardware}, torch {torch}.{carried}
+
+## Evaluation
+
+`python -m training.evaluate_objects` generates {pairs} held-out prompt/seed pairs (half with one object,
+half with two) with diffusers' `StableDiffusionPipeline` (DDIM, 20 steps, guidance 7.5) and reads each
+image back with the analyser in `training/objects.py` (nearest-template classification of each found
+object against the atlas, and its centroid). DAAM: each object word's whole-run cross-attention map
+from sdviz, thresholded at 0.4, against the objects the analyser finds in the same run's image.
+
+| measure | result | bar |
+|---|---|---|
+{rows}
+| VAE reconstruction PSNR, {vae_eval} held-out scenes | **{psnr:.1f} dB** | - |
+| one 20-step DDIM generation with guidance, {threads} CPU threads | **{gen_seconds:.2f} s** | 1 s |
+
+A subset of the same evaluation runs in the test suite (`tests/test_object_model.py`).
+
+## Limitations
+
+- It knows only its grammar: {n_objects} objects, one or two, on a flat background, {size} x {size} pixels.
+  Other words are unknown tokens to it; two objects stand only at opposite positions.
+- Small objects lose detail through the VAE; look-alike emoji (a lemon and a banana, say) can be confused.
+
+## Licence
+
+MIT, as sdviz. The weights were trained from scratch on scenes composited from Microsoft's Fluent Emoji
+(MIT licence, Copyright (c) Microsoft Corporation). The tokenizer's vocabulary is OpenAI CLIP's (MIT licence).
+"""
+
+MEASURES = {  # eval.json's rates: what the card calls them
+    "object": "one object: the object right",
+    "position": "one object: its position right",
+    "background": "background colour right",
+    "both objects": "two objects: both right, each on its side",
+    "daam own > other": "two objects: each word's map overlaps its own object more than the other",
+    "daam iou": "two objects: mean IoU of each word's map with its own object",
+}
+
 
 def parameter_count(folder: Path) -> int:
     from safetensors import safe_open
@@ -151,24 +269,53 @@ def cpu_name() -> str:
     return "a CPU"
 
 
-def render(model: Path) -> str:
-    log = json.loads((model / "training_log.json").read_text())
-    report = json.loads((model / "eval.json").read_text())
-    cfg = log["config"]
+def architecture(model: Path) -> dict:
+    """The card's architecture fields, read from the folder's configs and weights."""
     unet = json.loads((model / "unet" / "config.json").read_text())
     vae = json.loads((model / "vae" / "config.json").read_text())
     text = json.loads((model / "text_encoder" / "config.json").read_text())
-    factor = 2 ** (len(vae["block_out_channels"]) - 1)
     latent = unet["sample_size"]
+    levels = len(unet["down_block_types"])
     cross = [latent >> i for i, kind in enumerate(unet["down_block_types"]) if "CrossAttn" in kind]
-    cross_res = ", ".join(f"{r} x {r}" for r in cross) + f" and the {latent >> (len(unet['down_block_types']) - 1)} x "
-    cross_res += f"{latent >> (len(unet['down_block_types']) - 1)} middle"
+    cross_res = ", ".join(f"{r} x {r}" for r in cross) + f" and the {latent >> (levels - 1)} x {latent >> (levels - 1)} middle"
     counts = {name: parameter_count(model / name) for name in ("text_encoder", "unet", "vae")}
-    hardware = log["hardware"]
-    where = (f"{hardware['gpu']}" if hardware.get("gpu")
-             else f"{hardware['threads']} threads of an {cpu_name()}" if hardware["device"] == "cpu" else hardware["device"])
+    return dict(
+        text_width=text["hidden_size"], text_layers=text["num_hidden_layers"], text_heads=text["num_attention_heads"],
+        tokens=text["max_position_embeddings"], unet_channels=tuple(unet["block_out_channels"]),
+        latent_channels=unet["in_channels"], latent=latent, cross_res=cross_res,
+        vae_channels=tuple(vae["block_out_channels"]), factor=2 ** (len(vae["block_out_channels"]) - 1),
+        scaling=vae["scaling_factor"], p_text=millions(counts["text_encoder"]), p_unet=millions(counts["unet"]),
+        p_vae=millions(counts["vae"]), p_total=millions(sum(counts.values())),
+        megabytes=sum(p.stat().st_size for p in model.rglob("*.safetensors")) / 1e6,
+    )
+
+
+def hardware_text(hardware: dict) -> str:
+    if hardware.get("gpu"):
+        return hardware["gpu"]
+    if hardware["device"] != "cpu":
+        return hardware["device"]
+    return f"{hardware['threads']} threads of an {hardware.get('cpu_name') or cpu_name()}"
+
+
+def training_fields(cfg: dict) -> dict:
+    keys = ("seed", "vae_steps", "vae_batch", "vae_crop", "pool", "unet_steps", "unet_batch", "unet_lr", "warmup",
+            "terminal_t")
+    return {**{key: cfg[key] for key in keys}, "snr_floor": cfg["snr_floor"], "gamma": cfg["min_snr_gamma"],
+            "ema": cfg["ema_decay"], "uncond": cfg["uncond_prob"]}
+
+
+def render(model: Path) -> str:
+    if (model / "scenes.json").exists():
+        return render_objects(model)
+    log = json.loads((model / "training_log.json").read_text())
+    report = json.loads((model / "eval.json").read_text())
+    cfg = log["config"]
     acc, scored = report["accuracy"], report["scored"]
+    fields = architecture(model)
     return TEMPLATE.format(
+        **fields,
+        **training_fields(cfg),
         gen_seconds=report["generation_seconds_20_steps"],
         size=cfg["image_size"],
         colours=", ".join(scenes.COLOURS),
@@ -179,33 +326,12 @@ def render(model: Path) -> str:
         keep_size=scenes.KEEP_SIZE,
         keep_pos=scenes.KEEP_POSITION,
         keep_bg=scenes.KEEP_BACKGROUND,
-        uncond=cfg["uncond_prob"],
         held_out=scenes.HELD_OUT_PERCENT,
         combos=len(list(scenes.all_combos())),
-        text_width=text["hidden_size"],
-        text_layers=text["num_hidden_layers"],
-        text_heads=text["num_attention_heads"],
-        tokens=text["max_position_embeddings"],
-        unet_channels=tuple(unet["block_out_channels"]),
-        latent_channels=unet["in_channels"],
-        latent=latent,
-        cross_res=cross_res,
-        vae_channels=tuple(vae["block_out_channels"]),
-        factor=factor,
-        scaling=vae["scaling_factor"],
-        p_text=millions(counts["text_encoder"]),
-        p_unet=millions(counts["unet"]),
-        p_vae=millions(counts["vae"]),
-        p_total=millions(sum(counts.values())),
-        megabytes=sum(p.stat().st_size for p in model.rglob("*.safetensors")) / 1e6,
-        seed=cfg["seed"],
-        vae_steps=cfg["vae_steps"], vae_batch=cfg["vae_batch"], vae_crop=cfg["vae_crop"], pool=cfg["pool"],
-        unet_steps=cfg["unet_steps"], unet_batch=cfg["unet_batch"], unet_lr=cfg["unet_lr"], warmup=cfg["warmup"],
-        snr_floor=cfg["snr_floor"], gamma=cfg["min_snr_gamma"], ema=cfg["ema_decay"],
-        terminal_t=cfg["terminal_t"], terminal_share=cfg["terminal_share"] * 100,
+        terminal_share=cfg["terminal_share"] * 100,
         wall_min=log["wall_seconds"]["total"] / 60,
         vae_min=log["wall_seconds"]["vae"] / 60,
-        hardware=where,
+        hardware=hardware_text(log["hardware"]),
         torch=log["torch"],
         pairs=report["pairs"],
         colour=acc["colour"] * 100, shape=acc["shape"] * 100,
@@ -216,15 +342,61 @@ def render(model: Path) -> str:
         miou=report["daam_miou"],
         daam=report["daam_prompts"],
         threads=report["threads"],
-        finest=latent,
+        finest=fields["latent"],
         miou_finest=report["daam_miou_finest_resolution"],
     )
 
 
-def main() -> None:
+def render_objects(model: Path) -> str:
+    """The object model's card (OBJECTS_TEMPLATE), from the files `training.train_objects` and
+    `training.evaluate_objects` write."""
+    from training.evaluate_objects import BARS
+
+    log = json.loads((model / "training_log.json").read_text())
+    report = json.loads((model / "eval.json").read_text())
+    cfg = log["config"]
+    vocabulary = json.loads((model / "scenes.json").read_text())
+    resumes = sum("resumed at step" in line for line in log["log"])
+    carries = sum("resumed from a carry" in line for line in log["log"])
+    carried = (f" The run was stopped and resumed {resumes} time{'s' * (resumes != 1)}, {carries} of them from a "
+               "carry (on another machine); `training_log.json` holds its whole log." if resumes else "")
+    rows = []
+    for key, label in MEASURES.items():
+        rate = report["rates"][key]
+        shown = f"{rate:.3f}" if key == "daam iou" else f"{rate * 100:.1f} %"
+        rows.append(f"| {label} | **{shown}** ({report['counts'][key]}) | "
+                    + (f"{BARS[key]:.2f}" if key == "daam iou" else f"{BARS[key] * 100:.0f} %") + " |")
+    pairs = sorted({" / ".join(sorted((a, b))) for a, b in objects.OPPOSITE.items()})
+    return OBJECTS_TEMPLATE.format(
+        **architecture(model),
+        **training_fields(cfg),
+        n_objects=len(vocabulary["objects"]),
+        gen_seconds=report["generation_seconds_20_steps"],
+        threads=report["threads"],
+        size=cfg["image_size"],
+        positions=", ".join(vocabulary["positions"]),
+        pairs_said=", ".join(pairs),
+        jitter=objects.JITTER,
+        colours=", ".join(vocabulary["colours"]),
+        small=objects.SIZES["small"], large=objects.SIZES["large"], pair=objects.PAIR_SIZE,
+        two=objects.TWO_OBJECTS,
+        keep_size=objects.KEEP_SIZE, keep_pos=objects.KEEP_POSITION, keep_bg=objects.KEEP_BACKGROUND,
+        held_out=objects.HELD_OUT_PERCENT,
+        wall_h=log["wall_seconds"] / 3600,
+        hardware=hardware_text(log["hardware"]),
+        torch=log["torch"],
+        carried=carried,
+        pairs=report["pairs"],
+        rows="\n".join(rows),
+        vae_eval=report["vae_scenes"],
+        psnr=report["vae_psnr_db"],
+    )
+
+
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, default=Path("assets/sdviz-shapes"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     (args.model / "README.md").write_text(render(args.model))
     print(f"wrote {args.model / 'README.md'}")
 

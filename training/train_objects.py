@@ -400,12 +400,15 @@ def write_snapshot(out: Path, state: State, cfg: Config, models, tokenizer, devi
 
 def write_model(out: Path, state: State, cfg: Config, models, tokenizer, device) -> None:
     """The pipeline folder, its scenes.json and training_log.json (config, wall time, hardware, the log)."""
+    from training.model_card import cpu_name
+
     vae, text_encoder, unet = models
     out.mkdir(parents=True, exist_ok=True)
     save_pipeline(out, vae.cpu(), text_encoder.cpu(), tokenizer, unet.cpu())
     (out / "scenes.json").write_text(json.dumps(objects.scenes_json(), indent=1) + "\n")
     record = {"config": asdict(cfg), "unet_step": state.data["unet_step"], "wall_seconds": round(state.seconds(), 1),
               "hardware": {"device": str(device), "cpu": platform.processor() or platform.machine(),
+                           "cpu_name": cpu_name(),
                            "threads": torch.get_num_threads(),
                            "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None},
               "torch": torch.__version__, "log": state.data["log"]}
