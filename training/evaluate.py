@@ -99,7 +99,8 @@ def daam_ious(model_path: str, pairs, resolutions=("all",)) -> dict[str, list[fl
     for prompt, seed, _ in pairs:
         capture = AttentionCapture(model)
         traj = sdviz.generate(
-            model, sdviz.Settings(prompt=prompt, scheduler="ddim", steps=STEPS, guidance=GUIDANCE, seed=seed),
+            model, sdviz.Settings(prompt=prompt, scheduler="ddim", steps=STEPS, guidance=GUIDANCE, seed=seed,
+                                  preview="approx"),  # the maps and the final image do not depend on the previews
             capture=capture,
         )
         shape = scenes.parse_prompt(prompt)["shape"]

