@@ -210,6 +210,31 @@ def test_refusals_leave_no_traceback_in_the_log_and_no_path_in_the_api(app_serve
             assert repo not in response.read().decode(), route
 
 
+def test_only_sdviz_refusals_reach_the_user_as_messages():
+    """A ValueError sdviz raises for bad input is the user's message; one from inside diffusers (or torch,
+    numpy) is a failure: logged, and answered with one line that shows nothing of it."""
+    import gradio as gr
+    from diffusers import DDIMScheduler
+
+    from sdviz import Settings
+    from sdviz.settings import validate
+    from ui.handlers import user_errors
+
+    @user_errors
+    def refused():
+        validate(Settings(prompt="a red circle", steps=0))
+
+    @user_errors
+    def failed():
+        DDIMScheduler().set_timesteps(5000)  # diffusers' own ValueError, about its internals
+
+    with pytest.raises(gr.Error, match="steps 0 is out of range"):
+        refused()
+    with pytest.raises(gr.Error) as error:
+        failed()
+    assert error.value.message == "the request failed (ValueError); the server logged the details"
+
+
 def test_a_new_generate_stops_the_sessions_earlier_run_and_says_queued():
     from ui.handlers import Handlers, StopSignal
 
