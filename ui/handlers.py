@@ -218,7 +218,7 @@ class Handlers:
         return (facts.native_width, facts.native_height,
                 gr.update(choices=scheduler_choices(facts.family), value=value),
                 gr.update(visible=True) if facts.family == "flux" else gr.update(visible=False, value=1.0),
-                gr.Dataset(samples=[[text] for text in model.examples]))
+                gr.update(choices=list(model.examples), value=None))
 
     # --- a run -----------------------------------------------------------------------
 

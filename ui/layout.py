@@ -55,8 +55,8 @@ def build_demo(config, handlers) -> gr.Blocks:
                 with gr.Tabs():
                     with gr.Tab("Text to image", id="txt2img"):
                         prompt = gr.Textbox(label="Prompt", value=default_model.examples[0], lines=2, elem_id="prompt")
-                        examples = gr.Dataset(components=[gr.Textbox(visible=False)], label="Try a prompt",
-                                              samples=[[text] for text in default_model.examples], elem_id="examples")
+                        examples = gr.Radio(choices=list(default_model.examples), value=None, label="Try a prompt",
+                                            elem_id="examples")
                         generate = gr.Button("Generate", variant="primary", elem_id="generate")
                     with gr.Tab("Image to image", id="img2img"):
                         init_image = Image(label="Start image", type="filepath", elem_id="init-image")
@@ -329,7 +329,7 @@ def build_demo(config, handlers) -> gr.Blocks:
         dice.click(random_seed, None, seed, **private)
         model.change(handlers.model_changed, [model, scheduler], [width, height, scheduler, true_cfg, examples],
                      **private)
-        examples.click(lambda sample: sample[0], examples, prompt, show_progress="hidden", **private)
+        examples.input(lambda text: text, examples, prompt, show_progress="hidden", **private)
 
         # The API: every parameter has a default. /generate returns the final image and the trajectory
         # files; /compare the grid and the comparison's files.
