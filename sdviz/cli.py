@@ -17,7 +17,7 @@ import numpy as np
 from sdviz import schedulers
 from sdviz.comparison import ALIGNMENTS, MAX_VARIANTS, TEXT_SEPARATOR, VARIED
 from sdviz.schedule import COMPARED
-from sdviz.settings import PREVIEW_MODES, Settings
+from sdviz.settings import PREVIEW_MODES, Settings, refusal
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -450,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
             return compare(args)
         return render(args)
     except ValueError as error:
+        if not refusal(error):
+            raise  # a failure inside torch or diffusers, not bad input: its traceback is what a report needs
         print(f"sdviz: error: {error}", file=sys.stderr)
         return 2
 

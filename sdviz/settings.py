@@ -1,8 +1,8 @@
 """What a run is asked to do, and the checks that refuse bad values up front.
 
 Every check raises `ValueError` naming the value and what is allowed; the CLI
-prints it as one line, the app shows it as `gr.Error`. Checks that need the
-model (image size) take its `ModelFacts`.
+prints it as one line, the app shows it as `gr.Error` (`refusal` tells such an
+error from a failure). Checks that need the model (image size) take its `ModelFacts`.
 """
 
 from __future__ import annotations
@@ -75,6 +75,19 @@ class Settings:
             raise ValueError(f"true cfg {self.true_cfg} applies to Flux only (this model is {family}, whose "
                              "guidance is classifier-free already); allowed: 1")
         return replace(self, width=width, height=height, scheduler=scheduler)
+
+
+def refusal(error: BaseException, packages: tuple[str, ...] = ("sdviz",)) -> bool:
+    """Whether an exception is a refusal of bad input: a ValueError raised by the code of `packages` (a
+    refusal names the parameter, the value and what is allowed). A ValueError from inside torch, diffusers
+    or numpy is a failure, not a message for the user."""
+    if not isinstance(error, ValueError):
+        return False
+    trace = error.__traceback__
+    while trace is not None and trace.tb_next is not None:
+        trace = trace.tb_next
+    module = trace.tb_frame.f_globals.get("__name__", "") if trace is not None else ""
+    return module.split(".")[0] in packages
 
 
 def check_int(name: str, value: Any, low: int, high: int) -> int:

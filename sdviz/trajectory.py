@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from sdviz.models import image_tokens
+
 FORMAT = "sdviz-trajectory/1"
 LATENT_FIELDS = ("x_t", "x_next", "noise_uncond", "noise_cond", "noise_pred", "x0_pred", "source_x_next")
 GUIDANCE_X0 = ("x0_uncond", "x0_cond")  # computed from the above; saved with them
@@ -99,6 +101,12 @@ class Trajectory:
         flow matching's velocity)."""
         return {"v_prediction": "predicted v (√ᾱ·ε − √(1−ᾱ)·x0)", "flow": "predicted velocity v = ε − x0",
                 "sample": "predicted x0"}.get(self.facts.get("prediction_type"), "predicted noise ε")
+
+    @property
+    def image_tokens(self) -> int:
+        """The run's image positions in the denoiser's attention (SD3's and Flux's schedules shift with them)."""
+        return image_tokens(self.settings["height"], self.settings["width"], self.facts.get("size_multiple", 0),
+                            self.facts["vae_factor"])
 
     @property
     def denoiser_word(self) -> str:

@@ -127,6 +127,17 @@ def test_bad_input_from_a_shell_is_one_line_and_exit_code_2(tmp_path, extra, mes
     assert not (tmp_path / "out").exists()
 
 
+def test_a_failure_inside_diffusers_is_not_reported_as_bad_input(tmp_path, monkeypatch, capsys):
+    """Only sdviz's own refusals are the user's error (exit code 2); diffusers' ValueError about its
+    internals keeps its traceback, for the report."""
+    from diffusers import DDIMScheduler
+
+    monkeypatch.setattr(cli, "render", lambda args: DDIMScheduler().set_timesteps(5000))
+    with pytest.raises(ValueError, match="num_inference_steps"):
+        cli.main(["render", "--prompt", "x", "--out", str(tmp_path)])
+    assert "sdviz: error" not in capsys.readouterr().err
+
+
 def test_layers_json_comes_from_the_model():
     result = sdviz_main("layers", "--json")
     assert result.returncode == 0, result.stderr

@@ -71,7 +71,7 @@ def compared_frame(traj, scheduler_config: dict, index: int) -> pd.DataFrame:
     with the run's step marked on its scheduler's full schedule."""
     family = traj.facts.get("family", "sd")
     names = [traj.settings["scheduler"], *(n for n in schedule.compared_names(family) if n != traj.settings["scheduler"])]
-    image_tokens = _image_tokens(traj)
+    image_tokens = traj.image_tokens
     tables = schedule.compared(traj.settings["steps"], scheduler_config, names, family, image_tokens)
     rows = []
     for name, table in tables.items():
@@ -81,12 +81,6 @@ def compared_frame(traj, scheduler_config: dict, index: int) -> pd.DataFrame:
     entries = len(tables[traj.settings["scheduler"]])
     share = (run_start(traj, scheduler_config) + index) / max(entries - 1, 1)
     return _mark(frame, share, "this step", column="scheduler")
-
-
-def _image_tokens(traj) -> int:
-    """The run's image positions in the denoiser's attention (SD3's and Flux's schedules shift with them)."""
-    multiple = traj.facts.get("size_multiple") or traj.facts["vae_factor"]
-    return (traj.settings["height"] // multiple) * (traj.settings["width"] // multiple)
 
 
 def distance_frame(traj, index: int) -> pd.DataFrame:
@@ -413,7 +407,7 @@ def forward_sheet(handlers, traj, image, decode):
     model = handlers.model(settings["model"])
     steps = settings["steps"]
     table = schedule.schedule_table(settings["scheduler"], steps, model.scheduler_config, model.facts.family,
-                                    _image_tokens(traj))
+                                    traj.image_tokens)
     start = run_start(traj, model.scheduler_config)
     chosen = export.pick(len(table), FORWARD_COLUMNS)
     if settings["img2img"] and start not in chosen:

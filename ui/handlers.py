@@ -35,7 +35,7 @@ from sdviz.images import load_image
 from sdviz.models import display_name
 from sdviz.previews import Previewer
 from sdviz.sampler import Run
-from sdviz.settings import MAX_SEED, Settings, check_float, check_int, check_text, validate
+from sdviz.settings import MAX_SEED, Settings, check_float, check_int, check_text, refusal, validate
 from sdviz.tokens import shown
 from ui import html
 from ui.model_threads import ModelThreads
@@ -49,26 +49,13 @@ SPANS = ("this step", "up to this step", "whole run")
 NEGATIVE_WORD = "negative:"  # the Word choice of a negative prompt's word: this, then its slot
 
 
-def refusal(error: Exception) -> bool:
-    """Whether an exception is sdviz refusing bad input: a ValueError raised by sdviz's or the app's own
-    code (a refusal names the parameter, the value and what is allowed). A ValueError from inside torch,
-    diffusers or numpy is a failure, not a message for the user."""
-    if not isinstance(error, ValueError):
-        return False
-    trace = error.__traceback__
-    while trace is not None and trace.tb_next is not None:
-        trace = trace.tb_next
-    module = trace.tb_frame.f_globals.get("__name__", "") if trace is not None else ""
-    return module.split(".")[0] in ("sdviz", "ui")
-
-
 def user_errors(fn):
-    """A refusal of bad input (see `refusal`) becomes gr.Error, shown in the page and returned over the
+    """A refusal of bad input (`sdviz.settings.refusal`, raised by sdviz's or the app's code) becomes gr.Error, shown in the page and returned over the
     API, and logged as one line; anything else is logged with its traceback server-side and answered
     with one line that shows nothing of the server. The server keeps serving."""
 
     def convert(error: Exception) -> gr.Error:
-        if refusal(error):
+        if refusal(error, ("sdviz", "ui")):
             log.info("refused %s: %s", fn.__name__, error)
             return gr.Error(html_text.escape(str(error), quote=False), print_exception=False)
         log.error("handler %s failed", fn.__name__, exc_info=error)
