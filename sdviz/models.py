@@ -13,7 +13,7 @@ import json
 import os
 import re
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +105,13 @@ class ModelFacts:
     def to_dict(self) -> dict[str, Any]:
         """The facts as JSON keeps them (lists, not tuples)."""
         return {**asdict(self), "encoders": [dict(encoder) for encoder in self.encoders]}
+
+    @classmethod
+    def from_dict(cls, saved: dict[str, Any]) -> "ModelFacts":
+        """The facts of a saved run (`to_dict`); a field an older file lacks takes its default."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{**{k: v for k, v in saved.items() if k in names},
+                      "encoders": tuple(dict(e) for e in saved.get("encoders", ()))})
 
 
 @dataclass

@@ -123,7 +123,7 @@ class Run:
             marks["start_latents"] = True  # not the seed's noise: x_start holds them
         self.trajectory = Trajectory(
             settings={**self.settings.to_dict(), "model": model.name, "img2img": img2img, **marks},
-            facts=facts.to_dict(),
+            facts=facts,
             shapes={
                 "token_embeddings": list(facts.token_shape()),
                 "latents": list(facts.latent_shape(self.settings.height, self.settings.width)),

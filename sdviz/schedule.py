@@ -87,7 +87,7 @@ def row(index: int, timestep: float, sigma: float, flow: bool = False) -> dict[s
 
 def trajectory_schedule(trajectory) -> list[dict[str, float]]:
     """The schedule a run actually took, read from its records (img2img: only the part it ran)."""
-    flow = trajectory.facts.get("prediction_type") == "flow"
+    flow = trajectory.facts.prediction_type == "flow"
     return [row(s.index, s.timestep, s.sigma, flow) for s in trajectory.steps]
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from sdviz.models import image_tokens
+from sdviz.models import ModelFacts
 
 FORMAT = "sdviz-trajectory/1"
 LATENT_FIELDS = ("x_t", "x_next", "noise_uncond", "noise_cond", "noise_pred", "x0_pred", "source_x_next")
@@ -73,7 +73,7 @@ class Trajectory:
     """A run from noise to image: settings, model facts, and every step's record."""
 
     settings: dict[str, Any]
-    facts: dict[str, Any]
+    facts: ModelFacts
     shapes: dict[str, list[int]]  # token_embeddings, latents, image: this run's real tensor shapes
     tokens: dict[str, Any]  # TokenView.to_dict(), plus "others": the other text encoders' views (SDXL, SD3, Flux)
     x_start: np.ndarray  # starting latents, scheduler form (noise, or noised init image)
@@ -92,7 +92,7 @@ class Trajectory:
     def guidance_scale(self) -> float:
         """The classifier-free guidance scale that mixed the two halves (Flux: `true_cfg`; its `guidance` is an
         input of the transformer, not a mix)."""
-        key = "true_cfg" if self.facts.get("family") == "flux" else "guidance"
+        key = "true_cfg" if self.facts.family == "flux" else "guidance"
         return float(self.settings.get(key, 1.0))
 
     @property
@@ -100,18 +100,17 @@ class Trajectory:
         """What the denoiser's output (`noise_pred`) is, in words: the noise, or v (SD 2.x's v-prediction, or
         flow matching's velocity)."""
         return {"v_prediction": "predicted v (√ᾱ·ε − √(1−ᾱ)·x0)", "flow": "predicted velocity v = ε − x0",
-                "sample": "predicted x0"}.get(self.facts.get("prediction_type"), "predicted noise ε")
+                "sample": "predicted x0"}.get(self.facts.prediction_type, "predicted noise ε")
 
     @property
     def image_tokens(self) -> int:
         """The run's image positions in the denoiser's attention (SD3's and Flux's schedules shift with them)."""
-        return image_tokens(self.settings["height"], self.settings["width"], self.facts.get("size_multiple", 0),
-                            self.facts["vae_factor"])
+        return self.facts.image_tokens(self.settings["height"], self.settings["width"])
 
     @property
     def denoiser_word(self) -> str:
         """What the page calls the model's denoiser: 'UNet' or 'transformer'."""
-        return "transformer" if self.facts.get("denoiser") == "transformer" else "UNet"
+        return "transformer" if self.facts.denoiser == "transformer" else "UNet"
 
     # --- frames: pictures of the latents, decoded again when not kept -------------------------
 
@@ -210,7 +209,7 @@ class Trajectory:
         return {
             "format": FORMAT,
             "settings": self.settings,
-            "facts": self.facts,
+            "facts": self.facts.to_dict(),
             "shapes": self.shapes,
             "tokens": self.tokens,
             "timings": self.timings,
@@ -266,6 +265,7 @@ class Trajectory:
         with np.load(folder / "frames.npz", allow_pickle=False) as npz:
             frames = {k: npz[k] for k in npz.files}
         decoded_at = {int(i): n for n, i in enumerate(frames["frame_steps"])}
+        facts = ModelFacts.from_dict(meta["facts"])
         from sdviz.noise import x0_slope
 
         steps = []
@@ -282,7 +282,7 @@ class Trajectory:
                 noise_cond=latents["noise_cond"][n] if "noise_cond" in latents else None,
                 noise_pred=latents["noise_pred"][n],
                 x0_pred=latents["x0_pred"][n],
-                x0_slope=summary.get("x0_slope", x0_slope(summary["sigma"], meta["facts"]["prediction_type"])),
+                x0_slope=summary.get("x0_slope", x0_slope(summary["sigma"], facts.prediction_type)),
                 eta=summary.get("eta", meta["settings"].get("eta", 0.0)),
                 source_x_next=latents["source_x_next"][n] if "source_x_next" in latents else None,
                 x_t_image=frames["x_t"][frame] if frame is not None else None,
@@ -299,7 +299,7 @@ class Trajectory:
             attention = AttentionMaps.load(folder / "attention.npz")
         return cls(
             settings=meta["settings"],
-            facts=meta["facts"],
+            facts=facts,
             shapes=meta["shapes"],
             tokens=meta["tokens"],
             x_start=latents["x_start"],

@@ -144,7 +144,7 @@ def test_unguided_runs_and_the_walk(handlers, explainer):
     assert all(panels.values()), [name for name, value in panels.items() if not value]
     tokens, width = traj.shapes["token_embeddings"]
     assert f"<b>{tokens} × {width}</b>" in panels["tokens"]
-    assert f"{traj.facts['parameters']['unet']:,}" in panels["components"]
+    assert f"{traj.facts.parameters['unet']:,}" in panels["components"]
     assert "the word that drew the most attention" in panels["attention-note"]
     assert "UNet" in panels["text-1"] and "cross-attention" in panels["text-6"]  # the walk's words: SD's UNet
 

@@ -388,10 +388,10 @@ def test_the_pages_panels_draw_each_family(family_dirs):
             assert ("velocity v = ε − x0" in panels["text-4"], "joint attention" in panels["text-6"]) == (transformer,) * 2
             assert ("x_t = (1 − σ)·x0 + σ·ε" in panels["forward-note"]) == transformer
             denoiser = DENOISER_CLASS[family]
-            assert denoiser in components and all(e["class"] in components for e in traj.facts["encoders"])
+            assert denoiser in components and all(e["class"] in components for e in traj.facts.encoders)
             assert ("Transformer + scheduler" in components) == transformer
             others = traj.tokens.get("others", [])
-            assert len(others) == len(traj.facts["encoders"]) - 1 and all(o["encoder"] in tokens for o in others)
+            assert len(others) == len(traj.facts.encoders) - 1 and all(o["encoder"] in tokens for o in others)
             assert explainer.forward(traj)[0] is not None and explainer.latent(traj)[0] is not None
             predicted = handlers.show_step(traj, 2, None, "all", "this step")[2]  # the explorer's third picture
             assert predicted["label"] == ("predicted noise ε" if family == "sdxl" else "predicted velocity v = ε − x0")

@@ -43,7 +43,7 @@ def test_facts_hold_the_real_shapes(traj, embedded):
     assert traj.shapes["latents"] == [embedded.unet.config.in_channels, *traj.steps[0].x_t.shape[1:]]
     assert traj.shapes["image"] == [3, *traj.final_image.shape[:2]]
     assert traj.shapes["image"][1] == traj.shapes["latents"][1] * facts.vae_factor
-    assert traj.facts["scaling_factor"] == embedded.vae.config.scaling_factor
+    assert traj.facts.scaling_factor == embedded.vae.config.scaling_factor
 
 
 def test_save_and_load_without_loss(traj, tmp_path):

@@ -63,13 +63,13 @@ def run_start(traj, scheduler_config: dict) -> int:
         return 0
     order = schedulers.create(settings["scheduler"], scheduler_config).order
     return explain.img2img_start(settings["steps"], settings["strength"], order,
-                                 traj.facts.get("prediction_type") == "flow")
+                                 traj.facts.prediction_type == "flow")
 
 
 def compared_frame(traj, scheduler_config: dict, index: int) -> pd.DataFrame:
     """log10 sigma over the share of the steps done, for this run's scheduler and the usual others,
     with the run's step marked on its scheduler's full schedule."""
-    family = traj.facts.get("family", "sd")
+    family = traj.facts.family
     names = [traj.settings["scheduler"], *(n for n in schedule.compared_names(family) if n != traj.settings["scheduler"])]
     image_tokens = traj.image_tokens
     tables = schedule.compared(traj.settings["steps"], scheduler_config, names, family, image_tokens)
@@ -137,12 +137,12 @@ def _target(traj) -> str:
     """What the model's denoiser is trained to predict, in words."""
     return {"v_prediction": "v = √ᾱ·ε − √(1−ᾱ)·x0 (a mix of the noise and the image)",
             "flow": "the velocity v = ε − x0 (the straight way from the image to the noise)",
-            "sample": "the clean image x0 itself"}.get(traj.facts["prediction_type"], "the noise ε")
+            "sample": "the clean image x0 itself"}.get(traj.facts.prediction_type, "the noise ε")
 
 
 def unguided_text(traj) -> str:
     """Why a run has one x0 and no guidance halves."""
-    if traj.facts.get("family") == "flux":
+    if traj.facts.family == "flux":
         return (f"Flux's guidance ({traj.settings['guidance']:g}) is an input of the transformer, learnt from a "
                 "guided teacher, not a second pass: the transformer saw the prompt alone, so there is one x0. "
                 "A negative prompt with true CFG above 1 runs a real unconditional pass, and the halves appear.")
@@ -364,7 +364,7 @@ class ExplainHandlers:
         x_t_in = traj.noise_image if index == 0 else traj.step_frames(index - 1, decode)[0]
         x0_image = traj.step_frames(index, decode)[1]
         predicted = views.noise_image(record.noise_pred, model.latent_rgb.numpy(), tuple(traj.shapes["image"][1:]))
-        predicts = "v" if traj.facts["prediction_type"] in ("v_prediction", "flow") else "noise"
+        predicts = "v" if traj.facts.prediction_type in ("v_prediction", "flow") else "noise"
         prediction = export.sheet([(f"step {index + 1}", [("x_t in", x_t_in), (f"predicted {predicts}", predicted),
                                                           ("x0: noise removed", x0_image)])],
                                   f"the {traj.denoiser_word} predicts {_target(traj)}; removing the noise gives the "
@@ -429,7 +429,7 @@ def forward_sheet(handlers, traj, image, decode):
     sheet = export.sheet([("forward q(x_t|x0)", list(zip(captions, process.frames))),
                           ("reverse (this run)", reverse)],
                          f"the same noise levels ({settings['scheduler']}, {steps} steps), both directions", marked)
-    mixed = "x_t = (1 − σ)·x0 + σ·ε" if traj.facts.get("prediction_type") == "flow" else "x_t = √ᾱ·x0 + √(1−ᾱ)·ε"
+    mixed = "x_t = (1 − σ)·x0 + σ·ε" if traj.facts.prediction_type == "flow" else "x_t = √ᾱ·x0 + √(1−ᾱ)·ε"
     note = (f"Top: the image encoded, then noised to the run's levels: {mixed}, one ε for all "
             f"(seed {settings['seed']}). ᾱ goes from {process.alpha_bar[0]:.4f} (almost all noise) to "
             f"{process.alpha_bar[-1]:.4f} (almost all image). Bottom: the x_t this run was at when it reached each "
@@ -460,18 +460,18 @@ def components_html(traj) -> str:
     facts = traj.facts
     shapes = traj.shapes
     latents = " × ".join(map(str, shapes["latents"]))
-    encoders = facts.get("encoders") or [{"name": "text_encoder", "class": "CLIPTextModel", "tokens": facts["tokens"],
+    encoders = facts.encoders or [{"name": "text_encoder", "class": "CLIPTextModel", "tokens": facts.tokens,
                                           "width": shapes["token_embeddings"][1]}]
-    rows = [(f"Text encoder ({encoder['class']})", facts["parameters"][encoder["name"]],
+    rows = [(f"Text encoder ({encoder['class']})", facts.parameters[encoder["name"]],
              f"{encoder['tokens']} token ids", f"{encoder['tokens']} × {encoder['width']}") for encoder in encoders]
-    denoiser = facts.get("denoiser", "unet")
-    predicts = "velocity" if facts["prediction_type"] == "flow" else "noise"
-    rows += [(f"{traj.denoiser_word[0].upper()}{traj.denoiser_word[1:]} ({facts.get('denoiser_class', 'UNet2DConditionModel')}, "
-              f"{predicts} predictor)", facts["parameters"][denoiser],
+    denoiser = facts.denoiser
+    predicts = "velocity" if facts.prediction_type == "flow" else "noise"
+    rows += [(f"{traj.denoiser_word[0].upper()}{traj.denoiser_word[1:]} ({facts.denoiser_class}, "
+              f"{predicts} predictor)", facts.parameters[denoiser],
               f"x_t {latents}, timestep, {' × '.join(map(str, shapes['token_embeddings']))} text"
-              + (f", pooled {facts['pooled_width']}" if facts.get("pooled_width") else "")
-              + (f", {facts['added']}" if facts.get("added") else ""), f"{predicts} {latents}"),
-             ("VAE (AutoencoderKL: encoder + decoder)", facts["parameters"]["vae"],
+              + (f", pooled {facts.pooled_width}" if facts.pooled_width else "")
+              + (f", {facts.added}" if facts.added else ""), f"{predicts} {latents}"),
+             ("VAE (AutoencoderKL: encoder + decoder)", facts.parameters["vae"],
               f"latents {latents}", f"image {' × '.join(map(str, shapes['image']))}")]
     body = "".join(f"<tr><td>{html_text.escape(name)}</td><td>{count:,}</td><td>{inp}</td><td>{out}</td></tr>"
                    for name, count, inp, out in rows)
@@ -507,7 +507,7 @@ def attention_panel(traj, model, image):
     """Where the cross-attention layers sit, counted from the UNet itself, and this run's heat map of the
     word that drew the most cross-attention over the whole run, over `image`."""
     layers = attention_layers(model.denoiser)
-    if traj.facts.get("denoiser") == "transformer":
+    if traj.facts.denoiser == "transformer":
         return _joint_attention_panel(traj, layers, image)
     by_block: dict[str, int] = {}
     for layer in layers:

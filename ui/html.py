@@ -15,6 +15,7 @@ import io
 import numpy as np
 
 from sdviz.export import enlarge
+from sdviz.models import ModelFacts
 from sdviz.tokens import shown
 
 FILMSTRIP_MOST = 24  # frames shown in the live filmstrip; past this every other one goes
@@ -134,7 +135,7 @@ def _shape(dims) -> str:
     return " × ".join(str(d) for d in dims)
 
 
-def diagram(shapes: dict, facts: dict, active: str = "", scheduler: str = "", step: str = "",
+def diagram(shapes: dict, facts: ModelFacts, active: str = "", scheduler: str = "", step: str = "",
             img2img: bool = False) -> str:
     """The Illustrated Stable Diffusion's three components with this model's real tensor shapes: its text
     encoders (SDXL's two CLIPs, SD3's CLIPs and T5, Flux's CLIP and T5), its denoiser (a UNet, or an MMDiT
@@ -151,20 +152,20 @@ def diagram(shapes: dict, facts: dict, active: str = "", scheduler: str = "", st
     tokens = _shape(shapes["token_embeddings"])
     latents = _shape(shapes["latents"])
     image = _shape(shapes["image"])
-    encoders = facts.get("encoders") or [{"class": "CLIPTextModel"}]
+    encoders = facts.encoders or [{"class": "CLIPTextModel"}]
     text_caption = "token embeddings (tokens × width)"
     if len(encoders) > 1:
         each = ", ".join(f"{e['class']} {e['tokens']} × {e['width']}" for e in encoders)
         joined = {"sdxl": "side by side, slot by slot",
                   "sd3": "the CLIPs side by side (padded to T5's width), then T5's slots after them",
                   "flux": "T5's slots are the text it reads; CLIP gives the pooled embedding"}
-        text_caption = f"{each}; {joined.get(facts.get('family'), 'joined')}"
-    if facts.get("pooled_width"):
-        text_caption += f"; pooled {facts['pooled_width']}"
-    transformer = facts.get("denoiser") == "transformer"
+        text_caption = f"{each}; {joined.get(facts.family, 'joined')}"
+    if facts.pooled_width:
+        text_caption += f"; pooled {facts.pooled_width}"
+    transformer = facts.denoiser == "transformer"
     denoiser_caption = f"latents (channels × h × w) {html.escape(step)}"
-    if facts.get("added"):
-        denoiser_caption += f"; also takes {html.escape(facts['added'])}"
+    if facts.added:
+        denoiser_caption += f"; also takes {html.escape(facts.added)}"
     parts = []
     if img2img:
         parts += [box("encode", "VAE encoder", "AutoencoderKL.encode", f"{image} → {latents}",
@@ -174,9 +175,9 @@ def diagram(shapes: dict, facts: dict, active: str = "", scheduler: str = "", st
             " + ".join(e["class"] for e in encoders), tokens, text_caption),
         '<div class="sdviz-arrow">→</div>',
         box("unet", "Transformer + scheduler" if transformer else "UNet + scheduler",
-            f"{facts.get('denoiser_class', 'UNet2DConditionModel')} · {scheduler}", latents, denoiser_caption),
+            f"{facts.denoiser_class} · {scheduler}", latents, denoiser_caption),
         '<div class="sdviz-arrow">→</div>',
-        box("vae", "Image decoder", "AutoencoderKL.decode", image, f"image (RGB × H × W), VAE factor {facts['vae_factor']}"),
+        box("vae", "Image decoder", "AutoencoderKL.decode", image, f"image (RGB × H × W), VAE factor {facts.vae_factor}"),
     ]
     return '<div class="sdviz-diagram">' + "".join(parts) + "</div>"
 

@@ -40,7 +40,7 @@ def build_demo(config, handlers) -> gr.Blocks:
     with gr.Blocks(title="sdviz: watch Stable Diffusion denoise") as demo:  # files: ui.files prunes them
         gr.Markdown("# sdviz · watch Stable Diffusion turn noise into an image\n"
                     "Type a prompt and press **Generate**: every denoising step is decoded as it happens.")
-        diagram = gr.HTML(html.diagram(blank, default.to_dict(), "", default.scheduler), elem_id="diagram")
+        diagram = gr.HTML(html.diagram(blank, default, "", default.scheduler), elem_id="diagram")
         trajectory = gr.State(None)
         comparison = gr.State(None)  # the session's comparison (sdviz.comparison.Comparison)
         parent = gr.State(None)  # the run the shown one was forked from

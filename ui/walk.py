@@ -86,13 +86,13 @@ COUNTS = {1: "A text encoder turns", 2: "Two text encoders turn", 3: "Three text
 
 def section_texts(traj=None) -> list[str]:
     """Each section's Markdown, in the words of the run's model (before a run: Stable Diffusion's UNet)."""
-    facts = traj.facts if traj is not None else {}
+    facts = traj.facts if traj is not None else None
     denoiser = traj.denoiser_word if traj is not None else "UNet"
-    flow = facts.get("prediction_type") == "flow"
-    encoders = len(facts.get("encoders") or [None])
+    flow = facts is not None and facts.prediction_type == "flow"
+    encoders = len(facts.encoders or [None]) if facts is not None else 1
     fields = {"denoiser": denoiser, "encoders": COUNTS.get(encoders, f"{encoders} text encoders turn")}
     fields["forward"] = FORWARD["flow" if flow else "noise"].format(**fields)
-    fields["attention"] = ATTENTION["joint" if facts.get("denoiser") == "transformer" else "cross"].format(**fields)
+    fields["attention"] = ATTENTION["joint" if denoiser == "transformer" else "cross"].format(**fields)
     return [f"### {title.format(**fields)}\n{text.format(**fields)}" for title, text, _ in SECTIONS]
 
 

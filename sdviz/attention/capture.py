@@ -138,7 +138,7 @@ class AttentionCapture:
         self._tokens = [s["token"] for s in slots[: self._keep]]
         self._kinds = [s["kind"] for s in slots[: self._keep]]
         self._latent_hw = tuple(trajectory.shapes["latents"][1:])
-        self._text_tokens = trajectory.facts["tokens"]
+        self._text_tokens = trajectory.facts.tokens
         self._image_hw = tuple(trajectory.shapes["image"][1:])
         if negative_tokens is not None:
             kept = [slot for slot in negative_tokens["slots"] if slot["kind"] != "padding"]
