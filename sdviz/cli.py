@@ -147,7 +147,7 @@ def render(args) -> int:
     fork, source = None, args.model
     if args.fork is not None:
         fork, settings = _fork(args, given)
-        parent_model = fork.parent.settings.get("model")
+        parent_model = fork.parent.settings.model
         if source is None and parent_model != display_name(default_model()):
             source = parent_model  # a hub id is its own name; a local folder must be named with --model
         init_image = None
@@ -325,8 +325,8 @@ def _saved_run(folder: Path, model: str | None):
         from sdviz.previews import Previewer
 
         settings = traj.settings
-        source = model or (None if settings["model"] == _default_name() else settings["model"])
-        decode = Previewer(load_model(source), settings["preview"], settings["height"], settings["width"]).record_frames
+        source = model or (None if settings.model == _default_name() else settings.model)
+        decode = Previewer(load_model(source), settings.preview, settings.height, settings.width).record_frames
     from sdviz.export import step_file
 
     guidance = {}

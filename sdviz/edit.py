@@ -53,4 +53,4 @@ def sheet(traj, previewer, decode, at: int | None = None, columns: int = COLUMNS
         changed.append((caption, difference(mine, frame)))
     marked = {chosen.index(at): "this step"} if at is not None else None
     rows = [("source", source), ("edit", edited), ("|edit - source|", changed)]
-    return export.sheet(rows, f"'{traj.settings['source_prompt']}' -> '{traj.settings['prompt']}'", marked)
+    return export.sheet(rows, f"'{traj.settings.source_prompt}' -> '{traj.settings.prompt}'", marked)

@@ -57,7 +57,7 @@ def filmstrip(trajectory, most: int = FILMSTRIP_FRAMES, with_x0: bool = True):
         x0 = dict(trajectory.frames("x0"))
         rows.append(("predicted x0", [(_step_label(label), x0.get(label)) for label, _ in columns]))
     total = len(trajectory.steps) if trajectory.steps else 0
-    scheduler = trajectory.settings.get("scheduler", "")
+    scheduler = trajectory.settings.scheduler
     return sheet(rows, f"denoising steps (of {total}, {scheduler}): from noise to image")
 
 

@@ -17,7 +17,7 @@ take it over, and the others define the schedule and the noise themselves.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from sdviz.settings import Settings
@@ -42,13 +42,12 @@ class Fork:
     at: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"at": self.at, "parent": self.parent.settings}
+        return {"at": self.at, "parent": self.parent.settings.to_dict()}
 
 
 def parent_settings(parent) -> Settings:
     """The parent run's Settings, read back from its trajectory."""
-    names = {f.name for f in fields(Settings)}
-    return Settings(**{k: v for k, v in parent.settings.items() if k in names})
+    return parent.settings.asked()
 
 
 def fork_settings(parent, **changes) -> Settings:
@@ -64,22 +63,22 @@ def check(fork: Fork, settings: Settings, model_name: str, img2img: bool) -> Non
 
     parent = fork.parent
     check_int("fork step (at)", fork.at, 0, len(parent.steps))
-    if parent.settings.get("model") != model_name:
-        raise ValueError(f"model {model_name!r} differs from the parent run's {parent.settings.get('model')!r}; "
+    if parent.settings.model != model_name:
+        raise ValueError(f"model {model_name!r} differs from the parent run's {parent.settings.model!r}; "
                          "a fork continues on the parent's model")
-    if bool(parent.settings.get("img2img")) != img2img:
+    if bool(parent.settings.img2img) != img2img:
         raise ValueError("img2img: a fork starts as its parent started (the parent "
-                         f"{'was' if parent.settings.get('img2img') else 'was not'} an img2img run)")
+                         f"{'was' if parent.settings.img2img else 'was not'} an img2img run)")
     check_kept(parent, settings)
 
 
 def check_kept(parent, settings: Settings) -> None:
     """Refuses a change of what a fork keeps (needs no model: the command line checks before loading one)."""
-    img2img = bool(parent.settings.get("img2img"))
+    img2img = bool(parent.settings.img2img)
     for name in KEPT:
         if name == "strength" and not img2img:
             continue
-        new, old = getattr(settings, name), parent.settings.get(name)
+        new, old = getattr(settings, name), getattr(parent.settings, name)
         if name == "scheduler":
             from sdviz.schedulers import resolve
 

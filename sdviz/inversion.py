@@ -65,7 +65,7 @@ class Inversion:
 
     def summary(self) -> dict:
         settings = self.inversion.settings
-        return {"prompt": settings["prompt"], "steps": settings["steps"], "guidance": settings["guidance"],
+        return {"prompt": settings.prompt, "steps": settings.steps, "guidance": settings.guidance,
                 "psnr_db": round(self.psnr, 3), "mean_abs_error": round(self.mean_abs_error, 3),
                 "vae_psnr_db": round(self.vae_psnr, 3), "noise_std": round(self.noise_std, 4),
                 "complete": self.inversion.complete and self.reconstruction.complete}
@@ -108,7 +108,7 @@ def invert(model, settings: Settings, image, capture=None, reconstruction_captur
     forward = Run(model, replace(run.settings, invert=False), capture=reconstruction_capture, stop_signal=stop_signal,
                   start_latents=inversion.steps[-1].x_next)
     _follow(forward, "reconstruction", callback)
-    width, height = inversion.settings["width"], inversion.settings["height"]
+    width, height = inversion.settings.width, inversion.settings.height
     return Inversion(inversion, forward.trajectory, latent_space(model, inversion.init_image, width, height).psnr,
                      (run.previewer, forward.previewer))
 

@@ -127,10 +127,9 @@ def run_data(traj, decode=None, previewer=None, latent_rgb=None, guidance: dict 
         distances = {"x0": [distances["x0"][i] for i in indices], "x_t": [distances["x_t"][i] for i in indices],
                      "settled": None if settled is None else settled + 1}
     return {
-        "prompt": settings.get("prompt", ""),
-        "settings": [[name, str(settings[name])] for name in listed
-                     if name in settings and (name != "true_cfg" or settings[name] != 1)]
-                    + ([["strength", str(settings["strength"])]] if settings.get("img2img") else []),
+        "prompt": settings.prompt,
+        "settings": [[name, str(getattr(settings, name))] for name in listed if name != "true_cfg" or settings.true_cfg != 1]
+                    + ([["strength", str(settings.strength)]] if settings.img2img else []),
         "shapes": traj.shapes, "total": len(traj.steps), "complete": bool(traj.complete),
         "denoiser": f"{traj.denoiser_word[0].upper()}{traj.denoiser_word[1:]} + scheduler",
         "prediction": traj.prediction_label,
@@ -167,7 +166,7 @@ def comparison_page(comparison) -> str:
             "distance": distances["x0"] if distances else None,
         })
     data = {
-        "prompt": comparison.trajectories[0].settings.get("prompt", "") if comparison.trajectories else "",
+        "prompt": comparison.trajectories[0].settings.prompt if comparison.trajectories else "",
         "variants": variants, "by": comparison.by,
         "at": {by: [at(comparison.trajectories, k / (POSITIONS - 1), by) for k in range(POSITIONS)]
                for by in ALIGNMENTS},

@@ -32,7 +32,7 @@ import torch
 
 from sdviz import noise, schedulers
 from sdviz.previews import Previewer, decode_full
-from sdviz.settings import Settings, validate
+from sdviz.settings import RunSettings, Settings, validate
 from sdviz.tokens import token_view, truncation_warning
 from sdviz.trajectory import StepRecord, Trajectory
 
@@ -77,15 +77,15 @@ class Run:
         self.model = model
         self.settings = validate(settings, img2img=img2img).resolved(model.facts)
         self.fork = fork
-        if self.settings.source_prompt is not None or (fork is not None and fork.parent.settings.get("source_prompt")):
+        if self.settings.source_prompt is not None or (fork is not None and fork.parent.settings.source_prompt):
             if fork is not None:
                 raise ValueError("fork: an edit cannot be forked yet (a fork replays one chain; an edit has two); "
                                  "allowed: forks of plain runs")
-        if self.settings.invert or (fork is not None and fork.parent.settings.get("invert")):
+        if self.settings.invert or (fork is not None and fork.parent.settings.invert):
             if fork is not None:
                 raise ValueError("fork: an inversion cannot be forked (it runs towards noise); allowed: forks of "
                                  "plain runs, such as the inversion's reconstruction")
-        if fork is not None and fork.parent.settings.get("start_latents") and start_latents is None:
+        if fork is not None and fork.parent.settings.start_latents and start_latents is None:
             start_latents = fork.parent.x_start  # the parent started from given latents (a reconstruction): so does its fork
         elif start_latents is not None and fork is not None:
             raise ValueError("start latents: a fork starts where its parent started; allowed: a fork without them")
@@ -122,7 +122,7 @@ class Run:
         if start_latents is not None:
             marks["start_latents"] = True  # not the seed's noise: x_start holds them
         self.trajectory = Trajectory(
-            settings={**self.settings.to_dict(), "model": model.name, "img2img": img2img, **marks},
+            settings=RunSettings(**self.settings.to_dict(), model=model.name, img2img=img2img, **marks),
             facts=facts,
             shapes={
                 "token_embeddings": list(facts.token_shape()),
@@ -363,7 +363,7 @@ class Run:
         when it still holds them and decoded them as the fork does (the same preview), else decoded here."""
         from dataclasses import replace
 
-        same_preview = self.fork.parent.settings.get("preview") == self.settings.preview
+        same_preview = self.fork.parent.settings.preview == self.settings.preview
         if same_preview and record.x_t_image is not None:
             return replace(record)
         kept = replace(record, x_t_image=None, x0_image=None)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from sdviz import schedulers
@@ -75,6 +75,26 @@ class Settings:
             raise ValueError(f"true cfg {self.true_cfg} applies to Flux only (this model is {family}, whose "
                              "guidance is classifier-free already); allowed: 1")
         return replace(self, width=width, height=height, scheduler=scheduler)
+
+
+@dataclass(frozen=True)
+class RunSettings(Settings):
+    """A run's settings as it ran (a trajectory's): its size and scheduler resolved, and what else it was."""
+
+    model: str = ""  # the model's display name
+    img2img: bool = False
+    forked_from: dict[str, Any] | None = None  # {"at": step index, "parent": the parent run's settings}
+    start_latents: bool = False  # the run started from given latents (its x_start), not the seed's noise
+
+    @classmethod
+    def from_dict(cls, saved: dict[str, Any]) -> "RunSettings":
+        """A saved run's settings (`to_dict`); a field an older file lacks takes its default."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in saved.items() if k in names})
+
+    def asked(self) -> Settings:
+        """The Settings the run was asked for, as a new run takes them."""
+        return Settings(**{f.name: getattr(self, f.name) for f in fields(Settings)})
 
 
 def refusal(error: BaseException, packages: tuple[str, ...] = ("sdviz",)) -> bool:

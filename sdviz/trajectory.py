@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from sdviz.models import ModelFacts
+from sdviz.settings import RunSettings
 
 FORMAT = "sdviz-trajectory/1"
 LATENT_FIELDS = ("x_t", "x_next", "noise_uncond", "noise_cond", "noise_pred", "x0_pred", "source_x_next")
@@ -72,7 +73,7 @@ class StepRecord:
 class Trajectory:
     """A run from noise to image: settings, model facts, and every step's record."""
 
-    settings: dict[str, Any]
+    settings: RunSettings
     facts: ModelFacts
     shapes: dict[str, list[int]]  # token_embeddings, latents, image: this run's real tensor shapes
     tokens: dict[str, Any]  # TokenView.to_dict(), plus "others": the other text encoders' views (SDXL, SD3, Flux)
@@ -92,8 +93,7 @@ class Trajectory:
     def guidance_scale(self) -> float:
         """The classifier-free guidance scale that mixed the two halves (Flux: `true_cfg`; its `guidance` is an
         input of the transformer, not a mix)."""
-        key = "true_cfg" if self.facts.family == "flux" else "guidance"
-        return float(self.settings.get(key, 1.0))
+        return float(self.settings.true_cfg if self.facts.family == "flux" else self.settings.guidance)
 
     @property
     def prediction_label(self) -> str:
@@ -105,7 +105,7 @@ class Trajectory:
     @property
     def image_tokens(self) -> int:
         """The run's image positions in the denoiser's attention (SD3's and Flux's schedules shift with them)."""
-        return self.facts.image_tokens(self.settings["height"], self.settings["width"])
+        return self.facts.image_tokens(self.settings.height, self.settings.width)
 
     @property
     def denoiser_word(self) -> str:
@@ -208,7 +208,7 @@ class Trajectory:
     def to_json(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
-            "settings": self.settings,
+            "settings": self.settings.to_dict(),
             "facts": self.facts.to_dict(),
             "shapes": self.shapes,
             "tokens": self.tokens,
@@ -298,7 +298,7 @@ class Trajectory:
 
             attention = AttentionMaps.load(folder / "attention.npz")
         return cls(
-            settings=meta["settings"],
+            settings=RunSettings.from_dict(meta["settings"]),
             facts=facts,
             shapes=meta["shapes"],
             tokens=meta["tokens"],

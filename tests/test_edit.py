@@ -87,7 +87,7 @@ def test_cli_edits_an_image_and_keeps_the_source_chain(embedded, init_image, tmp
             "--seed", "0"]
     assert cli.main([*args, "--out", str(tmp_path / "edit")]) == 0
     saved = Trajectory.load(tmp_path / "edit")
-    assert saved.settings["source_prompt"] == SOURCE and all(s.source_x_next is not None for s in saved.steps)
+    assert saved.settings.source_prompt == SOURCE and all(s.source_x_next is not None for s in saved.steps)
     np.testing.assert_array_equal(saved.steps[-1].x_next, cycle_reference(embedded, init_image, 0, 0.5)[0])
     assert Image.open(tmp_path / "edit" / "edit.png").height > 3 * init_image.height  # source, edit, difference
     assert cli.main([*args, "--scheduler", "euler", "--out", str(tmp_path / "bad")]) == 2
@@ -105,7 +105,7 @@ def test_where_the_edit_departs_from_its_source(embedded, init_image):
     traj = sdviz.generate(embedded, settings, init_image=init_image)
     gaps = edit.departure(traj)
     assert gaps == [float(np.abs(s.x_next - s.source_x_next).mean()) for s in traj.steps] and min(gaps) > 0
-    previewer = Previewer(embedded, "full", traj.settings["height"], traj.settings["width"])
+    previewer = Previewer(embedded, "full", traj.settings.height, traj.settings.width)
     last = len(traj.steps) - 1
     source = edit.source_frame(traj, last, previewer)
     np.testing.assert_array_equal(source, previewer.decode(torch.from_numpy(traj.steps[last].source_x_next)[None])[0])
@@ -142,7 +142,7 @@ def test_the_edit_tab_streams_an_edit_with_ddim(handlers, embedded, init_image, 
         return asyncio.run(follow())
 
     traj = stream(SOURCE)[-1][5]
-    assert traj.settings["scheduler"] == "ddim" and traj.settings["source_prompt"] == SOURCE
+    assert traj.settings.scheduler == "ddim" and traj.settings.source_prompt == SOURCE
     np.testing.assert_array_equal(traj.steps[-1].x_next, cycle_reference(embedded, init_image, 0, 0.5)[0])
     assert traj.attention is not None and "circle</w>" in traj.attention.tokens
     view, plot, note, box = ExplainHandlers(handlers).edit_view(traj, None)

@@ -165,7 +165,7 @@ def test_fork_from_the_page_continues_the_sessions_run(handlers, explainer):
         return asyncio.run(follow())
 
     same = fork(4)
-    assert same[-1] is parent and same[-2].settings["forked_from"]["at"] == 4
+    assert same[-1] is parent and same[-2].settings.forked_from["at"] == 4
     np.testing.assert_array_equal(same[-2].final_image, parent.final_image)  # nothing changed: the parent
     _, _, note, opened = explainer.fork_view(same[-2], parent)
     assert "nothing changed" in note

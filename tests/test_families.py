@@ -61,7 +61,7 @@ CASES = [  # (family, sdviz settings, the pipeline's arguments for the same run)
 def test_final_image_equals_the_familys_pipeline(family_models, family_dirs, family, settings, call):
     model = family_models[family]
     traj = sdviz.generate(model, Settings(prompt=PROMPT, steps=4, seed=7, width=SIZE, height=SIZE, **settings))
-    expected = reference_image(model, family_dirs[family], traj.settings["scheduler"], seed=7,
+    expected = reference_image(model, family_dirs[family], traj.settings.scheduler, seed=7,
                                num_inference_steps=4, **call)
     assert traj.complete and np.array_equal(traj.final_image, expected)
     # real classifier-free guidance (an unconditional pass) exists exactly where the family runs one
@@ -141,7 +141,7 @@ def test_a_flow_model_inverts_by_its_euler_steps_reversed(family_models, family)
     for steps in (4, 16):
         result = sdviz.invert(model, Settings(prompt=PROMPT, steps=steps, guidance=1.0, width=SIZE, height=SIZE), image)
         inversion, reconstruction = result.inversion, result.reconstruction
-        assert (inversion.settings["scheduler"], reconstruction.settings["scheduler"]) == ("flow_euler", "flow_euler")
+        assert (inversion.settings.scheduler, reconstruction.settings.scheduler) == ("flow_euler", "flow_euler")
         sigmas = [record.sigma for record in inversion.steps]
         forward = [record.sigma for record in reconstruction.steps]
         assert sigmas[0] == 0 and sigmas == sorted(sigmas) and sigmas[1:] == forward[::-1][:-1]  # the run's, reversed
@@ -162,7 +162,7 @@ def test_sdxl_inverts_as_diffedit_does_with_its_own_conditioning(family_models):
     model = family_models["sdxl"]
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8))
     result = sdviz.invert(model, Settings(prompt=PROMPT, steps=5, guidance=3.0, seed=4, width=SIZE, height=SIZE), image)
-    assert (result.inversion.settings["scheduler"], result.reconstruction.settings["scheduler"]) == ("ddim", "ddim")
+    assert (result.inversion.settings.scheduler, result.reconstruction.settings.scheduler) == ("ddim", "ddim")
 
     pipe = model.pipeline(schedulers.create("ddim", model.scheduler_config), diffusers.StableDiffusionXLImg2ImgPipeline)
     inverse = diffusers.DDIMInverseScheduler.from_config(model.scheduler_config)
@@ -468,7 +468,7 @@ def test_image_to_image_equals_its_pipeline(family_models, family_dirs, family, 
     expected = pipe(PROMPT, image=image, strength=strength, num_inference_steps=6, guidance_scale=4.0, height=SIZE,
                     width=SIZE, generator=torch.Generator("cpu").manual_seed(3), output_type="np").images[0]
     kept = 6 - int(6 - 6 * strength) if flow else int(6 * strength)  # get_timesteps' count
-    assert len(traj.steps) == kept and traj.settings["img2img"]
+    assert len(traj.steps) == kept and traj.settings.img2img
     np.testing.assert_array_equal(traj.final_image, (expected * 255).round().astype(np.uint8))
     assert traj.steps[0].x_t.shape == tuple(model.facts.latent_shape(SIZE, SIZE))  # Flux's unpacked too
     # the explaining panels place the run where it started in its schedule

@@ -36,7 +36,7 @@ def test_an_unchanged_fork_is_its_parent_bit_for_bit(embedded, name):
         # after 3 entries a second-order scheduler is between the two stages of a step
         fork = sdviz.generate(embedded, settings, fork=Fork(parent, 3))
     assert_same_run(fork, parent)
-    assert fork.settings["forked_from"] == {"at": 3, "parent": parent.settings}
+    assert fork.settings.forked_from == {"at": 3, "parent": parent.settings.to_dict()}
 
 
 def test_a_new_prompt_keeps_the_first_steps_then_differs(embedded):
@@ -47,7 +47,7 @@ def test_a_new_prompt_keeps_the_first_steps_then_differs(embedded):
     np.testing.assert_array_equal(fork.steps[3].x_t, parent.steps[3].x_t)  # the same state at the fork
     assert not np.array_equal(fork.steps[3].noise_pred, parent.steps[3].noise_pred)  # the new words from there
     assert np.abs(fork.final_image.astype(int) - parent.final_image).mean() > 5
-    assert fork.settings["prompt"] == OTHER and fork.tokens != parent.tokens
+    assert fork.settings.prompt == OTHER and fork.tokens != parent.tokens
 
 
 def test_a_saved_trajectory_holds_what_a_fork_needs(embedded, tmp_path):

@@ -16,7 +16,7 @@ def run(model, **settings):
 
 def decoder(model, traj):
     s = traj.settings
-    return Previewer(model, s["preview"], s["height"], s["width"]).record_frames
+    return Previewer(model, s.preview, s.height, s.width).record_frames
 
 
 @pytest.mark.parametrize("preview, scheduler", [("full", "ddim"), ("approx", "ddim"), ("full", "euler")])

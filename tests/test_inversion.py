@@ -60,7 +60,7 @@ def test_inversion_and_reconstruction_equal_diffusers(embedded, image, unguided,
     np.testing.assert_array_equal(np.stack([s.x_next for s in steps]), inverted)  # every step, bit for bit
     np.testing.assert_array_equal(result.reconstruction.final_image, reconstructed)
     assert [s.timestep for s in steps] == sorted(s.timestep for s in steps)  # up: towards noise
-    assert result.reconstruction.settings["scheduler"] == "ddim" and result.inversion.settings["invert"]
+    assert result.reconstruction.settings.scheduler == "ddim" and result.inversion.settings.invert
     # each step's x0 is the inverse step's own prediction; its noise level is the sample's, one step down
     sigmas = [s.sigma for s in steps]
     assert sigmas == sorted(sigmas) and sigmas[0] < 0.1 < 5 < sigmas[-1]
@@ -92,7 +92,7 @@ def test_the_cli_writes_both_runs_and_the_error(tmp_path, image):
     for name in ("inversion", "reconstruction"):
         loaded = sdviz.Trajectory.load(out / name)
         assert len(loaded.steps) == 6 and (out / name / "final.png").exists()
-    assert sdviz.Trajectory.load(out / "inversion").settings["invert"] is True
+    assert sdviz.Trajectory.load(out / "inversion").settings.invert is True
     assert Image.open(out / "round_trip.png").height > 2 * image.height
 
 
@@ -146,7 +146,7 @@ def test_the_page_streams_the_inversion_then_the_reconstruction(handlers, embedd
     phases = [update[6] is not None for update in updates]
     assert phases[0] is False and phases[-1] is True and phases == sorted(phases)  # inversion first, then back
     reconstruction, inversion = updates[-1][5], updates[-1][6]
-    assert inversion.settings["invert"] and inversion.complete and reconstruction.complete
+    assert inversion.settings.invert and inversion.complete and reconstruction.complete
     np.testing.assert_array_equal(inversion.steps[-1].x_next, unguided.inversion.steps[-1].x_next)
     np.testing.assert_array_equal(reconstruction.final_image, unguided.reconstruction.final_image)
 
@@ -178,7 +178,7 @@ def test_a_reconstruction_forks_from_its_own_start(embedded, unguided):
     from sdviz.fork import Fork, fork_settings
 
     parent = unguided.reconstruction
-    assert parent.settings["start_latents"] is True
+    assert parent.settings.start_latents is True
     fork = sdviz.generate(embedded, fork_settings(parent, prompt="a small red circle at the top"),
                           fork=Fork(parent, 4))
     np.testing.assert_array_equal(fork.x_start, parent.x_start)

@@ -59,10 +59,10 @@ def run_start(traj, scheduler_config: dict) -> int:
     """The entry of its scheduler's full schedule a run started at: 0, or where img2img's strength put it
     (the run is the schedule's tail)."""
     settings = traj.settings
-    if not settings["img2img"]:
+    if not settings.img2img:
         return 0
-    order = schedulers.create(settings["scheduler"], scheduler_config).order
-    return explain.img2img_start(settings["steps"], settings["strength"], order,
+    order = schedulers.create(settings.scheduler, scheduler_config).order
+    return explain.img2img_start(settings.steps, settings.strength, order,
                                  traj.facts.prediction_type == "flow")
 
 
@@ -70,15 +70,15 @@ def compared_frame(traj, scheduler_config: dict, index: int) -> pd.DataFrame:
     """log10 sigma over the share of the steps done, for this run's scheduler and the usual others,
     with the run's step marked on its scheduler's full schedule."""
     family = traj.facts.family
-    names = [traj.settings["scheduler"], *(n for n in schedule.compared_names(family) if n != traj.settings["scheduler"])]
+    names = [traj.settings.scheduler, *(n for n in schedule.compared_names(family) if n != traj.settings.scheduler)]
     image_tokens = traj.image_tokens
-    tables = schedule.compared(traj.settings["steps"], scheduler_config, names, family, image_tokens)
+    tables = schedule.compared(traj.settings.steps, scheduler_config, names, family, image_tokens)
     rows = []
     for name, table in tables.items():
         last = max(len(table) - 1, 1)
         rows += [(r["index"] / last, math.log10(r["sigma"]), name) for r in table if r["sigma"] > 0]
     frame = pd.DataFrame(rows, columns=["share of steps done", "value", "scheduler"])
-    entries = len(tables[traj.settings["scheduler"]])
+    entries = len(tables[traj.settings.scheduler])
     share = (run_start(traj, scheduler_config) + index) / max(entries - 1, 1)
     return _mark(frame, share, "this step", column="scheduler")
 
@@ -143,7 +143,7 @@ def _target(traj) -> str:
 def unguided_text(traj) -> str:
     """Why a run has one x0 and no guidance halves."""
     if traj.facts.family == "flux":
-        return (f"Flux's guidance ({traj.settings['guidance']:g}) is an input of the transformer, learnt from a "
+        return (f"Flux's guidance ({traj.settings.guidance:g}) is an input of the transformer, learnt from a "
                 "guided teacher, not a second pass: the transformer saw the prompt alone, so there is one x0. "
                 "A negative prompt with true CFG above 1 runs a real unconditional pass, and the halves appear.")
     return (f"This run did not use classifier-free guidance (guidance scale {traj.guidance_scale:g} ≤ 1, or a "
@@ -163,8 +163,8 @@ class ExplainHandlers:
 
     def _previewer(self, traj) -> Previewer:
         settings = traj.settings
-        return Previewer(self.handlers.model(settings["model"]), settings["preview"], settings["height"],
-                         settings["width"])
+        return Previewer(self.handlers.model(settings.model), settings.preview, settings.height,
+                         settings.width)
 
     def _image(self, traj, upload):
         """An uploaded image (its size checked against the host's limit before it is decoded), else the run's."""
@@ -200,7 +200,7 @@ class ExplainHandlers:
         else:
             pictures = [None, None, self.files.image(x0_image), None]
             formula = unguided_text(traj)
-        config = self.handlers.model(traj.settings["model"]).scheduler_config
+        config = self.handlers.model(traj.settings.model).scheduler_config
         return (*pictures, formula, schedule_frame(traj, index), compared_frame(traj, config, index),
                 distance_frame(traj, index) if traj.distance_to_final is not None else gr.skip())
 
@@ -248,7 +248,7 @@ class ExplainHandlers:
     def latent(self, traj, upload=None):
         """The run's final image, or an upload, through the VAE and back."""
         return self._image_panel(traj, upload, "encode", lambda image: latent_sheet(
-            self.handlers.model(traj.settings["model"]), image, traj.settings["width"], traj.settings["height"],
+            self.handlers.model(traj.settings.model), image, traj.settings.width, traj.settings.height,
             traj.denoiser_word))
 
     def _image_panel(self, traj, upload, verb: str, draw):
@@ -267,12 +267,12 @@ class ExplainHandlers:
     def fork_view(self, fork, parent):
         """Both runs' x_t at the same steps (the fork's first steps are the parent's), both distance curves, a
         line on what changed; and the panel opened."""
-        if fork is None or parent is None or "forked_from" not in fork.settings:
+        if fork is None or parent is None or fork.settings.forked_from is None:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         return self.threads.call(self._fork_view, fork, parent)
 
     def _fork_view(self, fork, parent):
-        at = fork.settings["forked_from"]["at"]
+        at = fork.settings.forked_from["at"]
         parent_decode, fork_decode = self.handlers._decoder(parent), self.handlers._decoder(fork)
         count = min(len(parent.steps), len(fork.steps))
         chosen = sorted({*export.pick(count, FORWARD_COLUMNS - 1), max(at - 1, 0)})
@@ -288,8 +288,9 @@ class ExplainHandlers:
             [(n + 1, d, f"{name}: predicted x0 to its final image")
              for name, traj in (("parent", parent), ("fork", fork)) for n, d in enumerate(traj.distance_to_final["x0"])],
             columns=["step", "value", "curve"])
-        changed = [f"{key} {parent.settings[key]!r} → {fork.settings[key]!r}" for key in ("prompt", "negative_prompt",
-                   "guidance", "eta") if parent.settings[key] != fork.settings[key]]
+        changed = [f"{key} {getattr(parent.settings, key)!r} → {getattr(fork.settings, key)!r}"
+                   for key in ("prompt", "negative_prompt", "guidance", "eta")
+                   if getattr(parent.settings, key) != getattr(fork.settings, key)]
         note = (f"Forked after step {at} of {len(parent.steps)}: "
                 + ("; ".join(changed) if changed else "nothing changed, so the fork is its parent, bit for bit") + ".")
         return self.files.image(np.asarray(sheet)), _mark(plot, at, "fork point"), note, gr.update(open=True)
@@ -311,8 +312,8 @@ class ExplainHandlers:
         from sdviz import edit
 
         settings = traj.settings
-        previewer = Previewer(self.handlers.model(settings["model"]), settings["preview"], settings["height"],
-                              settings["width"])
+        previewer = Previewer(self.handlers.model(settings.model), settings.preview, settings.height,
+                              settings.width)
         sheet = edit.sheet(traj, previewer, self.handlers._decoder(traj), at=index)
         gaps = edit.departure(traj)
         plot = _mark(pd.DataFrame([(n + 1, gap, "mean |edit - source| (latents)") for n, gap in enumerate(gaps)],
@@ -327,12 +328,12 @@ class ExplainHandlers:
     @user_errors
     def round_trip_view(self, reconstruction, inversion):
         """An inversion's image to noise and back, with the reconstruction error; the panel opened."""
-        if reconstruction is None or inversion is None or not inversion.settings.get("invert"):
+        if reconstruction is None or inversion is None or not inversion.settings.invert:
             return None, "", gr.update(open=False)
         sheet, result = self.handlers.round_trip(inversion, reconstruction)
         summary, settings = result.summary(), inversion.settings
-        method = "DDIM" if settings["scheduler"] == "ddim" else "flow Euler"
-        note = (f"Inverted in {settings['steps']} {method} steps at guidance {settings['guidance']:g} and run forward "
+        method = "DDIM" if settings.scheduler == "ddim" else "flow Euler"
+        note = (f"Inverted in {settings.steps} {method} steps at guidance {settings.guidance:g} and run forward "
                 f"again: the reconstruction is {summary['psnr_db']:.1f} dB from the image (mean error "
                 f"{summary['mean_abs_error']:.1f} / 255); the VAE alone reaches {summary['vae_psnr_db']:.1f} dB. "
                 f"The noise it reached has standard deviation {summary['noise_std']:.2f} (a run starts from 1). "
@@ -352,14 +353,14 @@ class ExplainHandlers:
 
     def _walk(self, traj):
         handlers = self.handlers
-        model = handlers.model(traj.settings["model"])
+        model = handlers.model(traj.settings.model)
         decode = handlers._decoder(traj)
         index = int(WALK_SHARE * (len(traj.steps) - 1))
         record = traj.steps[index]
         image = traj.final_image if traj.final_image is not None else traj.step_frames(len(traj.steps) - 1, decode)[0]
         strip = denoising_sheet(traj, decode)
         forward, forward_note = forward_sheet(handlers, traj, image, decode)
-        latent, latent_note = latent_sheet(model, image, traj.settings["width"], traj.settings["height"],
+        latent, latent_note = latent_sheet(model, image, traj.settings.width, traj.settings.height,
                                            traj.denoiser_word)
         x_t_in = traj.noise_image if index == 0 else traj.step_frames(index - 1, decode)[0]
         x0_image = traj.step_frames(index, decode)[1]
@@ -397,23 +398,23 @@ def denoising_sheet(traj, decode, most: int = FORWARD_COLUMNS):
     x_t = [("noise", traj.noise_image)] + [(f"step {k + 1}", traj.step_frames(k, decode)[0]) for k in chosen]
     x0 = [("", None)] + [(f"step {k + 1}", traj.step_frames(k, decode)[1]) for k in chosen]
     return export.sheet([("x_t", x_t), ("predicted x0", x0)],
-                        f"denoising steps (of {len(traj.steps)}, {traj.settings['scheduler']}): from noise to image")
+                        f"denoising steps (of {len(traj.steps)}, {traj.settings.scheduler}): from noise to image")
 
 
 def forward_sheet(handlers, traj, image, decode):
     """The forward process of `image` at the run's noise levels (up to FORWARD_COLUMNS of them) above the
     run's own x_t entering the same steps; for img2img the strength's starting point marked."""
     settings = traj.settings
-    model = handlers.model(settings["model"])
-    steps = settings["steps"]
-    table = schedule.schedule_table(settings["scheduler"], steps, model.scheduler_config, model.facts.family,
+    model = handlers.model(settings.model)
+    steps = settings.steps
+    table = schedule.schedule_table(settings.scheduler, steps, model.scheduler_config, model.facts.family,
                                     traj.image_tokens)
     start = run_start(traj, model.scheduler_config)
     chosen = export.pick(len(table), FORWARD_COLUMNS)
-    if settings["img2img"] and start not in chosen:
+    if settings.img2img and start not in chosen:
         chosen = sorted({*chosen[:-1], start, chosen[-1]})[:FORWARD_COLUMNS + 1]
-    process = forward_process(model, image, settings["scheduler"], steps, settings["seed"], settings["preview"],
-                              levels=chosen, width=settings["width"], height=settings["height"])
+    process = forward_process(model, image, settings.scheduler, steps, settings.seed, settings.preview,
+                              levels=chosen, width=settings.width, height=settings.height)
     reverse = []
     for entry in chosen:
         index = entry - start  # the run's step that starts at this level
@@ -425,18 +426,18 @@ def forward_sheet(handlers, traj, image, decode):
             frame = traj.noise_image if index == 0 else traj.step_frames(index - 1, decode)[0]
             reverse.append((f"step {index + 1}", frame))
     captions = [f"abar {a:.3f}" for a in process.alpha_bar]
-    marked = {chosen.index(start): "img2img starts here"} if settings["img2img"] else None
+    marked = {chosen.index(start): "img2img starts here"} if settings.img2img else None
     sheet = export.sheet([("forward q(x_t|x0)", list(zip(captions, process.frames))),
                           ("reverse (this run)", reverse)],
-                         f"the same noise levels ({settings['scheduler']}, {steps} steps), both directions", marked)
+                         f"the same noise levels ({settings.scheduler}, {steps} steps), both directions", marked)
     mixed = "x_t = (1 − σ)·x0 + σ·ε" if traj.facts.prediction_type == "flow" else "x_t = √ᾱ·x0 + √(1−ᾱ)·ε"
     note = (f"Top: the image encoded, then noised to the run's levels: {mixed}, one ε for all "
-            f"(seed {settings['seed']}). ᾱ goes from {process.alpha_bar[0]:.4f} (almost all noise) to "
+            f"(seed {settings.seed}). ᾱ goes from {process.alpha_bar[0]:.4f} (almost all noise) to "
             f"{process.alpha_bar[-1]:.4f} (almost all image). Bottom: the x_t this run was at when it reached each "
             f"level. Training shows the {traj.denoiser_word} the top row and asks it for {_target(traj)}; sampling "
             "walks the bottom row.")
-    if settings["img2img"]:
-        note += (f" This img2img run started at entry {start + 1} of {len(table)} (strength {settings['strength']:g}): "
+    if settings.img2img:
+        note += (f" This img2img run started at entry {start + 1} of {len(table)} (strength {settings.strength:g}): "
                  "the input image, noised to that level, replaced the pure noise.")
     return sheet, note
 
@@ -475,7 +476,7 @@ def components_html(traj) -> str:
               f"latents {latents}", f"image {' × '.join(map(str, shapes['image']))}")]
     body = "".join(f"<tr><td>{html_text.escape(name)}</td><td>{count:,}</td><td>{inp}</td><td>{out}</td></tr>"
                    for name, count, inp, out in rows)
-    return (html.diagram(shapes, facts, "", traj.settings["scheduler"]) +
+    return (html.diagram(shapes, facts, "", traj.settings.scheduler) +
             f'<table class="sdviz-walk"><tr><th>component</th><th>parameters</th><th>takes</th><th>gives</th></tr>'
             f"{body}</table>")
 

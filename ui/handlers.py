@@ -327,11 +327,11 @@ class Handlers:
             raise ValueError("fork: there is no run to fork yet; generate one, then pick a step")
         if not isinstance(attention, bool):
             raise ValueError(f"attention {attention!r:.60} is not true or false")
-        model = self.model(parent.settings["model"])
+        model = self.model(parent.settings.model)
         at = _step_index(parent, step) + 1  # the slider's step is kept; the fork takes the next one
         settings = validate(fork_settings(parent, prompt=prompt, negative_prompt=negative_prompt, guidance=guidance,
                                           eta=eta, preview=preview, every=every),
-                            img2img=bool(parent.settings["img2img"])).resolved(model.facts)
+                            img2img=bool(parent.settings.img2img)).resolved(model.facts)
         self.limits.check(settings, model.facts)
         capture = (AttentionCapture(model, self_attention=True, self_max_positions=SELF_ATTENTION_POSITIONS)
                    if attention else None)
@@ -346,11 +346,11 @@ class Handlers:
         frame cache: the trajectory the session keeps holds latents, not frames."""
         traj = run.trajectory
         traj.frame_cache = FrameCache()
-        img2img = traj.settings["img2img"]
+        img2img = traj.settings.img2img
         strip = html.Filmstrip()
 
         def drawn(active: str, step: str = "") -> str:
-            return html.diagram(traj.shapes, traj.facts, active, traj.settings["scheduler"], step, img2img)
+            return html.diagram(traj.shapes, traj.facts, active, traj.settings.scheduler, step, img2img)
 
         yield (drawn("encode" if img2img else "text"), html.status(note="encoding the prompt"),
                html.live(), "", None, traj)  # no earlier run's frames or final image beside this one
@@ -432,8 +432,8 @@ class Handlers:
         from sdviz.page import write_page
 
         settings = traj.settings
-        model = self.model(settings["model"])
-        previewer = Previewer(model, settings["preview"], settings["height"], settings["width"])
+        model = self.model(settings.model)
+        previewer = Previewer(model, settings.preview, settings.height, settings.width)
         return write_page(traj, path, previewer.record_frames, previewer, model.latent_rgb)
 
     # --- exploring a finished run ------------------------------------------------------
@@ -449,7 +449,7 @@ class Handlers:
         index = _step_index(traj, step)
         record = traj.steps[index]
         x_t_image, x0_image = traj.step_frames(index, self._decoder(traj))
-        latent_rgb = self.model(traj.settings["model"]).latent_rgb.numpy()
+        latent_rgb = self.model(traj.settings.model).latent_rgb.numpy()
         size = tuple(traj.shapes["image"][1:])
         channels = [(self.files.image(image), f"channel {c}")
                     for c, image in enumerate(views.channel_images(record.x_next * record.next_vp_scale))]
@@ -464,8 +464,8 @@ class Handlers:
     def _decoder(self, traj):
         """decode(record, alone): the run's own preview decoder, for frames no longer kept."""
         settings = traj.settings
-        previewer = Previewer(self.model(settings["model"]), settings["preview"], settings["height"],
-                              settings["width"])
+        previewer = Previewer(self.model(settings.model), settings.preview, settings.height,
+                              settings.width)
         return functools.partial(self.threads.call, decode_record, previewer)
 
     def _heat(self, traj, index, token, resolution, span, x0_image):
@@ -575,8 +575,8 @@ class Handlers:
 
         def measure():
             settings = inversion.settings
-            vae = latent_space(self.model(settings["model"]), inversion.init_image, settings["width"],
-                               settings["height"]).psnr
+            vae = latent_space(self.model(settings.model), inversion.init_image, settings.width,
+                               settings.height).psnr
             decoders = (self._decoder(inversion), self._decoder(reconstruction))
             return round_trip_sheet(inversion, reconstruction, decoders), Inversion(inversion, reconstruction, vae)
 
