@@ -46,6 +46,24 @@ def test_facts_hold_the_real_shapes(traj, embedded):
     assert traj.facts.scaling_factor == embedded.vae.config.scaling_factor
 
 
+def test_an_older_saved_run_loads_its_settings_and_facts_typed(traj, tmp_path):
+    """A file written before a field existed loads with that field's default, and a key no longer known is
+    dropped; what loads is the dataclasses, so a misspelt field is an error, not a missing key."""
+    import json
+
+    traj.save(tmp_path)
+    meta = json.loads((tmp_path / "trajectory.json").read_text())
+    for part, gone in (("settings", "true_cfg"), ("facts", "pooled_width")):
+        del meta[part][gone]
+        meta[part]["retired_field"] = 1
+    (tmp_path / "trajectory.json").write_text(json.dumps(meta))
+    loaded = Trajectory.load(tmp_path)
+    assert loaded.settings == traj.settings and loaded.facts == traj.facts
+    assert loaded.settings.true_cfg == 1.0 and loaded.facts.pooled_width == 0
+    with pytest.raises(AttributeError):
+        loaded.settings.retired_field
+
+
 def test_save_and_load_without_loss(traj, tmp_path):
     traj.save(tmp_path)
     loaded = Trajectory.load(tmp_path)
