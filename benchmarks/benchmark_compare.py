@@ -111,7 +111,7 @@ def measure(name: str, folder: str, size: int | None, preview: str, rounds: int)
         shows.append(time.perf_counter() - started)
     files.remove()
     steps = sum(len(t.steps) for t in comparison.trajectories)
-    return {"name": name, "size": comparison.trajectories[0].settings["width"], "steps": steps,
+    return {"name": name, "size": comparison.trajectories[0].settings.width, "steps": steps,
             "held": held_bytes(comparison), "full": held_bytes(full), "app": statistics.median(app),
             "core": statistics.median(core), "show": statistics.median(shows)}
 
