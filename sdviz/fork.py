@@ -66,7 +66,7 @@ def check(fork: Fork, settings: Settings, model_name: str, img2img: bool) -> Non
     if parent.settings.model != model_name:
         raise ValueError(f"model {model_name!r} differs from the parent run's {parent.settings.model!r}; "
                          "a fork continues on the parent's model")
-    if bool(parent.settings.img2img) != img2img:
+    if parent.settings.img2img != img2img:
         raise ValueError("img2img: a fork starts as its parent started (the parent "
                          f"{'was' if parent.settings.img2img else 'was not'} an img2img run)")
     check_kept(parent, settings)
@@ -74,7 +74,7 @@ def check(fork: Fork, settings: Settings, model_name: str, img2img: bool) -> Non
 
 def check_kept(parent, settings: Settings) -> None:
     """Refuses a change of what a fork keeps (needs no model: the command line checks before loading one)."""
-    img2img = bool(parent.settings.img2img)
+    img2img = parent.settings.img2img
     for name in KEPT:
         if name == "strength" and not img2img:
             continue

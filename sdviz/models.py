@@ -54,13 +54,6 @@ def pick_device(requested: str | None = None):
     return torch.device("cpu")
 
 
-def image_tokens(height: int, width: int, size_multiple: int, vae_factor: int) -> int:
-    """Image positions in the denoiser's attention for height x width pixels: one per `size_multiple`
-    pixels a side (SD3's patches, Flux's packing), else one per latent pixel."""
-    multiple = size_multiple or vae_factor
-    return (height // multiple) * (width // multiple)
-
-
 @dataclass(frozen=True)
 class ModelFacts:
     """What a model is, read from its own components: the shapes a run will have."""
@@ -93,7 +86,8 @@ class ModelFacts:
     def image_tokens(self, height: int, width: int) -> int:
         """Image positions the denoiser's attention sees (SD3's patches, Flux's packed latents): for a UNet,
         its latent pixels."""
-        return image_tokens(height, width, self.size_multiple, self.vae_factor)
+        multiple = self.size_multiple or self.vae_factor
+        return (height // multiple) * (width // multiple)
 
     def image_shape(self, height: int, width: int) -> tuple[int, int, int]:
         return (3, height, width)

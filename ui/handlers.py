@@ -331,7 +331,7 @@ class Handlers:
         at = _step_index(parent, step) + 1  # the slider's step is kept; the fork takes the next one
         settings = validate(fork_settings(parent, prompt=prompt, negative_prompt=negative_prompt, guidance=guidance,
                                           eta=eta, preview=preview, every=every),
-                            img2img=bool(parent.settings.img2img)).resolved(model.facts)
+                            img2img=parent.settings.img2img).resolved(model.facts)
         self.limits.check(settings, model.facts)
         capture = (AttentionCapture(model, self_attention=True, self_max_positions=SELF_ATTENTION_POSITIONS)
                    if attention else None)
