@@ -8,8 +8,6 @@ and port follow gradio's GRADIO_SERVER_NAME and GRADIO_SERVER_PORT.
 import functools
 import logging
 import os
-import signal
-import sys
 import tempfile
 from pathlib import Path
 
@@ -23,7 +21,7 @@ if not os.environ.get("GRADIO_TEMP_DIR"):
 from sdviz.models import ModelCache, load_model  # noqa: E402 - after GRADIO_TEMP_DIR is set
 from ui import html  # noqa: E402
 from ui.config import AppConfig  # noqa: E402
-from ui.files import FileStore  # noqa: E402
+from ui.files import FileStore, exit_on_sigterm  # noqa: E402
 from ui.handlers import Handlers  # noqa: E402
 from ui.layout import build_demo  # noqa: E402
 from ui.model_threads import ModelThreads  # noqa: E402
@@ -46,5 +44,5 @@ demo, CONFIG = create_app()
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # so the files are removed at exit (atexit)
+    exit_on_sigterm()
     demo.launch(css=html.CSS, footer_links=["api", "gradio"], max_file_size=CONFIG.limits.upload_bytes)

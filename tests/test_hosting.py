@@ -379,3 +379,33 @@ def test_frames_are_written_once_under_their_content_and_pruned_by_age_and_size(
     finally:
         store.remove()
     assert not store.root.exists()
+
+
+def test_a_second_sigterm_while_the_files_are_removed_is_ignored(tmp_path):
+    """A host stops the app with SIGTERM, and may send it again: the second one, arriving while the
+    atexit handlers run, is ignored; they finish, the store's folder goes, nothing is printed."""
+    script = textwrap.dedent("""
+        import atexit, sys, time
+        from ui.files import FileStore, exit_on_sigterm
+        store = FileStore(max_age=60, max_bytes=10**9)
+        (store.new_folder() / "frame.png").write_bytes(b"x")
+        exit_on_sigterm()
+        def slow_hook():  # registered last, so run first: the store's removal comes after it
+            print("exiting", flush=True)
+            time.sleep(1.5)
+        atexit.register(slow_hook)
+        print(store.root, flush=True)
+        while True:
+            time.sleep(0.05)
+    """)
+    root = Path(__file__).resolve().parent.parent
+    process = subprocess.Popen([sys.executable, "-c", script], cwd=root, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env={"TMPDIR": str(tmp_path), "PATH": ""})
+    store_root = Path(process.stdout.readline().strip())
+    assert store_root.is_dir() and any(store_root.rglob("frame.png"))
+    process.terminate()
+    assert process.stdout.readline().strip() == "exiting"
+    process.terminate()  # during the atexit handlers
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0 and stderr == "", stderr
+    assert not store_root.exists()

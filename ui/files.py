@@ -23,6 +23,8 @@ import io
 import logging
 import os
 import shutil
+import signal
+import sys
 import tempfile
 import threading
 import time
@@ -31,6 +33,18 @@ from pathlib import Path
 log = logging.getLogger("sdviz.app")
 PRUNE_SECONDS = 30.0  # how often the folders are pruned
 GRACE_SECONDS = 5.0  # a file this new is kept over the size cap: it is on its way to gradio
+
+
+def exit_on_sigterm() -> None:
+    """A host stops the app with SIGTERM: exit as for Ctrl-C, so that the folders are removed (atexit). A
+    second SIGTERM while they are being removed is ignored, not raised inside the atexit handlers (which
+    printed a traceback and left the rest of the files)."""
+
+    def handler(*_) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 class FileStore:
