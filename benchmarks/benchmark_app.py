@@ -193,8 +193,9 @@ class Page:
 
 # --- the page's streaming event, read by a raw client ------------------------------------------
 
-def stream_fn_index() -> int:
-    """The index of the page's text-to-image streaming event (the page calls it by index)."""
+def stream_event() -> tuple[int, tuple[str, ...]]:
+    """The index of the page's text-to-image streaming event (the page calls it by index) and the names of
+    its inputs, in the order the page sends their values."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from ui.config import AppConfig
     from ui.handlers import Handlers
@@ -209,7 +210,7 @@ def stream_fn_index() -> int:
     found = [i for i, fn in demo.fns.items() if getattr(fn.fn, "__qualname__", "") == "Handlers.stream"]
     if len(found) != 1:
         raise RuntimeError(f"expected one 'Handlers.stream' event, found {found}")
-    return found[0]
+    return found[0], demo.fns[found[0]].fn.names
 
 
 def stream_via_queue(url: str, fn_index: int, values: list) -> tuple[float, int]:
@@ -240,10 +241,10 @@ def stream_via_queue(url: str, fn_index: int, values: list) -> tuple[float, int]
     raise RuntimeError("the stream ended without process_completed")
 
 
-def page_values(model_name: str, s: sdviz.Settings, attention: bool) -> list:
-    """The streaming event's inputs in the page's order (stop signal state first)."""
-    return [None, s.prompt, s.negative_prompt, model_name, s.scheduler, s.steps, s.guidance, s.seed, s.width,
-            s.height, s.eta, s.preview, s.every, attention]
+def page_values(names: tuple[str, ...], model_name: str, s: sdviz.Settings, attention: bool) -> list:
+    """The streaming event's inputs in the page's order (`names`, from `stream_event`)."""
+    values = {**s.to_dict(), "stop_signal": None, "model": model_name, "attention": attention}
+    return [values[name] for name in names]
 
 
 # --- session memory and the explorer ---------------------------------------------------------------
@@ -259,7 +260,7 @@ def session_memory(model_folder: Path, steps: int) -> dict:
     files = FileStore(600, 2**30)
     handlers = Handlers(config, sdviz.models.ModelCache(None, most=1, pinned=str(model_folder)), files)
     name = config.default_name
-    settings = dict(prompt=PROMPT, negative_prompt="", model_name=name, scheduler="ddim", steps=steps, guidance=7.5,
+    settings = dict(prompt=PROMPT, negative_prompt="", model=name, scheduler="ddim", steps=steps, guidance=7.5,
                     seed=0, width=512, height=512, eta=0.0, preview="approx", every=1, attention=False)
 
     async def stream():
@@ -375,11 +376,11 @@ def gpu_figures(work: Path, rounds: int) -> str:
     del pipe
     model = sdviz.load_model(str(folder), device="cuda")
     server = AppServer(work / "app-sd15", SDVIZ_MODEL=str(folder), SDVIZ_DEVICE="cuda")
-    fn_index = stream_fn_index()
+    fn_index, names = stream_event()
     samples: dict[str, list] = {}
     try:
         for settings, attention in GPU_RUNS.values():  # warm up: kernels chosen, first allocations
-            stream_via_queue(server.url, fn_index, page_values(model.name, settings, attention))
+            stream_via_queue(server.url, fn_index, page_values(names, model.name, settings, attention))
             core_run(model, settings, attention)
         for round_ in range(rounds):
             print(f"round {round_ + 1} / {rounds}", file=sys.stderr)
@@ -387,7 +388,7 @@ def gpu_figures(work: Path, rounds: int) -> str:
                 settings = replace(settings, seed=round_ + 1)
                 wall, _ = core_run(model, settings, attention)
                 cpu = server.cpu_seconds()
-                seconds, updates = stream_via_queue(server.url, fn_index, page_values(model.name, settings, attention))
+                seconds, updates = stream_via_queue(server.url, fn_index, page_values(names, model.name, settings, attention))
                 samples.setdefault(name, []).append((wall, seconds, updates, server.cpu_seconds() - cpu))
     finally:
         server.stop()
@@ -444,7 +445,7 @@ def main() -> None:
     big = sdviz.load_model(str(big_folder))
     defaults = sdviz.Settings(prompt=PROMPT)
     big_settings = sdviz.Settings(prompt=PROMPT, steps=50, scheduler="ddim", width=512, height=512, preview="approx")
-    fn_index = stream_fn_index()
+    fn_index, names = stream_event()
     servers = {"embedded": AppServer(work / "app-embedded"),
                "big": AppServer(work / "app-big", SDVIZ_MODEL=str(big_folder))}
     page = Page(servers["embedded"].url, work / "chromium")
@@ -455,7 +456,7 @@ def main() -> None:
 
     def streamed(key, server, model, settings, attention):
         cpu = server.cpu_seconds()
-        seconds, updates = stream_via_queue(server.url, fn_index, page_values(model.name, settings, attention))
+        seconds, updates = stream_via_queue(server.url, fn_index, page_values(names, model.name, settings, attention))
         add(f"{key}_app", seconds)
         add(f"{key}_app_cpu", server.cpu_seconds() - cpu)
         add(f"{key}_updates", updates)
@@ -465,7 +466,7 @@ def main() -> None:
 
     try:
         page.run(servers["embedded"], 0), core_run(embedded, defaults, True)  # warm up: imports, first allocations
-        stream_via_queue(servers["big"].url, fn_index, page_values(big.name, big_settings, False))
+        stream_via_queue(servers["big"].url, fn_index, page_values(names, big.name, big_settings, False))
         core_run(big, big_settings, False)
         for round_ in range(args.rounds):
             print(f"round {round_ + 1} / {args.rounds}", file=sys.stderr)

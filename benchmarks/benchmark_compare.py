@@ -58,8 +58,9 @@ def session_comparison(comparer, size: int | None, preview: str, shown_only: boo
     writing); (comparison, seconds)."""
     async def stream():
         last = None
-        async for update in comparer.stream(None, PROMPT, "", None, "ddim", STEPS, 7.5, 0, size, size, 0.0, preview,
-                                            1, "scheduler", ", ".join(SCHEDULERS), "", "", "progress"):
+        async for update in comparer.stream(prompt=PROMPT, scheduler="ddim", steps=STEPS, width=size, height=size,
+                                            preview=preview, first_name="scheduler",
+                                            first_values=", ".join(SCHEDULERS)):
             last = update
         return last[2]
 

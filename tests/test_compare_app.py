@@ -34,7 +34,7 @@ def stream(comparer, first=("scheduler", "ddim, heun"), second=("guidance", "1, 
 
     async def follow():
         updates = []
-        async for update in comparer.stream(stop_signal, *values.values(), *first, *second, "progress"):
+        async for update in comparer.stream(stop_signal, *first, *second, "progress", **values):
             updates.append(update)
             if on_update is not None:
                 on_update(update)

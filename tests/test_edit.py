@@ -134,9 +134,10 @@ def test_the_edit_tab_streams_an_edit_with_ddim(handlers, embedded, init_image, 
     def stream(source):
         async def follow():
             updates = []
-            async for update in handlers.stream_edit(StopSignal(), TARGET, "", None, "euler", 10, 3.0, 0, None, None,
-                                                     0.1, "full", 1, True, str(tmp_path / "source.png"), 0.5, source,
-                                                     1.0):
+            async for update in handlers.stream_edit(StopSignal(), prompt=TARGET, scheduler="euler", steps=10,
+                                                     guidance=3.0, eta=0.1, attention=True,
+                                                     init_image=str(tmp_path / "source.png"), strength=0.5,
+                                                     source_prompt=source):
                 updates.append(update)
             return updates
         return asyncio.run(follow())

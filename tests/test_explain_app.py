@@ -26,7 +26,7 @@ def explainer(handlers):
 
 def run(handlers, init_image=None, **settings):
     """The page's streaming handler to the end; the trajectory the session keeps."""
-    values = dict(prompt=PROMPT, negative_prompt="", model_name=handlers.config.default_name, scheduler="ddim",
+    values = dict(prompt=PROMPT, negative_prompt="", model=handlers.config.default_name, scheduler="ddim",
                   steps=12, guidance=7.5, seed=1, width=None, height=None, eta=0.0, preview="full", every=1,
                   attention=True) | settings
 
@@ -178,6 +178,6 @@ def test_fork_from_the_page_continues_the_sessions_run(handlers, explainer):
     assert set(plot["curve"]) == {"parent: predicted x0 to its final image", "fork: predicted x0 to its final image",
                                   "fork point"}
     with pytest.raises(gr.Error, match="there is no run to fork yet"):
-        asyncio.run(handlers.stream_fork(None, None, 1, PROMPT, "", 7.5, 0.0, "full", 1, False).__anext__())
+        asyncio.run(handlers.stream_fork(parent=None, step=1, prompt=PROMPT).__anext__())
     with pytest.raises(gr.Error, match="guidance 1000.0 is out of range"):
         fork(2, guidance=1000.0)

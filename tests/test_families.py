@@ -372,7 +372,7 @@ def test_the_pages_panels_draw_each_family(family_dirs):
             assert offered == schedulers.for_family(family)
             assert update["value"] == ("ddim" if family == "sdxl" else handlers.model(folder.name).facts.scheduler)
             assert true_cfg["visible"] == (family == "flux") and (family == "flux" or true_cfg["value"] == 1.0)
-            run = handlers._run(PROMPT, "", folder.name, None, 3, 4.0, 0, SIZE, SIZE, 0.0, "full", 1, True)
+            run = handlers._run(folder.name, True, prompt=PROMPT, steps=3, guidance=4.0, width=SIZE, height=SIZE)
             for _ in run:
                 pass
             traj = run.trajectory

@@ -128,3 +128,35 @@ def test_the_model_cache_keeps_at_most_its_size_and_the_default_always(tmp_path)
     cache.get(second)  # evicts the least recently used model that is not the default
     assert cache.loaded() == [str(EMBEDDED_MODEL), second]
     assert cache.get(second) is cache.get(second)
+
+
+def test_the_page_hands_each_widgets_value_to_the_handler_under_its_name():
+    """The page's events pass values by name (ui.form), not by their place in a list: the handler gets each
+    widget's value under its name, whatever the order; a name the handler does not take stops the page
+    from being built."""
+    gr = pytest.importorskip("gradio")
+    from ui.form import Form
+
+    with gr.Blocks():
+        prompt, steps, negative = gr.Textbox(), gr.Number(), gr.Textbox()
+    form = Form(prompt=prompt, steps=steps)
+
+    def handler(stop_signal=None, **run):
+        return run
+
+    bound = form.bind(handler, "steps", "prompt", negative_prompt=negative)
+    assert bound["inputs"] == [steps, prompt, negative]
+    assert bound["fn"].names == ("steps", "prompt", "negative_prompt")
+    assert bound["fn"](3, "a cat", "blurry") == {"steps": 3, "prompt": "a cat", "negative_prompt": "blurry"}
+    with pytest.raises(TypeError, match="takes no stpes"):
+        form.bind(handler, "prompt", stpes=steps)
+
+    async def streamed(prompt, steps):
+        yield {"prompt": prompt, "steps": steps}
+
+    async def first():
+        return await form.bind(streamed, "steps", "prompt")["fn"](4, "a dog").__anext__()
+
+    import asyncio
+
+    assert asyncio.run(first()) == {"prompt": "a dog", "steps": 4}

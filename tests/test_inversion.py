@@ -126,8 +126,8 @@ def stream_invert(handlers, image_path, stop_signal=None, on_update=None, steps=
 
     async def follow():
         updates = []
-        async for update in handlers.stream_invert(stop_signal, PROMPT, "", None, steps, guidance, 2, None, None,
-                                                   "full", 1, False, str(image_path)):
+        async for update in handlers.stream_invert(stop_signal, prompt=PROMPT, steps=steps, guidance=guidance,
+                                                   seed=2, init_image=str(image_path)):
             updates.append(update)
             if on_update is not None:
                 on_update(update)

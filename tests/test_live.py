@@ -19,7 +19,7 @@ PROMPT = "a small blue square at the top on a yellow background"
 
 def stream(handlers, **settings):
     """Runs the page's streaming handler to the end; (updates, seconds)."""
-    values = dict(prompt=PROMPT, negative_prompt="", model_name=handlers.config.default_name, scheduler="ddim",
+    values = dict(prompt=PROMPT, negative_prompt="", model=handlers.config.default_name, scheduler="ddim",
                   steps=20, guidance=7.5, seed=3, width=None, height=None, eta=0.0, preview="full", every=1,
                   attention=False) | settings
 

@@ -98,18 +98,14 @@ class CompareHandlers:
         self.handlers, self.threads, self.files = handlers, handlers.threads, handlers.files
         self.limits = handlers.limits
 
-    def _runs(self, prompt, negative_prompt, model, scheduler, steps, guidance, seed, width, height, eta, preview,
-              every, vary, stop_event=None):
-        """(labels, runs): every variant checked, the host's limits included, before any model work."""
-        base = Settings(prompt=prompt, negative_prompt=negative_prompt, scheduler=scheduler, steps=steps,
-                        guidance=guidance, eta=eta, seed=seed, width=width, height=height, preview=preview, every=every)
-        chosen = comparing.variants(base, vary, model)
+    def _runs(self, vary, model=None, stop_event=None, **settings):
+        """(labels, runs) of the variants `vary` of a run of `settings` (`Settings`' fields by name) on
+        `model`: every variant checked, the host's limits included, before any model work."""
+        chosen = comparing.variants(Settings(**settings), vary, model)
         runs = []
         for variant in chosen:
             v = variant["settings"]
-            runs.append(self.handlers._run(v.prompt, v.negative_prompt, variant["model"], v.scheduler, v.steps,
-                                           v.guidance, v.seed, v.width, v.height, v.eta, v.preview, v.every, False,
-                                           stop_event=PartStop(stop_event)))
+            runs.append(self.handlers._run(variant["model"], stop_event=PartStop(stop_event), **v.to_dict()))
         self.limits.check_comparison([run.settings.steps for run in runs])
         return [variant["label"] for variant in chosen], runs
 
@@ -142,14 +138,14 @@ class CompareHandlers:
     # --- the tab ------------------------------------------------------------------------------
 
     @user_errors
-    async def stream(self, stop_signal, prompt, negative_prompt, model, scheduler, steps, guidance, seed, width,
-                     height, eta, preview, every, first_name, first_values, second_name, second_values, align):
-        """The variants, one after another, each streamed into its column: status, columns, comparison."""
+    async def stream(self, stop_signal=None, first_name=None, first_values="", second_name=None, second_values="",
+                     align="progress", **run):
+        """The variants, one after another, each streamed into its column: status, columns, comparison.
+        `run`: the run's values by name (see `ui.form`), the model among them."""
         vary = read_vary(first_name, first_values, second_name, second_values)
         by = comparing.check_alignment(align)
         stop_event = _event(stop_signal)
-        labels, runs = self._runs(prompt, negative_prompt, model, scheduler, steps, guidance, seed, width, height,
-                                  eta, preview, every, vary, stop_event)
+        labels, runs = self._runs(vary, stop_event=stop_event, **run)
         # each column's figure, encoded once when its variant moves on (not again at every update)
         figures = [html.compare_column(n, label, "waiting") for n, label in enumerate(labels, 1)]
 
@@ -239,8 +235,9 @@ class CompareHandlers:
         Every variant is checked against the host's limits before any model work."""
         vary = [comparing.parse_vary(part) for part in check_text("vary", vary, 2000).split(";") if part.strip()]
         by = comparing.check_alignment(align)
-        labels, runs = self._runs(prompt, negative_prompt, model, scheduler, steps, guidance, seed, width, height,
-                                  eta, preview, every, vary)
+        labels, runs = self._runs(vary, model, prompt=prompt, negative_prompt=negative_prompt, scheduler=scheduler,
+                                  steps=steps, guidance=guidance, seed=seed, width=width, height=height, eta=eta,
+                                  preview=preview, every=every)
         yield gr.skip(), gr.skip()
         async for _ in self._follow(runs):
             yield gr.skip(), gr.skip()

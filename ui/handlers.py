@@ -209,19 +209,15 @@ class Handlers:
 
     # --- a run -----------------------------------------------------------------------
 
-    def _run(self, prompt, negative_prompt, model_name, scheduler, steps, guidance, seed, width, height,
-             eta, preview, every, attention, init_image=None, strength=0.8, stop_event=None,
-             img2img=False, source_prompt=None, source_guidance=1.0, invert=False, true_cfg=1.0) -> Run:
-        """Checks every value, then the host's limits, before any model work; returns the Run."""
-        model = self.model(model_name)
+    def _run(self, model=None, attention=False, init_image=None, *, img2img=False, stop_event=None,
+             **settings) -> Run:
+        """A run of `settings` (`Settings`' fields by name; a field not given takes its default) on the
+        model of that menu name, capturing attention or not. Checks every value, then the host's limits,
+        before any model work."""
+        model = self.model(model)
         if not isinstance(attention, bool):
             raise ValueError(f"attention {attention!r:.60} is not true or false")
-        settings = validate(Settings(
-            prompt=prompt, negative_prompt=negative_prompt, scheduler=scheduler,
-            steps=steps, guidance=guidance, eta=eta, seed=seed, width=width, height=height,
-            strength=strength, preview=preview, every=every, source_prompt=source_prompt,
-            source_guidance=source_guidance, invert=invert, true_cfg=true_cfg,
-        ), img2img=img2img).resolved(model.facts)
+        settings = validate(Settings(**settings), img2img=img2img).resolved(model.facts)
         self.limits.check(settings, model.facts)
         image = None
         if img2img:
@@ -256,49 +252,40 @@ class Handlers:
             stop_signal.event.set()
 
     @user_errors
-    async def stream(self, stop_signal, prompt, negative_prompt, model_name, scheduler, steps, guidance, seed,
-                     width, height, eta, preview, every, attention, true_cfg=1.0):
-        """Text to image, streamed: diagram, status, x_t, x0, filmstrip, trajectory state."""
-        run = self._run(prompt, negative_prompt, model_name, scheduler, steps, guidance, seed, width, height,
-                        eta, preview, every, attention, stop_event=_event(stop_signal), true_cfg=true_cfg)
+    async def stream(self, stop_signal=None, **run):
+        """Text to image, streamed: diagram, status, x_t, x0, filmstrip, trajectory state. `run`: the run's
+        values by name (see `ui.form`)."""
+        run = self._run(**run, stop_event=_event(stop_signal))
         async for update in self._stream(run):
             yield update
 
     @user_errors
-    async def stream_img2img(self, stop_signal, prompt, negative_prompt, model_name, scheduler, steps, guidance,
-                             seed, width, height, eta, preview, every, attention, init_image, strength):
-        """Image to image, streamed like `stream`; refuses to run without an image."""
-        run = self._run(prompt, negative_prompt, model_name, scheduler, steps, guidance, seed, width, height,
-                        eta, preview, every, attention, init_image, strength, _event(stop_signal), img2img=True)
+    async def stream_img2img(self, stop_signal=None, **run):
+        """Image to image, streamed like `stream`; refuses to run without an image (`init_image`)."""
+        run = self._run(**run, stop_event=_event(stop_signal), img2img=True)
         async for update in self._stream(run):
             yield update
 
     @user_errors
-    async def stream_edit(self, stop_signal, prompt, negative_prompt, model_name, scheduler, steps, guidance, seed,
-                          width, height, eta, preview, every, attention, init_image, strength, source_prompt,
-                          source_guidance):
+    async def stream_edit(self, stop_signal=None, scheduler="ddim", source_prompt=None, **run):
         """An edit (CycleDiffusion), streamed like a run: the image, what it shows (source prompt) and what it
         should show (prompt). It steps with DDIM, whatever the scheduler menu says."""
         if not isinstance(source_prompt, str) or not source_prompt.strip():
             raise ValueError("source prompt is empty; allowed: a description of the image to edit (what it shows)")
-        run = self._run(prompt, negative_prompt, model_name, "ddim", steps, guidance, seed, width, height, eta,
-                        preview, every, attention, init_image, strength, _event(stop_signal), img2img=True,
-                        source_prompt=source_prompt, source_guidance=source_guidance)
+        run = self._run(**run, scheduler="ddim", source_prompt=source_prompt, stop_event=_event(stop_signal),
+                        img2img=True)
         if scheduler != "ddim":
             gr.Info(f"An edit steps with DDIM (CycleDiffusion samples its posterior); {scheduler!s:.40} is not used.")
         async for update in self._stream(run):
             yield update
 
     @user_errors
-    async def stream_invert(self, stop_signal, prompt, negative_prompt, model_name, steps, guidance, seed, width,
-                            height, preview, every, attention, init_image):
+    async def stream_invert(self, stop_signal=None, attention=False, **run):
         """Inversion: the image run back to noise, then that noise run forward again (DDIM, eta 0; flow models:
-        flow Euler), both
-        streamed; the session's run is the reconstruction, the inversion kept beside it. Both share one
-        run's time limit."""
+        flow Euler), both streamed; the session's run is the reconstruction, the inversion kept beside it.
+        Both share one run's time limit. `run` names no scheduler or eta: the model's family decides them."""
         started = time.perf_counter()
-        run = self._run(prompt, negative_prompt, model_name, None, steps, guidance, seed, width, height, 0.0,
-                        preview, every, attention, init_image, stop_event=PartStop(_event(stop_signal)), img2img=True,
+        run = self._run(**run, attention=attention, stop_event=PartStop(_event(stop_signal)), img2img=True,
                         invert=True)  # the scheduler the model's family reverses
         async for update in self._stream(run):
             yield (*update, None)
@@ -316,11 +303,11 @@ class Handlers:
             yield (*update, inversion)
 
     @user_errors
-    async def stream_fork(self, stop_signal, parent, step, prompt, negative_prompt, guidance, eta, preview, every,
-                          attention):
-        """Fork from the slider's step: the session's run continued after that step with the prompt, negative
-        prompt, guidance and eta on the page (model, scheduler, steps, seed and size stay the parent's),
-        streamed like a run; the parent is kept beside it."""
+    async def stream_fork(self, stop_signal=None, parent=None, step=None, attention=False, **changes):
+        """Fork from the slider's step: the session's run continued after that step with `changes` (the page
+        sends its prompt, negative prompt, guidance, eta and preview settings; model, scheduler, steps, seed
+        and size stay the parent's, and a change of those is refused), streamed like a run; the parent is
+        kept beside it."""
         from sdviz.fork import Fork, fork_settings
 
         if parent is None or not parent.steps:
@@ -329,9 +316,7 @@ class Handlers:
             raise ValueError(f"attention {attention!r:.60} is not true or false")
         model = self.model(parent.settings.model)
         at = _step_index(parent, step) + 1  # the slider's step is kept; the fork takes the next one
-        settings = validate(fork_settings(parent, prompt=prompt, negative_prompt=negative_prompt, guidance=guidance,
-                                          eta=eta, preview=preview, every=every),
-                            img2img=parent.settings.img2img).resolved(model.facts)
+        settings = validate(fork_settings(parent, **changes), img2img=parent.settings.img2img).resolved(model.facts)
         self.limits.check(settings, model.facts)
         capture = (AttentionCapture(model, self_attention=True, self_max_positions=SELF_ATTENTION_POSITIONS)
                    if attention else None)
@@ -539,9 +524,11 @@ class Handlers:
         A generator, so that a client that cancels or goes away stops the run (see ui.streaming).
         """
         source_prompt = check_text("source prompt", source_prompt if source_prompt is not None else "")
-        run = self._run(prompt, negative_prompt, model, scheduler, steps, guidance, seed, width, height,
-                        eta, preview, every, False, init_image, strength, img2img=init_image is not None,
-                        source_prompt=source_prompt or None, source_guidance=source_guidance, true_cfg=true_cfg)
+        run = self._run(model, False, init_image, img2img=init_image is not None, prompt=prompt,
+                        negative_prompt=negative_prompt, scheduler=scheduler, steps=steps, guidance=guidance,
+                        seed=seed, width=width, height=height, eta=eta, preview=preview, every=every,
+                        strength=strength, source_prompt=source_prompt or None, source_guidance=source_guidance,
+                        true_cfg=true_cfg)
         yield gr.skip(), gr.skip()
         async for _ in follow(run, iterate, 1 / DISPLAY_RATE, self.threads):
             yield gr.skip(), gr.skip()
@@ -557,8 +544,9 @@ class Handlers:
         if image is None:
             raise ValueError("image is missing; allowed: an uploaded image (PNG, JPEG, WebP, ...) to invert")
         last = None
-        async for update in self.stream_invert(None, prompt, negative_prompt, model, steps, guidance, seed, width,
-                                               height, preview, every, False, image):
+        async for update in self.stream_invert(prompt=prompt, negative_prompt=negative_prompt, model=model,
+                                               steps=steps, guidance=guidance, seed=seed, width=width, height=height,
+                                               preview=preview, every=every, init_image=image):
             last = update
             yield gr.skip(), gr.skip()
         reconstruction, inversion = last[5], last[6]

@@ -18,6 +18,7 @@ from ui import explain as explain_views
 from sdviz.comparison import ALIGNMENTS, VARIED
 from ui.compare import NOTHING, PLOT_X, POSITION_STEPS, VALUES_INFO, CompareHandlers, example_values
 from ui.explain import ExplainHandlers
+from ui.form import Form
 from ui.handlers import SPANS, on_spaces, random_seed, scheduler_choices
 
 DEFAULTS = Settings()
@@ -225,7 +226,12 @@ def build_demo(config, handlers) -> gr.Blocks:
                                     "replays it offline)", file_count="multiple", elem_id="downloads")
 
         # --- events --------------------------------------------------------------------
-        params = [negative, model, scheduler, steps, guidance, seed, width, height, eta, preview, every, attention]
+        form = Form(stop_signal=stop_signal, prompt=prompt, negative_prompt=negative, model=model, scheduler=scheduler,
+                    steps=steps, guidance=guidance, seed=seed, width=width, height=height, eta=eta, preview=preview,
+                    every=every, attention=attention, true_cfg=true_cfg, init_image=init_image, strength=strength,
+                    parent=trajectory, step=step)
+        run = ("stop_signal", "prompt", "negative_prompt", "model", "scheduler", "steps", "guidance", "seed", "width",
+               "height", "eta", "preview", "every", "attention")
         live = [diagram, status, live_frames, filmstrip, final, trajectory]
         after = [step, tokens, word, resolution, probe_resolution, downloads, written]
         explorer = [xt_view, x0_view, noise_view, channels, step_info, heat]
@@ -237,16 +243,18 @@ def build_demo(config, handlers) -> gr.Blocks:
         again = dict(trigger_mode="multiple")  # Generate during a run: that run stops, this one is queued
         arm = dict(fn=handlers.arm, inputs=stop_signal, outputs=[stop_signal, status], concurrency_limit=None,
                    show_progress="hidden", **again, **private)
-        txt2img_run = generate.click(**arm).then(handlers.stream, [stop_signal, prompt, *params, true_cfg], live,
+        txt2img_run = generate.click(**arm).then(**form.bind(handlers.stream, *run, "true_cfg"), outputs=live,
                                                  **run_options, **again)
         img2img_run = generate_img2img.click(**arm).then(
-            handlers.stream_img2img, [stop_signal, prompt, *params, init_image, strength], live, **run_options, **again)
+            **form.bind(handlers.stream_img2img, *run, "init_image", "strength"), outputs=live, **run_options, **again)
         edit_run = edit_button.click(**arm).then(
-            handlers.stream_edit, [stop_signal, edit_prompt, *params, edit_image, edit_strength, source_prompt,
-                                   source_guidance], live, **run_options, **again)
+            **form.bind(handlers.stream_edit, *run, prompt=edit_prompt, init_image=edit_image, strength=edit_strength,
+                        source_prompt=source_prompt, source_guidance=source_guidance),
+            outputs=live, **run_options, **again)
         invert_run = invert_button.click(**arm).then(
-            handlers.stream_invert, [stop_signal, source_prompt, negative, model, steps, guidance, seed, width, height,
-                                     preview, every, attention, edit_image], [*live, parent], **run_options, **again)
+            **form.bind(handlers.stream_invert, "stop_signal", "negative_prompt", "model", "steps", "guidance", "seed",
+                        "width", "height", "preview", "every", "attention", prompt=source_prompt,
+                        init_image=edit_image), outputs=[*live, parent], **run_options, **again)
         step_inputs = [trajectory, step, word, resolution, span]
         show = dict(fn=handlers.show_step, inputs=step_inputs, outputs=explorer, concurrency_limit=None,
                     show_progress="hidden", **private)
@@ -265,8 +273,8 @@ def build_demo(config, handlers) -> gr.Blocks:
                 **private)
 
         fork_run = fork.click(**arm).then(
-            handlers.stream_fork, [stop_signal, trajectory, step, prompt, negative, guidance, eta, preview, every,
-                                   attention], [*live, parent], **run_options, **again)
+            **form.bind(handlers.stream_fork, "stop_signal", "parent", "step", "prompt", "negative_prompt", "guidance",
+                        "eta", "preview", "every", "attention"), outputs=[*live, parent], **run_options, **again)
         fork_run.success(explainer.fork_view, [trajectory, parent], [fork_view, fork_plot, fork_note, fork_box],
                          show_progress="hidden", **private)
         for event in (txt2img_run, img2img_run, edit_run, invert_run):  # nobody's fork: no earlier fork's views
@@ -286,9 +294,9 @@ def build_demo(config, handlers) -> gr.Blocks:
             explained(event.success(handlers.finish, trajectory, after, **again, **private))
             event.failure(handlers.refused, None, status, show_progress="hidden", **private)
         compare_run = compare.click(**arm).then(
-            comparer.stream, [stop_signal, prompt, negative, model, scheduler, steps, guidance, seed, width, height,
-                              eta, preview, every, vary_first, vary_first_values, vary_second, vary_second_values,
-                              align], [compare_status, compare_columns, comparison], **run_options, **again)
+            **form.bind(comparer.stream, *(name for name in run if name != "attention"), first_name=vary_first,
+                        first_values=vary_first_values, second_name=vary_second, second_values=vary_second_values,
+                        align=align), outputs=[compare_status, compare_columns, comparison], **run_options, **again)
         compare_run.success(lambda: None, None, compare_files, show_progress="hidden", **private).then(
             comparer.finish, [comparison, align], [position, compare_columns, variants_plot, compare_note,
                                                    compare_finals], show_progress="hidden", **private)
