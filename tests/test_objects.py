@@ -215,3 +215,31 @@ def test_the_model_card_reports_what_training_and_evaluation_recorded(tmp_path):
         assert all(name in objects.objects() and position for name, position in stated["objects"]), text
         names = [name for name, _ in stated["objects"]]
         assert "background" not in stated or all(stated["background"] in objects.backgrounds_for()[n] for n in names)
+
+
+def test_a_run_stopped_at_a_step_is_taken_as_it_stands_and_goes_on_to_the_end(tmp_path):
+    """--stop-at-step N saves the state at UNet step N of the schedule and writes no model; --snapshot then
+    writes the model as it stands there, its card says so; the same command without the stop ends with the
+    weights of a run that never stopped."""
+    from training import evaluate_objects, model_card
+    from training.train_objects import main
+
+    tiny = [*TINY, "--unet-steps", "4"]
+    main([*tiny, "--out", str(tmp_path / "whole")])
+    stopped = [*tiny, "--state", str(tmp_path / "state"), "--out", str(tmp_path / "resumed")]
+    main([*stopped, "--stop-at-step", "2"])
+    assert torch.load(tmp_path / "state" / "state.pt", weights_only=False)["unet_step"] == 2
+    assert not (tmp_path / "resumed").exists()
+    with pytest.raises(SystemExit, match="--stop-at-step 1: the state is already at unet step 2"):
+        main([*stopped, "--stop-at-step", "1"])
+    main([*stopped, "--stop-at-step", "3"])
+    main([*stopped, "--snapshot", str(tmp_path / "taken")])
+    assert json.loads((tmp_path / "taken" / "training_log.json").read_text())["unet_step"] == 3
+    evaluate_objects.main(["--model", str(tmp_path / "taken"), "--pairs", "2"])
+    model_card.main(["--model", str(tmp_path / "taken")])
+    card = (tmp_path / "taken" / "README.md").read_text()
+    assert "the EMA's at UNet step 3 of the 4" in card and "`--stop-at-step 3`" in card
+    assert "stopped and resumed 1 time," in card  # one resume (logged by the VAE and the UNet); no snapshot
+    main(stopped)
+    whole, resumed = unet_weights(tmp_path / "whole"), unet_weights(tmp_path / "resumed")
+    assert whole.keys() == resumed.keys() and all(torch.equal(whole[k], resumed[k]) for k in whole)

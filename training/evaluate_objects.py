@@ -114,17 +114,17 @@ def evaluate(model_folder: str, count: int) -> dict:
     pipe = StableDiffusionPipeline.from_pretrained(model_folder, safety_checker=None, requires_safety_checker=False)
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
-    torch.set_grad_enabled(False)
-    pairs = held_out_prompts(count)
-    results = score(pairs, generate(pipe, pairs))
-    results.update(daam(sdviz.load_model(model_folder), pairs))
-    rates = {key: float(np.mean(values)) if values else 0.0 for key, values in results.items()}
-    return {"pairs": count, "counts": {key: len(values) for key, values in results.items()}, "rates": rates,
-            "bars": BARS, "passed": {key: rates.get(key, 0.0) >= bar for key, bar in BARS.items()},
-            "vae_psnr_db": vae_psnr(pipe), "vae_scenes": VAE_SCENES,
-            "generation_seconds_20_steps": generation_seconds(pipe, prompt=TIMED_PROMPT),
-            "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
-            "eval_seconds": round(time.perf_counter() - started, 1)}
+    with torch.no_grad():  # not set_grad_enabled: a caller that trains afterwards keeps its gradients
+        pairs = held_out_prompts(count)
+        results = score(pairs, generate(pipe, pairs))
+        results.update(daam(sdviz.load_model(model_folder), pairs))
+        rates = {key: float(np.mean(values)) if values else 0.0 for key, values in results.items()}
+        return {"pairs": count, "counts": {key: len(values) for key, values in results.items()}, "rates": rates,
+                "bars": BARS, "passed": {key: rates.get(key, 0.0) >= bar for key, bar in BARS.items()},
+                "vae_psnr_db": vae_psnr(pipe), "vae_scenes": VAE_SCENES,
+                "generation_seconds_20_steps": generation_seconds(pipe, prompt=TIMED_PROMPT),
+                "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
+                "eval_seconds": round(time.perf_counter() - started, 1)}
 
 
 def main(argv=None) -> None:

@@ -203,7 +203,7 @@ resumable: run it again after a stop) reproduces the recipe:
    timestep weighted as an x0 error by clamp(SNR, {snr_floor:g}, {gamma:g}), EMA {ema:g}; from t =
    {terminal_t} up the UNet sees pure noise instead of the noised scene, so that the layout comes from
    the words (see `training/train.py`).
-
+{taken}
 Wall time: **{wall_h:.1f} h** on {hardware}, torch {torch}.{carried}
 
 ## Evaluation
@@ -356,10 +356,16 @@ def render_objects(model: Path) -> str:
     report = json.loads((model / "eval.json").read_text())
     cfg = log["config"]
     vocabulary = json.loads((model / "scenes.json").read_text())
-    resumes = sum("resumed at step" in line for line in log["log"])
+    starts = sum("] device " in line for line in log["log"])  # each process logs its device first
+    resumes = starts - 1 - sum("] snapshot at unet step" in line for line in log["log"])
     carries = sum("resumed from a carry" in line for line in log["log"])
     carried = (f" The run was stopped and resumed {resumes} time{'s' * (resumes != 1)}, {carries} of them from a "
                "carry (on another machine); `training_log.json` holds its whole log." if resumes else "")
+    taken = ""
+    if log["unet_step"] < cfg["unet_steps"]:
+        taken = (f"\nThese weights are the EMA's at UNet step {log['unet_step']} of the {cfg['unet_steps']}: the run "
+                 f"was stopped there (`--stop-at-step {log['unet_step']}`) and the model written as it stood "
+                 "(`--snapshot DIR`, same `--state`).\n")
     rows = []
     for key, label in MEASURES.items():
         rate = report["rates"][key]
@@ -386,6 +392,7 @@ def render_objects(model: Path) -> str:
         hardware=hardware_text(log["hardware"]),
         torch=log["torch"],
         carried=carried,
+        taken=taken,
         pairs=report["pairs"],
         rows="\n".join(rows),
         vae_eval=report["vae_scenes"],

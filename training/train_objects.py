@@ -26,7 +26,9 @@ over `REWARM` steps. The batches are still those of (seed, phase, step); the wei
 uninterrupted run's by the float16 rounding and the new optimiser, which the log records.
 
 Checked halfway: `--snapshot DIR` writes the model as the state stands (its EMA weights) and trains nothing;
-`python -m training.evaluate_objects --model DIR` then scores it.
+`python -m training.evaluate_objects --model DIR` then scores it. `--stop-at-step N` stops the run at UNet
+step N of its schedule (saved, resumable), so a model taken halfway is reproduced by that command and a
+snapshot.
 """
 
 from __future__ import annotations
@@ -124,7 +126,8 @@ def carried_lr(state: State, phase: str, step: int, lr: float) -> float:
 
 
 class Stopped(Exception):
-    """The time given (--stop-after) is up: the state is saved, the same command resumes."""
+    """The time given (--stop-after) is up, or the step (--stop-at-step) reached: the state is saved, the
+    same command without the stop resumes."""
 
 
 class State:
@@ -132,8 +135,9 @@ class State:
     and the seconds spent so far. `save` also checks the time given to this process."""
 
     def __init__(self, folder: Path | None, save_every: int = 1000, stop_after: float | None = None,
-                 carry: Path | None = None):
+                 carry: Path | None = None, stop_at_step: int | None = None):
         self.folder, self.save_every, self.stop_after, self.carry = folder, save_every, stop_after, carry
+        self.stop_at_step = stop_at_step
         path = folder / "state.pt" if folder else None
         if path and path.exists():
             self.data = torch.load(path, weights_only=False)
@@ -275,7 +279,11 @@ def train_unet(unet, text_encoder, tokenizer, pool, cfg: Config, state: State, d
     unet.train()
     text_encoder.train()
     step, timer = state.data["unet_step"], None
-    while step < cfg.unet_steps:
+    if state.stop_at_step is not None and not 0 < state.stop_at_step <= cfg.unet_steps:
+        raise SystemExit(f"--stop-at-step {state.stop_at_step}: the UNet phase has steps 1 to {cfg.unet_steps}")
+    if state.stop_at_step is not None and step > state.stop_at_step:
+        raise SystemExit(f"--stop-at-step {state.stop_at_step}: the state is already at unet step {step}")
+    while step < cfg.unet_steps and step != state.stop_at_step:
         if budget is not None and step in CALIBRATION:
             if device.type == "cuda":
                 torch.cuda.synchronize()
@@ -299,11 +307,13 @@ def train_unet(unet, text_encoder, tokenizer, pool, cfg: Config, state: State, d
                               generator, cfg, alphas_cumprod, loss_weight, dtype, step)
         if step % 200 == 0 or step == cfg.unet_steps - 1:
             log(f"unet step {step} loss {loss.item():.4f}")
-        if state.due(step, cfg.unet_steps - 1):
+        if state.due(step, cfg.unet_steps - 1) or step + 1 == state.stop_at_step:
             state.save(unet=unet.state_dict(), text_encoder=text_encoder.state_dict(),
                        ema_unet=ema_unet.state_dict(), ema_text=ema_text.state_dict(),
                        unet_optimiser=optimiser.state_dict(), unet_step=step + 1)
         step += 1
+    if step < cfg.unet_steps:
+        raise Stopped(f"stopped at unet step {step} of {cfg.unet_steps} (--stop-at-step); run without it to go on")
     return ema_unet, ema_text
 
 
@@ -319,6 +329,8 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")
     parser.add_argument("--stop-after", type=float, default=None, metavar="SECONDS",
                         help="save the state and stop after this long (resume later with the same command)")
+    parser.add_argument("--stop-at-step", type=int, default=None, metavar="N",
+                        help="save the state and stop when the UNet phase reaches step N of its schedule")
     parser.add_argument("--snapshot", type=Path, default=None, metavar="DIR",
                         help="write the model as the state stands (EMA weights) to DIR and stop; nothing is trained")
     parser.add_argument("--unet-seconds", type=float, default=None,
@@ -342,7 +354,7 @@ def main(argv=None) -> None:
     torch.manual_seed(cfg.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = CLIPTokenizer.from_pretrained(args.tokenizer)
-    state = State(args.state, args.save_every, args.stop_after, args.carry)
+    state = State(args.state, args.save_every, args.stop_after, args.carry, args.stop_at_step)
     config = json.loads(json.dumps(asdict(cfg)))
     if state.data.setdefault("config", config) != config:
         raise SystemExit(f"--state {args.state} holds a run with another config: {state.data['config']}")
