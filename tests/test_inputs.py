@@ -141,22 +141,24 @@ def test_the_page_hands_each_widgets_value_to_the_handler_under_its_name():
         prompt, steps, negative = gr.Textbox(), gr.Number(), gr.Textbox()
     form = Form(prompt=prompt, steps=steps)
 
-    def handler(stop_signal=None, **run):
-        return run
+    async def handler(stop_signal=None, **run):
+        yield run
+
+    async def first(bound, *values):
+        return await bound["fn"](*values).__anext__()
+
+    import asyncio
 
     bound = form.bind(handler, "steps", "prompt", negative_prompt=negative)
     assert bound["inputs"] == [steps, prompt, negative]
     assert bound["fn"].names == ("steps", "prompt", "negative_prompt")
-    assert bound["fn"](3, "a cat", "blurry") == {"steps": 3, "prompt": "a cat", "negative_prompt": "blurry"}
+    assert asyncio.run(first(bound, 3, "a cat", "blurry")) == {"steps": 3, "prompt": "a cat", "negative_prompt": "blurry"}
     with pytest.raises(TypeError, match="takes no stpes"):
         form.bind(handler, "prompt", stpes=steps)
 
     async def streamed(prompt, steps):
         yield {"prompt": prompt, "steps": steps}
 
-    async def first():
-        return await form.bind(streamed, "steps", "prompt")["fn"](4, "a dog").__anext__()
-
-    import asyncio
-
-    assert asyncio.run(first()) == {"prompt": "a dog", "steps": 4}
+    assert asyncio.run(first(form.bind(streamed, "steps", "prompt"), 4, "a dog")) == {"prompt": "a dog", "steps": 4}
+    with pytest.raises(TypeError, match="is not an async generator"):
+        form.bind(lambda prompt: prompt, "prompt")

@@ -36,16 +36,12 @@ class Form:
         def keywords(values: tuple) -> dict:
             return dict(zip(order, values, strict=True))
 
-        if inspect.isasyncgenfunction(inspect.unwrap(handler)):
-            async def fn(*values):
-                async for update in handler(**keywords(values)):
-                    yield update
-        elif inspect.iscoroutinefunction(inspect.unwrap(handler)):
-            async def fn(*values):
-                return await handler(**keywords(values))
-        else:
-            def fn(*values):
-                return handler(**keywords(values))
+        if not inspect.isasyncgenfunction(inspect.unwrap(handler)):
+            raise TypeError(f"{handler.__qualname__} is not an async generator: the page's runs stream")
+
+        async def fn(*values):
+            async for update in handler(**keywords(values)):
+                yield update
         fn.__name__, fn.__qualname__, fn.__doc__ = handler.__name__, handler.__qualname__, handler.__doc__
         fn.names = order
         return {"fn": fn, "inputs": list(named.values())}

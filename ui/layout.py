@@ -231,7 +231,7 @@ def build_demo(config, handlers) -> gr.Blocks:
                     every=every, attention=attention, true_cfg=true_cfg, init_image=init_image, strength=strength,
                     parent=trajectory, step=step)
         run = ("stop_signal", "prompt", "negative_prompt", "model", "scheduler", "steps", "guidance", "seed", "width",
-               "height", "eta", "preview", "every", "attention")
+               "height", "eta", "preview", "every")  # the runs' names; each run but Compare's adds "attention"
         live = [diagram, status, live_frames, filmstrip, final, trajectory]
         after = [step, tokens, word, resolution, probe_resolution, downloads, written]
         explorer = [xt_view, x0_view, noise_view, channels, step_info, heat]
@@ -243,13 +243,14 @@ def build_demo(config, handlers) -> gr.Blocks:
         again = dict(trigger_mode="multiple")  # Generate during a run: that run stops, this one is queued
         arm = dict(fn=handlers.arm, inputs=stop_signal, outputs=[stop_signal, status], concurrency_limit=None,
                    show_progress="hidden", **again, **private)
-        txt2img_run = generate.click(**arm).then(**form.bind(handlers.stream, *run, "true_cfg"), outputs=live,
-                                                 **run_options, **again)
+        txt2img_run = generate.click(**arm).then(**form.bind(handlers.stream, *run, "attention", "true_cfg"),
+                                                 outputs=live, **run_options, **again)
         img2img_run = generate_img2img.click(**arm).then(
-            **form.bind(handlers.stream_img2img, *run, "init_image", "strength"), outputs=live, **run_options, **again)
+            **form.bind(handlers.stream_img2img, *run, "attention", "init_image", "strength"), outputs=live,
+            **run_options, **again)
         edit_run = edit_button.click(**arm).then(
-            **form.bind(handlers.stream_edit, *run, prompt=edit_prompt, init_image=edit_image, strength=edit_strength,
-                        source_prompt=source_prompt, source_guidance=source_guidance),
+            **form.bind(handlers.stream_edit, *run, "attention", prompt=edit_prompt, init_image=edit_image,
+                        strength=edit_strength, source_prompt=source_prompt, source_guidance=source_guidance),
             outputs=live, **run_options, **again)
         invert_run = invert_button.click(**arm).then(
             **form.bind(handlers.stream_invert, "stop_signal", "negative_prompt", "model", "steps", "guidance", "seed",
@@ -294,9 +295,8 @@ def build_demo(config, handlers) -> gr.Blocks:
             explained(event.success(handlers.finish, trajectory, after, **again, **private))
             event.failure(handlers.refused, None, status, show_progress="hidden", **private)
         compare_run = compare.click(**arm).then(
-            **form.bind(comparer.stream, *(name for name in run if name != "attention"), first_name=vary_first,
-                        first_values=vary_first_values, second_name=vary_second, second_values=vary_second_values,
-                        align=align), outputs=[compare_status, compare_columns, comparison], **run_options, **again)
+            **form.bind(comparer.stream, *run, first_name=vary_first, first_values=vary_first_values,
+                        second_name=vary_second, second_values=vary_second_values, align=align), outputs=[compare_status, compare_columns, comparison], **run_options, **again)
         compare_run.success(lambda: None, None, compare_files, show_progress="hidden", **private).then(
             comparer.finish, [comparison, align], [position, compare_columns, variants_plot, compare_note,
                                                    compare_finals], show_progress="hidden", **private)
