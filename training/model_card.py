@@ -115,7 +115,7 @@ the analyser in `training/scenes.py`; an attribute is scored where the prompt st
 | the same from the {finest} x {finest} layers alone (the latent grid) | **{miou_finest:.3f}** | - |
 | one 20-step DDIM generation with guidance, {threads} CPU threads | **{gen_seconds:.2f} s** | 1 s |
 
-A subset of the same evaluation runs in the test suite (`tests/test_embedded_model.py`).
+A subset of the same evaluation runs in the test suite (`tests/test_shapes_model.py`).
 
 ## Limitations
 
@@ -131,11 +131,11 @@ vocabulary is OpenAI CLIP's (MIT licence).
 """
 
 OBJECTS_TEMPLATE = METADATA + """\
-- text: a cat on the left and a rocket on the right on a blue background
+- text: a fish on the left and a rocket on the right on a blue background
 - text: a large apple in the center on a purple background
-- text: a dog at the top left and a tree at the bottom right on a pink background
+- text: an owl at the top left and a tree at the bottom right on a pink background
 - text: a small fish at the bottom on a white background
-- text: a car at the top and a house at the bottom
+- text: a rocket at the top and a house at the bottom
 ---
 
 # sdviz-objects: a Stable Diffusion 1.x-family model that draws objects where words say, on a CPU
@@ -149,7 +149,7 @@ its own object.
 ```python
 from diffusers import StableDiffusionPipeline
 pipe = StableDiffusionPipeline.from_pretrained("assets/sdviz-objects")
-image = pipe("a cat on the left and a rocket on the right on a blue background", num_inference_steps=20).images[0]
+image = pipe("a fish on the left and a rocket on the right on a blue background", num_inference_steps=20).images[0]
 ```
 
 ## Data
@@ -227,6 +227,7 @@ A subset of the same evaluation runs in the test suite (`tests/test_object_model
 - It knows only its grammar: {n_objects} objects, one or two, on a flat background, {size} x {size} pixels.
   Other words are unknown tokens to it; two objects stand only at opposite positions.
 - Small objects lose detail through the VAE; look-alike emoji (a lemon and a banana, say) can be confused.
+  Four-legged animals suffer most: a cat, a dog, a deer or a goat often comes out as one generic animal.
 
 ## Licence
 
