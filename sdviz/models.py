@@ -2,8 +2,9 @@
 
 A model is a diffusers pipeline folder or a hub id, of any family in
 `sdviz.families` (SD 1.x/2.x, SDXL, SD3, Flux), named by its `model_index.json`.
-The default is the embedded model shipped in `assets/sdviz-shapes` (override
-with `SDVIZ_MODEL`). Weights load from safetensors only. The loaded `Model` is
+The default is the embedded object model shipped in `assets/sdviz-objects`
+(override with `SDVIZ_MODEL`); the embedded shapes model, `assets/sdviz-shapes`,
+is offered beside it. Weights load from safetensors only. The loaded `Model` is
 shared and read-only: a run never stores anything on it.
 """
 
@@ -19,7 +20,10 @@ from typing import Any
 
 from sdviz.families import BY_PIPELINE, FAMILIES, Family, family_of
 
-EMBEDDED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "sdviz-shapes"
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+EMBEDDED_MODEL = ASSETS / "sdviz-objects"  # the default: emoji objects where the words say, one or two at a time
+SHAPES_MODEL = ASSETS / "sdviz-shapes"  # one shape in a colour on a flat background: the mechanics, barest
+EMBEDDED_MODELS = (EMBEDDED_MODEL, SHAPES_MODEL)  # shipped in the repo: offered in every app
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
 SUPPORTED_PIPELINES = tuple(BY_PIPELINE)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")

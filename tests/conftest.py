@@ -8,15 +8,22 @@ import pytest
 import torch
 
 import sdviz
-from sdviz.models import EMBEDDED_MODEL
+from sdviz.models import SHAPES_MODEL
 
-TOKENIZER = EMBEDDED_MODEL / "tokenizer"
+TOKENIZER = SHAPES_MODEL / "tokenizer"
+
+
+@pytest.fixture(scope="session")
+def default():
+    """The default model (the embedded object model, or $SDVIZ_MODEL), loaded once: what the app serves."""
+    return sdviz.load_model()
 
 
 @pytest.fixture(scope="session")
 def embedded():
-    """The embedded model (or $SDVIZ_MODEL), loaded once."""
-    return sdviz.load_model()
+    """The embedded shapes model, loaded once: the tests that read what a run drew use its analyser
+    (`training.scenes`), and it is the fastest model that is not random."""
+    return sdviz.load_model(str(SHAPES_MODEL))
 
 
 def build_tiny_pipeline(folder: Path, prediction_type: str = "epsilon", scaling_factor: float = 0.5) -> Path:
@@ -208,7 +215,7 @@ def handlers():
     from ui.files import FileStore
     from ui.handlers import Handlers
 
-    config = AppConfig(default_model=str(EMBEDDED_MODEL), models=(str(EMBEDDED_MODEL),))
+    config = AppConfig(default_model=str(SHAPES_MODEL), models=(str(SHAPES_MODEL),))
     files = FileStore(600, 2**30)
-    yield Handlers(config, ModelCache(None, most=1, pinned=str(EMBEDDED_MODEL)), files)
+    yield Handlers(config, ModelCache(None, most=1, pinned=str(SHAPES_MODEL)), files)
     files.remove()

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import torch
 
-from sdviz.models import EMBEDDED_MODEL
+from sdviz.models import SHAPES_MODEL
 
-TOKENIZER = EMBEDDED_MODEL / "tokenizer"
+TOKENIZER = SHAPES_MODEL / "tokenizer"
 CLIP_VOCAB = 49408  # the CLIP tokenizer's vocabulary: every text encoder here must embed all its ids
 
 

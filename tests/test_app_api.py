@@ -19,13 +19,13 @@ def client(url):
     return gradio_client.Client(url, verbose=False)
 
 
-def test_generate_with_defaults_returns_the_image_and_the_trajectory_files(app_url, embedded):
+def test_generate_with_defaults_returns_the_image_and_the_trajectory_files(app_url, default):
     final, files = client(app_url).predict(prompt="a red circle", api_name="/generate")
     image = np.asarray(Image.open(final))
-    assert image.shape == (embedded.facts.native_height, embedded.facts.native_width, 3)
+    assert image.shape == (default.facts.native_height, default.facts.native_width, 3)
     names = sorted(Path(f).name for f in files)
     assert names == ["filmstrip.png", "run.html", "trajectory.gif", "trajectory.mp4", "trajectory.zip"]
-    local = sdviz.generate(embedded, sdviz.Settings(prompt="a red circle"))  # the same defaults, run here
+    local = sdviz.generate(default, sdviz.Settings(prompt="a red circle"))  # the same defaults, run here
     np.testing.assert_array_equal(image, local.final_image)
     page = Path(next(f for f in files if f.endswith("run.html"))).read_text()
     data = json.loads(page.split('id="sdviz-data">')[1].split("</script>")[0])
@@ -47,7 +47,7 @@ def test_bad_input_returns_an_error_and_the_server_keeps_serving(app_url):
     assert Path(final).is_file()
 
 
-def test_two_clients_at_once_each_get_their_own_seed(app_url, embedded):
+def test_two_clients_at_once_each_get_their_own_seed(app_url, default):
     def run(seed):
         final, _ = client(app_url).predict(prompt="a yellow triangle", seed=seed, steps=12, api_name="/generate")
         return np.asarray(Image.open(final))
@@ -55,12 +55,12 @@ def test_two_clients_at_once_each_get_their_own_seed(app_url, embedded):
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         first, second = pool.map(run, [1, 2])
     for seed, image in ((1, first), (2, second)):
-        expected = sdviz.generate(embedded, sdviz.Settings(prompt="a yellow triangle", seed=seed, steps=12)).final_image
+        expected = sdviz.generate(default, sdviz.Settings(prompt="a yellow triangle", seed=seed, steps=12)).final_image
         np.testing.assert_array_equal(image, expected)
     assert not np.array_equal(first, second)
 
 
-def test_compare_over_the_api_is_each_variant_run_alone(app_url, embedded):
+def test_compare_over_the_api_is_each_variant_run_alone(app_url, default):
     """/compare: the grid, compare.json and one trajectory per variant; each variant is the run /generate
     (and the core) makes for its settings. Too many variants are refused by name."""
     import json
@@ -75,7 +75,7 @@ def test_compare_over_the_api_is_each_variant_run_alone(app_url, embedded):
         "scheduler=euler_a, guidance=1.0", "scheduler=euler_a, guidance=5.0"]
     assert sorted(Path(f).name for f in files if f.endswith(".zip")) == sorted(
         f"{v['folder']}.zip" for v in summary["variants"])
-    assert Image.open(grid).width > 4 * embedded.facts.native_width
+    assert Image.open(grid).width > 4 * default.facts.native_width
     assert sorted(Path(f).name for f in files if not f.endswith(".zip")) == ["compare.gif", "compare.html",
                                                                              "compare.json", "compare.mp4"]
     assert all(isinstance(v["settled_step"], int) for v in summary["variants"])
@@ -83,7 +83,7 @@ def test_compare_over_the_api_is_each_variant_run_alone(app_url, embedded):
     zipped = next(f for f in files if Path(f).name == f"{summary['variants'][2]['folder']}.zip")
     with zipfile.ZipFile(zipped) as archive:
         final = np.load(archive.open("frames.npz"))["final_image"]
-    local = sdviz.generate(embedded, sdviz.Settings(prompt="a red circle", steps=4, seed=2,
+    local = sdviz.generate(default, sdviz.Settings(prompt="a red circle", steps=4, seed=2,
                                                     scheduler=third["scheduler"], guidance=third["guidance"]))
     np.testing.assert_array_equal(final, local.final_image)
     with pytest.raises(Exception) as error:
@@ -97,7 +97,7 @@ def test_compare_over_the_api_is_each_variant_run_alone(app_url, embedded):
     assert "= 450 steps is over this server's limit; allowed: up to 400 steps in all" in str(error.value)
 
 
-def test_edit_and_inversion_over_the_api_equal_the_core(app_url, embedded, tmp_path):
+def test_edit_and_inversion_over_the_api_equal_the_core(app_url, default, tmp_path):
     """/generate with a source prompt is an edit; /invert returns the reconstruction, the round trip and the
     error; each equals the same work done here. Bad input is refused with the parameter named."""
     from sdviz.inversion import invert
@@ -114,11 +114,11 @@ def test_edit_and_inversion_over_the_api_equal_the_core(app_url, embedded, tmp_p
     settings = sdviz.Settings(prompt=target, scheduler="ddim", steps=8, guidance=3, seed=2, eta=0.1, strength=0.5,
                               source_prompt=source)
     np.testing.assert_array_equal(np.asarray(Image.open(final)),
-                                  sdviz.generate(embedded, settings, init_image=Image.open(path)).final_image)
+                                  sdviz.generate(default, settings, init_image=Image.open(path)).final_image)
 
     reconstruction, files = api.predict(prompt=source, steps=6, guidance=1, seed=1,
                                         image=gradio_client.handle_file(str(path)), api_name="/invert")
-    local = invert(embedded, sdviz.Settings(prompt=source, steps=6, guidance=1, seed=1), Image.open(path))
+    local = invert(default, sdviz.Settings(prompt=source, steps=6, guidance=1, seed=1), Image.open(path))
     np.testing.assert_array_equal(np.asarray(Image.open(reconstruction)), local.reconstruction.final_image)
     assert sorted(Path(f).name for f in files) == ["error.json", "inversion.zip", "reconstruction.zip",
                                                    "round_trip.png"]

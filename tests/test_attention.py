@@ -13,7 +13,7 @@ import torch
 import sdviz
 from sdviz.attention import AttentionCapture, AttentionMaps, attention_probs, layer_table
 from sdviz.attention.layers import TracedProcessor, observing
-from sdviz.models import EMBEDDED_MODEL
+from sdviz.models import SHAPES_MODEL
 from tests.helpers import sdviz_main
 
 SD1_TABLE = Path(__file__).resolve().parent / "data" / "sd1_attention_layers.txt"
@@ -260,7 +260,7 @@ def test_shape_words_attend_to_the_drawn_shape(embedded):
 
 
 def test_daam_miou_meets_the_bar():
-    report = json.loads((EMBEDDED_MODEL / "eval.json").read_text())
+    report = json.loads((SHAPES_MODEL / "eval.json").read_text())
     assert report["daam_prompts"] == 50 and report["daam_miou"] >= 0.6, report["daam_miou"]
 
 
@@ -306,7 +306,7 @@ def sd15_layout_model():
     text_encoder = CLIPTextModel(CLIPTextConfig(
         vocab_size=49408, hidden_size=width, intermediate_size=2 * width, num_hidden_layers=1, num_attention_heads=2,
         max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407))
-    tokenizer = CLIPTokenizer.from_pretrained(EMBEDDED_MODEL / "tokenizer")
+    tokenizer = CLIPTokenizer.from_pretrained(SHAPES_MODEL / "tokenizer")
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                                    scheduler=PNDMScheduler.from_config(SD1_SCHEDULER), safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)

@@ -81,7 +81,7 @@ def test_the_models_example_prompts_fill_the_prompt(browser):
 def test_generate_streams_every_step_into_the_filmstrip(browser, shots):
     prompt = browser.find_element(By.CSS_SELECTOR, "#prompt textarea")
     prompt.clear()
-    prompt.send_keys("a large yellow square on the right on a purple background")
+    prompt.send_keys("a fish on the left and a rocket on the right on a blue background")
     browser.execute_script(OBSERVE)
     WebDriverWait(browser, 60).until(lambda d: "finished" in status_text(d))
     log = browser.execute_script("return window.sdvizLog")

@@ -144,13 +144,13 @@ def test_fork_from_a_step_with_a_new_prompt(page, shots):
     open_tab(page, "Text to image")
     prompt = page.find_element(By.CSS_SELECTOR, "#prompt textarea")
     prompt.clear()
-    prompt.send_keys("a small yellow triangle at the top on a purple background")
+    prompt.send_keys("a small dog at the top on a purple background")
     open_tab(page, "Explore the steps")
     set_number(page, "#step-slider", 3)
     WebDriverWait(page, 30).until(lambda d: "step 3 / 9" in text(d, "#step-info"))
     page.find_element(By.CSS_SELECTOR, "#fork").click()
     WebDriverWait(page, 90).until(lambda d: "finished" in status_text(d) and "Forked after step 3" in text(d, "#fork-note"))
-    assert "yellow triangle" in text(page, "#fork-note")
+    assert "small dog" in text(page, "#fork-note")
     assert image_source(page, "#fork-view")
     WebDriverWait(page, 30).until(lambda d: drawn(d, "#fork-plot"))
     page.execute_script("document.querySelector('#fork-view').scrollIntoView()")
@@ -200,19 +200,22 @@ def type_into(driver, selector: str, value: str) -> None:
 
 
 def test_edit_an_image_then_invert_it(page, shots, tmp_path):
-    """The Edit tab: an image of a yellow square edited into a red circle streams like a run and is shown
+    """The Edit tab: a drawn scene of one object edited into another object streams like a run and is shown
     against its source; then the same image inverted to noise and reconstructed, with its error."""
-    from training import scenes
+    from dataclasses import replace
 
-    path = tmp_path / "square.png"
-    Image.fromarray(scenes.render(scenes.make_scene(("yellow", "square", "large", "left", "purple"),
-                                                    np.random.default_rng(0)))[0]).save(path)
+    from training import objects
+
+    scene = objects.sample_scene(np.random.default_rng(0), two=False)
+    other = next(name for name in objects.objects() if name != scene.objects[0].name)
+    path = tmp_path / "scene.png"
+    Image.fromarray(objects.render(scene)[0]).save(path)
     page.execute_script("window.scrollTo(0, 0)")
     open_tab(page, "Edit or invert an image")
     page.find_element(By.CSS_SELECTOR, "#edit-image input[type=file]").send_keys(str(path))
     WebDriverWait(page, 30).until(lambda d: image_source(d, "#edit-image"))
-    type_into(page, "#source-prompt", "a large yellow square on the left on a purple background")
-    type_into(page, "#edit-prompt", "a large red circle on the left on a purple background")
+    type_into(page, "#source-prompt", objects.caption(scene))
+    type_into(page, "#edit-prompt", objects.caption(replace(scene, objects=(replace(scene.objects[0], name=other),))))
     page.find_element(By.CSS_SELECTOR, "#edit").click()
     open_tab(page, "Explore the steps")
     WebDriverWait(page, 90).until(lambda d: "finished" in status_text(d) and "/ 9" in status_text(d))
@@ -237,7 +240,7 @@ def test_edit_an_image_then_invert_it(page, shots, tmp_path):
 def test_the_negative_prompts_words_have_heat_maps(page):
     page.execute_script("window.scrollTo(0, 0)")
     open_tab(page, "Text to image")
-    type_into(page, "#negative", "a small green triangle")
+    type_into(page, "#negative", "a small green cat")
     page.find_element(By.CSS_SELECTOR, "#generate").click()
     WebDriverWait(page, 90).until(lambda d: "finished" in status_text(d) and "step 12 / 12" in status_text(d))
     type_into(page, "#negative", "")

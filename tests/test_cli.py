@@ -51,7 +51,7 @@ def test_progress_counts_the_schedulers_entries_and_no_path_is_written(tmp_path)
     lines = [line for line in result.stderr.splitlines() if line.startswith("step ")]
     assert len(lines) == 5 and lines[-1].startswith("step 5/5 ")  # Heun: 2 x 3 - 1 evaluations
     saved = (out / "trajectory.json").read_text()
-    assert json.loads(saved)["settings"]["model"] == "sdviz-shapes"  # the model's name, not where it is installed
+    assert json.loads(saved)["settings"]["model"] == "sdviz-objects"  # the model's name, not where it is installed
     assert str(ROOT) not in saved
 
 

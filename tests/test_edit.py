@@ -84,7 +84,7 @@ def test_cli_edits_an_image_and_keeps_the_source_chain(embedded, init_image, tmp
     init_image.save(tmp_path / "source.png")
     args = ["render", "--init-image", str(tmp_path / "source.png"), "--source-prompt", SOURCE, "--prompt", TARGET,
             "--scheduler", "ddim", "--steps", "10", "--strength", "0.5", "--guidance", "3", "--eta", "0.1",
-            "--seed", "0"]
+            "--seed", "0", "--model", embedded.source]
     assert cli.main([*args, "--out", str(tmp_path / "edit")]) == 0
     saved = Trajectory.load(tmp_path / "edit")
     assert saved.settings.source_prompt == SOURCE and all(s.source_x_next is not None for s in saved.steps)

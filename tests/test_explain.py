@@ -186,7 +186,8 @@ def test_latent_space_numbers_come_from_the_model(embedded):
 # --- the command line -------------------------------------------------------------------------------
 
 def test_cli_render_writes_the_guidance_halves_and_the_distances(tmp_path, embedded):
-    assert cli.main(["render", "--prompt", PROMPT, "--steps", "6", "--every", "2", "--out", str(tmp_path / "run")]) == 0
+    assert cli.main(["render", "--model", embedded.source, "--prompt", PROMPT, "--steps", "6", "--every", "2",
+                     "--out", str(tmp_path / "run")]) == 0
     run = tmp_path / "run"
     latents = np.load(run / "latents.npz")
     traj = sdviz.Trajectory.load(run)

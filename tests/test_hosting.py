@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 from sdviz.limits import Limits
+from sdviz.models import SHAPES_MODEL
 from tests.conftest import AppServer
 
 gradio_client = pytest.importorskip("gradio_client")
@@ -116,7 +117,7 @@ HOSTILE = [
     ({"scheduler": "flow_euler"}, "scheduler 'flow_euler' does not fit this model (sd): it samples sd3, flux models"),
     ({"true_cfg": 3.0}, "true cfg 3.0 applies to Flux only"),
     ({"true_cfg": "x"}, "true cfg 'x' is not a number"),
-    ({"model": "someone/any-weights"}, "model 'someone/any-weights' is not offered here; allowed: sdviz-shapes"),
+    ({"model": "someone/any-weights"}, "model 'someone/any-weights' is not offered here; allowed: sdviz-objects, sdviz-shapes"),
     ({"model": "../../../etc"}, "model '../../../etc' is not offered here"),
     ({"model": 5}, "model 5 is not text"),
     ({"prompt": "x" * 5000}, "prompt has 5000 characters; allowed: up to 2000"),
@@ -298,9 +299,10 @@ def test_a_client_that_goes_away_stops_its_run(app_server):
 @pytest.fixture(scope="module")
 def capped(tmp_path_factory):
     """One server with a host's caps: runs stop after 4 s (the soak's short runs end well inside it on a slow,
-    shared machine; the long run does not), files may take 15 MB for 20 s."""
+    shared machine; the long run does not), files may take 15 MB for 20 s. It serves the shapes model, the
+    fastest."""
     server = AppServer(tmp_path_factory.mktemp("capped") / "tmp", SDVIZ_MAX_RUN_SECONDS="4", SDVIZ_CACHE_MB="15",
-                       SDVIZ_CACHE_SECONDS="20")
+                       SDVIZ_CACHE_SECONDS="20", SDVIZ_MODEL=str(SHAPES_MODEL))
     yield server
     server.stop()
 

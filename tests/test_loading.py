@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 import sdviz
-from sdviz.models import EMBEDDED_MODEL, card_examples, check_source, default_model, pick_device
+from sdviz.models import EMBEDDED_MODEL, SHAPES_MODEL, card_examples, check_source, default_model, pick_device
 
 
 def test_default_is_the_embedded_model(monkeypatch):
@@ -57,7 +57,7 @@ def test_example_prompts_come_from_the_models_card(embedded, tmp_path, monkeypat
 
     from training import scenes
 
-    card = (EMBEDDED_MODEL / "README.md").read_text()
+    card = (SHAPES_MODEL / "README.md").read_text()
     assert len(embedded.examples) >= 3 and all(f"- text: {text}\n" in card for text in embedded.examples)
     assert all(scenes.parse_prompt(text)["shape"] for text in embedded.examples)
     folder = tmp_path / "model"

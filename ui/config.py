@@ -1,8 +1,8 @@
 """The app's settings, read from the environment in one place.
 
     SDVIZ_MODEL                 default model: folder or hub id (default: the embedded model)
-    SDVIZ_MODELS                more models offered in the menu, comma-separated (any family:
-                                SD 1.x/2.x, SDXL, SD3, Flux)
+    SDVIZ_MODELS                more models offered in the menu after the embedded ones,
+                                comma-separated (any family: SD 1.x/2.x, SDXL, SD3, Flux)
     SDVIZ_OFFLOAD               1/true keeps weights on the CPU and moves each component to the
                                 GPU while it runs (for GPUs that cannot hold a whole model)
     SDVIZ_ALLOW_CUSTOM_MODELS   1/true lets users type any hub id or local path (off: a
@@ -24,7 +24,7 @@ import os
 from dataclasses import dataclass, field
 
 from sdviz.limits import Limits
-from sdviz.models import default_model, display_name
+from sdviz.models import EMBEDDED_MODELS, default_model, display_name
 
 
 def _flag(name: str) -> bool:
@@ -64,7 +64,7 @@ class AppConfig:
         extra = [m.strip() for m in os.environ.get("SDVIZ_MODELS", "").split(",") if m.strip()]
         return cls(
             default_model=default,
-            models=tuple(dict.fromkeys([default, *extra])),
+            models=tuple(dict.fromkeys([default, *map(str, EMBEDDED_MODELS), *extra])),
             allow_custom_models=_flag("SDVIZ_ALLOW_CUSTOM_MODELS"),
             queue_size=_int("SDVIZ_QUEUE_SIZE", 16),
             concurrency=_int("SDVIZ_CONCURRENCY", 1),

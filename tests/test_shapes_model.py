@@ -1,4 +1,4 @@
-"""The embedded model: SD 1.x-family format, size, the data it learned, and what it draws."""
+"""The embedded shapes model: SD 1.x-family format, size, the data it learned, and what it draws."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from sdviz.attention import layer_table
-from sdviz.models import EMBEDDED_MODEL
+from sdviz.models import SHAPES_MODEL
 from training import scenes
 from training.evaluate import ATTRIBUTES, ddim_pipeline, generate, held_out_pairs, score_images, vae_psnr
 
@@ -20,14 +20,14 @@ BARS = {"colour": 0.9, "shape": 0.8, "position": 0.8, "background": 0.9}
 
 @pytest.fixture(scope="module")
 def pipe():
-    return ddim_pipeline(str(EMBEDDED_MODEL))
+    return ddim_pipeline(str(SHAPES_MODEL))
 
 
 def test_loads_unchanged_as_a_stable_diffusion_pipeline():
     from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    pipe = StableDiffusionPipeline.from_pretrained(EMBEDDED_MODEL)
+    pipe = StableDiffusionPipeline.from_pretrained(SHAPES_MODEL)
     assert isinstance(pipe.tokenizer, CLIPTokenizer) and isinstance(pipe.text_encoder, CLIPTextModel)
     assert isinstance(pipe.unet, UNet2DConditionModel) and isinstance(pipe.vae, AutoencoderKL)
     assert pipe.safety_checker is None
@@ -41,7 +41,7 @@ def test_loads_unchanged_as_a_stable_diffusion_pipeline():
 def test_the_real_clip_vocabulary():
     from transformers import CLIPTokenizer
 
-    tokenizer = CLIPTokenizer.from_pretrained(EMBEDDED_MODEL / "tokenizer")
+    tokenizer = CLIPTokenizer.from_pretrained(SHAPES_MODEL / "tokenizer")
     assert len(tokenizer) == 49408 and tokenizer.model_max_length == 77
     assert tokenizer("a photo of an astronaut riding a horse").input_ids == [
         49406, 320, 1125, 539, 550, 18376, 6765, 320, 4558, 49407]
@@ -54,21 +54,21 @@ def test_cross_attention_at_two_or_more_resolutions(pipe):
 
 
 def test_shipped_as_safetensors_within_30_mb():
-    files = [p for p in EMBEDDED_MODEL.rglob("*") if p.is_file()]
+    files = [p for p in SHAPES_MODEL.rglob("*") if p.is_file()]
     assert not [p for p in files if p.suffix in (".bin", ".ckpt", ".pt", ".pth", ".pkl")]
     assert {p.parent.name for p in files if p.suffix == ".safetensors"} == {"unet", "vae", "text_encoder"}
     assert sum(p.stat().st_size for p in files) <= 30 * 2**20
 
 
 def test_model_card_reports_the_evaluation():
-    card = (EMBEDDED_MODEL / "README.md").read_text()
-    report = json.loads((EMBEDDED_MODEL / "eval.json").read_text())
+    card = (SHAPES_MODEL / "README.md").read_text()
+    report = json.loads((SHAPES_MODEL / "eval.json").read_text())
     assert report["pairs"] == 200 and report["daam_prompts"] == 50
     for attribute in ATTRIBUTES:
         assert f"{report['accuracy'][attribute] * 100:.1f} %" in card
     assert report["vae_psnr_db"] >= 28 and f"{report['vae_psnr_db']:.1f} dB" in card
     assert f"{report['daam_miou']:.3f}" in card  # its bar: tests/test_attention.py
-    training = json.loads((EMBEDDED_MODEL / "training_log.json").read_text())
+    training = json.loads((SHAPES_MODEL / "training_log.json").read_text())
     assert training["wall_seconds"]["total"] <= 90 * 60
     assert f"{training['wall_seconds']['total'] / 60:.1f} min" in card
 
@@ -76,7 +76,7 @@ def test_model_card_reports_the_evaluation():
 @pytest.mark.parametrize("attribute", ATTRIBUTES)
 def test_evaluation_meets_the_bar(attribute):
     """The 200-pair figure the card reports."""
-    report = json.loads((EMBEDDED_MODEL / "eval.json").read_text())
+    report = json.loads((SHAPES_MODEL / "eval.json").read_text())
     assert report["accuracy"][attribute] >= BARS[attribute], report["accuracy"]
 
 
@@ -154,7 +154,7 @@ def test_training_hides_the_scene_where_sampling_starts():
     alpha = schedule.alphas_cumprod[timesteps].view(-1, 1, 1, 1)
     x0_from_target = (x_t - (1 - alpha).sqrt() * target) / alpha.sqrt()
     torch.testing.assert_close(x0_from_target[blind], x0[blind], atol=1e-4, rtol=1e-4)
-    config = json.loads((EMBEDDED_MODEL / "scheduler" / "scheduler_config.json").read_text())
+    config = json.loads((SHAPES_MODEL / "scheduler" / "scheduler_config.json").read_text())
     for name in schedulers.for_family("sd"):
         for steps in (10, 20, 50):
             scheduler = schedulers.create(name, config)
@@ -170,7 +170,7 @@ def test_training_script_runs_end_to_end(tmp_path):
     out = tmp_path / "model"
     (out / "tokenizer").mkdir(parents=True)
     for name in ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"):
-        (out / "tokenizer" / name).write_bytes((EMBEDDED_MODEL / "tokenizer" / name).read_bytes())
+        (out / "tokenizer" / name).write_bytes((SHAPES_MODEL / "tokenizer" / name).read_bytes())
     from training.train import main  # `python -m training.train ARGS` run in this process
 
     main(["--out", str(out), "--vae-steps", "2", "--unet-steps", "2", "--pool", "64", "--vae-eval", "16"])
