@@ -53,7 +53,7 @@ import torch  # noqa: E402
 import sdviz  # noqa: E402
 from sdviz.attention import AttentionCapture  # noqa: E402
 
-PROMPT = "a large red circle on the left on a blue background"  # the page's first example
+PROMPT = "a fish on the left and a rocket on the right on a blue background"  # the page's first example
 SHORT_STEPS = 10  # a second, shorter 512 x 512 run: the difference is the cost per step, without the fixed costs
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 MB = 2**20

@@ -23,7 +23,7 @@ import sdviz  # noqa: E402
 from sdviz.attention import AttentionCapture  # noqa: E402
 from sdviz.page import HEAT_SIDE, LOSSLESS_SIDE, PAGE_SIDE, comparison_page, run_page  # noqa: E402
 
-PROMPT = "a large red circle on the left on a blue background"
+PROMPT = "a fish on the left and a rocket on the right on a blue background"  # the page's first example
 MB = 2**20
 
 

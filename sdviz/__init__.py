@@ -2,9 +2,9 @@
 
     import sdviz
     model = sdviz.load_model()                      # the embedded model by default
-    traj = sdviz.generate(model, sdviz.Settings(prompt="a red circle on the left"))
+    traj = sdviz.generate(model, sdviz.Settings(prompt="a fish on the left and a rocket on the right"))
     sdviz.export.filmstrip(traj).save("filmstrip.png")
-    runs = sdviz.compare(model, sdviz.Settings(prompt="a red circle"), {"scheduler": ["ddim", "heun"]}, out="cmp")
+    runs = sdviz.compare(model, sdviz.Settings(prompt="a rocket"), {"scheduler": ["ddim", "heun"]}, out="cmp")
 
 The names below load on first use (PEP 562), so `import sdviz` does not import
 torch; the sampler and its torch come with the first `Run` or `generate`.

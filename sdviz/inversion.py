@@ -12,7 +12,7 @@ Flow-matching models (SD3, Flux) run their own ODE backwards instead: Euler step
 (sigma 0) up the forward run's sigmas, x + (sigma_next - sigma) v (`sdviz.schedulers.FlowInverse`),
 then flow Euler forward again. SDXL inverts as SD does, with its own conditioning.
 
-    result = sdviz.invert(model, sdviz.Settings(prompt="a red circle", steps=50, guidance=1), image)
+    result = sdviz.invert(model, sdviz.Settings(prompt="a rocket on the right", steps=50, guidance=1), image)
     result.inversion, result.reconstruction   # two trajectories, every step kept
     result.psnr, result.vae_psnr              # the reconstruction against the image; the VAE alone
 """

@@ -13,7 +13,7 @@ velocity for flow matching), x0 (each guidance half's x0 follows from them), and
 (every N steps) their decoded frames, all in the (C, h, w) layout of the VAE's
 latents.
 
-    run = Run(model, Settings(prompt="a red circle"))
+    run = Run(model, Settings(prompt="a rocket on the right"))
     for record in run:            # one StepRecord per scheduler entry, as it happens
         ...
     run.trajectory                # everything, on the CPU

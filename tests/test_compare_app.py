@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 import sdviz
-from sdviz.comparison import at
+from sdviz.comparison import TEXT_SEPARATOR, at
 from sdviz.frames import DEFAULT_MAX_BYTES
 from ui.compare import CompareHandlers, example_values
 from ui.handlers import StopSignal
@@ -142,3 +142,5 @@ def test_downloads_and_the_values_offered(comparer):
     with pytest.raises(gr.Error, match="there is no comparison yet"):
         asyncio.run(comparer.downloads(None))
     assert example_values("scheduler").count(",") >= 2 and example_values("prompt", PROMPT).startswith(PROMPT)
+    others = comparer.handlers.model(None).examples  # the model's own prompts: the first other than the one typed
+    assert example_values("prompt", others[0], prompts=others) == f"{others[0]} {TEXT_SEPARATOR} {others[1]}"

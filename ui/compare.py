@@ -32,11 +32,12 @@ PLOT_X = "position (%)"
 VALUES_INFO = f"commas between values; prompts separated by {comparing.TEXT_SEPARATOR}"
 
 
-def example_values(name: str, prompt: str = "", models: list[str] | None = None) -> str:
-    """Values to start from when a setting is picked to vary (the user edits them)."""
+def example_values(name: str, prompt: str = "", models: list[str] | None = None, prompts: tuple[str, ...] = ()) -> str:
+    """Values to start from when a setting is picked to vary (the user edits them). `prompts`: the model's
+    example prompts, the first other than `prompt` offered beside it."""
+    other = next((text for text in prompts if text != prompt), "")
     examples = {"scheduler": "ddim, euler, dpmpp_2m_karras, heun", "steps": "10, 20, 40", "guidance": "1, 4, 7.5",
-                "eta": "0, 0.5, 1", "prompt": f"{prompt} {comparing.TEXT_SEPARATOR} "
-                                          "a small yellow triangle at the top on a purple background",
+                "eta": "0, 0.5, 1", "prompt": f"{prompt} {comparing.TEXT_SEPARATOR} {other}",
                 "negative_prompt": f" {comparing.TEXT_SEPARATOR} red", "model": ", ".join(models or [])}
     return examples.get(name, "")
 

@@ -6,7 +6,6 @@ handlers; everything it shows comes from `ui.handlers` and the core.
 
 from __future__ import annotations
 
-import functools
 
 import gradio as gr
 
@@ -304,9 +303,12 @@ def build_demo(config, handlers) -> gr.Blocks:
         for trigger in (position.change, align.change):
             trigger(comparer.show, [comparison, position, align], [compare_columns, variants_plot, compare_note],
                     concurrency_limit=None, show_progress="hidden", **private)
+        def vary_values(name, prompt_text, model_name):
+            prompts = handlers.model(model_name).examples if name == "prompt" else ()
+            return example_values(name, prompt_text, [choice for _, choice in _model_choices(config)], prompts)
+
         for menu, values in ((vary_first, vary_first_values), (vary_second, vary_second_values)):
-            menu.input(functools.partial(example_values, models=[name for _, name in _model_choices(config)]),
-                       [menu, prompt], values, show_progress="hidden", **private)
+            menu.input(vary_values, [menu, prompt, model], values, show_progress="hidden", **private)
         compare_files_button.click(comparer.downloads, comparison, compare_files, **private)
         if on_spaces():  # ZeroGPU: the run is in another process, where only gradio's cancel reaches
             stopping = stop.click(None, cancels=[txt2img_run, img2img_run, edit_run, invert_run, fork_run, compare_run],
