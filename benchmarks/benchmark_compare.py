@@ -67,8 +67,8 @@ def session_comparison(comparer, size: int | None, preview: str, shown_only: boo
     async def held():
         from sdviz.comparison import Comparison, parse_vary
 
-        labels, runs = comparer._runs(PROMPT, "", None, "ddim", STEPS, 7.5, 0, size, size, 0.0, preview, 1,
-                                      [parse_vary("scheduler=" + ",".join(SCHEDULERS))])
+        labels, runs = comparer._runs([parse_vary("scheduler=" + ",".join(SCHEDULERS))], prompt=PROMPT,
+                                      scheduler="ddim", steps=STEPS, seed=0, width=size, height=size, preview=preview)
         async for _ in comparer._follow(runs):
             pass
         return Comparison([run.trajectory for run in runs], labels)
