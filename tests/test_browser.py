@@ -118,6 +118,26 @@ def test_the_step_slider_scrubs_the_run(browser, shots):
     browser.save_screenshot(str(shots / "02-explore.png"))
 
 
+def test_each_object_word_gets_its_own_heat_map(browser, shots):
+    """The Attention tab after the two-object run: clicking each object's word shows that word's map."""
+    browser.find_element(By.XPATH, "//button[@role='tab' and normalize-space()='Attention']").click()
+    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#word label"))
+    maps = {}
+    for word in ("fish", "rocket"):
+        before = [img.get_attribute("src") for img in browser.find_elements(By.CSS_SELECTOR, "#heat img")]
+        label = next(label for label in browser.find_elements(By.CSS_SELECTOR, "#word label")
+                     if label.text.split(": ")[-1] == word)
+        label.click()
+        WebDriverWait(browser, 30).until(lambda d: [img.get_attribute("src") for img in
+                                                    d.find_elements(By.CSS_SELECTOR, "#heat img")] not in ([], before))
+        maps[word] = browser.find_element(By.CSS_SELECTOR, "#heat img").get_attribute("src")
+    assert maps["fish"] != maps["rocket"]
+    browser.execute_script("document.querySelector('#word').scrollIntoView()")
+    time.sleep(0.5)
+    browser.save_screenshot(str(shots / "19-attention.png"))
+    browser.find_element(By.XPATH, "//button[@role='tab' and normalize-space()='Explore the steps']").click()
+
+
 def test_stop_ends_a_run_midway_and_the_app_stays_ready(browser, shots):
     browser.execute_script("window.scrollTo(0, 0)")
     set_number(browser, "#steps", 200)
