@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import sdviz
-from sdviz.models import EMBEDDED_MODEL, card_examples, default_model
+from sdviz.models import EMBEDDED_MODEL, PICKLE_SUFFIXES, card_examples, default_model
 from training import evaluate_objects, objects
 
 SUBSET = 24  # held-out pairs, half with one object and half with two: the first of the card's 200
@@ -48,7 +48,7 @@ def test_it_is_the_default_and_a_stable_diffusion_1_pipeline(pipe, monkeypatch):
 
 def test_shipped_as_safetensors_within_60_mb_with_its_grammar():
     files = [p for p in EMBEDDED_MODEL.rglob("*") if p.is_file()]
-    assert not [p for p in files if p.suffix in (".bin", ".ckpt", ".pt", ".pth", ".pkl")]
+    assert not [p for p in files if p.suffix in PICKLE_SUFFIXES]
     assert {p.parent.name for p in files if p.suffix == ".safetensors"} == {"unet", "vae", "text_encoder"}
     assert sum(p.stat().st_size for p in files) <= 60 * 2**20
     scenes = json.loads((EMBEDDED_MODEL / "scenes.json").read_text())

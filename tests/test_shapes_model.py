@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from sdviz.attention import layer_table
-from sdviz.models import SHAPES_MODEL
+from sdviz.models import PICKLE_SUFFIXES, SHAPES_MODEL
 from training import scenes
 from training.evaluate import ATTRIBUTES, ddim_pipeline, generate, held_out_pairs, score_images, vae_psnr
 
@@ -55,7 +55,7 @@ def test_cross_attention_at_two_or_more_resolutions(pipe):
 
 def test_shipped_as_safetensors_within_30_mb():
     files = [p for p in SHAPES_MODEL.rglob("*") if p.is_file()]
-    assert not [p for p in files if p.suffix in (".bin", ".ckpt", ".pt", ".pth", ".pkl")]
+    assert not [p for p in files if p.suffix in PICKLE_SUFFIXES]
     assert {p.parent.name for p in files if p.suffix == ".safetensors"} == {"unet", "vae", "text_encoder"}
     assert sum(p.stat().st_size for p in files) <= 30 * 2**20
 
