@@ -18,7 +18,7 @@ if not os.environ.get("GRADIO_TEMP_DIR"):
     OWN_GRADIO_CACHE = Path(tempfile.mkdtemp(prefix="sdviz-gradio-"))
     os.environ["GRADIO_TEMP_DIR"] = str(OWN_GRADIO_CACHE)
 
-from sdviz.models import ModelCache, load_model  # noqa: E402 - after GRADIO_TEMP_DIR is set
+from sdviz.sampling.models import ModelCache, load_model  # noqa: E402 - after GRADIO_TEMP_DIR is set
 from ui import html  # noqa: E402
 from ui.config import AppConfig  # noqa: E402
 from ui.files import FileStore, exit_on_sigterm  # noqa: E402

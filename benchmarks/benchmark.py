@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import sdviz  # noqa: E402
-from sdviz.attention import AttentionCapture  # noqa: E402
-from sdviz.previews import decode_full  # noqa: E402
+from sdviz.sampling.attention import AttentionCapture  # noqa: E402
+from sdviz.sampling.previews import decode_full  # noqa: E402
 
 PROMPT = "a large red circle on the left on a blue background"  # 10 words
 DOC = ROOT / "docs" / "BENCHMARKS.md"
@@ -130,7 +130,7 @@ def timed(fn, device) -> float:
 def run_benchmark(model, steps: int, rounds: int, scheduler: str | None) -> dict[str, float]:
     import tempfile
 
-    from sdviz import schedulers
+    from sdviz.sampling import schedulers
 
     scheduler = scheduler or model.facts.scheduler
     pipe = model.pipeline(schedulers.create(scheduler, model.scheduler_config))  # the family's own pipeline
@@ -244,7 +244,7 @@ def main() -> None:
 
     if args.sd15_random or args.sdxl_random:
         pipe = (sd15_random_pipeline() if args.sd15_random else sdxl_random_pipeline()).to(
-            sdviz.models.pick_device(args.device))
+            sdviz.sampling.models.pick_device(args.device))
         if pipe.device.type == "cuda":  # fp16 as load_model runs GPUs; SD 1.5's VAE too (its own pipeline decodes
             pipe.to(dtype=torch.float16)  # in the UNet's dtype), SDXL's in fp32 as its config asks (force_upcast)
             if pipe.vae.config.get("force_upcast"):

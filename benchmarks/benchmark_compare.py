@@ -49,7 +49,7 @@ def handlers_for(folder: str):
 
     config = AppConfig(default_model=folder, models=(folder,))
     files = FileStore(600, 2**30)
-    handlers = Handlers(config, sdviz.models.ModelCache(None, most=1, pinned=folder), files)
+    handlers = Handlers(config, sdviz.sampling.models.ModelCache(None, most=1, pinned=folder), files)
     return CompareHandlers(handlers), files
 
 
@@ -65,7 +65,7 @@ def session_comparison(comparer, size: int | None, preview: str, shown_only: boo
         return last[2]
 
     async def held():
-        from sdviz.comparison import Comparison, parse_vary
+        from sdviz.workflows.compare import Comparison, parse_vary
 
         labels, runs = comparer._runs([parse_vary("scheduler=" + ",".join(SCHEDULERS))], prompt=PROMPT,
                                       scheduler="ddim", steps=STEPS, seed=0, width=size, height=size, preview=preview)
@@ -161,11 +161,11 @@ def main() -> None:
 
     from benchmarks.benchmark import write_section
     from benchmarks.benchmark_app import frame_size_model
-    from sdviz.limits import Limits
+    from sdviz.sampling.limits import Limits
 
     work = Path(tempfile.mkdtemp(prefix="sdviz-bench-compare-"))
     big_folder = frame_size_model(work / "sd15-frames")
-    results = [measure("embedded model", str(sdviz.models.default_model()), None, "full", args.rounds),
+    results = [measure("embedded model", str(sdviz.sampling.models.default_model()), None, "full", args.rounds),
                measure("SD 1.5's size, random weights", str(big_folder), 512, "approx", args.rounds)]
     section = markdown(results, Limits().compare_steps)
     print(section)

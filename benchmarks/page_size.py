@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import sdviz  # noqa: E402
-from sdviz.attention import AttentionCapture  # noqa: E402
-from sdviz.page import HEAT_SIDE, LOSSLESS_SIDE, PAGE_SIDE, comparison_page, run_page  # noqa: E402
+from sdviz.sampling.attention import AttentionCapture  # noqa: E402
+from sdviz.drawing.page import HEAT_SIDE, LOSSLESS_SIDE, PAGE_SIDE, comparison_page, run_page  # noqa: E402
 
 PROMPT = "a fish on the left and a rocket on the right on a blue background"  # the page's first example
 MB = 2**20
@@ -31,7 +31,7 @@ def page_bytes(model, settings: sdviz.Settings) -> tuple[int, int]:
     run = sdviz.Run(model, settings, capture=AttentionCapture(model))
     for _ in run:
         pass
-    sdviz.explain.distance_to_final(run.trajectory, run.previewer.record_frames)
+    run.trajectory.distance_to_final = sdviz.analysis.distance.distance_to_final(run.trajectory, run.previewer.record_frames)
     page = run_page(run.trajectory, run.previewer.record_frames, run.previewer, model.latent_rgb)
     return len(page.encode()), len(run.trajectory.steps)
 

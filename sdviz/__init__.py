@@ -3,8 +3,16 @@
     import sdviz
     model = sdviz.load_model()                      # the embedded model by default
     traj = sdviz.generate(model, sdviz.Settings(prompt="a fish on the left and a rocket on the right"))
-    sdviz.export.filmstrip(traj).save("filmstrip.png")
+    sdviz.drawing.sheets.filmstrip(traj).save("filmstrip.png")
     runs = sdviz.compare(model, sdviz.Settings(prompt="a rocket"), {"scheduler": ["ddim", "heun"]}, out="cmp")
+
+The package is in layers, each importing only the ones below it:
+
+    sdviz.cli        the command line (python -m sdviz, or `sdviz`)
+    sdviz.workflows  writing a run's files, comparing runs, inverting an image
+    sdviz.drawing    sheets, GIF/MP4, charts, views, the run page
+    sdviz.analysis   schedules, alignment, guidance, forward process, distances, metrics
+    sdviz.sampling   settings, models, schedulers, families, the traced sampler, the trajectory
 
 The names below load on first use (PEP 562), so `import sdviz` does not import
 torch; the sampler and its torch come with the first `Run` or `generate`.
@@ -13,16 +21,17 @@ torch; the sampler and its torch come with the first `Run` or `generate`.
 import importlib
 
 _EXPORTS = {
-    "ModelFacts": "sdviz.models", "default_model": "sdviz.models", "from_pipeline": "sdviz.models",
-    "load_model": "sdviz.models", "Run": "sdviz.sampler", "generate": "sdviz.sampler",
-    "Settings": "sdviz.settings", "StepRecord": "sdviz.trajectory", "Trajectory": "sdviz.trajectory",
-    "Comparison": "sdviz.comparison", "compare": "sdviz.comparison", "Inversion": "sdviz.inversion",
-    "invert": "sdviz.inversion",
+    "InputError": "sdviz.sampling.errors",
+    "ModelFacts": "sdviz.sampling.models", "default_model": "sdviz.sampling.models",
+    "from_pipeline": "sdviz.sampling.models", "load_model": "sdviz.sampling.models",
+    "Run": "sdviz.sampling.sampler", "generate": "sdviz.sampling.sampler",
+    "Settings": "sdviz.sampling.settings", "StepRecord": "sdviz.sampling.trajectory",
+    "Trajectory": "sdviz.sampling.trajectory",
+    "Comparison": "sdviz.workflows.compare", "compare": "sdviz.workflows.compare",
+    "Inversion": "sdviz.workflows.invert", "invert": "sdviz.workflows.invert",
+    "write_run": "sdviz.workflows.render",
 }
-_SUBMODULES = ("attention", "comparison", "edit", "explain", "export", "families", "fork", "frames", "images", "inversion",
-               "limits",
-               "models", "noise", "page", "plots", "previews", "sampler", "schedule", "schedulers", "settings", "tokens",
-               "trajectory", "views")
+_SUBMODULES = ("analysis", "cli", "drawing", "sampling", "workflows")
 
 __all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from sdviz import schedulers
-from sdviz.comparison import ALIGNMENTS, MAX_VARIANTS, TEXT_SEPARATOR, VARIED
-from sdviz.schedule import COMPARED
-from sdviz.settings import PREVIEW_MODES, Settings, refusal
+from sdviz.analysis.align import ALIGNMENTS
+from sdviz.analysis.schedule import COMPARED
+from sdviz.sampling import schedulers
+from sdviz.sampling.errors import InputError
+from sdviz.sampling.settings import PREVIEW_MODES, Settings
+from sdviz.workflows.compare import MAX_VARIANTS, TEXT_SEPARATOR, VARIED
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -139,9 +141,9 @@ def _report(record, total: int) -> None:
 
 
 def render(args) -> int:
-    from sdviz.images import load_image
-    from sdviz.models import check_source, default_model, display_name, load_model
-    from sdviz.settings import validate
+    from sdviz.sampling.images import load_image
+    from sdviz.sampling.models import check_source, default_model, display_name, load_model
+    from sdviz.sampling.settings import validate
 
     given = {name: getattr(args, name) for name in SETTING_OPTIONS if getattr(args, name) is not None}
     fork, source = None, args.model
@@ -153,9 +155,9 @@ def render(args) -> int:
         init_image = None
     else:
         if args.at is not None:
-            raise ValueError(f"--at {args.at} needs --fork RUN_DIR: the run to continue")
+            raise InputError(f"--at {args.at} needs --fork RUN_DIR: the run to continue")
         if "prompt" not in given:
-            raise ValueError("--prompt is missing; allowed: any text (or --fork RUN_DIR to continue a saved run)")
+            raise InputError("--prompt is missing; allowed: any text (or --fork RUN_DIR to continue a saved run)")
         img2img = args.init_image is not None
         settings = validate(Settings(**given), img2img=img2img)
         init_image = load_image(args.init_image) if img2img else None
@@ -168,12 +170,12 @@ def render(args) -> int:
 
 def _run_and_write(model, settings, init_image, attention: bool, out: Path, fork=None, html: bool = False):
     """One run, reported on stderr, written to `out` as `render` writes it; returns the trajectory."""
-    from sdviz.export import write_run
-    from sdviz.sampler import Run
+    from sdviz.sampling.sampler import Run
+    from sdviz.workflows.render import write_run
 
     capture = None
     if attention:
-        from sdviz.attention import AttentionCapture
+        from sdviz.sampling.attention import AttentionCapture
 
         capture = AttentionCapture(model)
     run = Run(model, settings, init_image=init_image, capture=capture, fork=fork)
@@ -188,11 +190,11 @@ def _run_and_write(model, settings, init_image, attention: bool, out: Path, fork
 
 
 def invert(args) -> int:
-    from sdviz.images import load_image
-    from sdviz.inversion import guidance_sweep, invert
-    from sdviz.models import check_source, default_model, load_model
-    from sdviz.comparison import parse_vary
-    from sdviz.settings import validate
+    from sdviz.sampling.images import load_image
+    from sdviz.sampling.models import check_source, default_model, load_model
+    from sdviz.sampling.settings import validate
+    from sdviz.workflows.compare import parse_vary
+    from sdviz.workflows.invert import guidance_sweep, invert
 
     settings = Settings(prompt=args.prompt, negative_prompt=args.negative_prompt, scheduler="ddim", steps=args.steps,
                         guidance=args.guidance, seed=args.seed, width=args.width, height=args.height,
@@ -206,7 +208,7 @@ def invert(args) -> int:
     model = load_model(args.model, device=args.device)
     captures = (None, None)
     if args.attention:
-        from sdviz.attention import AttentionCapture
+        from sdviz.sampling.attention import AttentionCapture
 
         captures = (AttentionCapture(model), AttentionCapture(model))
 
@@ -229,18 +231,19 @@ def invert(args) -> int:
 
 
 def compare(args) -> int:
-    from sdviz.comparison import check_alignment, compare, read_vary, variants
-    from sdviz.explain import SETTLED_DISTANCE
-    from sdviz.images import load_image
-    from sdviz.models import check_source, default_model, load_model
-    from sdviz.settings import validate
+    from sdviz.analysis.align import check_alignment
+    from sdviz.analysis.distance import SETTLED_DISTANCE
+    from sdviz.sampling.images import load_image
+    from sdviz.sampling.models import check_source, default_model, load_model
+    from sdviz.sampling.settings import validate
+    from sdviz.workflows.compare import compare, read_vary, variants
 
     given = {name: getattr(args, name) for name in SETTING_OPTIONS if getattr(args, name) is not None}
     img2img = args.init_image is not None
     vary = read_vary(args.vary)
     check_alignment(args.align)
     if "prompt" not in given and "prompt" not in dict(vary):
-        raise ValueError("--prompt is missing; allowed: any text (or --vary prompt=A|B)")
+        raise InputError("--prompt is missing; allowed: any text (or --vary prompt=A|B)")
     chosen = variants(Settings(**given), vary, args.model)
     for variant in chosen:  # every variant's settings and model, before any model work
         validate(variant["settings"], img2img=img2img)
@@ -269,16 +272,16 @@ SETTING_OPTIONS = ("prompt", "negative_prompt", "scheduler", "steps", "guidance"
 
 def _fork(args, given: dict):
     """(Fork, settings) for `render --fork RUN_DIR --at K`: the parent's settings with the options given."""
-    from sdviz.fork import Fork, check_kept, fork_settings
-    from sdviz.settings import check_int
-    from sdviz.trajectory import Trajectory
+    from sdviz.sampling.fork import Fork, check_kept, fork_settings
+    from sdviz.sampling.settings import check_int
+    from sdviz.sampling.trajectory import Trajectory
 
     if args.at is None:
-        raise ValueError("--at is missing: with --fork, the number of the parent's steps to keep (0 to its steps)")
+        raise InputError("--at is missing: with --fork, the number of the parent's steps to keep (0 to its steps)")
     if args.init_image is not None:
-        raise ValueError("--init-image: a fork starts from its parent's init image; do not give another")
+        raise InputError("--init-image: a fork starts from its parent's init image; do not give another")
     if not (args.fork / "trajectory.json").is_file():
-        raise ValueError(f"--fork {args.fork.name!r} is not a run folder (no trajectory.json); allowed: a folder "
+        raise InputError(f"--fork {args.fork.name!r} is not a run folder (no trajectory.json); allowed: a folder "
                          "`render` wrote")
     parent = Trajectory.load(args.fork)
     settings = fork_settings(parent, **given)
@@ -289,11 +292,11 @@ def _fork(args, given: dict):
 
 def page(args) -> int:
     """`html RUN_DIR`: the page of a saved run, or of a comparison (a folder with compare.json)."""
-    from sdviz.page import comparison_page, run_page
+    from sdviz.drawing.page import comparison_page, run_page
 
     folder = args.run
     if (folder / "compare.json").is_file():
-        from sdviz.comparison import Comparison
+        from sdviz.workflows.compare import Comparison
 
         summary = json.loads((folder / "compare.json").read_text())
         runs = [_saved_run(folder / variant["folder"], args.model) for variant in summary["variants"]]
@@ -313,21 +316,21 @@ def _saved_run(folder: Path, model: str | None):
     decoder (the run's model, loaded) only when some step's frames were not saved."""
     from PIL import Image
 
-    from sdviz.trajectory import Trajectory
+    from sdviz.sampling.trajectory import Trajectory
 
     if not (folder / "trajectory.json").is_file():
-        raise ValueError(f"RUN_DIR {str(folder)!r:.80} is not a run folder (no trajectory.json); allowed: a folder "
+        raise InputError(f"RUN_DIR {str(folder)!r:.80} is not a run folder (no trajectory.json); allowed: a folder "
                          "`render` or `compare` wrote")
     traj = Trajectory.load(folder)
     decode = None
     if any(not s.decoded for s in traj.steps):
-        from sdviz.models import load_model
-        from sdviz.previews import Previewer
+        from sdviz.sampling.models import load_model
+        from sdviz.sampling.previews import Previewer
 
         settings = traj.settings
         source = model or (None if settings.model == _default_name() else settings.model)
         decode = Previewer(load_model(source), settings.preview, settings.height, settings.width).record_frames
-    from sdviz.export import step_file
+    from sdviz.drawing.sheets import step_file
 
     guidance = {}
     for step in traj.steps:
@@ -338,28 +341,29 @@ def _saved_run(folder: Path, model: str | None):
 
 
 def _default_name() -> str:
-    from sdviz.models import default_model, display_name
+    from sdviz.sampling.models import default_model, display_name
 
     return display_name(default_model())
 
 
 def forward(args) -> int:
-    from sdviz.explain import forward_process
-    from sdviz.images import load_image
-    from sdviz.models import check_source, default_model, load_model
-    from sdviz.settings import MAX_SEED, MAX_STEPS, check_int
+    from sdviz.analysis.forward import forward_process
+    from sdviz.sampling.images import load_image
+    from sdviz.sampling.models import check_source, default_model, load_model
+    from sdviz.sampling.settings import MAX_SEED, MAX_STEPS, check_int
+    from sdviz.workflows.render import write_forward
 
     check_int("steps", args.steps, 1, MAX_STEPS)
     check_int("seed", args.seed, 0, MAX_SEED)
     if args.scheduler is not None:
         schedulers.resolve(args.scheduler)
     if args.preview not in PREVIEW_MODES:
-        raise ValueError(f"preview {args.preview!r} is not a decoder; allowed: {', '.join(PREVIEW_MODES)}")
+        raise InputError(f"preview {args.preview!r} is not a decoder; allowed: {', '.join(PREVIEW_MODES)}")
     image = load_image(args.image, name="image")
     check_source(args.model or default_model())
     model = load_model(args.model, device=args.device)
     process = forward_process(model, image, args.scheduler, args.steps, args.seed, args.preview)
-    process.save(args.out)
+    write_forward(process, args.out)
     for index, timestep, alpha_bar in zip(range(len(process.timesteps)), process.timesteps, process.alpha_bar):
         print(f"{index:3d} timestep {timestep:g} alpha_bar {alpha_bar:.4f}", file=sys.stderr)
     print(args.out / "forward.npz")
@@ -367,9 +371,10 @@ def forward(args) -> int:
 
 
 def schedule(args) -> int:
-    from sdviz.models import check_source, default_model
-    from sdviz.schedule import compared, compared_names, plot, schedule_table
-    from sdviz.settings import MAX_STEPS, check_int
+    from sdviz.analysis.schedule import compared, compared_names, schedule_table
+    from sdviz.drawing.plots import schedule_plot
+    from sdviz.sampling.models import check_source, default_model
+    from sdviz.sampling.settings import MAX_STEPS, check_int
 
     check_int("steps", args.steps, 1, MAX_STEPS)
     source = args.model or default_model()
@@ -389,7 +394,7 @@ def schedule(args) -> int:
             print(f"{r['index']:>5} {r['timestep']:>9.3f} {r['sigma']:>10.5f} {r['alpha_bar']:>10.6f} {r['snr']:>12.5g}")
     if args.out is not None:
         tables = {scheduler: table, **compared(args.steps, config, others, family)}
-        plot(tables, args.out, title=f"noise levels of {args.steps} steps")
+        schedule_plot(tables, args.out, title=f"noise levels of {args.steps} steps")
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
@@ -398,19 +403,19 @@ def _scheduler_config(source: str) -> tuple[dict, str]:
     """The model's scheduler config and family, read without loading its weights (a folder, or the hub's files)."""
     from diffusers import DDIMScheduler
 
-    from sdviz.families import family_of
-    from sdviz.models import check_source, pipeline_class_of
+    from sdviz.sampling.families import family_of
+    from sdviz.sampling.models import check_source, pipeline_class_of
 
     family = family_of(pipeline_class_of(source, check_source(source))).name
     try:
         return dict(DDIMScheduler.load_config(source, subfolder="scheduler")), family
     except (OSError, ValueError, EnvironmentError) as error:
-        raise ValueError(f"could not read model {source!r}'s scheduler config: {str(error).splitlines()[0]}") from None
+        raise InputError(f"could not read model {source!r}'s scheduler config: {str(error).splitlines()[0]}") from None
 
 
 def layers(args) -> int:
-    from sdviz.attention import model_layer_table
-    from sdviz.models import check_source, default_model, load_model
+    from sdviz.sampling.attention import model_layer_table
+    from sdviz.sampling.models import check_source, default_model, load_model
 
     check_source(args.model or default_model())
     model = load_model(args.model)
@@ -449,9 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "compare":
             return compare(args)
         return render(args)
-    except ValueError as error:
-        if not refusal(error):
-            raise  # a failure inside torch or diffusers, not bad input: its traceback is what a report needs
+    except InputError as error:  # anything else is a failure: its traceback is what a report needs
         print(f"sdviz: error: {error}", file=sys.stderr)
         return 2
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import sdviz
-from sdviz.models import SHAPES_MODEL
+from sdviz.sampling.models import SHAPES_MODEL
 
 TOKENIZER = SHAPES_MODEL / "tokenizer"
 
@@ -210,7 +210,7 @@ def shots(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def handlers():
     """The app's handlers in process, on the embedded model, with their own file store."""
-    from sdviz.models import ModelCache
+    from sdviz.sampling.models import ModelCache
     from ui.config import AppConfig
     from ui.files import FileStore
     from ui.handlers import Handlers

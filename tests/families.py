@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from sdviz.models import SHAPES_MODEL
+from sdviz.sampling.models import SHAPES_MODEL
 
 TOKENIZER = SHAPES_MODEL / "tokenizer"
 CLIP_VOCAB = 49408  # the CLIP tokenizer's vocabulary: every text encoder here must embed all its ids

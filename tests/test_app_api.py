@@ -100,7 +100,7 @@ def test_compare_over_the_api_is_each_variant_run_alone(app_url, default):
 def test_edit_and_inversion_over_the_api_equal_the_core(app_url, default, tmp_path):
     """/generate with a source prompt is an edit; /invert returns the reconstruction, the round trip and the
     error; each equals the same work done here. Bad input is refused with the parameter named."""
-    from sdviz.inversion import invert
+    from sdviz.workflows.invert import invert
     from training import scenes
 
     path = tmp_path / "square.png"

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import sdviz
-from sdviz.attention import AttentionCapture, AttentionMaps, attention_probs, layer_table
-from sdviz.attention.layers import TracedProcessor, observing
-from sdviz.models import SHAPES_MODEL
+from sdviz.sampling.attention import AttentionCapture, AttentionMaps, attention_probs, layer_table
+from sdviz.sampling.attention.layers import TracedProcessor, observing
+from sdviz.sampling.models import SHAPES_MODEL
 from tests.helpers import sdviz_main
 
 SD1_TABLE = Path(__file__).resolve().parent / "data" / "sd1_attention_layers.txt"
@@ -359,8 +359,8 @@ def test_negative_prompt_maps_come_from_the_unconditional_half(embedded, tmp_pat
     half's cross-attention, computed here apart from the capture, and not the conditional half's."""
     from diffusers import StableDiffusionPipeline
 
-    from sdviz import schedulers
-    from sdviz.attention.layers import grid_for
+    from sdviz.sampling import schedulers
+    from sdviz.sampling.attention.layers import grid_for
 
     settings = sdviz.Settings(prompt=PROMPT, negative_prompt=NEGATIVE, scheduler="ddim", steps=3, seed=4)
     traj = sdviz.generate(embedded, settings, capture=AttentionCapture(embedded))
@@ -398,7 +398,7 @@ def test_negative_prompt_maps_come_from_the_unconditional_half(embedded, tmp_pat
     loaded = AttentionMaps.load(tmp_path / "attention.npz").negative
     assert loaded.tokens == negative.tokens and all(np.array_equal(loaded.cross[k], negative.cross[k])
                                                     for k in negative.cross)
-    from sdviz.attention import write_overlays
+    from sdviz.workflows.render import write_overlays
 
     names = sorted(path.name for path in write_overlays(traj, tmp_path / "overlays"))
     assert "negative_3_green.png" in names and "3_red.png" in names and "negative_2_small.png" in names

@@ -67,7 +67,7 @@ def set_number(driver, selector: str, value) -> None:
 
 def test_the_models_example_prompts_fill_the_prompt(browser):
     """The page opens on the default model's first example prompt (its card's) and offers the others."""
-    from sdviz.models import EMBEDDED_MODEL, card_examples
+    from sdviz.sampling.models import EMBEDDED_MODEL, card_examples
 
     examples = card_examples(str(EMBEDDED_MODEL))
     prompt = browser.find_element(By.CSS_SELECTOR, "#prompt textarea")

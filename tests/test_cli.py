@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdviz import cli, schedulers
+from sdviz import cli
+from sdviz.sampling import schedulers
 from tests.helpers import ROOT, sdviz_cli, sdviz_main
 
 

@@ -10,37 +10,39 @@ import pytest
 from PIL import Image
 
 import sdviz
-from sdviz import cli, comparison as compare
-from sdviz.settings import Settings
+from sdviz import cli
+from sdviz.sampling.settings import Settings
 from tests.test_exports import _mp4_frames
+from sdviz.analysis.align import ALIGNMENTS, align, at, positions
+from sdviz.workflows.compare import Comparison, VIDEO_FRAMES, parse_vary, read_vary, variants
 
 PROMPT = "a large red circle on the left on a blue background"
 
 
 def test_vary_gives_the_product_and_refuses_more_than_eight():
     base = Settings(prompt=PROMPT)
-    chosen = compare.variants(base, [compare.parse_vary("scheduler=ddim,euler_a"), compare.parse_vary("guidance=1,7.5")])
+    chosen = variants(base, [parse_vary("scheduler=ddim,euler_a"), parse_vary("guidance=1,7.5")])
     assert [(v["settings"].scheduler, v["settings"].guidance) for v in chosen] == [
         ("ddim", 1.0), ("ddim", 7.5), ("euler_a", 1.0), ("euler_a", 7.5)]
     assert chosen[1]["label"] == "scheduler=ddim, guidance=7.5" and chosen[1]["settings"].prompt == PROMPT
-    assert compare.parse_vary("prompt=a red circle, big|a blue square") == ("prompt", ["a red circle, big",
+    assert parse_vary("prompt=a red circle, big|a blue square") == ("prompt", ["a red circle, big",
                                                                                       "a blue square"])
     with pytest.raises(ValueError, match="vary gives 9 variants \\(3 x 3\\); allowed: 2 to 8"):
-        compare.variants(base, [compare.parse_vary("steps=4,5,6"), compare.parse_vary("eta=0,0.5,1")])
+        variants(base, [parse_vary("steps=4,5,6"), parse_vary("eta=0,0.5,1")])
     with pytest.raises(ValueError, match="vary gives 1 variants"):
-        compare.variants(base, [compare.parse_vary("steps=4")])
+        variants(base, [parse_vary("steps=4")])
     with pytest.raises(ValueError, match="allowed names: scheduler, steps"):
-        compare.parse_vary("colour=red,blue")
+        parse_vary("colour=red,blue")
     with pytest.raises(ValueError, match="vary steps: 'four' is not a value of steps; allowed: int values"):
-        compare.parse_vary("steps=four,five")
+        parse_vary("steps=four,five")
 
 
 def test_runs_line_up_by_progress_and_by_noise_level(embedded):
     short = sdviz.generate(embedded, Settings(prompt=PROMPT, steps=4))
     heun = sdviz.generate(embedded, Settings(prompt=PROMPT, steps=8, scheduler="heun"))  # 15 entries
-    by_progress = compare.align([short, heun], rows=3, by="progress")
+    by_progress = align([short, heun], rows=3, by="progress")
     assert by_progress == [[0, 0], [2, 7], [3, 14]]
-    by_sigma = compare.align([short, heun], rows=4, by="sigma")
+    by_sigma = align([short, heun], rows=4, by="sigma")
     assert by_sigma[0] == [0, 0] and by_sigma[-1][0] == 3
     assert heun.steps[by_sigma[-1][1]].sigma == heun.steps[-1].sigma  # Heun's last level, first of its two entries
     assert all(a <= b for column in zip(*by_sigma) for a, b in zip(column, column[1:]))
@@ -49,12 +51,12 @@ def test_runs_line_up_by_progress_and_by_noise_level(embedded):
     for i, j in by_sigma:  # lined up at the same noise level, as near as the runs' own steps allow
         assert abs(logs[0][i] - logs[1][j]) <= widest
     with pytest.raises(ValueError, match="align 'time' is not a choice"):
-        compare.align([short], by="time")
+        align([short], by="time")
 
 
 def test_the_grid_has_one_column_per_variant(embedded):
     runs = [sdviz.generate(embedded, Settings(prompt=PROMPT, steps=3, seed=seed)) for seed in range(3)]
-    two, three = (compare.Comparison(runs[:n], ["s"] * n).grid() for n in (2, 3))
+    two, three = (Comparison(runs[:n], ["s"] * n).grid() for n in (2, 3))
     tile = three.width - two.width
     scale = max(1, -(-128 // runs[0].final_image.shape[0]))  # frames are enlarged to 128 pixels high at least
     assert tile == runs[0].final_image.shape[1] * scale + max(4, runs[0].final_image.shape[1] * scale // 16)
@@ -90,13 +92,13 @@ def test_positions_are_where_at_finds_each_step(embedded):
     picks is the one whose position is nearest."""
     short = sdviz.generate(embedded, Settings(prompt=PROMPT, steps=5))
     karras = sdviz.generate(embedded, Settings(prompt=PROMPT, steps=9, scheduler="dpmpp_2m_karras"))
-    for by in compare.ALIGNMENTS:
-        xs = compare.positions([short, karras], by)
+    for by in ALIGNMENTS:
+        xs = positions([short, karras], by)
         assert [len(x) for x in xs] == [5, 9] and min(min(x) for x in xs) == 0.0
         for position in np.linspace(0, 1, 23):
-            for x, index in zip(xs, compare.at([short, karras], position, by)):
+            for x, index in zip(xs, at([short, karras], position, by)):
                 assert abs(x[index] - position) == min(abs(np.array(x) - position))
-    assert compare.at([short, karras], 1.0, "progress") == [4, 8]
+    assert at([short, karras], 1.0, "progress") == [4, 8]
 
 
 def test_the_python_api_runs_each_variant_as_generate_does_and_writes_the_comparison(embedded, tmp_path):
@@ -121,10 +123,10 @@ def test_the_python_api_runs_each_variant_as_generate_does_and_writes_the_compar
     gif = iio.imread(out / "compare.gif")
     assert len(gif) >= 4 and gif.shape[2] > 2 * 128  # two variants side by side, each 128 wide at least
     mp4 = list(_mp4_frames(out / "compare.mp4"))
-    assert len(mp4) == compare.VIDEO_FRAMES + 12  # and the last held 1.5 s at 8 frames a second
+    assert len(mp4) == VIDEO_FRAMES + 12  # and the last held 1.5 s at 8 frames a second
     assert abs(mp4[0].shape[1] - gif.shape[2]) <= 1  # the same side-by-side frames (even-padded for H.264)
     assert np.abs(mp4[-1][: gif.shape[1], : gif.shape[2]].astype(int) - gif[-1][..., :3]).mean() < 12
     np.testing.assert_array_equal(np.asarray(result.grid()), np.asarray(Image.open(out / "compare.png").convert("RGB")))
-    assert compare.read_vary(["guidance=1,2"]) == compare.read_vary({"guidance": [1, "2"]}) == [("guidance", [1.0, 2.0])]
+    assert read_vary(["guidance=1,2"]) == read_vary({"guidance": [1, "2"]}) == [("guidance", [1.0, 2.0])]
     with pytest.raises(ValueError, match="vary 'colour' is not a setting a variant may change"):
         sdviz.compare(embedded, Settings(prompt=PROMPT), {"colour": ["red", "blue"]})

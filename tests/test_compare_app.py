@@ -14,8 +14,9 @@ import pytest
 from PIL import Image
 
 import sdviz
-from sdviz.comparison import TEXT_SEPARATOR, at
-from sdviz.frames import DEFAULT_MAX_BYTES
+from sdviz.analysis.align import at
+from sdviz.workflows.compare import TEXT_SEPARATOR
+from sdviz.sampling.frames import DEFAULT_MAX_BYTES
 from ui.compare import CompareHandlers, example_values
 from ui.handlers import StopSignal
 
@@ -136,7 +137,7 @@ def test_downloads_and_the_values_offered(comparer):
     assert [f.rsplit("/", 1)[1] for f in files] == ["compare.png", "compare.json", "compare.gif", "compare.mp4",
                                                     "compare.html"]
     grid = Image.open(files[0])
-    one = sdviz.comparison.Comparison(comparison.trajectories[:1], comparison.labels[:1], decoders=[
+    one = sdviz.workflows.compare.Comparison(comparison.trajectories[:1], comparison.labels[:1], decoders=[
         comparer.handlers._decoder(comparison.trajectories[0])]).grid()
     assert grid.width > one.width and grid.height == one.height  # a column more
     with pytest.raises(gr.Error, match="there is no comparison yet"):

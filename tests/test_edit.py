@@ -10,9 +10,12 @@ from diffusers import CycleDiffusionPipeline
 from PIL import Image
 
 import sdviz
-from sdviz import schedulers
+from sdviz.sampling import schedulers
 from tests.test_equivalence import assert_same
 from training import scenes
+from sdviz.analysis.edit import departure
+from sdviz.drawing.edit import sheet as edit_sheet, source_frame
+from sdviz.drawing.views import difference
 
 SOURCE = "a large yellow square in the center on a purple background"
 TARGET = "a large red circle in the center on a purple background"
@@ -74,12 +77,12 @@ def test_what_an_edit_refuses(embedded, init_image, change, message):
     edit = sdviz.Settings(prompt=TARGET, source_prompt=SOURCE, scheduler="ddim", steps=4)
     parent = sdviz.generate(embedded, edit, init_image=init_image)
     with pytest.raises(ValueError, match="an edit cannot be forked yet"):
-        sdviz.Run(embedded, edit, fork=sdviz.fork.Fork(parent, 1))
+        sdviz.Run(embedded, edit, fork=sdviz.sampling.fork.Fork(parent, 1))
 
 
 def test_cli_edits_an_image_and_keeps_the_source_chain(embedded, init_image, tmp_path, capsys):
     from sdviz import cli
-    from sdviz.trajectory import Trajectory
+    from sdviz.sampling.trajectory import Trajectory
 
     init_image.save(tmp_path / "source.png")
     args = ["render", "--init-image", str(tmp_path / "source.png"), "--source-prompt", SOURCE, "--prompt", TARGET,
@@ -97,26 +100,25 @@ def test_cli_edits_an_image_and_keeps_the_source_chain(embedded, init_image, tmp
 def test_where_the_edit_departs_from_its_source(embedded, init_image):
     """The departure curve is each step's latent gap; the sheet draws the source chain, the edit and their
     difference, which is dark where the edit kept the image (the background) and bright where it changed it."""
-    from sdviz import edit
-    from sdviz.previews import Previewer
+    from sdviz.sampling.previews import Previewer
 
     settings = sdviz.Settings(prompt=TARGET, source_prompt=SOURCE, scheduler="ddim", steps=10, guidance=3.0,
                               strength=0.8, seed=0)
     traj = sdviz.generate(embedded, settings, init_image=init_image)
-    gaps = edit.departure(traj)
+    gaps = departure(traj)
     assert gaps == [float(np.abs(s.x_next - s.source_x_next).mean()) for s in traj.steps] and min(gaps) > 0
     previewer = Previewer(embedded, "full", traj.settings.height, traj.settings.width)
     last = len(traj.steps) - 1
-    source = edit.source_frame(traj, last, previewer)
+    source = source_frame(traj, last, previewer)
     np.testing.assert_array_equal(source, previewer.decode(torch.from_numpy(traj.steps[last].source_x_next)[None])[0])
-    change = edit.difference(traj.final_image, source)[..., 0].astype(float)
+    change = difference(traj.final_image, source)[..., 0].astype(float)
     h, w = change.shape
     assert change[h // 4: 3 * h // 4, w // 4: 3 * w // 4].mean() > 3 * change[:h // 8].mean()  # the shape, not the sky
-    sheet = edit.sheet(traj, previewer, previewer.record_frames, at=3)
+    sheet = edit_sheet(traj, previewer, previewer.record_frames, at=3)
     assert sheet.height > 3 * traj.final_image.shape[0]  # three rows
     plain = sdviz.generate(embedded, sdviz.Settings(prompt=TARGET, steps=2))
     with pytest.raises(ValueError, match="this run is not an edit"):
-        edit.departure(plain)
+        departure(plain)
 
 
 def test_the_edit_tab_streams_an_edit_with_ddim(handlers, embedded, init_image, tmp_path):

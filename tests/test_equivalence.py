@@ -15,7 +15,7 @@ from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 from PIL import Image
 
 import sdviz
-from sdviz import schedulers
+from sdviz.sampling import schedulers
 from training import scenes
 
 NAMES = schedulers.for_family("sd")

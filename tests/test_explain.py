@@ -12,9 +12,15 @@ import torch
 from PIL import Image
 
 import sdviz
-from sdviz import cli, explain, noise, schedule, schedulers
-from sdviz.previews import Previewer
-from sdviz.settings import Settings
+from sdviz import cli
+from sdviz.analysis import schedule
+from sdviz.sampling import noise, schedulers
+from sdviz.sampling.previews import Previewer
+from sdviz.sampling.settings import Settings
+from sdviz.analysis.distance import SETTLED_DISTANCE, distance_to_final, settled_step
+from sdviz.analysis.forward import forward_process, img2img_start, latent_space
+from sdviz.analysis.guidance import guidance_example
+from sdviz.drawing.views import prompt_effect
 
 PROMPT = "a large red circle on the left on a blue background"
 
@@ -61,7 +67,7 @@ def test_img2img_and_unguided_runs(embedded):
     plain = sdviz.generate(embedded, Settings(prompt=PROMPT, steps=3, guidance=1.0))
     assert all(r.x0_uncond is None and r.x0_cond is None for r in plain.steps)
     with pytest.raises(ValueError, match="no guidance"):
-        explain.guidance_example(plain.steps[0], 1.0)
+        guidance_example(plain.steps[0], 1.0)
 
 
 def test_guidance_frames_example_and_prompt_effect(embedded):
@@ -69,16 +75,16 @@ def test_guidance_frames_example_and_prompt_effect(embedded):
     traj = sdviz.generate(embedded, settings)
     previewer = Previewer(embedded, "full", *traj.shapes["image"][1:])
     record = traj.steps[2]
-    uncond, cond = explain.guidance_frames(previewer, record)
+    uncond, cond = previewer.guidance_frames(record)
     # the halves decode as the guided x0 does: the run's own x0 frame is their guided combination's
     assert uncond.shape == cond.shape == record.x0_image.shape and not np.array_equal(uncond, cond)
-    effect, peak = explain.prompt_effect(uncond, cond)
+    effect, peak = prompt_effect(uncond, cond)
     assert effect.shape == uncond.shape and effect.dtype == np.uint8
     change = (cond.astype(float) - uncond.astype(float)).mean(axis=2)
     brighter = np.unravel_index(change.argmax(), change.shape)
     assert effect[brighter][0] == 255 and effect[brighter][2] < 128  # red where the prompt brightens
     assert peak == pytest.approx(np.abs(change).max() / 255, abs=1e-6)
-    example = explain.guidance_example(record, 7.5)
+    example = guidance_example(record, 7.5)
     assert example["formula"] == pytest.approx(example["guided"], abs=1e-4)
     assert abs(example["cond"] - example["uncond"]) == pytest.approx(
         np.abs(record.x0_cond - record.x0_uncond).max(), abs=1e-6)
@@ -119,7 +125,7 @@ def test_schedule_table_is_the_runs_schedule(embedded, name):
 def test_forward_process_matches_add_noise_and_alpha_bar(embedded):
     image = np.zeros((64, 64, 3), np.uint8)
     image[16:48, 16:48] = (230, 40, 40)
-    process = explain.forward_process(embedded, image, "ddim", 10, seed=3)
+    process = forward_process(embedded, image, "ddim", 10, seed=3)
     reference = schedulers.create("ddim", embedded.scheduler_config)
     reference.set_timesteps(10)
     np.testing.assert_array_equal(process.timesteps, reference.timesteps.numpy())
@@ -140,7 +146,7 @@ def test_forward_process_matches_add_noise_and_alpha_bar(embedded):
     # the most noised frame is far from the image, the least almost the image
     far, near = (np.abs(f.astype(float) - process.image).mean() for f in (process.frames[0], process.frames[-1]))
     assert far > 3 * near
-    assert explain.img2img_start(10, 0.6) == 4 and explain.img2img_start(10, 0.6, order=2) == 8
+    assert img2img_start(10, 0.6) == 4 and img2img_start(10, 0.6, order=2) == 8
 
 
 # --- where the picture is decided -----------------------------------------------------------------
@@ -148,15 +154,15 @@ def test_forward_process_matches_add_noise_and_alpha_bar(embedded):
 def test_distance_to_final_falls_to_zero_and_is_saved(embedded, tmp_path):
     traj = sdviz.generate(embedded, Settings(prompt=PROMPT, steps=20, every=4))
     previewer = Previewer(embedded, "full", *traj.shapes["image"][1:])
-    distances = explain.distance_to_final(traj, previewer.record_frames)  # undecoded steps decoded again
+    distances = traj.distance_to_final = distance_to_final(traj, previewer.record_frames)  # undecoded steps decoded again
     assert len(distances["x0"]) == len(distances["x_t"]) == 20
     assert distances["x_t"][-1] == 0.0 and distances["x0"][-1] < 0.01
-    assert distances["x_t"][0] > 0.1 and distances["x0"][0] > explain.SETTLED_DISTANCE
+    assert distances["x_t"][0] > 0.1 and distances["x0"][0] > SETTLED_DISTANCE
     assert np.array_equal(traj.steps[-1].x_t_image, traj.final_image)  # the full preview's last frame is the image
-    settled = explain.settled_step(distances["x0"])
+    settled = settled_step(distances["x0"])
     assert settled is not None and 0 < settled < 19
-    assert all(d <= explain.SETTLED_DISTANCE for d in distances["x0"][settled:])
-    assert distances["x0"][settled - 1] > explain.SETTLED_DISTANCE
+    assert all(d <= SETTLED_DISTANCE for d in distances["x0"][settled:])
+    assert distances["x0"][settled - 1] > SETTLED_DISTANCE
     traj.save(tmp_path)
     saved = json.loads((tmp_path / "trajectory.json").read_text())
     assert [s["distance_to_final"]["x0"] for s in saved["steps"]] == distances["x0"]
@@ -164,23 +170,23 @@ def test_distance_to_final_falls_to_zero_and_is_saved(embedded, tmp_path):
 
 
 def test_settled_step_needs_the_distance_to_stay_below():
-    assert explain.settled_step([0.3, 0.04, 0.2, 0.04, 0.01]) == 3
-    assert explain.settled_step([0.3, 0.2]) is None
-    assert explain.settled_step([0.01, 0.0]) == 0
+    assert settled_step([0.3, 0.04, 0.2, 0.04, 0.01]) == 3
+    assert settled_step([0.3, 0.2]) is None
+    assert settled_step([0.01, 0.0]) == 0
 
 
 # --- latent space ----------------------------------------------------------------------------------
 
 def test_latent_space_numbers_come_from_the_model(embedded):
     traj = sdviz.generate(embedded, Settings(prompt=PROMPT, steps=10))
-    space = explain.latent_space(embedded, traj.final_image)
+    space = latent_space(embedded, traj.final_image)
     facts = embedded.facts
     assert space.latents.shape == facts.latent_shape(facts.native_height, facts.native_width)
     assert space.compression == pytest.approx(3 * facts.vae_factor ** 2 / facts.latent_channels)
     assert space.reconstruction.shape == traj.final_image.shape
     assert space.psnr > 20  # the VAE gives the image back
     noise_image = np.random.default_rng(0).integers(0, 256, traj.final_image.shape, dtype=np.uint8)
-    assert explain.latent_space(embedded, noise_image).psnr < space.psnr  # noise is what a VAE cannot keep
+    assert latent_space(embedded, noise_image).psnr < space.psnr  # noise is what a VAE cannot keep
 
 
 # --- the command line -------------------------------------------------------------------------------
@@ -194,7 +200,7 @@ def test_cli_render_writes_the_guidance_halves_and_the_distances(tmp_path, embed
     np.testing.assert_array_equal(latents["x0_cond"], np.stack([s.x0_cond for s in traj.steps]))
     previewer = Previewer(embedded, "full", *traj.shapes["image"][1:])
     for step in traj.decoded_steps():
-        uncond, cond = explain.guidance_frames(previewer, step)
+        uncond, cond = previewer.guidance_frames(step)
         np.testing.assert_array_equal(np.asarray(Image.open(run / "x0_uncond" / f"{step.index:03d}.png")), uncond)
         np.testing.assert_array_equal(np.asarray(Image.open(run / "x0_cond" / f"{step.index:03d}.png")), cond)
     assert sorted(p.name for p in (run / "x0_cond").iterdir()) == ["001.png", "003.png", "005.png"]

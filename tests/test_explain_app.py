@@ -10,11 +10,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdviz import explain, schedule
-from sdviz.previews import Previewer
+from sdviz.analysis import schedule
+from sdviz.sampling.previews import Previewer
 from ui import explain as explain_views
 from ui.explain import ExplainHandlers
 from ui.walk import WALK_PANELS
+from sdviz.analysis.distance import SETTLED_DISTANCE, settled_step
+from sdviz.analysis.forward import img2img_start, latent_space
+from sdviz.analysis.guidance import guidance_example
+from sdviz.drawing.views import prompt_effect
 
 PROMPT = "a large red circle on the left on a blue background"
 
@@ -49,12 +53,12 @@ def test_step_views_decompose_guidance_at_the_slider_step(handlers, explainer):
     traj = run(handlers)
     uncond, cond, guided, effect, formula, schedule_plot, compared, distance_plot = explainer.step_views(traj, 3)
     record = traj.steps[2]
-    expected = explain.guidance_frames(Previewer(handlers.model(None), "full", 64, 64), record)
+    expected = Previewer(handlers.model(None), "full", 64, 64).guidance_frames(record)
     np.testing.assert_array_equal(picture(uncond), expected[0])
     np.testing.assert_array_equal(picture(cond), expected[1])
     np.testing.assert_array_equal(picture(guided), traj.step_frames(2, handlers._decoder(traj))[1])
-    np.testing.assert_array_equal(picture(effect), explain.prompt_effect(*expected)[0])
-    example = explain.guidance_example(record, 7.5)
+    np.testing.assert_array_equal(picture(effect), prompt_effect(*expected)[0])
+    example = guidance_example(record, 7.5)
     assert f"{example['uncond']:.3f} + 7.5 × ({example['cond']:.3f} − {example['uncond']:.3f})" in formula
     marker = schedule_plot[schedule_plot["curve"] == "this step"]
     assert list(marker["step"]) == [3, 3]
@@ -75,10 +79,10 @@ def test_after_run_measures_where_the_picture_is_decided(handlers, explainer):
     karras = compared[compared["scheduler"] == "dpmpp_2m_karras"]["value"].to_numpy()
     table = schedule.schedule_table("dpmpp_2m_karras", 12, handlers.model(None).scheduler_config)
     np.testing.assert_allclose(10 ** karras, [r["sigma"] for r in table], rtol=1e-9)
-    settled = explain.settled_step(traj.distance_to_final["x0"])
+    settled = settled_step(traj.distance_to_final["x0"])
     assert list(distances[distances["curve"] == "layout settled"]["step"]) == [settled + 1] * 2
     assert list(distances[distances["curve"] == "this step"]["step"]) == [12, 12]
-    assert f"step {settled + 1} of 12" in decided and str(explain.SETTLED_DISTANCE) in decided
+    assert f"step {settled + 1} of 12" in decided and str(SETTLED_DISTANCE) in decided
 
 
 def test_forward_and_latent_panels_from_the_run_and_from_an_upload(handlers, explainer, tmp_path):
@@ -87,7 +91,7 @@ def test_forward_and_latent_panels_from_the_run_and_from_an_upload(handlers, exp
     assert picture(sheet).shape[1] > picture(sheet).shape[0] and "ᾱ goes from" in note
     assert "img2img" not in note
     sheet, note = explainer.latent(traj)
-    space = explain.latent_space(handlers.model(None), traj.final_image)
+    space = latent_space(handlers.model(None), traj.final_image)
     assert f"{space.compression:g}× fewer" in note and f"{space.psnr:.1f} dB" in note
     upload = tmp_path / "stripes.png"
     stripes = np.zeros((40, 90, 3), np.uint8)
@@ -107,7 +111,7 @@ def test_img2img_marks_where_the_run_started(handlers, explainer, scheduler, ord
     start[:, 32:] = (240, 220, 20)
     traj = run(handlers, init_image=start, steps=10, scheduler=scheduler)
     entries = len(schedule.schedule_table(scheduler, 10, handlers.model(None).scheduler_config))
-    began = explain.img2img_start(10, 0.5, order)
+    began = img2img_start(10, 0.5, order)
     assert len(traj.steps) == entries - began  # the run is the schedule's tail
     _, note = explainer.forward(traj)
     assert f"started at entry {began + 1} of {entries}" in note
@@ -125,7 +129,7 @@ def test_panels_at_the_runs_own_size(handlers, explainer):
     assert "(64 × 96 × 3)" in note
     sheet, _ = explainer.forward(traj)
     model = handlers.model(None)
-    space = explain.latent_space(model, traj.final_image, 96, 64)
+    space = latent_space(model, traj.final_image, 96, 64)
     assert space.image.shape == traj.final_image.shape
     assert space.latents.shape == model.facts.latent_shape(64, 96)
     assert picture(sheet).shape[1] > 1.4 * picture(explainer.forward(run(handlers, steps=6))[0]).shape[1]

@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 import sdviz
-from sdviz import export
+from sdviz.drawing.sheets import FILMSTRIP_SIDE, MIN_VIDEO_SIDE, filmstrip, pick, save_gif, save_mp4
+from sdviz.workflows.render import save_step_pngs
 
 
 @pytest.fixture(scope="module")
@@ -17,11 +18,11 @@ def traj(embedded):
 
 
 def test_gif_holds_noise_then_every_decoded_step(traj, tmp_path):
-    path = export.save_gif(traj, tmp_path / "t.gif")
+    path = save_gif(traj, tmp_path / "t.gif")
     frames = iio.imread(path, index=None)
     assert len(frames) == len(traj.steps) + 1  # the starting noise, then one per step
     factor = frames.shape[1] // traj.final_image.shape[0]
-    assert frames.shape[1] >= export.MIN_VIDEO_SIDE
+    assert frames.shape[1] >= MIN_VIDEO_SIDE
     last = frames[-1][::factor, ::factor, :3]
     # GIF is palette-quantised: close to the final image, far from the noise
     assert np.abs(last.astype(int) - traj.final_image).mean() < 8
@@ -29,7 +30,7 @@ def test_gif_holds_noise_then_every_decoded_step(traj, tmp_path):
 
 
 def test_mp4_plays_the_trajectory(traj, tmp_path):
-    path = export.save_mp4(traj, tmp_path / "t.mp4", fps=8, hold_last=1.0)
+    path = save_mp4(traj, tmp_path / "t.mp4", fps=8, hold_last=1.0)
     frames = list(_mp4_frames(path))
     assert len(frames) == len(traj.steps) + 1 + 8
     factor = frames[-1].shape[0] // traj.final_image.shape[0]
@@ -44,13 +45,13 @@ def _mp4_frames(path):
 
 
 def test_filmstrip_shows_a_readable_selection_with_step_numbers(traj):
-    sheet = export.filmstrip(traj, most=5)
+    sheet = filmstrip(traj, most=5)
     assert sheet.width > sheet.height
-    assert export.pick(len(traj.steps) + 1, 5) == [0, 3, 6, 9, 12]  # noise ... last step
+    assert pick(len(traj.steps) + 1, 5) == [0, 3, 6, 9, 12]  # noise ... last step
     # the last tile of the x_t row is the final image, scaled by a whole factor
     tile = np.asarray(sheet)
     h = traj.final_image.shape[0]
-    scale = -(-export.FILMSTRIP_SIDE // h)
+    scale = -(-FILMSTRIP_SIDE // h)
     found = _find(tile, np.asarray(Image.fromarray(traj.final_image).resize((h * scale, h * scale), Image.Resampling.NEAREST)))
     assert found
 
@@ -66,7 +67,7 @@ def _find(sheet: np.ndarray, tile: np.ndarray) -> bool:
 
 
 def test_step_pngs_are_named_from_000(traj, tmp_path):
-    written = export.save_step_pngs(traj, tmp_path)
+    written = save_step_pngs(traj, tmp_path)
     names = sorted(p.name for p in (tmp_path / "xt").iterdir())
     assert names == [f"{i:03d}.png" for i in range(12)] + ["noise.png"]
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "xt" / "011.png")), traj.final_image)
@@ -75,6 +76,6 @@ def test_step_pngs_are_named_from_000(traj, tmp_path):
 
 
 def test_pick_keeps_first_and_last():
-    assert export.pick(3, 10) == [0, 1, 2]
-    chosen = export.pick(51, 10)
+    assert pick(3, 10) == [0, 1, 2]
+    chosen = pick(51, 10)
     assert chosen[0] == 0 and chosen[-1] == 50 and len(chosen) == 10

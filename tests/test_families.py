@@ -13,9 +13,10 @@ import pytest
 import torch
 
 import sdviz
-from sdviz import Settings, schedulers
-from sdviz.attention import AttentionCapture, model_layer_table
-from sdviz.models import GENERAL_EXAMPLES
+from sdviz import Settings
+from sdviz.sampling import schedulers
+from sdviz.sampling.attention import AttentionCapture, model_layer_table
+from sdviz.sampling.models import GENERAL_EXAMPLES
 from tests.families import BUILDERS
 from tests.helpers import sdviz_main
 from ui.walk import WALK_PANELS
@@ -118,13 +119,13 @@ def test_what_is_not_traced_for_the_new_families_is_refused(family_models):
 
     image = Image.new("RGB", (SIZE, SIZE), (200, 40, 40))
     for family, model in family_models.items():
-        label = sdviz.families.FAMILIES[family].label
+        label = sdviz.sampling.families.FAMILIES[family].label
         with pytest.raises(ValueError, match=f"init image: an edit is not traced for {label} models yet"):
-            sdviz.sampler.Run(model, Settings(prompt="a cat", width=SIZE, height=SIZE, source_prompt="a red square"),
+            sdviz.sampling.sampler.Run(model, Settings(prompt="a cat", width=SIZE, height=SIZE, source_prompt="a red square"),
                               init_image=image)
         other = "ddim" if family in ("sd3", "flux") else "flow_euler"
         with pytest.raises(ValueError, match=f"scheduler '{other}' cannot invert a {label} model; allowed: "):
-            sdviz.sampler.Run(model, Settings(prompt="a cat", width=SIZE, height=SIZE, invert=True, scheduler=other),
+            sdviz.sampling.sampler.Run(model, Settings(prompt="a cat", width=SIZE, height=SIZE, invert=True, scheduler=other),
                               init_image=image)
 
 
@@ -287,7 +288,7 @@ def test_cli_renders_each_family(family_dirs, family, tmp_path):
 @pytest.mark.parametrize("family", ["sdxl", "flux"])
 def test_an_unchanged_fork_of_each_family_is_its_parent(family_models, family):
     """A fork replays the parent's recorded outputs (Flux's packed back into 2 x 2 patches) bit for bit."""
-    from sdviz.fork import Fork
+    from sdviz.sampling.fork import Fork
 
     model = family_models[family]
     settings = Settings(prompt=PROMPT, steps=4, seed=2, width=SIZE, height=SIZE, guidance=3.0)
@@ -310,11 +311,11 @@ def test_forward_process_and_schedule_of_a_flow_model(family_dirs, tmp_path):
     model = sdviz.load_model(folder)
     traj = sdviz.generate(model, Settings(prompt=PROMPT, steps=4, seed=0, width=SIZE, height=SIZE))
     image = traj.final_image
-    process = sdviz.explain.forward_process(model, image, steps=4, width=SIZE, height=SIZE)
+    process = sdviz.analysis.forward.forward_process(model, image, steps=4, width=SIZE, height=SIZE)
     sigma = process.sigmas[1]
     np.testing.assert_allclose(process.x_t[1], (1 - sigma) * process.x0 + sigma * process.noise, atol=1e-5)
     # the run's own noise levels are the table's (its schedule shifts with the image's size: 64 positions here)
-    table = sdviz.schedule.schedule_table("flow_euler", 4, model.scheduler_config, "flux", 64)
+    table = sdviz.analysis.schedule.schedule_table("flow_euler", 4, model.scheduler_config, "flux", 64)
     assert [step.sigma for step in traj.steps] == pytest.approx([row["sigma"] for row in table])
 
 
@@ -355,7 +356,7 @@ def test_the_pages_panels_draw_each_family(family_dirs):
     step views, the forward process, the latent space, the How it works walk with its diagram and tokens)."""
     import json
 
-    from sdviz.models import ModelCache
+    from sdviz.sampling.models import ModelCache
     from ui.config import AppConfig
     from ui.explain import ExplainHandlers
     from ui.files import FileStore
@@ -395,7 +396,7 @@ def test_the_pages_panels_draw_each_family(family_dirs):
             assert explainer.forward(traj)[0] is not None and explainer.latent(traj)[0] is not None
             predicted = handlers.show_step(traj, 2, None, "all", "this step")[2]  # the explorer's third picture
             assert predicted["label"] == ("predicted noise ε" if family == "sdxl" else "predicted velocity v = ε − x0")
-            page = json.loads(sdviz.page.run_page(traj).split('id="sdviz-data">')[1].split("</script>")[0])
+            page = json.loads(sdviz.drawing.page.run_page(traj).split('id="sdviz-data">')[1].split("</script>")[0])
             assert page["prediction"] == traj.prediction_label
             assert page["denoiser"] == ("UNet" if family == "sdxl" else "Transformer") + " + scheduler"
     finally:
@@ -407,7 +408,7 @@ def test_previews_know_each_familys_published_vae(family_models):
     madebyollin's tiny decoders; the tiny models here, whose VAEs are their own, get a fitted map."""
     from dataclasses import replace
 
-    from sdviz.previews import FLUX_LATENT_RGB, SD3_LATENT_RGB, fit_latent_rgb, taesd_source
+    from sdviz.sampling.previews import FLUX_LATENT_RGB, SD3_LATENT_RGB, fit_latent_rgb, taesd_source
 
     facts = family_models["sd3"].facts
     for (scaling, shift), factors, decoder in (((1.5305, 0.0609), SD3_LATENT_RGB, "madebyollin/taesd3"),
@@ -457,12 +458,12 @@ def test_image_to_image_equals_its_pipeline(family_models, family_dirs, family, 
     from PIL import Image
 
     model = family_models[family]
-    flow = sdviz.families.FAMILIES[family].flow
+    flow = sdviz.sampling.families.FAMILIES[family].flow
     scheduler = "flow_euler" if flow else "euler"
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8))
     traj = sdviz.generate(model, Settings(prompt=PROMPT, steps=6, strength=strength, guidance=4.0, seed=3,
                                           scheduler=scheduler, width=SIZE, height=SIZE), init_image=image)
-    pipeline_class = getattr(diffusers, sdviz.families.FAMILIES[family].pipelines[1])
+    pipeline_class = getattr(diffusers, sdviz.sampling.families.FAMILIES[family].pipelines[1])
     pipe = reference_pipeline(pipeline_class, family_dirs[family])
     pipe.scheduler = schedulers.create(scheduler, dict(pipe.scheduler.config))
     expected = pipe(PROMPT, image=image, strength=strength, num_inference_steps=6, guidance_scale=4.0, height=SIZE,
@@ -472,9 +473,9 @@ def test_image_to_image_equals_its_pipeline(family_models, family_dirs, family, 
     np.testing.assert_array_equal(traj.final_image, (expected * 255).round().astype(np.uint8))
     assert traj.steps[0].x_t.shape == tuple(model.facts.latent_shape(SIZE, SIZE))  # Flux's unpacked too
     # the explaining panels place the run where it started in its schedule
-    table = sdviz.schedule.schedule_table(scheduler, 6, model.scheduler_config, family,
+    table = sdviz.analysis.schedule.schedule_table(scheduler, 6, model.scheduler_config, family,
                                           model.facts.image_tokens(SIZE, SIZE))
-    start = sdviz.explain.img2img_start(6, strength, 1, flow=flow)
+    start = sdviz.analysis.forward.img2img_start(6, strength, 1, flow=flow)
     assert table[start]["timestep"] == pytest.approx(traj.steps[0].timestep)
 
 

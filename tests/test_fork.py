@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 import sdviz
-from sdviz import cli, schedulers
-from sdviz.fork import Fork, fork_settings
-from sdviz.settings import Settings
+from sdviz import cli
+from sdviz.sampling import schedulers
+from sdviz.sampling.fork import Fork, fork_settings
+from sdviz.sampling.settings import Settings
 
 PROMPT = "a large red circle on the left on a blue background"
 OTHER = "a small yellow triangle at the top on a purple background"

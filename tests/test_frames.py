@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import sdviz
-from sdviz.frames import FrameCache
-from sdviz.previews import Previewer
+from sdviz.sampling.frames import FrameCache
+from sdviz.sampling.previews import Previewer
 
 
 def run(model, **settings):

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdviz.limits import Limits
-from sdviz.models import SHAPES_MODEL
+from sdviz.sampling.limits import Limits
+from sdviz.sampling.models import SHAPES_MODEL
 from tests.conftest import AppServer
 
 gradio_client = pytest.importorskip("gradio_client")
@@ -218,7 +218,7 @@ def test_only_sdviz_refusals_reach_the_user_as_messages():
     from diffusers import DDIMScheduler
 
     from sdviz import Settings
-    from sdviz.settings import validate
+    from sdviz.sampling.settings import validate
     from ui.handlers import user_errors
 
     @user_errors

@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 import sdviz
-from sdviz.images import load_image, prepare_init_image
-from sdviz.models import EMBEDDED_MODEL
-from sdviz.settings import Settings, validate
+from sdviz.sampling.images import load_image, prepare_init_image
+from sdviz.sampling.models import EMBEDDED_MODEL
+from sdviz.sampling.settings import Settings, validate
 
 
 @pytest.mark.parametrize("field,value,message", [
@@ -83,7 +83,7 @@ def test_arrays_are_accepted_and_resized():
 
 
 def test_limits_scale_with_the_model_and_name_what_sets_them(embedded):
-    from sdviz.limits import Limits
+    from sdviz.sampling.limits import Limits
 
     facts = embedded.facts
     limits = Limits.from_env({"SDVIZ_MAX_PIXELS": "2", "SDVIZ_MAX_STEPS": "50"})
@@ -117,7 +117,7 @@ def test_a_run_past_its_time_limit_stops_after_the_step_and_says_so(embedded):
 
 
 def test_the_model_cache_keeps_at_most_its_size_and_the_default_always(tmp_path):
-    from sdviz.models import ModelCache
+    from sdviz.sampling.models import ModelCache
     from tests.conftest import build_tiny_pipeline
 
     first, second = (str(build_tiny_pipeline(tmp_path / name)) for name in ("first", "second"))

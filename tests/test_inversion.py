@@ -14,8 +14,9 @@ from diffusers import DDIMInverseScheduler, StableDiffusionDiffEditPipeline, Sta
 from PIL import Image
 
 import sdviz
-from sdviz import noise, schedulers
-from sdviz.inversion import invert, psnr
+from sdviz.sampling import noise, schedulers
+from sdviz.analysis.metrics import psnr
+from sdviz.workflows.invert import invert
 from training import scenes
 
 PROMPT = "a large yellow square in the center on a purple background"
@@ -103,7 +104,7 @@ def test_the_cli_writes_both_runs_and_the_error(tmp_path, image):
     (dict(invert="yes"), "invert 'yes' is not true or false"),
 ])
 def test_bad_inversions_are_refused(embedded, image, change, message):
-    from sdviz.sampler import Run
+    from sdviz.sampling.sampler import Run
 
     settings = sdviz.Settings(prompt=PROMPT, steps=4, **{"invert": True, **change})
     with pytest.raises(ValueError, match=message):
@@ -111,7 +112,7 @@ def test_bad_inversions_are_refused(embedded, image, change, message):
 
 
 def test_an_inversion_needs_an_image_and_start_latents_must_fit(embedded):
-    from sdviz.sampler import Run
+    from sdviz.sampling.sampler import Run
 
     with pytest.raises(ValueError, match="invert with an init image"):
         Run(embedded, sdviz.Settings(prompt=PROMPT, invert=True))
@@ -162,7 +163,7 @@ def test_the_page_streams_the_inversion_then_the_reconstruction(handlers, embedd
 
 
 def test_the_round_trip_sheet_pairs_each_noise_level(embedded, unguided):
-    from sdviz.inversion import round_trip_sheet
+    from sdviz.drawing.sheets import round_trip_sheet
 
     decoders = [previewer.record_frames for previewer in unguided.previewers]
     sheet = round_trip_sheet(unguided.inversion, unguided.reconstruction, decoders, columns=4)
@@ -175,7 +176,7 @@ def test_the_round_trip_sheet_pairs_each_noise_level(embedded, unguided):
 def test_a_reconstruction_forks_from_its_own_start(embedded, unguided):
     """A reconstruction started from the inverted noise, not the seed's: its fork replays it from there (with
     another prompt after step 4), while an inversion and an edit refuse to be forked."""
-    from sdviz.fork import Fork, fork_settings
+    from sdviz.sampling.fork import Fork, fork_settings
 
     parent = unguided.reconstruction
     assert parent.settings.start_latents is True
@@ -190,7 +191,7 @@ def test_a_reconstruction_forks_from_its_own_start(embedded, unguided):
 
 
 def test_both_directions_keep_their_attention(embedded, image):
-    from sdviz.attention import AttentionCapture
+    from sdviz.sampling.attention import AttentionCapture
 
     captures = AttentionCapture(embedded), AttentionCapture(embedded)
     result = invert(embedded, sdviz.Settings(prompt=PROMPT, steps=4, guidance=3.0), image, *captures)

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 import sdviz
-from sdviz.frames import DEFAULT_MAX_BYTES
+from sdviz.sampling.frames import DEFAULT_MAX_BYTES
 from ui import html
 from ui.handlers import DISPLAY_RATE
 

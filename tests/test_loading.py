@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 import sdviz
-from sdviz.models import EMBEDDED_MODEL, SHAPES_MODEL, card_examples, check_source, default_model, pick_device
+from sdviz.sampling.models import EMBEDDED_MODEL, SHAPES_MODEL, card_examples, check_source, default_model, pick_device
 
 
 def test_default_is_the_embedded_model(monkeypatch):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import sdviz
-from sdviz.models import EMBEDDED_MODEL, PICKLE_SUFFIXES, card_examples, default_model
+from sdviz.sampling.models import EMBEDDED_MODEL, PICKLE_SUFFIXES, card_examples, default_model
 from training import evaluate_objects, objects
 
 SUBSET = 24  # held-out pairs, half with one object and half with two: the first of the card's 200
@@ -95,7 +95,7 @@ def test_draws_what_held_out_prompts_ask_for(subset, measure):
 def test_the_first_click_draws_both_objects_each_on_its_side(model):
     """The page opens on the card's first example, two objects: sdviz's run of it draws both, each where
     the words say, and each word's attention lands on its own object."""
-    from sdviz.attention import DAAM_THRESHOLD, AttentionCapture
+    from sdviz.sampling.attention import DAAM_THRESHOLD, AttentionCapture
 
     prompt = card_examples(str(EMBEDDED_MODEL))[0]
     stated = objects.parse_prompt(prompt)

@@ -206,7 +206,7 @@ def test_the_model_card_reports_what_training_and_evaluation_recorded(tmp_path):
     assert f"**{report['vae_psnr_db']:.1f} dB**" in card and f"**{report['generation_seconds_20_steps']:.2f} s**" in card
     log = json.loads((model / "training_log.json").read_text())
     assert f"**{log['wall_seconds'] / 3600:.1f} h**" in card and "150 emoji objects" in card
-    from sdviz.models import card_examples
+    from sdviz.sampling.models import card_examples
 
     examples = card_examples(str(model))
     assert len(examples) >= 4 and any(len(objects.parse_prompt(text)["objects"]) == 2 for text in examples)

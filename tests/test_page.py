@@ -18,8 +18,8 @@ from PIL import Image
 
 import sdviz
 from sdviz import cli
-from sdviz.attention import AttentionCapture
-from sdviz.page import HEAT_SIDE, PAGE_SIDE, comparison_page, image_uri, run_data, run_page
+from sdviz.sampling.attention import AttentionCapture
+from sdviz.drawing.page import HEAT_SIDE, PAGE_SIDE, comparison_page, image_uri, run_data, run_page
 
 HOSTILE = 'a large red circle <script>window.pwned=1</script><img src=x onerror="window.pwned=2"> on a blue background'
 
@@ -30,7 +30,7 @@ def run(embedded):
     run = sdviz.Run(embedded, sdviz.Settings(prompt=HOSTILE, steps=12, every=3), capture=capture)
     for _ in run:
         pass
-    sdviz.explain.distance_to_final(run.trajectory, run.previewer.record_frames)
+    run.trajectory.distance_to_final = sdviz.analysis.distance.distance_to_final(run.trajectory, run.previewer.record_frames)
     return run
 
 
@@ -178,11 +178,11 @@ def test_a_comparison_page_lines_the_variants_up_offline(embedded, tmp_path, sho
         slider = driver.find_element(By.ID, "slider")
         for _ in range(50):
             slider.send_keys(Keys.ARROW_LEFT)
-        assert captions() == [f"step {i + 1}/{n}" for i, n in zip(sdviz.comparison.at(comparison.trajectories, 0.5),
+        assert captions() == [f"step {i + 1}/{n}" for i, n in zip(sdviz.analysis.align.at(comparison.trajectories, 0.5),
                                                                    (5, 9))]
         Select(driver.find_element(By.ID, "by")).select_by_value("sigma")
         slider.send_keys(Keys.ARROW_LEFT)
-        expected = sdviz.comparison.at(comparison.trajectories, 0.49, "sigma")
+        expected = sdviz.analysis.align.at(comparison.trajectories, 0.49, "sigma")
         assert captions() == [f"step {i + 1}/{n}" for i, n in zip(expected, (5, 9))]
         assert len(driver.find_elements(By.CSS_SELECTOR, "#distance polyline")) == 2
         driver.save_screenshot(str(shots / "16-compare-page.png"))

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import sdviz
-from sdviz.previews import SD1_LATENT_RGB, Previewer
+from sdviz.sampling.previews import SD1_LATENT_RGB, Previewer
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

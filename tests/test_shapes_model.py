@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from sdviz.attention import layer_table
-from sdviz.models import PICKLE_SUFFIXES, SHAPES_MODEL
+from sdviz.sampling.attention import layer_table
+from sdviz.sampling.models import PICKLE_SUFFIXES, SHAPES_MODEL
 from training import scenes
 from training.evaluate import ATTRIBUTES, ddim_pipeline, generate, held_out_pairs, score_images, vae_psnr
 
@@ -138,7 +138,7 @@ def test_training_hides_the_scene_where_sampling_starts():
     at 10 or more steps falls in that range."""
     from diffusers import DDPMScheduler
 
-    from sdviz import schedulers
+    from sdviz.sampling import schedulers
     from training.train import SD1_SCHEDULER, Config, noised
 
     schedule = DDPMScheduler.from_config(SD1_SCHEDULER)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import sdviz
-from sdviz.attention import AttentionCapture
-from sdviz.trajectory import LATENT_FIELDS, Trajectory
+from sdviz.sampling.attention import AttentionCapture
+from sdviz.sampling.trajectory import LATENT_FIELDS, Trajectory
 
 
 @pytest.fixture(scope="module")

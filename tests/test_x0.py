@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import sdviz
-from sdviz import noise, schedulers
+from sdviz.sampling import noise, schedulers
 
 # step() returns pred_original_sample for these; the others keep x0 inside (or not at all).
 RETURNS_X0 = ["ddim", "ddpm", "lms", "euler", "euler_a", "heun", "kdpm2"]

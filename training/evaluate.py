@@ -92,7 +92,7 @@ def daam_ious(model_path: str, pairs, resolutions=("all",)) -> dict[str, list[fl
     key such as '16x16' that resolution's layers alone ('finest': the latent grid's).
     """
     import sdviz
-    from sdviz.attention import DAAM_THRESHOLD, AttentionCapture
+    from sdviz.sampling.attention import DAAM_THRESHOLD, AttentionCapture
 
     model = sdviz.load_model(model_path)
     ious: dict[str, list[float]] = {resolution: [] for resolution in resolutions}

@@ -64,7 +64,7 @@ def daam(model, pairs) -> dict[str, list]:
     """Per two-object prompt: whether each object word's map overlaps its own object more than the other,
     and the IoU with its own object (objects found by the analyser in the run's final image)."""
     import sdviz
-    from sdviz.attention import DAAM_THRESHOLD, AttentionCapture
+    from sdviz.sampling.attention import DAAM_THRESHOLD, AttentionCapture
 
     own_more, ious = [], []
     for prompt, seed in pairs:

@@ -3,7 +3,7 @@ one variant after another into columns side by side, then lined up by one slider
 through each run, or by noise level), their distance-to-final curves in one plot, their final
 images in a row, and the grid, GIF and MP4 written when asked for. Also the /compare endpoint.
 
-The session keeps a `sdviz.comparison.Comparison` in `gr.State`: each variant's x_t and x0 latents
+The session keeps a `sdviz.workflows.compare.Comparison` in `gr.State`: each variant's x_t and x0 latents
 (`keep_shown`), and frames in one bounded cache shared out between the variants (`FrameCache`); any
 step not cached is decoded again from its latents when it is shown. The variants' steps add up to at
 most the host's SDVIZ_MAX_COMPARE_STEPS, so the latents are bounded too (see docs/BENCHMARKS.md).
@@ -18,10 +18,12 @@ from dataclasses import replace
 import gradio as gr
 import pandas as pd
 
-from sdviz import comparison as comparing
-from sdviz.explain import SETTLED_DISTANCE, distance_to_final
-from sdviz.frames import DEFAULT_MAX_BYTES, FrameCache
-from sdviz.settings import Settings, check_text
+from sdviz.analysis.align import check_alignment, positions
+from sdviz.analysis.distance import SETTLED_DISTANCE, distance_to_final
+from sdviz.sampling.errors import InputError
+from sdviz.sampling.frames import DEFAULT_MAX_BYTES, FrameCache
+from sdviz.sampling.settings import Settings, check_text
+from sdviz.workflows.compare import TEXT_SEPARATOR, Comparison, keep_shown, parse_vary, variants
 from ui import html
 from ui.handlers import DISPLAY_RATE, _event, iterate, user_errors, write_trajectory_zip
 from ui.streaming import PartStop, follow
@@ -29,7 +31,7 @@ from ui.streaming import PartStop, follow
 NOTHING = ""  # the second "vary" menu's empty choice
 POSITION_STEPS = 100  # the shared slider runs 0..100 (% of the way from the noise to the image)
 PLOT_X = "position (%)"
-VALUES_INFO = f"commas between values; prompts separated by {comparing.TEXT_SEPARATOR}"
+VALUES_INFO = f"commas between values; prompts separated by {TEXT_SEPARATOR}"
 
 
 def example_values(name: str, prompt: str = "", models: list[str] | None = None, prompts: tuple[str, ...] = ()) -> str:
@@ -37,8 +39,8 @@ def example_values(name: str, prompt: str = "", models: list[str] | None = None,
     example prompts, the first other than `prompt` offered beside it."""
     other = next((text for text in prompts if text != prompt), "")
     examples = {"scheduler": "ddim, euler, dpmpp_2m_karras, heun", "steps": "10, 20, 40", "guidance": "1, 4, 7.5",
-                "eta": "0, 0.5, 1", "prompt": f"{prompt} {comparing.TEXT_SEPARATOR} {other}",
-                "negative_prompt": f" {comparing.TEXT_SEPARATOR} red", "model": ", ".join(models or [])}
+                "eta": "0, 0.5, 1", "prompt": f"{prompt} {TEXT_SEPARATOR} {other}",
+                "negative_prompt": f" {TEXT_SEPARATOR} red", "model": ", ".join(models or [])}
     return examples.get(name, "")
 
 
@@ -50,7 +52,7 @@ def read_vary(first_name, first_values, second_name, second_values) -> list[tupl
         values = check_text(f"vary {name} values", values or "", 2000)
         if name == NOTHING:
             continue
-        rows.append(comparing.parse_vary(f"{name}={values}"))
+        rows.append(parse_vary(f"{name}={values}"))
     return rows
 
 
@@ -58,7 +60,7 @@ def distance_plot(comparison, position: float) -> pd.DataFrame:
     """Every variant's predicted-x0 distance to its final image, over the shared position, and the
     slider's position marked."""
     rows = []
-    xs = comparing.positions(comparison.trajectories, comparison.by)
+    xs = positions(comparison.trajectories, comparison.by)
     for number, (label, traj, x) in enumerate(zip(comparison.labels, comparison.trajectories, xs), 1):
         if traj.distance_to_final:
             rows += [(100 * p, d, f"{number}: {label}") for p, d in zip(x, traj.distance_to_final["x0"])]
@@ -102,7 +104,7 @@ class CompareHandlers:
     def _runs(self, vary, model=None, stop_event=None, **settings):
         """(labels, runs) of the variants `vary` of a run of `settings` (`Settings`' fields by name) on
         `model`: every variant checked, the host's limits included, before any model work."""
-        chosen = comparing.variants(Settings(**settings), vary, model)
+        chosen = variants(Settings(**settings), vary, model)
         runs = []
         for variant in chosen:
             v = variant["settings"]
@@ -130,7 +132,7 @@ class CompareHandlers:
             for record in traj.steps:
                 traj.frame_cache.take(record)
             if shown_only:
-                comparing.keep_shown(traj)
+                keep_shown(traj)
             yield index, None
 
     def _decoders(self, comparison):
@@ -144,7 +146,7 @@ class CompareHandlers:
         """The variants, one after another, each streamed into its column: status, columns, comparison.
         `run`: the run's values by name (see `ui.form`), the model among them."""
         vary = read_vary(first_name, first_values, second_name, second_values)
-        by = comparing.check_alignment(align)
+        by = check_alignment(align)
         stop_event = _event(stop_signal)
         labels, runs = self._runs(vary, stop_event=stop_event, **run)
         # each column's figure, encoded once when its variant moves on (not again at every update)
@@ -175,7 +177,7 @@ class CompareHandlers:
                 figures[index] = html.compare_column(index + 1, labels[index], f"step {record.index + 1}/{run.total}",
                                                      record.x_t_image, record.x0_image)
             yield status(index, f"· step {records[-1].index + 1} of {run.total}"), columns(), gr.skip()
-        done = comparing.Comparison([run.trajectory for run in runs], labels, by, dict(vary))
+        done = Comparison([run.trajectory for run in runs], labels, by, dict(vary))
         stopped = [label for label, traj in zip(labels, done.trajectories) if not traj.complete]
         note = f"· {len(runs) - len(stopped)} of {len(runs)} variants finished"
         yield html.status(note=f"comparison done {note}"), columns(), done
@@ -196,7 +198,7 @@ class CompareHandlers:
         """The variants lined up at the slider's position (0..100), by progress or noise level."""
         if comparison is None:
             return gr.skip(), gr.skip(), gr.skip()
-        comparison = self._decoders(replace(comparison, by=comparing.check_alignment(align)))
+        comparison = self._decoders(replace(comparison, by=check_alignment(align)))
         where = min(max(float(position or 0), 0.0), POSITION_STEPS) / POSITION_STEPS
         return self.threads.call(self._show, comparison, where)
 
@@ -220,7 +222,7 @@ class CompareHandlers:
     async def downloads(self, comparison):
         """compare.png (the grid), compare.gif, compare.mp4, compare.json and compare.html, written when asked for."""
         if comparison is None or not any(t.steps for t in comparison.trajectories):
-            raise ValueError("compare: there is no comparison yet; press Compare first")
+            raise InputError("compare: there is no comparison yet; press Compare first")
         folder = self.files.new_folder()
         files = await asyncio.to_thread(write_comparison, self._decoders(comparison), folder)
         return [str(path) for path in files]
@@ -234,15 +236,15 @@ class CompareHandlers:
         one after another within one run's time limit; returns the grid PNG and compare.json, compare.gif,
         compare.mp4 and each variant's trajectory zip (`<folder>.zip`, the folder compare.json names).
         Every variant is checked against the host's limits before any model work."""
-        vary = [comparing.parse_vary(part) for part in check_text("vary", vary, 2000).split(";") if part.strip()]
-        by = comparing.check_alignment(align)
+        vary = [parse_vary(part) for part in check_text("vary", vary, 2000).split(";") if part.strip()]
+        by = check_alignment(align)
         labels, runs = self._runs(vary, model, prompt=prompt, negative_prompt=negative_prompt, scheduler=scheduler,
                                   steps=steps, guidance=guidance, seed=seed, width=width, height=height, eta=eta,
                                   preview=preview, every=every)
         yield gr.skip(), gr.skip()
         async for _ in self._follow(runs):
             yield gr.skip(), gr.skip()
-        comparison = self._decoders(comparing.Comparison([run.trajectory for run in runs], labels, by, dict(vary)))
+        comparison = self._decoders(Comparison([run.trajectory for run in runs], labels, by, dict(vary)))
         folder = self.files.new_folder()
         files = await asyncio.to_thread(write_comparison, comparison, folder, True)
         yield str(files[0]), [str(path) for path in files[1:]]
@@ -251,7 +253,7 @@ class CompareHandlers:
 def write_comparison(comparison, folder, zips: bool = False) -> list:
     """compare.png, compare.json, compare.gif, compare.mp4, compare.html (the page that replays the comparison
     with no server) and (zips) each variant's trajectory as `<folder>.zip`, the folder compare.json names."""
-    from sdviz.page import comparison_page
+    from sdviz.drawing.page import comparison_page
 
     written = comparison.save(folder)
     (folder / "compare.html").write_text(comparison_page(comparison), encoding="utf-8")

@@ -30,7 +30,7 @@ class Dropdown(gr.Dropdown):
 
 
 class Image(gr.Image):
-    """An uploaded image as its file path, not decoded here: `sdviz.images` reads its size first."""
+    """An uploaded image as its file path, not decoded here: `sdviz.sampling.images` reads its size first."""
 
     def preprocess(self, payload):
         return None if payload is None else payload.path

@@ -14,7 +14,7 @@
     SDVIZ_CACHE_MB              most disk the app's frames, downloads and uploads take (default 1000)
     SDVIZ_MAX_MODELS            models kept loaded at once; the default model always (default 2)
     SDVIZ_MAX_PIXELS, SDVIZ_MAX_STEPS, SDVIZ_MAX_RUN_SECONDS, SDVIZ_MAX_UPLOAD_MB,
-    SDVIZ_MAX_IMAGE_MEGAPIXELS, SDVIZ_MAX_COMPARE_STEPS  what one request may ask for (see sdviz.limits)
+    SDVIZ_MAX_IMAGE_MEGAPIXELS, SDVIZ_MAX_COMPARE_STEPS  what one request may ask for (see sdviz.sampling.limits)
 GRADIO_SERVER_NAME and GRADIO_SERVER_PORT set the host and port, as in any gradio app.
 """
 
@@ -23,8 +23,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from sdviz.limits import Limits
-from sdviz.models import EMBEDDED_MODELS, default_model, display_name
+from sdviz.sampling.errors import InputError
+from sdviz.sampling.limits import Limits
+from sdviz.sampling.models import EMBEDDED_MODELS, default_model, display_name
 
 
 def _flag(name: str) -> bool:
@@ -36,7 +37,7 @@ def _int(name: str, default: int) -> int:
     if not value:
         return default
     if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"{name}={value!r} is not a whole number >= 1")
+        raise InputError(f"{name}={value!r} is not a whole number >= 1")
     return int(value)
 
 

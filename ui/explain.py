@@ -16,12 +16,21 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 
-from sdviz import explain, export, schedule, schedulers, views
-from sdviz.attention import overlay
-from sdviz.attention.layers import attention_layers
-from sdviz.images import load_image
-from sdviz.previews import Previewer
-from sdviz.tokens import shown
+from sdviz.analysis import schedule
+from sdviz.analysis.distance import SETTLED_DISTANCE, distance_to_final, settled_step
+from sdviz.analysis.edit import departure, is_edit
+from sdviz.analysis.forward import forward_process, img2img_start, latent_space
+from sdviz.analysis.guidance import guidance_example
+from sdviz.drawing import views
+from sdviz.drawing.edit import sheet as edit_sheet
+from sdviz.drawing.sheets import FILMSTRIP_SIDE, enlarge, pick
+from sdviz.drawing.sheets import sheet as draw_sheet
+from sdviz.drawing.views import overlay, prompt_effect
+from sdviz.sampling import schedulers
+from sdviz.sampling.attention.layers import attention_layers
+from sdviz.sampling.images import load_image
+from sdviz.sampling.previews import Previewer
+from sdviz.sampling.tokens import shown
 from ui import html
 from ui.handlers import _step_index, gpu, user_errors
 from ui.walk import WALK_PANELS, section_texts
@@ -62,7 +71,7 @@ def run_start(traj, scheduler_config: dict) -> int:
     if not settings.img2img:
         return 0
     order = schedulers.create(settings.scheduler, scheduler_config).order
-    return explain.img2img_start(settings.steps, settings.strength, order,
+    return img2img_start(settings.steps, settings.strength, order,
                                  traj.facts.prediction_type == "flow")
 
 
@@ -88,9 +97,9 @@ def distance_frame(traj, index: int) -> pd.DataFrame:
     x0_curve, x_t_curve, threshold, settled_mark, _ = DISTANCE_COLOURS
     rows = [(n + 1, distances[kind][n], curve)
             for kind, curve in (("x0", x0_curve), ("x_t", x_t_curve)) for n in range(len(traj.steps))]
-    rows += [(1, explain.SETTLED_DISTANCE, threshold), (len(traj.steps), explain.SETTLED_DISTANCE, threshold)]
+    rows += [(1, SETTLED_DISTANCE, threshold), (len(traj.steps), SETTLED_DISTANCE, threshold)]
     frame = pd.DataFrame(rows, columns=["step", "value", "curve"])
-    settled = explain.settled_step(distances["x0"])
+    settled = settled_step(distances["x0"])
     if settled is not None:
         frame = _mark(frame, settled + 1, settled_mark)
     return _mark(frame, index + 1, "this step")
@@ -98,16 +107,16 @@ def distance_frame(traj, index: int) -> pd.DataFrame:
 
 def decided_text(traj) -> str:
     distances = traj.distance_to_final
-    settled = explain.settled_step(distances["x0"])
+    settled = settled_step(distances["x0"])
     total = len(traj.steps)
     target = "the final image" if traj.complete else "the last step reached (the run was stopped)"
     if settled is None:
-        where = f"The predicted x0 never stays within {explain.SETTLED_DISTANCE} of {target} before the end."
+        where = f"The predicted x0 never stays within {SETTLED_DISTANCE} of {target} before the end."
     else:
         x_t = distances["x_t"][settled]
         where = (f"The layout settles at **step {settled + 1} of {total}**: from there on the predicted x0 stays "
-                 f"within {explain.SETTLED_DISTANCE} of {target}. At that step x_t is still {x_t:.3f} away"
-                 + (": the picture is decided well before x_t shows it." if x_t > 2 * explain.SETTLED_DISTANCE
+                 f"within {SETTLED_DISTANCE} of {target}. At that step x_t is still {x_t:.3f} away"
+                 + (": the picture is decided well before x_t shows it." if x_t > 2 * SETTLED_DISTANCE
                     else "."))
     return (f"{where}\n\nDistance: mean absolute difference of the decoded frames to the run's last frame, "
             "pixel values in [0, 1] (the final image itself with the full preview decoder). "
@@ -115,7 +124,7 @@ def decided_text(traj) -> str:
 
 
 def formula_text(record, guidance: float) -> str:
-    example = explain.guidance_example(record, guidance)
+    example = guidance_example(record, guidance)
     g = example["guidance"]
     return (
         f"**x0 = x0(empty) + g · (x0(prompt) − x0(empty))**, with g = {g:g}. At the latent value the prompt "
@@ -128,9 +137,9 @@ def formula_text(record, guidance: float) -> str:
 
 
 # The model work, as decode_record does it: on ZeroGPU each call runs in the GPU process.
-guidance_frames = gpu(explain.guidance_frames)
-forward_process = gpu(explain.forward_process)
-latent_space = gpu(explain.latent_space)
+guidance_frames = gpu(Previewer.guidance_frames)
+forward_process = gpu(forward_process)
+latent_space = gpu(latent_space)
 
 
 def _target(traj) -> str:
@@ -175,7 +184,7 @@ class ExplainHandlers:
     def _guidance(self, traj, record):
         """(x0 frame of the empty prompt, of the prompt, what the prompt adds, its largest change)."""
         uncond, cond = guidance_frames(self._previewer(traj), record)
-        return (uncond, cond, *explain.prompt_effect(uncond, cond))
+        return (uncond, cond, *prompt_effect(uncond, cond))
 
     # --- with the step slider ------------------------------------------------------------
 
@@ -213,7 +222,7 @@ class ExplainHandlers:
         if traj is None or not traj.steps:
             return gr.skip(), "Generate an image first."
         if traj.distance_to_final is None:
-            self.threads.call(explain.distance_to_final, traj, self.handlers._decoder(traj))
+            traj.distance_to_final = self.threads.call(distance_to_final, traj, self.handlers._decoder(traj))
         return distance_frame(traj, _step_index(traj, step)), decided_text(traj)
 
     def open_schedule(self, traj, step, opened):
@@ -275,15 +284,15 @@ class ExplainHandlers:
         at = fork.settings.forked_from["at"]
         parent_decode, fork_decode = self.handlers._decoder(parent), self.handlers._decoder(fork)
         count = min(len(parent.steps), len(fork.steps))
-        chosen = sorted({*export.pick(count, FORWARD_COLUMNS - 1), max(at - 1, 0)})
+        chosen = sorted({*pick(count, FORWARD_COLUMNS - 1), max(at - 1, 0)})
         rows = [(name, [(f"step {k + 1}", traj.step_frames(k, decode)[0]) for k in chosen])
                 for name, traj, decode in (("parent", parent, parent_decode), ("fork", fork, fork_decode))]
         marked = {chosen.index(max(at - 1, 0)): f"forked after step {at}"} if at else None
-        sheet = export.sheet(rows, f"the fork keeps the parent's first {at} steps, then follows its own settings",
+        sheet = draw_sheet(rows, f"the fork keeps the parent's first {at} steps, then follows its own settings",
                              marked)
         for traj, decode in ((parent, parent_decode), (fork, fork_decode)):
             if traj.distance_to_final is None:
-                explain.distance_to_final(traj, decode)
+                traj.distance_to_final = distance_to_final(traj, decode)
         plot = pd.DataFrame(
             [(n + 1, d, f"{name}: predicted x0 to its final image")
              for name, traj in (("parent", parent), ("fork", fork)) for n, d in enumerate(traj.distance_to_final["x0"])],
@@ -301,21 +310,19 @@ class ExplainHandlers:
     def edit_view(self, traj, step):
         """An edit's source chain, its own and their difference (the slider's step marked; the last step
         when `step` is None), the departure curve and a note; the panel opened. Closed for other runs."""
-        from sdviz import edit
 
-        if traj is None or not edit.is_edit(traj):
+        if traj is None or not is_edit(traj):
             return None, None, "", gr.update(open=False)
         index = len(traj.steps) - 1 if step is None else _step_index(traj, step)  # None: a run just ended
         return self.threads.call(self._edit_view, traj, index)
 
     def _edit_view(self, traj, index):
-        from sdviz import edit
 
         settings = traj.settings
         previewer = Previewer(self.handlers.model(settings.model), settings.preview, settings.height,
                               settings.width)
-        sheet = edit.sheet(traj, previewer, self.handlers._decoder(traj), at=index)
-        gaps = edit.departure(traj)
+        sheet = edit_sheet(traj, previewer, self.handlers._decoder(traj), at=index)
+        gaps = departure(traj)
         plot = _mark(pd.DataFrame([(n + 1, gap, "mean |edit - source| (latents)") for n, gap in enumerate(gaps)],
                                   columns=["step", "value", "curve"]), index + 1, "this step")
         grows = (f", grows most at step {int(np.argmax(np.diff(gaps))) + 2}" if len(gaps) > 1 else "")
@@ -366,18 +373,18 @@ class ExplainHandlers:
         x0_image = traj.step_frames(index, decode)[1]
         predicted = views.noise_image(record.noise_pred, model.latent_rgb.numpy(), tuple(traj.shapes["image"][1:]))
         predicts = "v" if traj.facts.prediction_type in ("v_prediction", "flow") else "noise"
-        prediction = export.sheet([(f"step {index + 1}", [("x_t in", x_t_in), (f"predicted {predicts}", predicted),
+        prediction = draw_sheet([(f"step {index + 1}", [("x_t in", x_t_in), (f"predicted {predicts}", predicted),
                                                           ("x0: noise removed", x0_image)])],
                                   f"the {traj.denoiser_word} predicts {_target(traj)}; removing the noise gives the "
                                   "predicted x0")
         if record.x0_uncond is not None:
             uncond, cond, effect, _ = self._guidance(traj, record)
-            guidance = export.sheet([(f"step {index + 1}", [("empty prompt", uncond), ("prompt", cond),
+            guidance = draw_sheet([(f"step {index + 1}", [("empty prompt", uncond), ("prompt", cond),
                                                             ("guided", x0_image), ("prompt adds", effect)])],
                                     "predicted x0 of each half of the batch, and guided")
             formula = formula_text(record, traj.guidance_scale)
         else:
-            guidance = export.sheet([(f"step {index + 1}", [("x0", x0_image)])], "no guidance")
+            guidance = draw_sheet([(f"step {index + 1}", [("x0", x0_image)])], "no guidance")
             formula = unguided_text(traj)
         heat, attention_note = attention_panel(traj, model, image)
         picture = self.files.image
@@ -394,10 +401,10 @@ class ExplainHandlers:
 def denoising_sheet(traj, decode, most: int = FORWARD_COLUMNS):
     """The filmstrip of the run: x_t and x0 at up to `most` steps, from the noise on, each decoded
     (or taken from the frame cache) as it is drawn, so a long run does not decode every step."""
-    chosen = export.pick(len(traj.steps), most - 1)
+    chosen = pick(len(traj.steps), most - 1)
     x_t = [("noise", traj.noise_image)] + [(f"step {k + 1}", traj.step_frames(k, decode)[0]) for k in chosen]
     x0 = [("", None)] + [(f"step {k + 1}", traj.step_frames(k, decode)[1]) for k in chosen]
-    return export.sheet([("x_t", x_t), ("predicted x0", x0)],
+    return draw_sheet([("x_t", x_t), ("predicted x0", x0)],
                         f"denoising steps (of {len(traj.steps)}, {traj.settings.scheduler}): from noise to image")
 
 
@@ -410,7 +417,7 @@ def forward_sheet(handlers, traj, image, decode):
     table = schedule.schedule_table(settings.scheduler, steps, model.scheduler_config, model.facts.family,
                                     traj.image_tokens)
     start = run_start(traj, model.scheduler_config)
-    chosen = export.pick(len(table), FORWARD_COLUMNS)
+    chosen = pick(len(table), FORWARD_COLUMNS)
     if settings.img2img and start not in chosen:
         chosen = sorted({*chosen[:-1], start, chosen[-1]})[:FORWARD_COLUMNS + 1]
     process = forward_process(model, image, settings.scheduler, steps, settings.seed, settings.preview,
@@ -427,7 +434,7 @@ def forward_sheet(handlers, traj, image, decode):
             reverse.append((f"step {index + 1}", frame))
     captions = [f"abar {a:.3f}" for a in process.alpha_bar]
     marked = {chosen.index(start): "img2img starts here"} if settings.img2img else None
-    sheet = export.sheet([("forward q(x_t|x0)", list(zip(captions, process.frames))),
+    sheet = draw_sheet([("forward q(x_t|x0)", list(zip(captions, process.frames))),
                           ("reverse (this run)", reverse)],
                          f"the same noise levels ({settings.scheduler}, {steps} steps), both directions", marked)
     mixed = "x_t = (1 − σ)·x0 + σ·ε" if traj.facts.prediction_type == "flow" else "x_t = √ᾱ·x0 + √(1−ᾱ)·ε"
@@ -447,7 +454,7 @@ def latent_sheet(model, image, width: int, height: int, denoiser: str = "UNet"):
     channels = views.channel_images(space.latents, side=space.image.shape[0])
     columns = [("image", space.image), *((f"channel {c}", f) for c, f in enumerate(channels)),
                ("decoded back", space.reconstruction)]
-    sheet = export.sheet([("VAE", columns)], "encoded to latents, each channel a picture, and decoded back")
+    sheet = draw_sheet([("VAE", columns)], "encoded to latents, each channel a picture, and decoded back")
     facts = model.facts
     note = (f"{space.pixel_values:,} pixel values ({' × '.join(map(str, space.image.shape))}) become "
             f"{space.latent_values:,} latent values ({' × '.join(map(str, space.latents.shape))}): "
@@ -535,4 +542,4 @@ def _strongest_word(traj, maps, image, note: str):
     token = max(maps.word_slots(), key=lambda slot: mass[slot])
     note += (f" Below: where “{shown(maps.tokens[token])}”, the word that drew the most attention, "
              "was looked at over the whole run (the Attention tab shows any word at any step).")
-    return export.enlarge(overlay(image, maps.heat_map(token)), export.FILMSTRIP_SIDE * 2), note
+    return enlarge(overlay(image, maps.heat_map(token)), FILMSTRIP_SIDE * 2), note

@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import fields
 
-from sdviz.settings import Settings
+from sdviz.sampling.settings import Settings
 
 RUN_NAMES = frozenset({f.name for f in fields(Settings)} | {"model", "attention", "init_image"})
 

@@ -28,15 +28,19 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from sdviz import export, schedulers, views
-from sdviz.attention import AttentionCapture, model_layer_table, overlay
-from sdviz.frames import FrameCache
-from sdviz.images import load_image
-from sdviz.models import display_name
-from sdviz.previews import Previewer
-from sdviz.sampler import Run
-from sdviz.settings import MAX_SEED, Settings, check_float, check_int, check_text, refusal, validate
-from sdviz.tokens import shown
+from sdviz.drawing import views
+from sdviz.drawing.sheets import filmstrip, save_gif, save_mp4
+from sdviz.drawing.views import overlay
+from sdviz.sampling import schedulers
+from sdviz.sampling.attention import AttentionCapture, model_layer_table
+from sdviz.sampling.errors import InputError
+from sdviz.sampling.frames import FrameCache
+from sdviz.sampling.images import load_image
+from sdviz.sampling.models import display_name
+from sdviz.sampling.previews import Previewer
+from sdviz.sampling.sampler import Run
+from sdviz.sampling.settings import MAX_SEED, Settings, check_float, check_int, check_text, validate
+from sdviz.sampling.tokens import shown
 from ui import html
 from ui.model_threads import ModelThreads
 from ui.streaming import PartStop, follow
@@ -50,12 +54,12 @@ NEGATIVE_WORD = "negative:"  # the Word choice of a negative prompt's word: this
 
 
 def user_errors(fn):
-    """A refusal of bad input (`sdviz.settings.refusal`, raised by sdviz's or the app's code) becomes gr.Error, shown in the page and returned over the
+    """A refusal of bad input (`sdviz.InputError`, raised by sdviz or the app) becomes gr.Error, shown in the page and returned over the
     API, and logged as one line; anything else is logged with its traceback server-side and answered
     with one line that shows nothing of the server. The server keeps serving."""
 
     def convert(error: Exception) -> gr.Error:
-        if refusal(error, ("sdviz", "ui")):
+        if isinstance(error, InputError):
             log.info("refused %s: %s", fn.__name__, error)
             return gr.Error(html_text.escape(str(error), quote=False), print_exception=False)
         log.error("handler %s failed", fn.__name__, exc_info=error)
@@ -153,9 +157,9 @@ def write_downloads(traj, folder: Path) -> list[str]:
     `traj` holds its frames (see Trajectory.with_frames)."""
     files = []
     if traj.decoded_steps():
-        export.filmstrip(traj).save(folder / "filmstrip.png")
-        files += [str(folder / "filmstrip.png"), str(export.save_gif(traj, folder / "trajectory.gif")),
-                  str(export.save_mp4(traj, folder / "trajectory.mp4"))]
+        filmstrip(traj).save(folder / "filmstrip.png")
+        files += [str(folder / "filmstrip.png"), str(save_gif(traj, folder / "trajectory.gif")),
+                  str(save_mp4(traj, folder / "trajectory.mp4"))]
     files.append(str(write_trajectory_zip(traj, folder / "trajectory.zip")))
     return files
 
@@ -184,7 +188,7 @@ class Handlers:
         source = self.sources.get(name)
         if source is None:
             if not self.config.allow_custom_models:
-                raise ValueError(
+                raise InputError(
                     f"model {name!r} is not offered here; allowed: {', '.join(self.sources)} "
                     "(the host can set SDVIZ_ALLOW_CUSTOM_MODELS=1 to allow any hub id or local path)"
                 )
@@ -216,13 +220,13 @@ class Handlers:
         before any model work."""
         model = self.model(model)
         if not isinstance(attention, bool):
-            raise ValueError(f"attention {attention!r:.60} is not true or false")
+            raise InputError(f"attention {attention!r:.60} is not true or false")
         settings = validate(Settings(**settings), img2img=img2img).resolved(model.facts)
         self.limits.check(settings, model.facts)
         image = None
         if img2img:
             if init_image is None:
-                raise ValueError("init image is missing; allowed: an uploaded image (PNG, JPEG, WebP, ...)")
+                raise InputError("init image is missing; allowed: an uploaded image (PNG, JPEG, WebP, ...)")
             image = load_image(init_image, check_size=self.limits.check_image)
         capture = (AttentionCapture(model, self_attention=True, self_max_positions=SELF_ATTENTION_POSITIONS)
                    if attention else None)
@@ -271,7 +275,7 @@ class Handlers:
         """An edit (CycleDiffusion), streamed like a run: the image, what it shows (source prompt) and what it
         should show (prompt). It steps with DDIM, whatever the scheduler menu says."""
         if not isinstance(source_prompt, str) or not source_prompt.strip():
-            raise ValueError("source prompt is empty; allowed: a description of the image to edit (what it shows)")
+            raise InputError("source prompt is empty; allowed: a description of the image to edit (what it shows)")
         run = self._run(**run, scheduler="ddim", source_prompt=source_prompt, stop_event=_event(stop_signal),
                         img2img=True)
         if scheduler != "ddim":
@@ -308,12 +312,12 @@ class Handlers:
         sends its prompt, negative prompt, guidance, eta and preview settings; model, scheduler, steps, seed
         and size stay the parent's, and a change of those is refused), streamed like a run; the parent is
         kept beside it."""
-        from sdviz.fork import Fork, fork_settings
+        from sdviz.sampling.fork import Fork, fork_settings
 
         if parent is None or not parent.steps:
-            raise ValueError("fork: there is no run to fork yet; generate one, then pick a step")
+            raise InputError("fork: there is no run to fork yet; generate one, then pick a step")
         if not isinstance(attention, bool):
-            raise ValueError(f"attention {attention!r:.60} is not true or false")
+            raise InputError(f"attention {attention!r:.60} is not true or false")
         model = self.model(parent.settings.model)
         at = _step_index(parent, step) + 1  # the slider's step is kept; the fork takes the next one
         settings = validate(fork_settings(parent, **changes), img2img=parent.settings.img2img).resolved(model.facts)
@@ -414,7 +418,7 @@ class Handlers:
 
     def _write_page(self, traj, path: Path) -> Path:
         """On the model thread: the guidance halves are decoded with the run's own preview decoder."""
-        from sdviz.page import write_page
+        from sdviz.drawing.page import write_page
 
         settings = traj.settings
         model = self.model(settings.model)
@@ -462,9 +466,9 @@ class Handlers:
         else:
             token = check_int("word", token, 0, len(maps.tokens) - 1)
         if resolution not in ("all", *maps.resolutions):
-            raise ValueError(f"resolution {resolution!r:.60} is not captured; allowed: all, {', '.join(maps.resolutions)}")
+            raise InputError(f"resolution {resolution!r:.60} is not captured; allowed: all, {', '.join(maps.resolutions)}")
         if span not in SPANS:
-            raise ValueError(f"steps {span!r:.60} is not a choice; allowed: {', '.join(SPANS)}")
+            raise InputError(f"steps {span!r:.60} is not a choice; allowed: {', '.join(SPANS)}")
         steps = {"this step": index, "up to this step": range(index + 1)}.get(span)
         base = traj.final_image if span == "whole run" and traj.final_image is not None else x0_image
         return overlay(base, maps.heat_map(token, steps=steps, resolution=resolution))
@@ -483,18 +487,18 @@ class Handlers:
     def probe(self, traj, step, resolution, event: gr.SelectData):
         """Self-attention of the clicked pixel at this step (as DiffSeg reads it)."""
         if traj is None or traj.attention is None:
-            raise ValueError("run with attention capture on to probe self-attention")
+            raise InputError("run with attention capture on to probe self-attention")
         return self.threads.call(self._probe, traj, step, resolution, event.index)  # torch: on a model thread
 
     def _probe(self, traj, step, resolution, pixel):
         index = _step_index(traj, step)
         height, width = traj.shapes["image"][1:]
         if not isinstance(pixel, (list, tuple)) or len(pixel) != 2:
-            raise ValueError(f"pixel {pixel!r:.60} is not a pixel; allowed: [x, y]")
+            raise InputError(f"pixel {pixel!r:.60} is not a pixel; allowed: [x, y]")
         x = check_int("pixel x", pixel[0], 0, width - 1)
         y = check_int("pixel y", pixel[1], 0, height - 1)
         if resolution not in traj.attention.self_attn:
-            raise ValueError(f"self-attention resolution {resolution!r:.60} is not captured; "
+            raise InputError(f"self-attention resolution {resolution!r:.60} is not captured; "
                              f"allowed: {', '.join(traj.attention.self_attn)}")
         heat = traj.attention.self_attention_probe(y, x, step=index, resolution=resolution)
         image = overlay(traj.step_frames(index, self._decoder(traj))[1], heat)
@@ -542,7 +546,7 @@ class Handlers:
         """Inversion and reconstruction, run to the end as the page streams them; returns the
         reconstructed image and round_trip.png, error.json and both runs' trajectory zips."""
         if image is None:
-            raise ValueError("image is missing; allowed: an uploaded image (PNG, JPEG, WebP, ...) to invert")
+            raise InputError("image is missing; allowed: an uploaded image (PNG, JPEG, WebP, ...) to invert")
         last = None
         async for update in self.stream_invert(prompt=prompt, negative_prompt=negative_prompt, model=model,
                                                steps=steps, guidance=guidance, seed=seed, width=width, height=height,
@@ -551,15 +555,16 @@ class Handlers:
             yield gr.skip(), gr.skip()
         reconstruction, inversion = last[5], last[6]
         if inversion is None or not reconstruction.complete:
-            raise ValueError("invert: the run stopped before the reconstruction ended (this server's run-time "
+            raise InputError("invert: the run stopped before the reconstruction ended (this server's run-time "
                              "limit); allowed: fewer steps")
         yield self.files.image(reconstruction.final_image), await asyncio.to_thread(
             self._write_round_trip, inversion, reconstruction)
 
     def round_trip(self, inversion, reconstruction):
         """On the model thread: (round_trip_sheet, the Inversion with its errors) of an inverted image."""
-        from sdviz.explain import latent_space
-        from sdviz.inversion import Inversion, round_trip_sheet
+        from sdviz.analysis.forward import latent_space
+        from sdviz.drawing.sheets import round_trip_sheet
+        from sdviz.workflows.invert import Inversion
 
         def measure():
             settings = inversion.settings
@@ -598,6 +603,6 @@ def _negative_slot(token: str, slots: int) -> int:
     """The slot of a negative prompt's word from its Word choice ('negative:3')."""
     number = token[len(NEGATIVE_WORD):]
     if not number.isdigit():
-        raise ValueError(f"word {token!r:.60} is not a negative prompt's word; allowed: {NEGATIVE_WORD}0.."
+        raise InputError(f"word {token!r:.60} is not a negative prompt's word; allowed: {NEGATIVE_WORD}0.."
                          f"{NEGATIVE_WORD}{slots - 1}")
     return check_int("negative word", int(number), 0, slots - 1)

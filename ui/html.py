@@ -14,9 +14,9 @@ import io
 
 import numpy as np
 
-from sdviz.export import enlarge
-from sdviz.models import ModelFacts
-from sdviz.tokens import shown
+from sdviz.drawing.sheets import enlarge
+from sdviz.sampling.models import ModelFacts
+from sdviz.sampling.tokens import shown
 
 FILMSTRIP_MOST = 24  # frames shown in the live filmstrip; past this every other one goes
 THUMB_SIDE = 96  # the filmstrip's thumbnails, pixels high

@@ -6,16 +6,16 @@ handlers; everything it shows comes from `ui.handlers` and the core.
 
 from __future__ import annotations
 
-
 import gradio as gr
 
-from sdviz.models import display_name
-from sdviz.settings import PREVIEW_MODES, Settings
-from ui import html, walk
-from ui.components import Dropdown, Image, Radio, Slider
+from sdviz.analysis.align import ALIGNMENTS
+from sdviz.sampling.models import display_name
+from sdviz.sampling.settings import PREVIEW_MODES, Settings
+from sdviz.workflows.compare import VARIED
 from ui import explain as explain_views
-from sdviz.comparison import ALIGNMENTS, VARIED
+from ui import html, walk
 from ui.compare import NOTHING, PLOT_X, POSITION_STEPS, VALUES_INFO, CompareHandlers, example_values
+from ui.components import Dropdown, Image, Radio, Slider
 from ui.explain import ExplainHandlers
 from ui.form import Form
 from ui.handlers import SPANS, on_spaces, random_seed, scheduler_choices
@@ -42,7 +42,7 @@ def build_demo(config, handlers) -> gr.Blocks:
                     "Type a prompt and press **Generate**: every denoising step is decoded as it happens.")
         diagram = gr.HTML(html.diagram(blank, default, "", default.scheduler), elem_id="diagram")
         trajectory = gr.State(None)
-        comparison = gr.State(None)  # the session's comparison (sdviz.comparison.Comparison)
+        comparison = gr.State(None)  # the session's comparison (sdviz.workflows.compare.Comparison)
         parent = gr.State(None)  # the run the shown one was forked from
         stop_signal = gr.State(None)  # the running (or queued) run's StopSignal
         written = gr.State(None)  # the run's download files, once asked for

@@ -1,0 +1,198 @@
+"""A run as one self-contained HTML page (`run.html`) that replays it with no server, no network, no GPU.
+
+The page holds everything inline: the frames as WebP data URIs (scaled down to PAGE_SIDE pixels high
+at most), the per-word attention maps as small arrays (at most HEAT_SIDE a side, one byte a value),
+the numbers, and its own plain script and style. The run's data sits in a JSON block that the script
+parses; every text from the run (prompt, tokens, settings) reaches the page as text (`textContent`),
+and images only as `data:image/` URIs, so nothing in a run can become code in the page.
+
+    page = run_page(trajectory, decode, previewer)      # the HTML, as a string
+    write_page(trajectory, "run.html", decode, previewer)
+    comparison_page(comparison)                         # the variants side by side, one shared slider
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import html
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from sdviz.analysis.align import ALIGNMENTS, at, positions
+from sdviz.analysis.distance import settled_step
+from sdviz.drawing.sheets import pick
+from sdviz.drawing.views import noise_image
+from sdviz.sampling.errors import InputError
+from sdviz.sampling.tokens import shown
+
+PAGE_SIDE = 256  # frames higher than this are scaled down to it (the page enlarges small ones, pixelated)
+LOSSLESS_SIDE = 128  # frames up to this high are stored lossless (WebP), pixel for pixel; larger ones lossy
+WEBP_QUALITY = 75  # lossy WebP for the larger frames
+HEAT_SIDE = 32  # attention maps finer than this are averaged down to it
+FILMSTRIP = 10  # thumbnails in the page's filmstrip
+POSITIONS = 101  # a comparison's shared slider: 0..100 % of the way from the noise to the image
+
+
+def image_uri(frame: np.ndarray, side: int = PAGE_SIDE) -> str:
+    """A uint8 (H, W, 3) frame as a WebP data URI, no higher than `side`: lossless up to LOSSLESS_SIDE."""
+    from PIL import Image
+
+    image = Image.fromarray(frame)
+    if frame.shape[0] > side:
+        image = image.resize((max(1, side * frame.shape[1] // frame.shape[0]), side), Image.Resampling.BILINEAR,
+                             reducing_gap=2.0)
+    buffer = io.BytesIO()
+    if image.height <= LOSSLESS_SIDE:
+        image.save(buffer, format="WEBP", lossless=True, quality=0, method=1)  # fastest effort: as small here
+    else:
+        image.save(buffer, format="WEBP", quality=WEBP_QUALITY, method=4)
+    return "data:image/webp;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _noise_frame(noise: np.ndarray, latent_rgb, size: tuple[int, int]) -> np.ndarray:
+    """The predicted noise as a picture: through the model's latent-to-RGB map when given, else its first
+    three channels, standardised."""
+    if latent_rgb is None:
+        channels = noise.shape[0]
+        latent_rgb = np.zeros((channels + 1, 3), np.float32)
+        for c in range(min(3, channels)):
+            latent_rgb[c, c] = 1.0
+    return noise_image(noise, latent_rgb, size)
+
+
+def _pool(maps: np.ndarray, side: int) -> np.ndarray:
+    """(..., h, w) averaged over whole blocks down to at most `side` a side."""
+    h, w = maps.shape[-2:]
+    factor = max(1, -(-max(h, w) // side))
+    while h % factor or w % factor:
+        factor += 1
+    return maps.reshape(*maps.shape[:-2], h // factor, factor, w // factor, factor).mean(axis=(-3, -1))
+
+
+def _heat(traj, indices: list[int]) -> dict | None:
+    """The prompt's words' attention, per shown step: {'words', 'size': [h, w], 'maps': base64 uint8
+    (steps, words, h, w)}, each map min-max normalised as DAAM draws it."""
+    maps = traj.attention
+    if maps is None or not maps.word_slots():
+        return None
+    slots = maps.word_slots()
+    rows = []
+    for index in indices:
+        if index not in maps.steps:
+            return None
+        step = _pool(maps.aggregate(steps=index)[slots], HEAT_SIDE)  # (words, h, w)
+        low = step.min(axis=(1, 2), keepdims=True)
+        high = step.max(axis=(1, 2), keepdims=True)
+        rows.append(((step - low) / (high - low + 1e-8) * 255).round().astype(np.uint8))
+    stacked = np.stack(rows)  # (steps, words, h, w)
+    return {"words": [shown(maps.tokens[i]) for i in slots], "size": list(stacked.shape[2:]),
+            "maps": base64.b64encode(stacked.tobytes()).decode()}
+
+
+def run_data(traj, decode=None, previewer=None, latent_rgb=None, guidance: dict | None = None) -> dict:
+    """What the page shows of a run, as JSON-ready values. decode(record, alone) decodes steps whose frames
+    are not kept (without it only the decoded steps are shown); the guidance halves' x0 come from the
+    run's previewer, or from `guidance` (step index -> (x0_uncond frame, x0_cond frame)), else are left
+    out; latent_rgb (the model's) draws the predicted noise."""
+    indices = [i for i, s in enumerate(traj.steps) if decode is not None or s.x_t_image is not None
+               or (traj.frame_cache is not None and traj.frame_cache.get(i) is not None)]
+    if not indices:
+        raise InputError("the run has no decoded steps to show; pass its decoder to decode them")
+    size = tuple(traj.shapes["image"][1:])
+    steps = []
+    for index in indices:
+        record = traj.steps[index]
+        x_t, x0 = traj.step_frames(index, decode)
+        step = {"index": index, "timestep": float(record.timestep), "sigma": float(record.sigma),
+                "x_t": image_uri(x_t), "x0": image_uri(x0)}
+        if record.noise_pred is not None:
+            step["noise"] = image_uri(_noise_frame(record.noise_pred, latent_rgb, size))
+        halves = guidance.get(index) if guidance else None
+        if halves is None and previewer is not None and record.x0_uncond is not None:
+            halves = previewer.guidance_frames(record)
+        if halves is not None:
+            step["x0_uncond"], step["x0_cond"] = image_uri(halves[0]), image_uri(halves[1])
+        steps.append(step)
+    settings = traj.settings
+    listed = ("model", "scheduler", "steps", "guidance", "true_cfg", "seed", "width", "height", "eta", "preview",
+              "negative_prompt")
+    distances = traj.distance_to_final
+    if distances is not None:
+        settled = settled_step(distances["x0"])
+        distances = {"x0": [distances["x0"][i] for i in indices], "x_t": [distances["x_t"][i] for i in indices],
+                     "settled": None if settled is None else settled + 1}
+    return {
+        "prompt": settings.prompt,
+        "settings": [[name, str(getattr(settings, name))] for name in listed if name != "true_cfg" or settings.true_cfg != 1]
+                    + ([["strength", str(settings.strength)]] if settings.img2img else []),
+        "shapes": traj.shapes, "total": len(traj.steps), "complete": bool(traj.complete),
+        "denoiser": f"{traj.denoiser_word[0].upper()}{traj.denoiser_word[1:]} + scheduler",
+        "prediction": traj.prediction_label,
+        "noise": image_uri(traj.noise_image) if traj.noise_image is not None else None,
+        "final": image_uri(traj.final_image) if traj.final_image is not None else None,
+        "slots": [[shown(slot["token"]), slot["kind"]] for slot in traj.tokens["slots"]
+                  if slot["kind"] != "padding"],
+        "padding": sum(1 for slot in traj.tokens["slots"] if slot["kind"] == "padding"),
+        "steps": steps, "filmstrip": pick(len(steps), FILMSTRIP),
+        "heat": _heat(traj, indices), "distance": distances,
+    }
+
+
+def run_page(traj, decode=None, previewer=None, latent_rgb=None, guidance: dict | None = None) -> str:
+    data = run_data(traj, decode, previewer, latent_rgb, guidance)
+    title = f"sdviz run: {data['prompt'][:80]}"
+    return _page(title, data, "run")
+
+
+def comparison_page(comparison) -> str:
+    """The variants side by side: each one's x_t and x0 at one shared slider, lined up by progress or by
+    noise level (the page switches), their distance curves, and the final images."""
+    variants = []
+    for traj, decode, label in zip(comparison.trajectories, comparison.decoders, comparison.labels):
+        frames = [traj.step_frames(i, decode) for i in range(len(traj.steps))]
+        distances = traj.distance_to_final
+        variants.append({
+            "label": label, "total": len(traj.steps),
+            "steps": [{"sigma": float(s.sigma), "x_t": image_uri(x_t), "x0": image_uri(x0)}
+                      for s, (x_t, x0) in zip(traj.steps, frames)],
+            "final": image_uri(traj.final_image) if traj.final_image is not None else None,
+            "distance": distances["x0"] if distances else None,
+        })
+    data = {
+        "prompt": comparison.trajectories[0].settings.prompt if comparison.trajectories else "",
+        "variants": variants, "by": comparison.by,
+        "at": {by: [at(comparison.trajectories, k / (POSITIONS - 1), by) for k in range(POSITIONS)]
+               for by in ALIGNMENTS},
+        "positions": {by: positions(comparison.trajectories, by) for by in ALIGNMENTS},
+    }
+    return _page(f"sdviz comparison: {data['prompt'][:80]}", data, "comparison")
+
+
+def write_page(traj, path, decode=None, previewer=None, latent_rgb=None) -> Path:
+    path = Path(path)
+    path.write_text(run_page(traj, decode, previewer, latent_rgb), encoding="utf-8")
+    return path
+
+
+def _page(title: str, data: dict, kind: str) -> str:
+    """The page: style, the data as JSON (no '<' inside, so no markup can end its block), and the script."""
+    payload = json.dumps(data, separators=(",", ":")).replace("<", "\\u003c").replace(">", "\\u003e")
+    payload = payload.replace("&", "\\u0026")
+    body = _template(f"{kind}.html")
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; "
+            f"style-src 'unsafe-inline'; script-src 'unsafe-inline'\">"
+            f"<title>{html.escape(title)}</title><style>{_template('page.css')}</style></head>\n<body>{body}\n"
+            f'<script type="application/json" id="sdviz-data">{payload}</script>\n'
+            f"<script>{_template('common.js')}{_template(f'{kind}.js')}</script>\n</body></html>\n")
+
+
+@functools.lru_cache(maxsize=None)
+def _template(name: str) -> str:
+    """A file of the page (its style, bodies and scripts), shipped in sdviz/drawing/templates."""
+    return (Path(__file__).parent / "templates" / name).read_text(encoding="utf-8")

@@ -1,0 +1,201 @@
+"""Captured attention and the heat maps computed from it (DAAM, Tang et al., ACL 2023).
+
+DAAM's recipe: each layer's cross-attention for a word, averaged over heads,
+is upsampled (bicubic) to the latent grid and summed over layers and time
+steps; the sum is upsampled to the image and min-max normalised, and
+thresholding it at 0.4 segments the word. Here the same sum is available for
+any step or step range and any resolution, and self-attention for a chosen
+pixel (as DiffSeg reads it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sdviz.sampling.errors import InputError
+from sdviz.sampling.tokens import shown
+
+DAAM_THRESHOLD = 0.4  # the paper's threshold for segmenting a word from its normalised map
+
+
+def grid_key(grid: tuple[int, int]) -> str:
+    return f"{grid[0]}x{grid[1]}"
+
+
+def parse_grid(key: str) -> tuple[int, int]:
+    h, w = key.split("x")
+    return int(h), int(w)
+
+
+def resize_maps(maps: torch.Tensor, size: tuple[int, int], mode: str = "bicubic") -> torch.Tensor:
+    """(N, h, w) float -> (N, H, W)."""
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return torch.nn.functional.interpolate(maps[None].float(), size=size, mode=mode,
+                                           align_corners=False)[0]
+
+
+def normalise(heat: np.ndarray) -> np.ndarray:
+    """Min-max to [0, 1], as DAAM does before thresholding."""
+    low, high = float(heat.min()), float(heat.max())
+    return (heat - low) / (high - low + 1e-8)
+
+
+@dataclass
+class AttentionMaps:
+    """Per-step attention of one run, on the CPU (float16).
+
+    cross:  grid key ('16x16') -> (steps, tokens, h, w), summed over that grid's layers, heads averaged
+    layers: layer name -> (steps, tokens, h, w), when captured per layer
+    self_attn: grid key -> (steps, h*w, h*w), averaged over layers and heads, when captured
+    tokens are the kept slots (start, words, end) as the tokenizer spells them.
+    negative: the same maps (cross-attention only) for the negative prompt's words, where the run had one
+    """
+
+    tokens: list[str]
+    kinds: list[str]
+    steps: list[int]
+    latent_hw: tuple[int, int]
+    image_hw: tuple[int, int]
+    cross: dict[str, np.ndarray]
+    layers: dict[str, np.ndarray] = field(default_factory=dict)
+    self_attn: dict[str, np.ndarray] = field(default_factory=dict)
+    layer_counts: dict[str, int] = field(default_factory=dict)
+    negative: "AttentionMaps | None" = None  # the negative prompt's words, from the unconditional half
+
+    @property
+    def nbytes(self) -> int:
+        arrays = [*self.cross.values(), *self.layers.values(), *self.self_attn.values()]
+        return int(sum(a.nbytes for a in arrays)) + (self.negative.nbytes if self.negative is not None else 0)
+
+    @property
+    def resolutions(self) -> list[str]:
+        """Grid keys of the captured cross-attention, finest first."""
+        return sorted(self.cross, key=lambda k: -np.prod(parse_grid(k)))
+
+    def word_slots(self) -> list[int]:
+        """Indices (into tokens) of the prompt's words."""
+        return [i for i, kind in enumerate(self.kinds) if kind == "word"]
+
+    def _step_rows(self, steps) -> np.ndarray:
+        if steps is None:
+            return np.arange(len(self.steps))
+        if isinstance(steps, int):
+            steps = [steps]
+        elif isinstance(steps, range | slice):
+            steps = range(len(self.steps))[steps] if isinstance(steps, slice) else steps
+        rows = [self.steps.index(s) for s in steps if s in self.steps]
+        if not rows:
+            raise InputError(f"steps {steps!r} were not captured; captured: {self.steps[0]}..{self.steps[-1]}")
+        return np.array(rows)
+
+    def aggregate(self, steps=None, resolution: str | None = None) -> np.ndarray:
+        """(tokens, h, w) float32 on the latent grid: DAAM's sum over layers and the chosen steps.
+
+        steps: None (all), a step index, a list/range of them; resolution: a grid
+        key such as '16x16', or None for all resolutions.
+        """
+        keys = self.resolutions if resolution in (None, "all") else [resolution]
+        if any(k not in self.cross for k in keys):
+            raise InputError(f"resolution {resolution!r} was not captured; allowed: all, {', '.join(self.resolutions)}")
+        rows = self._step_rows(steps)
+        total = torch.zeros(len(self.tokens), *self.latent_hw)
+        for key in keys:
+            summed = torch.from_numpy(self.cross[key][rows].astype(np.float32)).sum(0)  # (tokens, h, w)
+            total += resize_maps(summed, self.latent_hw)
+        return total.numpy()
+
+    def per_step(self) -> np.ndarray:
+        """(steps, tokens, h, w) float32: every step's all-resolution sum on the latent grid."""
+        return np.stack([self.aggregate(steps=s) for s in self.steps])
+
+    def heat_map(self, token: int, steps=None, resolution: str | None = None,
+                 size: tuple[int, int] | None = None) -> np.ndarray:
+        """(H, W) in [0, 1]: token `token`'s map, upsampled (bicubic) to the image and normalised."""
+        if not 0 <= token < len(self.tokens):
+            raise InputError(f"token {token} is out of range; allowed: 0..{len(self.tokens) - 1}")
+        latent = torch.from_numpy(self.aggregate(steps, resolution)[token : token + 1])
+        return normalise(resize_maps(latent, size or self.image_hw)[0].numpy())
+
+    def word_heat_map(self, word: str, steps=None, resolution: str | None = None) -> np.ndarray:
+        """A word's map; a word split into several tokens gets their mean (as DAAM merges them)."""
+        matches = [i for i in self.word_slots() if shown(self.tokens[i]).lower() == word.lower()]
+        if not matches:
+            words = [shown(self.tokens[i]) for i in self.word_slots()]
+            raise InputError(f"word {word!r} is not in the prompt's tokens; allowed: {', '.join(words)}")
+        return normalise(np.mean([self.heat_map(i, steps, resolution) for i in matches], axis=0))
+
+    def self_attention_probe(self, y: int, x: int, step: int | None = None,
+                             resolution: str | None = None) -> np.ndarray:
+        """(H, W) in [0, 1]: where image pixel (y, x) attends, at one step (default: the last)."""
+        if not self.self_attn:
+            raise InputError("self-attention was not captured; capture it with self_attention=True")
+        key = resolution or sorted(self.self_attn, key=lambda k: -np.prod(parse_grid(k)))[0]
+        if key not in self.self_attn:
+            raise InputError(f"self-attention at {key!r} was not captured; allowed: {', '.join(self.self_attn)}")
+        height, width = self.image_hw
+        if not (0 <= y < height and 0 <= x < width):
+            raise InputError(f"pixel ({y}, {x}) is outside the image; allowed: 0..{height - 1}, 0..{width - 1}")
+        h, w = parse_grid(key)
+        row = self._step_rows(self.steps[-1] if step is None else step)[0]
+        position = (y * h // height) * w + (x * w // width)
+        attends = torch.from_numpy(self.self_attn[key][row, position].astype(np.float32)).reshape(1, h, w)
+        return normalise(resize_maps(attends, self.image_hw, mode="bilinear")[0].numpy())
+
+    # --- saving ---------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        """attention.npz: `maps` (steps, tokens, h, w) and `tokens`, plus the raw captures."""
+        arrays = {
+            "maps": self.per_step(),
+            "tokens": np.array(self.tokens),
+            "kinds": np.array(self.kinds),
+            "steps": np.array(self.steps, np.int64),
+            "latent_hw": np.array(self.latent_hw, np.int64),
+            "image_hw": np.array(self.image_hw, np.int64),
+            "layer_count_keys": np.array(list(self.layer_counts), dtype=str),
+            "layer_count_values": np.array(list(self.layer_counts.values()), np.int64),
+        }
+        buckets = [("cross", self.cross), ("layer", self.layers), ("self", self.self_attn)]
+        if self.negative is not None:
+            arrays["negative_tokens"] = np.array(self.negative.tokens)
+            arrays["negative_kinds"] = np.array(self.negative.kinds)
+            arrays["negative_maps"] = self.negative.per_step()
+            buckets.append(("negative", self.negative.cross))
+        for prefix, bucket in buckets:
+            for key, value in bucket.items():
+                arrays[f"{prefix}:{key}"] = value
+        np.savez_compressed(path, **arrays)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "AttentionMaps":
+        with np.load(path, allow_pickle=False) as npz:
+            buckets: dict[str, dict[str, np.ndarray]] = {"cross": {}, "layer": {}, "self": {}, "negative": {}}
+            for name in npz.files:
+                if ":" in name:
+                    prefix, key = name.split(":", 1)
+                    buckets[prefix][key] = npz[name]
+            negative = None
+            if "negative_tokens" in npz.files:
+                negative = cls(tokens=[str(t) for t in npz["negative_tokens"]],
+                               kinds=[str(k) for k in npz["negative_kinds"]],
+                               steps=[int(s) for s in npz["steps"]],
+                               latent_hw=tuple(int(v) for v in npz["latent_hw"]),
+                               image_hw=tuple(int(v) for v in npz["image_hw"]), cross=buckets["negative"])
+            return cls(
+                tokens=[str(t) for t in npz["tokens"]],
+                kinds=[str(k) for k in npz["kinds"]],
+                steps=[int(s) for s in npz["steps"]],
+                latent_hw=tuple(int(v) for v in npz["latent_hw"]),
+                image_hw=tuple(int(v) for v in npz["image_hw"]),
+                cross=buckets["cross"],
+                layers=buckets["layer"],
+                self_attn=buckets["self"],
+                layer_counts={str(k): int(v) for k, v in zip(npz["layer_count_keys"], npz["layer_count_values"])},
+                negative=negative,
+            )

@@ -1,0 +1,94 @@
+"""What one request may ask of a shared host, and the checks that refuse more up front.
+
+A public app serves many people from one model; one request for 2048 x 2048
+pixels or 1000 steps would hold the queue for everyone. The limits scale with
+the model (pixels are a multiple of its native size), are read from the
+environment in one place (`Limits.from_env`), and every refusal names the
+limit, its value and the variable that sets it. The core's own ranges
+(`sdviz.sampling.settings`) still apply beneath them; the CLI and the Python API, run by
+their own user, use only those.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from sdviz.sampling.errors import InputError
+
+
+@dataclass(frozen=True)
+class Limits:
+    pixels_factor: float = 4.0  # width x height at most this many times the model's native pixels
+    steps: int = 200  # denoising steps per run
+    run_seconds: float = 300.0  # a run stops after this, and is kept as far as it got
+    upload_mb: float = 10.0  # one uploaded file
+    image_megapixels: float = 25.0  # an init image's own size, before it is resized to the run's
+    compare_steps: int = 400  # steps asked for, summed over a comparison's variants (which share run_seconds)
+
+    ENV = {  # the variable that sets each limit
+        "pixels_factor": "SDVIZ_MAX_PIXELS",
+        "steps": "SDVIZ_MAX_STEPS",
+        "run_seconds": "SDVIZ_MAX_RUN_SECONDS",
+        "upload_mb": "SDVIZ_MAX_UPLOAD_MB",
+        "image_megapixels": "SDVIZ_MAX_IMAGE_MEGAPIXELS",
+        "compare_steps": "SDVIZ_MAX_COMPARE_STEPS",
+    }
+    WHOLE = ("steps", "compare_steps")  # limits that are whole numbers
+
+    @classmethod
+    def from_env(cls, environ=None) -> "Limits":
+        environ = os.environ if environ is None else environ
+        values = {}
+        for name, variable in cls.ENV.items():
+            text = environ.get(variable, "").strip()
+            if not text:
+                continue
+            try:
+                number = float(text)
+            except ValueError:
+                number = float("nan")
+            if not number > 0 or number == float("inf") or (name in cls.WHOLE and number != int(number)):
+                kind = "whole number" if name in cls.WHOLE else "number"
+                raise InputError(f"{variable}={text!r} is not a positive {kind}")
+            values[name] = int(number) if name in cls.WHOLE else number
+        return cls(**values)
+
+    def max_pixels(self, facts) -> int:
+        return int(self.pixels_factor * facts.native_width * facts.native_height)
+
+    def check(self, settings, facts) -> None:
+        """Refuses settings (resolved: width and height set) beyond these limits, naming the limit."""
+        if settings.steps > self.steps:
+            raise InputError(
+                f"steps {settings.steps} is over this server's limit; allowed: 1..{self.steps} "
+                f"({self.ENV['steps']})"
+            )
+        pixels = settings.width * settings.height
+        if pixels > self.max_pixels(facts):
+            raise InputError(
+                f"size {settings.width} x {settings.height} ({pixels} pixels) is over this server's limit; "
+                f"allowed: up to {self.max_pixels(facts)} pixels, {self.pixels_factor:g} x the model's native "
+                f"{facts.native_width} x {facts.native_height} ({self.ENV['pixels_factor']})"
+            )
+
+    def check_comparison(self, steps: list[int]) -> None:
+        """Refuses a comparison whose variants' steps add up to more than the limit."""
+        if sum(steps) > self.compare_steps:
+            raise InputError(
+                f"comparison of {len(steps)} variants with {' + '.join(map(str, steps))} = {sum(steps)} steps "
+                f"is over this server's limit; allowed: up to {self.compare_steps} steps in all "
+                f"({self.ENV['compare_steps']})"
+            )
+
+    def check_image(self, width: int, height: int) -> None:
+        """Refuses an init image whose own size is beyond the limit (read from its header, before decoding)."""
+        if width * height > self.image_megapixels * 1e6:
+            raise InputError(
+                f"init image {width} x {height} ({width * height / 1e6:.1f} megapixels) is over this server's "
+                f"limit; allowed: up to {self.image_megapixels:g} megapixels ({self.ENV['image_megapixels']})"
+            )
+
+    @property
+    def upload_bytes(self) -> int:
+        return int(self.upload_mb * 1024 * 1024)

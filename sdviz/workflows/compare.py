@@ -1,0 +1,285 @@
+"""Comparing runs: one seed through different choices, side by side.
+
+A comparison is 2 to MAX_VARIANTS variants of one run's settings, differing in any of
+VARIED (the product of the values given). Each variant is an ordinary run with its own
+trajectory. The runs are lined up by progress or by noise level (`sdviz.analysis.align`).
+
+`compare(model, settings, vary)` runs every variant and returns a `Comparison`, which draws the
+grid (one column per variant), animates the lined-up runs (GIF, MP4) and writes what
+`python -m sdviz compare` writes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from sdviz.analysis.align import GRID_ROWS, at, check_alignment
+from sdviz.sampling.errors import InputError
+from sdviz.sampling.settings import Settings
+
+MAX_VARIANTS = 8
+VARIED = {"scheduler": str, "steps": int, "guidance": float, "eta": float, "prompt": str, "negative_prompt": str,
+          "model": str}  # what a variant may change, and how its values are read
+TEXT_SEPARATOR = "|"  # prompts hold commas, so their values are separated by this
+VIDEO_FRAMES = 24  # lined-up points in compare.gif and compare.mp4
+FORMAT = "sdviz-compare/1"
+
+
+def parse_vary(text: str) -> tuple[str, list]:
+    """'scheduler=ddim,euler_a' -> ('scheduler', ['ddim', 'euler_a']); prompts split on '|'."""
+    name, _, values = str(text).partition("=")
+    name = name.strip().replace("-", "_")
+    if name not in VARIED or not values.strip():
+        raise InputError(f"vary {text!r:.80} is not NAME=VALUE,VALUE...; allowed names: {', '.join(VARIED)}")
+    separator = TEXT_SEPARATOR if name in ("prompt", "negative_prompt") else ","
+    return name, _read(name, [v.strip() for v in values.split(separator)])
+
+
+def _read(name: str, values: list) -> list:
+    read = []
+    for value in values:
+        try:
+            read.append(VARIED[name](value))
+        except (TypeError, ValueError):
+            raise InputError(f"vary {name}: {value!r:.60} is not a value of {name}; allowed: "
+                             f"{VARIED[name].__name__} values") from None
+    return read
+
+
+def read_vary(vary) -> list[tuple[str, list]]:
+    """What to vary, as the Python API takes it: {'scheduler': ['ddim', 'euler']}, or a list of
+    'NAME=V1,V2' strings (the CLI's --vary), or of (name, values) pairs."""
+    if isinstance(vary, str):
+        vary = [vary]
+    items = vary.items() if isinstance(vary, dict) else vary
+    read = []
+    for item in items:
+        if isinstance(item, str):
+            read.append(parse_vary(item))
+            continue
+        name, values = item
+        if name not in VARIED:
+            raise InputError(f"vary {name!r:.40} is not a setting a variant may change; allowed: {', '.join(VARIED)}")
+        read.append((name, _read(name, [values] if isinstance(values, str) else list(values))))
+    return read
+
+
+def variants(base: Settings, vary: list[tuple[str, list]], model: str | None = None) -> list[dict]:
+    """Every combination of the varied values over `base`: [{'settings', 'model', 'label'}, ...]."""
+    if not vary:
+        raise InputError("vary: nothing is varied; allowed: one or more NAME=VALUE,VALUE... "
+                         f"with names {', '.join(VARIED)}")
+    names = [name for name, _ in vary]
+    if len(set(names)) != len(names):
+        raise InputError(f"vary: {', '.join(names)} names one setting twice; give each once with all its values")
+    combinations = list(itertools.product(*(values for _, values in vary)))
+    if not 2 <= len(combinations) <= MAX_VARIANTS:
+        raise InputError(f"vary gives {len(combinations)} variants ({' x '.join(str(len(v)) for _, v in vary)}); "
+                         f"allowed: 2 to {MAX_VARIANTS}")
+    out = []
+    for values in combinations:
+        chosen = dict(zip(names, values))
+        source = chosen.pop("model", model)
+        out.append({"settings": replace(base, **chosen), "model": source,
+                    "label": ", ".join(f"{name}={value}" for name, value in zip(names, values))})
+    return out
+
+
+# --- a comparison ------------------------------------------------------------------------------
+
+@dataclass
+class Comparison:
+    """The variants' trajectories, lined up `by` progress or sigma. decoders[i](record, alone) gives
+    variant i's frames again from its latents (its run's preview decoder) when they are not kept."""
+
+    trajectories: list
+    labels: list[str]
+    by: str = "progress"
+    vary: dict[str, list] = field(default_factory=dict)
+    decoders: list[Callable | None] = field(default_factory=list, repr=False)
+
+    def __post_init__(self):
+        check_alignment(self.by)
+        self.decoders = list(self.decoders) or [None] * len(self.trajectories)
+
+    @property
+    def folders(self) -> list[str]:
+        return [folder_name(index, label) for index, label in enumerate(self.labels)]
+
+    def frames(self, position: float, by: str | None = None) -> list[tuple[int | None, tuple | None]]:
+        """(step index, (x_t frame, x0 frame)) of every variant at `position`; (None, None) for one with no steps."""
+        out = []
+        for traj, decode, index in zip(self.trajectories, self.decoders, at(self.trajectories, position, by or self.by)):
+            out.append((index, None if index is None else traj.step_frames(index, decode)))
+        return out
+
+    def settled(self) -> list[int | None]:
+        """Each variant's first step index from which its x0 stays near its final image (see
+        sdviz.analysis.distance.settled_step); None where it never does or the distances were not computed."""
+        from sdviz.analysis.distance import settled_step
+
+        return [settled_step(t.distance_to_final["x0"]) if t.distance_to_final else None for t in self.trajectories]
+
+    def grid(self, rows: int = GRID_ROWS):
+        """A PIL image: one column per variant, one row per lined-up point (x_t after that step), and the
+        final images beneath."""
+        from sdviz.drawing.sheets import sheet
+
+        table = []
+        for row in range(rows):
+            position = row / max(rows - 1, 1)
+            cells = []
+            for traj, (index, frames) in zip(self.trajectories, self.frames(position)):
+                note = "" if index is None else (f"step {index + 1}/{len(traj.steps)}" if self.by == "progress"
+                                                 else f"sigma {traj.steps[index].sigma:.3g}")
+                cells.append((note, None if frames is None else frames[0]))
+            table.append((f"{round(100 * position)}%", cells))
+        table.append(("final", [(f"{k + 1}: {_values(label)}"[:14], t.final_image)
+                                for k, (t, label) in enumerate(zip(self.trajectories, self.labels))]))
+        title = "; ".join(f"{k + 1}: {label}" for k, label in enumerate(self.labels))
+        return sheet(table, f"lined up by {self.by}. {title}")
+
+    def video_frames(self, count: int = VIDEO_FRAMES) -> list[np.ndarray]:
+        """Every variant's x_t side by side at `count` lined-up points, each under its number and values
+        (as in the grid); frames enlarged to at least half MIN_VIDEO_SIDE high, pixels kept."""
+        from PIL import Image, ImageDraw
+
+        from sdviz.drawing.sheets import MIN_VIDEO_SIDE, enlarge, text_font
+
+        shown = [k for k, t in enumerate(self.trajectories) if t.steps]
+        sample = enlarge(self.trajectories[shown[0]].step_frames(0, self.decoders[shown[0]])[0], MIN_VIDEO_SIDE // 2)
+        height, width = sample.shape[:2]
+        gap, header = max(2, height // 32), max(14, height // 8)
+        font = text_font(header - 3)
+        canvas = Image.new("RGB", (len(shown) * (width + gap) - gap, header + height), "white")
+        draw = ImageDraw.Draw(canvas)
+        for column, k in enumerate(shown):
+            draw.text((column * (width + gap) + 2, 1), f"{k + 1}: {_values(self.labels[k])}", fill="black", font=font)
+        pictures = []
+        for point in range(count):
+            frames = self.frames(point / max(count - 1, 1))
+            for column, k in enumerate(shown):
+                frame = Image.fromarray(frames[k][1][0]).resize((width, height), Image.Resampling.NEAREST)
+                canvas.paste(frame, (column * (width + gap), header))
+            pictures.append(np.asarray(canvas).copy())
+        return pictures
+
+    def save_gif(self, path, fps: float = 8.0) -> Path:
+        from sdviz.drawing.sheets import write_gif
+
+        return write_gif(self.video_frames(), path, fps)
+
+    def save_mp4(self, path, fps: float = 8.0) -> Path:
+        from sdviz.drawing.sheets import write_mp4
+
+        return write_mp4(self.video_frames(), path, fps)
+
+    def summary(self) -> dict[str, Any]:
+        """compare.json: how the runs line up, what was varied, and per variant its folder, label,
+        settings, steps, whether it finished and the step (from 1) where its layout settled."""
+        variants_ = []
+        for folder, label, traj, settled in zip(self.folders, self.labels, self.trajectories, self.settled()):
+            variants_.append({"folder": folder, "label": label, "settings": traj.settings.to_dict(), "steps": len(traj.steps),
+                              "complete": traj.complete, "settled_step": None if settled is None else settled + 1})
+        return {"format": FORMAT, "align": self.by, "vary": self.vary, "variants": variants_}
+
+    def save(self, out) -> dict[str, Path]:
+        """Writes compare.json, compare.png, compare.gif and compare.mp4 to `out` (`compare(out=...)`
+        writes each variant's render folder beside them)."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        written = {"png": out / "compare.png", "gif": out / "compare.gif", "mp4": out / "compare.mp4",
+                   "json": out / "compare.json"}
+        self.grid().save(written["png"])
+        self.save_gif(written["gif"])
+        self.save_mp4(written["mp4"])
+        written["json"].write_text(json.dumps(self.summary(), indent=1) + "\n")
+        return written
+
+
+SHOWN = ("x_t", "x_next", "x0_pred")  # a comparison shows x_t and x0: the latents a long-lived one keeps
+
+
+def keep_shown(trajectory) -> None:
+    """Releases what a comparison does not show: each step's noise predictions (guided and both halves)
+    and the decoded starting noise, keeping x_t and x0: at SD 1.5's 512 x 512 a step then holds 128 KB
+    of latents instead of 320 KB. The trajectory can still be shown, lined up and decoded; it can no
+    longer be saved or forked."""
+    trajectory.noise_image = None
+    for record in trajectory.steps:
+        record.noise_uncond = record.noise_cond = record.noise_pred = None
+
+
+def compare(model, settings: Settings, vary, init_image=None, by: str = "progress", attention: bool = False,
+            out=None, callback: Callable | None = None, device: str | None = None, page: bool = False) -> Comparison:
+    """Runs every variant of `settings` that `vary` gives ({'scheduler': ['ddim', 'euler']}, see
+    `read_vary`) with `model` (a loaded model; None: the embedded one; varied models are loaded by
+    their source, on `device` or the model's), one after another, and returns the Comparison. With `out`,
+    writes what `python -m sdviz compare --out` writes (page: and compare.html, the page that replays the
+    comparison). callback(variant_index, record, total) is called at every step."""
+    from sdviz.analysis.distance import distance_to_final
+    from sdviz.sampling.frames import FrameCache
+    from sdviz.sampling.models import check_source, load_model
+    from sdviz.sampling.sampler import Run
+    from sdviz.sampling.settings import validate
+
+    check_alignment(by)
+    vary = read_vary(vary)
+    chosen = variants(settings, vary)
+    models = {None: model} if model is not None else {}
+    device = device if device is not None or model is None else str(model.device)
+    for variant in chosen:  # every variant's settings and model, before any model work
+        variant["settings"] = validate(variant["settings"], img2img=init_image is not None)
+        if variant["model"] is not None:
+            check_source(variant["model"])
+    trajectories, decoders = [], []
+    for index, variant in enumerate(chosen):
+        source = variant["model"]
+        if source not in models:
+            models[source] = load_model(source, device=device)
+        capture = None
+        if attention:
+            from sdviz.sampling.attention import AttentionCapture
+
+            capture = AttentionCapture(models[source])
+        run = Run(models[source], variant["settings"], init_image=init_image, capture=capture)
+        for record in run:
+            if callback is not None:
+                callback(index, record, run.total)
+        traj, decode = run.trajectory, run.previewer.record_frames
+        if traj.steps:
+            traj.distance_to_final = distance_to_final(traj, decode)
+        if out is not None:  # each variant written as it ends, so its frames can go
+            from sdviz.workflows.render import write_run
+
+            write_run(traj, Path(out) / folder_name(index, variant["label"]), decode, run.previewer, page)
+        traj.frame_cache = FrameCache(max(1, FrameCache().max_bytes // len(chosen)))
+        for record in traj.steps:  # the comparison keeps latents; frames are decoded again when drawn
+            traj.frame_cache.take(record)
+        trajectories.append(traj)
+        decoders.append(decode)
+    comparison = Comparison(trajectories, [v["label"] for v in chosen], by, dict(vary), decoders)
+    if out is not None:
+        comparison.save(out)
+        if page:
+            from sdviz.drawing.page import comparison_page
+
+            (Path(out) / "compare.html").write_text(comparison_page(comparison), encoding="utf-8")
+    return comparison
+
+
+def _values(label: str) -> str:
+    """'scheduler=ddim, guidance=7.5' -> 'ddim 7.5': a variant's values, for a caption."""
+    return " ".join(part.split("=", 1)[-1] for part in label.split(", "))
+
+
+def folder_name(index: int, label: str) -> str:
+    """A variant's folder: its number and its varied values, in characters safe in any file system."""
+    safe = "".join(c if c.isalnum() or c in "._=-" else "-" for c in label.replace(", ", "_"))
+    return f"{index + 1:02d}_{safe[:60].strip('-')}" or f"{index + 1:02d}"
