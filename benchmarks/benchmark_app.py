@@ -283,7 +283,6 @@ def session_memory(model_folder: Path, steps: int) -> dict:
 def sd15_attention_per_step() -> float:
     """Bytes the app's attention capture (cross- and self-attention) keeps per step, SD 1.5's UNet at 512 x 512."""
     from benchmarks.benchmark import sd15_random_pipeline
-
     from ui.handlers import SELF_ATTENTION_POSITIONS
 
     model = sdviz.from_pipeline(sd15_random_pipeline(), "SD 1.5-sized, random weights")

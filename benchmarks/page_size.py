@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import sdviz  # noqa: E402
-from sdviz.sampling.attention import AttentionCapture  # noqa: E402
 from sdviz.drawing.page import HEAT_SIDE, LOSSLESS_SIDE, PAGE_SIDE, comparison_page, run_page  # noqa: E402
+from sdviz.sampling.attention import AttentionCapture  # noqa: E402
 
 PROMPT = "a fish on the left and a rocket on the right on a blue background"  # the page's first example
 MB = 2**20

@@ -409,7 +409,7 @@ def _scheduler_config(source: str) -> tuple[dict, str]:
     family = family_of(pipeline_class_of(source, check_source(source))).name
     try:
         return dict(DDIMScheduler.load_config(source, subfolder="scheduler")), family
-    except (OSError, ValueError, EnvironmentError) as error:
+    except (OSError, ValueError) as error:
         raise InputError(f"could not read model {source!r}'s scheduler config: {str(error).splitlines()[0]}") from None
 
 

@@ -14,7 +14,7 @@ from sdviz import cli
 from sdviz.sampling.settings import Settings
 from tests.test_exports import _mp4_frames
 from sdviz.analysis.align import ALIGNMENTS, align, at, positions
-from sdviz.workflows.compare import Comparison, VIDEO_FRAMES, parse_vary, read_vary, variants
+from sdviz.workflows.compare import VIDEO_FRAMES, Comparison, folder_name, parse_vary, read_vary, variants
 
 PROMPT = "a large red circle on the left on a blue background"
 
@@ -35,6 +35,12 @@ def test_vary_gives_the_product_and_refuses_more_than_eight():
         parse_vary("colour=red,blue")
     with pytest.raises(ValueError, match="vary steps: 'four' is not a value of steps; allowed: int values"):
         parse_vary("steps=four,five")
+
+
+def test_a_variants_folder_is_its_number_and_its_values_in_safe_characters():
+    assert folder_name(0, "scheduler=ddim, guidance=7.5") == "01_scheduler=ddim_guidance=7.5"
+    assert folder_name(2, "prompt=a cat / a dog?") == "03_prompt=a-cat---a-dog"
+    assert folder_name(1, "???") == "02"  # nothing safe is left: the number alone, not '02_'
 
 
 def test_runs_line_up_by_progress_and_by_noise_level(embedded):

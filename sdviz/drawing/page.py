@@ -192,7 +192,7 @@ def _page(title: str, data: dict, kind: str) -> str:
             f"<script>{_template('common.js')}{_template(f'{kind}.js')}</script>\n</body></html>\n")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _template(name: str) -> str:
     """A file of the page (its style, bodies and scripts), shipped in sdviz/drawing/templates."""
     return (Path(__file__).parent / "templates" / name).read_text(encoding="utf-8")

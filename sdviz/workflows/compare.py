@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -216,30 +217,110 @@ def keep_shown(trajectory) -> None:
         record.noise_uncond = record.noise_cond = record.noise_pred = None
 
 
-def compare(model, settings: Settings, vary, init_image=None, by: str = "progress", attention: bool = False,
-            out=None, callback: Callable | None = None, device: str | None = None, page: bool = False) -> Comparison:
-    """Runs every variant of `settings` that `vary` gives ({'scheduler': ['ddim', 'euler']}, see
-    `read_vary`) with `model` (a loaded model; None: the embedded one; varied models are loaded by
-    their source, on `device` or the model's), one after another, and returns the Comparison. With `out`,
-    writes what `python -m sdviz compare --out` writes (page: and compare.html, the page that replays the
-    comparison). callback(variant_index, record, total) is called at every step."""
-    from sdviz.analysis.distance import distance_to_final
-    from sdviz.sampling.frames import FrameCache
+class Comparing:
+    """A comparison as it runs: `runs()` yields each variant's `Run` in turn, for the caller to follow
+    (`for record in run`); once the caller is done with a variant, it is lined up before the next one
+    starts: its distances to its final image measured, (out) its render folder written, its frames moved
+    into its share of a bounded frame cache and (shown_only) only the latents a comparison shows kept.
+    `comparison` holds what has run. The variants share `time_limit` seconds; `stop()` (or the
+    `stop_signal` set) ends the variant in flight and starts no other.
+
+        comparing = Comparing(runs, labels, "sigma")
+        for index, run in enumerate(comparing.runs()):
+            for record in run:
+                ...
+        comparing.comparison
+    """
+
+    def __init__(self, runs: list, labels: list[str], by: str = "progress", vary: dict | None = None, *,
+                 time_limit: float | None = None, stop_signal=None, out=None, page: bool = False,
+                 shown_only: bool = False):
+        self.by, self.vary = check_alignment(by), dict(vary or {})
+        self._runs, self.labels = list(runs), list(labels)
+        self.time_limit, self.stop_signal, self.out, self.page, self.shown_only = (
+            time_limit, stop_signal, out, page, shown_only)
+        self._stopped, self._current = False, None
+        self.done: list = []  # the runs that have run, in order
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._current is not None:
+            self._current.stop()
+
+    def _stopping(self) -> bool:
+        return self._stopped or (self.stop_signal is not None and self.stop_signal.is_set())
+
+    def runs(self):
+        """Each variant's Run, once the one before it has been lined up."""
+        import time
+
+        from sdviz.sampling.frames import FrameCache
+
+        started = time.perf_counter()
+        for index, run in enumerate(self._runs):
+            left = None if self.time_limit is None else self.time_limit - (time.perf_counter() - started)
+            if self._stopping() or (left is not None and left <= 0):  # Stop was pressed, or time is up
+                break
+            if left is not None:
+                run.time_limit = left
+            self._current = run
+            yield run
+            self._current = None
+            self._line_up(index, run, FrameCache(max(1, FrameCache().max_bytes // len(self._runs))))
+
+    def _line_up(self, index: int, run, cache) -> None:
+        from sdviz.analysis.distance import distance_to_final
+
+        traj, decode = run.trajectory, run.previewer.record_frames
+        if traj.steps:
+            traj.distance_to_final = distance_to_final(traj, decode)
+        if self.out is not None:  # each variant written as it ends, so its frames can go
+            from sdviz.workflows.render import write_run
+
+            write_run(traj, Path(self.out) / folder_name(index, self.labels[index]), decode, run.previewer, self.page)
+        traj.frame_cache = cache
+        for record in traj.steps:  # the comparison keeps latents; frames are decoded again when drawn
+            cache.take(record)
+        if self.shown_only:
+            keep_shown(traj)
+        self.done.append(run)
+
+    @property
+    def comparison(self) -> Comparison:
+        """The variants that have run (all, once `runs()` ended), lined up."""
+        count = len(self.done)
+        return Comparison([run.trajectory for run in self.done], self.labels[:count], self.by, self.vary,
+                          [run.previewer.record_frames for run in self.done])
+
+    def save(self) -> Comparison:
+        """Writes compare.json, .png, .gif, .mp4 (and, with `page`, compare.html) to `out`."""
+        comparison = self.comparison
+        comparison.save(self.out)
+        if self.page:
+            from sdviz.drawing.page import comparison_page
+
+            (Path(self.out) / "compare.html").write_text(comparison_page(comparison), encoding="utf-8")
+        return comparison
+
+
+def comparison_runs(model, settings: Settings, vary, init_image=None, attention: bool = False,
+                    device: str | None = None) -> tuple[list[str], list]:
+    """(labels, runs) of every variant of `settings` that `vary` gives, each checked, and each model
+    named checked, before any model work; `model` (None: the embedded one) runs the variants that name
+    none, the others load theirs (on `device`, or `model`'s)."""
     from sdviz.sampling.models import check_source, load_model
     from sdviz.sampling.sampler import Run
     from sdviz.sampling.settings import validate
 
-    check_alignment(by)
-    vary = read_vary(vary)
-    chosen = variants(settings, vary)
-    models = {None: model} if model is not None else {}
-    device = device if device is not None or model is None else str(model.device)
+    chosen = variants(settings, read_vary(vary))
     for variant in chosen:  # every variant's settings and model, before any model work
         variant["settings"] = validate(variant["settings"], img2img=init_image is not None)
         if variant["model"] is not None:
             check_source(variant["model"])
-    trajectories, decoders = [], []
-    for index, variant in enumerate(chosen):
+    models = {None: model} if model is not None else {}
+    device = device if device is not None or model is None else str(model.device)
+    runs = []
+    for variant in chosen:
         source = variant["model"]
         if source not in models:
             models[source] = load_model(source, device=device)
@@ -248,30 +329,26 @@ def compare(model, settings: Settings, vary, init_image=None, by: str = "progres
             from sdviz.sampling.attention import AttentionCapture
 
             capture = AttentionCapture(models[source])
-        run = Run(models[source], variant["settings"], init_image=init_image, capture=capture)
+        runs.append(Run(models[source], variant["settings"], init_image=init_image, capture=capture))
+    return [variant["label"] for variant in chosen], runs
+
+
+def compare(model, settings: Settings, vary, init_image=None, by: str = "progress", attention: bool = False,
+            out=None, callback: Callable | None = None, device: str | None = None, page: bool = False) -> Comparison:
+    """Runs every variant of `settings` that `vary` gives ({'scheduler': ['ddim', 'euler']}, see
+    `read_vary`) with `model` (a loaded model; None: the embedded one; varied models are loaded by
+    their source, on `device` or the model's), one after another, and returns the Comparison. With `out`,
+    writes what `python -m sdviz compare --out` writes (page: and compare.html, the page that replays the
+    comparison). callback(variant_index, record, total) is called at every step."""
+    check_alignment(by)
+    vary = read_vary(vary)
+    labels, runs = comparison_runs(model, settings, vary, init_image, attention, device)
+    comparing = Comparing(runs, labels, by, dict(vary), out=out, page=page)
+    for index, run in enumerate(comparing.runs()):
         for record in run:
             if callback is not None:
                 callback(index, record, run.total)
-        traj, decode = run.trajectory, run.previewer.record_frames
-        if traj.steps:
-            traj.distance_to_final = distance_to_final(traj, decode)
-        if out is not None:  # each variant written as it ends, so its frames can go
-            from sdviz.workflows.render import write_run
-
-            write_run(traj, Path(out) / folder_name(index, variant["label"]), decode, run.previewer, page)
-        traj.frame_cache = FrameCache(max(1, FrameCache().max_bytes // len(chosen)))
-        for record in traj.steps:  # the comparison keeps latents; frames are decoded again when drawn
-            traj.frame_cache.take(record)
-        trajectories.append(traj)
-        decoders.append(decode)
-    comparison = Comparison(trajectories, [v["label"] for v in chosen], by, dict(vary), decoders)
-    if out is not None:
-        comparison.save(out)
-        if page:
-            from sdviz.drawing.page import comparison_page
-
-            (Path(out) / "compare.html").write_text(comparison_page(comparison), encoding="utf-8")
-    return comparison
+    return comparing.save() if out is not None else comparing.comparison
 
 
 def _values(label: str) -> str:
@@ -281,5 +358,5 @@ def _values(label: str) -> str:
 
 def folder_name(index: int, label: str) -> str:
     """A variant's folder: its number and its varied values, in characters safe in any file system."""
-    safe = "".join(c if c.isalnum() or c in "._=-" else "-" for c in label.replace(", ", "_"))
-    return f"{index + 1:02d}_{safe[:60].strip('-')}" or f"{index + 1:02d}"
+    safe = "".join(c if c.isalnum() or c in "._=-" else "-" for c in label.replace(", ", "_"))[:60].strip("-")
+    return f"{index + 1:02d}_{safe}" if safe else f"{index + 1:02d}"  # a label of symbols alone: the number

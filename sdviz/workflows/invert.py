@@ -86,34 +86,76 @@ class Inversion:
         return out
 
 
+class Inverting:
+    """An inversion as it runs: `runs()` yields the inversion's `Run` (the image to noise), and, once the
+    caller has followed it to its end, the reconstruction's (that noise back to an image, with the same
+    settings), for the caller to follow (`for record in run`). A stopped inversion is not reconstructed.
+    Both runs share the time the inversion's run was given (its `time_limit`); `stop_signal` (an event)
+    stops the reconstruction, as the inversion's own stops it.
+
+        inverting = Inverting(Run(model, replace(settings, invert=True), init_image=image))
+        for run in inverting.runs():
+            for record in run:
+                ...
+        inverting.result      # an Inversion, once both ended
+    """
+
+    def __init__(self, run, reconstruction_capture=None, stop_signal=None):
+        self.inversion_run, self.reconstruction_run = run, None
+        self.reconstruction_capture, self.stop_signal = reconstruction_capture, stop_signal
+
+    def runs(self):
+        import time
+
+        from sdviz.sampling.sampler import Run
+
+        run, limit, started = self.inversion_run, self.inversion_run.time_limit, time.perf_counter()
+        yield run
+        inversion = run.trajectory
+        if not inversion.complete:
+            return  # stopped, or out of time: there is no noise to reconstruct from
+        left = None if limit is None else max(limit - (time.perf_counter() - started), 0.0)
+        self.reconstruction_run = Run(run.model, replace(run.settings, invert=False),
+                                      capture=self.reconstruction_capture, stop_signal=self.stop_signal,
+                                      time_limit=left, start_latents=inversion.steps[-1].x_next)
+        yield self.reconstruction_run
+
+    @property
+    def result(self) -> Inversion:
+        """The inversion and its reconstruction, with the VAE's own round trip measured."""
+        if self.reconstruction_run is None:
+            raise InputError(f"invert: the inversion stopped after {len(self.inversion_run.trajectory.steps)} of "
+                             f"{self.inversion_run.settings.steps} steps; nothing to reconstruct")
+        runs = (self.inversion_run, self.reconstruction_run)
+        return inversion_of(self.inversion_run.model, *(run.trajectory for run in runs),
+                            tuple(run.previewer for run in runs))
+
+
+def inversion_of(model, inversion: Trajectory, reconstruction: Trajectory, previewers: tuple = ()) -> Inversion:
+    """The Inversion of two runs, with the image's own VAE round trip measured as its reference."""
+    from sdviz.analysis.forward import latent_space
+
+    width, height = inversion.settings.width, inversion.settings.height
+    return Inversion(inversion, reconstruction, latent_space(model, inversion.init_image, width, height).psnr,
+                     previewers)
+
+
 def invert(model, settings: Settings, image, capture=None, reconstruction_capture=None, callback=None,
            stop_signal=None) -> Inversion:
     """`image` inverted with `settings` (prompt, negative prompt, steps, guidance, seed, size; DDIM, eta 0;
     flow models: flow Euler), then reconstructed from the noise it reaches with the same settings.
     callback(phase, record) is called at every step, phase "inversion" or "reconstruction". A stop signal
     ends the phase in flight after its step; a stopped inversion is not reconstructed."""
-    from sdviz.analysis.forward import latent_space
     from sdviz.sampling.sampler import Run
 
     settings = replace(settings, scheduler=None, eta=0.0, invert=True)  # the scheduler the model's family reverses
-    run = Run(model, settings, init_image=image, capture=capture, stop_signal=stop_signal)
-    _follow(run, "inversion", callback)
-    inversion = run.trajectory
-    if not inversion.complete:
-        raise InputError(f"invert: the inversion stopped after {len(inversion.steps)} of {settings.steps} steps; "
-                         "nothing to reconstruct")
-    forward = Run(model, replace(run.settings, invert=False), capture=reconstruction_capture, stop_signal=stop_signal,
-                  start_latents=inversion.steps[-1].x_next)
-    _follow(forward, "reconstruction", callback)
-    width, height = inversion.settings.width, inversion.settings.height
-    return Inversion(inversion, forward.trajectory, latent_space(model, inversion.init_image, width, height).psnr,
-                     (run.previewer, forward.previewer))
-
-
-def _follow(run, phase: str, callback) -> None:
-    for record in run:
-        if callback is not None:
-            callback(phase, record)
+    inverting = Inverting(Run(model, settings, init_image=image, capture=capture, stop_signal=stop_signal),
+                          reconstruction_capture, stop_signal)
+    for phase, run in zip(("inversion", "reconstruction"), inverting.runs()):
+        for record in run:
+            if callback is not None:
+                callback(phase, record)
+    return inverting.result
 
 
 def guidance_sweep(model, settings: Settings, image, guidances) -> list[dict]:
