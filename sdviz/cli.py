@@ -23,7 +23,7 @@ from sdviz.workflows.compare import MAX_VARIANTS, TEXT_SEPARATOR, VARIED
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sdviz", description="See Stable Diffusion denoise, step by step.")
+    parser = argparse.ArgumentParser(prog="sdviz", description="See Stable Diffusion denoise, step by step.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     render = commands.add_parser("render", help="run one prompt (or fork a run) and write every step")

@@ -148,8 +148,8 @@ def sample_scene(rng: np.random.Generator, held_out: bool = False, two: bool | N
             background = str(rng.choice(colours))
             if is_held_out((first, second), position, background) != held_out:
                 continue
-            return Scene((_placed(first, position, PAIR_SIZE, rng), _placed(second, OPPOSITE[position], PAIR_SIZE, rng)),
-                         background, None)
+            pair = (_placed(first, position, PAIR_SIZE, rng), _placed(second, OPPOSITE[position], PAIR_SIZE, rng))
+            return Scene(pair, background, None)
         name = str(rng.choice(names))
         if not allowed[name]:
             continue

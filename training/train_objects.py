@@ -168,8 +168,8 @@ class State:
         half = {"unet": torch.float16, "text_encoder": torch.float16, "vae": torch.float32}
         weights = {key: {name: tensor.to(dtype) for name, tensor in self.data[key].items()}
                    for key, dtype in half.items() if key in self.data}
-        carried = {key: self.data[key] for key in ("config", "vae_step", "unet_step", "seconds", "log", "scaling_factor")
-                   if key in self.data}
+        kept = ("config", "vae_step", "unet_step", "seconds", "log", "scaling_factor")
+        carried = {key: self.data[key] for key in kept if key in self.data}
         self.carry.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.carry.with_name(self.carry.name + ".tmp")
         torch.save({**carried, "weights": weights}, temporary)
