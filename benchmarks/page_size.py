@@ -31,8 +31,8 @@ def page_bytes(model, settings: sdviz.Settings) -> tuple[int, int]:
     run = sdviz.Run(model, settings, capture=AttentionCapture(model))
     for _ in run:
         pass
-    run.trajectory.distance_to_final = sdviz.analysis.distance.distance_to_final(run.trajectory, run.previewer.record_frames)
-    page = run_page(run.trajectory, run.previewer.record_frames, run.previewer, model.latent_rgb)
+    run.trajectory.distance_to_final = sdviz.analysis.distance.distance_to_final(run.trajectory, run.previewer)
+    page = run_page(run.trajectory, run.previewer)
     return len(page.encode()), len(run.trajectory.steps)
 
 

@@ -171,7 +171,7 @@ def render(args) -> int:
 def _run_and_write(model, settings, init_image, attention: bool, out: Path, fork=None, html: bool = False):
     """One run, reported on stderr, written to `out` as `render` writes it; returns the trajectory."""
     from sdviz.sampling.sampler import Run
-    from sdviz.workflows.render import write_run
+    from sdviz.workflows.render import PARTS, run_files
 
     capture = None
     if attention:
@@ -184,8 +184,9 @@ def _run_and_write(model, settings, init_image, attention: bool, out: Path, fork
     traj = run.trajectory
     for warning in traj.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    written = write_run(traj, out, run.previewer.record_frames, run.previewer, page=html)  # decodes what --every skipped
-    print(f"wrote {len(written)} exports to {out} ({traj.timings['total']:.2f} s)", file=sys.stderr)
+    parts = PARTS + (("page",) if html else ())
+    written = list(run_files(traj, out, run.previewer, parts))  # decodes again what --every skipped
+    print(f"wrote {len(written)} files to {out} ({traj.timings['total']:.2f} s)", file=sys.stderr)
     return traj
 
 
@@ -301,11 +302,11 @@ def page(args) -> int:
         summary = json.loads((folder / "compare.json").read_text())
         runs = [_saved_run(folder / variant["folder"], args.model) for variant in summary["variants"]]
         comparison = Comparison([traj for traj, _, _ in runs], [v["label"] for v in summary["variants"]],
-                                summary.get("align", "progress"), decoders=[decode for _, decode, _ in runs])
+                                summary.get("align", "progress"), previewers=[previewer for _, previewer, _ in runs])
         text, out = comparison_page(comparison), args.out or folder / "compare.html"
     else:
-        traj, decode, guidance = _saved_run(folder, args.model)
-        text, out = run_page(traj, decode, guidance=guidance), args.out or folder / "run.html"
+        traj, previewer, guidance = _saved_run(folder, args.model)
+        text, out = run_page(traj, previewer, guidance=guidance), args.out or folder / "run.html"
     out.write_text(text, encoding="utf-8")
     print(f"{out} ({out.stat().st_size / 2**20:.2f} MB)")
     return 0
@@ -322,14 +323,14 @@ def _saved_run(folder: Path, model: str | None):
         raise InputError(f"RUN_DIR {str(folder)!r:.80} is not a run folder (no trajectory.json); allowed: a folder "
                          "`render` or `compare` wrote")
     traj = Trajectory.load(folder)
-    decode = None
+    previewer = None
     if any(not s.decoded for s in traj.steps):
         from sdviz.sampling.models import load_model
         from sdviz.sampling.previews import Previewer
 
         settings = traj.settings
         source = model or (None if settings.model == _default_name() else settings.model)
-        decode = Previewer(load_model(source), settings.preview, settings.height, settings.width).record_frames
+        previewer = Previewer.of(load_model(source), settings)
     from sdviz.drawing.sheets import step_file
 
     guidance = {}
@@ -337,7 +338,7 @@ def _saved_run(folder: Path, model: str | None):
         names = [folder / kind / step_file(step.index, len(traj.steps)) for kind in ("x0_uncond", "x0_cond")]
         if all(name.is_file() for name in names):
             guidance[step.index] = tuple(np.asarray(Image.open(name).convert("RGB")) for name in names)
-    return traj, decode, guidance
+    return traj, previewer, guidance
 
 
 def _default_name() -> str:

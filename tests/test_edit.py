@@ -114,7 +114,7 @@ def test_where_the_edit_departs_from_its_source(embedded, init_image):
     change = difference(traj.final_image, source)[..., 0].astype(float)
     h, w = change.shape
     assert change[h // 4: 3 * h // 4, w // 4: 3 * w // 4].mean() > 3 * change[:h // 8].mean()  # the shape, not the sky
-    sheet = edit_sheet(traj, previewer, previewer.record_frames, at=3)
+    sheet = edit_sheet(traj, previewer, at=3)
     assert sheet.height > 3 * traj.final_image.shape[0]  # three rows
     plain = sdviz.generate(embedded, sdviz.Settings(prompt=TARGET, steps=2))
     with pytest.raises(ValueError, match="this run is not an edit"):

@@ -154,7 +154,7 @@ def test_forward_process_matches_add_noise_and_alpha_bar(embedded):
 def test_distance_to_final_falls_to_zero_and_is_saved(embedded, tmp_path):
     traj = sdviz.generate(embedded, Settings(prompt=PROMPT, steps=20, every=4))
     previewer = Previewer(embedded, "full", *traj.shapes["image"][1:])
-    distances = traj.distance_to_final = distance_to_final(traj, previewer.record_frames)  # undecoded steps decoded again
+    distances = traj.distance_to_final = distance_to_final(traj, previewer)  # undecoded steps decoded again
     assert len(distances["x0"]) == len(distances["x_t"]) == 20
     assert distances["x_t"][-1] == 0.0 and distances["x0"][-1] < 0.01
     assert distances["x_t"][0] > 0.1 and distances["x0"][0] > SETTLED_DISTANCE

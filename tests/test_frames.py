@@ -15,8 +15,7 @@ def run(model, **settings):
 
 
 def decoder(model, traj):
-    s = traj.settings
-    return Previewer(model, s.preview, s.height, s.width).record_frames
+    return Previewer.of(model, traj.settings)
 
 
 @pytest.mark.parametrize("preview, scheduler", [("full", "ddim"), ("approx", "ddim"), ("full", "euler")])

@@ -165,12 +165,11 @@ def test_the_page_streams_the_inversion_then_the_reconstruction(handlers, embedd
 def test_the_round_trip_sheet_pairs_each_noise_level(embedded, unguided):
     from sdviz.drawing.sheets import round_trip_sheet
 
-    decoders = [previewer.record_frames for previewer in unguided.previewers]
-    sheet = round_trip_sheet(unguided.inversion, unguided.reconstruction, decoders, columns=4)
+    sheet = round_trip_sheet(unguided.inversion, unguided.reconstruction, unguided.previewers, columns=4)
     side = unguided.image.shape[0]
     assert sheet.width > 5 * side and sheet.height > 2 * side  # the image and 4 levels, two rows
     with pytest.raises(ValueError, match="the reconstruction has 2 steps and the inversion 12"):
-        round_trip_sheet(unguided.inversion, sdviz.generate(embedded, sdviz.Settings(prompt=PROMPT, steps=2)), decoders)
+        round_trip_sheet(unguided.inversion, sdviz.generate(embedded, sdviz.Settings(prompt=PROMPT, steps=2)), unguided.previewers)
 
 
 def test_a_reconstruction_forks_from_its_own_start(embedded, unguided):

@@ -30,7 +30,7 @@ def run(embedded):
     run = sdviz.Run(embedded, sdviz.Settings(prompt=HOSTILE, steps=12, every=3), capture=capture)
     for _ in run:
         pass
-    run.trajectory.distance_to_final = sdviz.analysis.distance.distance_to_final(run.trajectory, run.previewer.record_frames)
+    run.trajectory.distance_to_final = sdviz.analysis.distance.distance_to_final(run.trajectory, run.previewer)
     return run
 
 
@@ -41,10 +41,10 @@ def decoded(uri: str) -> np.ndarray:
 
 def test_the_page_holds_every_step_its_frames_heat_maps_and_nothing_from_outside(run, embedded):
     traj = run.trajectory
-    data = run_data(traj, run.previewer.record_frames, run.previewer, embedded.latent_rgb)
+    data = run_data(traj, run.previewer)
     assert [s["index"] for s in data["steps"]] == list(range(12))  # every step, decoded or not (every 3)
     for step, record in zip(data["steps"], traj.steps):
-        x_t, x0 = traj.step_frames(record.index, run.previewer.record_frames)
+        x_t, x0 = traj.step_frames(record.index, run.previewer)
         np.testing.assert_array_equal(decoded(step["x_t"]), x_t)  # small frames go lossless, pixel for pixel
         np.testing.assert_array_equal(decoded(step["x0"]), x0)
         assert step["sigma"] == pytest.approx(record.sigma) and "x0_uncond" in step and "noise" in step
@@ -54,7 +54,7 @@ def test_the_page_holds_every_step_its_frames_heat_maps_and_nothing_from_outside
     maps = np.frombuffer(base64.b64decode(heat["maps"]), np.uint8).reshape(12, len(words), *heat["size"])
     assert maps.max(axis=(2, 3)).min() == 255 and maps.min(axis=(2, 3)).max() == 0  # each map normalised
     assert data["distance"]["x0"] == traj.distance_to_final["x0"]
-    page = run_page(traj, run.previewer.record_frames, run.previewer, embedded.latent_rgb)
+    page = run_page(traj, run.previewer)
     assert "<script>window.pwned" not in page and "<img src=x" not in page  # the prompt is text, never markup
     assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", page)  # nothing loaded from anywhere
     assert len(page.encode()) < 2 * 2**20
@@ -119,7 +119,7 @@ def test_the_page_replays_the_run_offline_in_a_browser(run, embedded, tmp_path, 
     from selenium.webdriver.common.keys import Keys
 
     path = tmp_path / "run.html"
-    path.write_text(run_page(run.trajectory, run.previewer.record_frames, run.previewer, embedded.latent_rgb))
+    path.write_text(run_page(run.trajectory, run.previewer))
     driver = browser(tmp_path)
     try:
         driver.get(path.as_uri())

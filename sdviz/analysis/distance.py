@@ -9,17 +9,17 @@ from sdviz.sampling.errors import InputError
 SETTLED_DISTANCE = 0.05  # the layout has settled once x0 stays this close to the final image (mean |diff| of 1)
 
 
-def distance_to_final(trajectory, decode=None) -> dict[str, list[float]]:
+def distance_to_final(trajectory, previewer=None) -> dict[str, list[float]]:
     """For every step, the mean absolute pixel difference (in [0, 1]) of its decoded x0 and of its
     x_t (after the step) to the run's last x_t frame: the final image itself with the full preview,
-    its preview otherwise. Frames not kept are decoded again by `decode` (see Trajectory.step_frames)."""
+    its preview otherwise. Frames not kept are decoded again by the run's `previewer` (see Trajectory.step_frames)."""
     if not trajectory.steps:
         raise InputError("the trajectory has no steps")
     last = len(trajectory.steps) - 1
-    final = trajectory.step_frames(last, decode)[0].astype(np.float32) / 255.0
+    final = trajectory.step_frames(last, previewer)[0].astype(np.float32) / 255.0
     distances: dict[str, list[float]] = {"x0": [], "x_t": []}
     for index in range(len(trajectory.steps)):
-        x_t, x0 = trajectory.step_frames(index, decode)
+        x_t, x0 = trajectory.step_frames(index, previewer)
         distances["x_t"].append(float(np.abs(x_t.astype(np.float32) / 255.0 - final).mean()))
         distances["x0"].append(float(np.abs(x0.astype(np.float32) / 255.0 - final).mean()))
     return distances

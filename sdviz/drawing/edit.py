@@ -18,14 +18,14 @@ def source_frame(traj, index: int, previewer) -> np.ndarray:
     return previewer.decode(latents.to(previewer.model.device, previewer.model.dtype))[0]
 
 
-def sheet(traj, previewer, decode, at: int | None = None, columns: int = COLUMNS):
+def sheet(traj, previewer, at: int | None = None, columns: int = COLUMNS):
     """The source's chain, the edit's and their difference at `columns` steps (and step `at`, marked)."""
     count = len(traj.steps)
     chosen = sorted({*sheets.pick(count, columns), *([at] if at is not None else [])})
     source, edited, changed = [], [], []
     for k in chosen:
         caption = f"step {k + 1}"
-        frame, mine = source_frame(traj, k, previewer), traj.step_frames(k, decode)[0]
+        frame, mine = source_frame(traj, k, previewer), traj.step_frames(k, previewer)[0]
         source.append((caption, frame))
         edited.append((caption, mine))
         changed.append((caption, difference(mine, frame)))

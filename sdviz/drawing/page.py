@@ -6,8 +6,8 @@ the numbers, and its own plain script and style. The run's data sits in a JSON b
 parses; every text from the run (prompt, tokens, settings) reaches the page as text (`textContent`),
 and images only as `data:image/` URIs, so nothing in a run can become code in the page.
 
-    page = run_page(trajectory, decode, previewer)      # the HTML, as a string
-    write_page(trajectory, "run.html", decode, previewer)
+    page = run_page(trajectory, previewer)              # the HTML, as a string
+    write_page(trajectory, "run.html", previewer)
     comparison_page(comparison)                         # the variants side by side, one shared slider
 """
 
@@ -93,20 +93,21 @@ def _heat(traj, indices: list[int]) -> dict | None:
             "maps": base64.b64encode(stacked.tobytes()).decode()}
 
 
-def run_data(traj, decode=None, previewer=None, latent_rgb=None, guidance: dict | None = None) -> dict:
-    """What the page shows of a run, as JSON-ready values. decode(record, alone) decodes steps whose frames
-    are not kept (without it only the decoded steps are shown); the guidance halves' x0 come from the
-    run's previewer, or from `guidance` (step index -> (x0_uncond frame, x0_cond frame)), else are left
-    out; latent_rgb (the model's) draws the predicted noise."""
-    indices = [i for i, s in enumerate(traj.steps) if decode is not None or s.x_t_image is not None
+def run_data(traj, previewer=None, guidance: dict | None = None) -> dict:
+    """What the page shows of a run, as JSON-ready values. The run's `previewer` decodes again the steps
+    whose frames are not kept (without it only the kept ones are shown), the guidance halves' x0 (else they
+    come from `guidance`, step index -> (x0_uncond frame, x0_cond frame), or are left out) and, through its
+    model's latent-to-RGB map, the predicted noise (else its first three channels)."""
+    indices = [i for i, s in enumerate(traj.steps) if previewer is not None or s.x_t_image is not None
                or (traj.frame_cache is not None and traj.frame_cache.get(i) is not None)]
     if not indices:
         raise InputError("the run has no decoded steps to show; pass its decoder to decode them")
     size = tuple(traj.shapes["image"][1:])
+    latent_rgb = previewer.model.latent_rgb if previewer is not None else None
     steps = []
     for index in indices:
         record = traj.steps[index]
-        x_t, x0 = traj.step_frames(index, decode)
+        x_t, x0 = traj.step_frames(index, previewer)
         step = {"index": index, "timestep": float(record.timestep), "sigma": float(record.sigma),
                 "x_t": image_uri(x_t), "x0": image_uri(x0)}
         if record.noise_pred is not None:
@@ -142,8 +143,8 @@ def run_data(traj, decode=None, previewer=None, latent_rgb=None, guidance: dict 
     }
 
 
-def run_page(traj, decode=None, previewer=None, latent_rgb=None, guidance: dict | None = None) -> str:
-    data = run_data(traj, decode, previewer, latent_rgb, guidance)
+def run_page(traj, previewer=None, guidance: dict | None = None) -> str:
+    data = run_data(traj, previewer, guidance)
     title = f"sdviz run: {data['prompt'][:80]}"
     return _page(title, data, "run")
 
@@ -152,8 +153,8 @@ def comparison_page(comparison) -> str:
     """The variants side by side: each one's x_t and x0 at one shared slider, lined up by progress or by
     noise level (the page switches), their distance curves, and the final images."""
     variants = []
-    for traj, decode, label in zip(comparison.trajectories, comparison.decoders, comparison.labels):
-        frames = [traj.step_frames(i, decode) for i in range(len(traj.steps))]
+    for traj, previewer, label in zip(comparison.trajectories, comparison.previewers, comparison.labels):
+        frames = [traj.step_frames(i, previewer) for i in range(len(traj.steps))]
         distances = traj.distance_to_final
         variants.append({
             "label": label, "total": len(traj.steps),
@@ -172,9 +173,9 @@ def comparison_page(comparison) -> str:
     return _page(f"sdviz comparison: {data['prompt'][:80]}", data, "comparison")
 
 
-def write_page(traj, path, decode=None, previewer=None, latent_rgb=None) -> Path:
+def write_page(traj, path, previewer=None) -> Path:
     path = Path(path)
-    path.write_text(run_page(traj, decode, previewer, latent_rgb), encoding="utf-8")
+    path.write_text(run_page(traj, previewer), encoding="utf-8")
     return path
 
 

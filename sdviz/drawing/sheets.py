@@ -153,10 +153,10 @@ def _pad_even(frame: np.ndarray) -> np.ndarray:
     return np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
 
 
-def round_trip_sheet(inversion, reconstruction, decoders, columns: int = 6):
+def round_trip_sheet(inversion, reconstruction, previewers, columns: int = 6):
     """The image to noise (above) and back (below), column by column at the same noise level: the
     inversion's latents after its step k, and the reconstruction's as they pass that level again.
-    decoders: each run's decode(record, alone)."""
+    previewers: each run's preview decoder."""
     count = len(inversion.steps)
     if len(reconstruction.steps) != count:
         raise InputError(f"the reconstruction has {len(reconstruction.steps)} steps and the inversion {count}; "
@@ -165,8 +165,8 @@ def round_trip_sheet(inversion, reconstruction, decoders, columns: int = 6):
     there, back = [("image", image)], [("image", final)]
     for k in pick(count, columns):
         level = f"t {inversion.steps[k].timestep:g}"
-        there.append((level, inversion.step_frames(k, decoders[0])[0]))
+        there.append((level, inversion.step_frames(k, previewers[0])[0]))
         j = count - 2 - k  # the reconstruction's step whose latents end at inversion step k's level
-        back.append((level, reconstruction.noise_image if j < 0 else reconstruction.step_frames(j, decoders[1])[0]))
+        back.append((level, reconstruction.noise_image if j < 0 else reconstruction.step_frames(j, previewers[1])[0]))
     title = f"PSNR {psnr(image, final):.1f} dB: the image inverted to noise (above) and reconstructed (below)"
     return sheet([("inversion", there), ("reconstruction", back)], title)

@@ -134,7 +134,7 @@ def load_taesd(source: str, device: str, dtype_name: str):
 
     try:
         decoder = AutoencoderTiny.from_pretrained(source, dtype=getattr(torch, dtype_name), use_safetensors=True)
-    except (OSError, ValueError, EnvironmentError) as error:
+    except (OSError, ValueError) as error:
         raise InputError(
             f"preview 'taesd': the TAESD weights {source!r} could not be loaded "
             f"({str(error).splitlines()[0]}); use preview 'full' or 'approx', "
@@ -160,6 +160,11 @@ def taesd_source(facts) -> str:
 
 class Previewer:
     """Decodes batches of latents (UNet scale) with one preview mode; one per run."""
+
+    @classmethod
+    def of(cls, model, settings) -> Previewer:
+        """The preview decoder of a run of `settings` (resolved: preview, height, width) on `model`."""
+        return cls(model, settings.preview, settings.height, settings.width)
 
     def __init__(self, model, mode: str, height: int, width: int):
         self.model, self.mode, self.size = model, mode, (height, width)

@@ -115,10 +115,9 @@ class Trajectory:
 
     # --- frames: pictures of the latents, decoded again when not kept -------------------------
 
-    def step_frames(self, index: int, decode=None) -> tuple[np.ndarray, np.ndarray]:
+    def step_frames(self, index: int, previewer=None) -> tuple[np.ndarray, np.ndarray]:
         """Step `index`'s x_t and x0 frames, uint8 (H, W, 3): from its record, else the frame cache,
-        else decoded from its latents by decode(record, alone) (the run's preview decoder,
-        `Previewer.record_frames`) and cached.
+        else decoded again from its latents by the run's `previewer` (`Previewer.record_frames`) and cached.
 
         Any step can be shown this way, decoded by the run or not.
         """
@@ -128,24 +127,24 @@ class Trajectory:
         cached = self.frame_cache.get(index) if self.frame_cache is not None else None
         if cached is not None:
             return cached
-        if decode is None:
+        if previewer is None:
             raise InputError(f"step {index + 1}'s frames are not kept; pass the run's decoder to decode them again")
-        frames = decode(record, self.complete and index == len(self.steps) - 1)
+        frames = previewer.record_frames(record, self.complete and index == len(self.steps) - 1)
         if self.frame_cache is not None:
             self.frame_cache.put(index, frames)
         return frames
 
-    def with_frames(self, decode=None) -> "Trajectory":
+    def with_frames(self, previewer=None) -> Trajectory:
         """A copy whose decoded steps hold their frames again (for the exporters); this one is unchanged."""
         steps = [replace(s, x_t_image=None, x0_image=None) for s in self.steps]
         for index, step in enumerate(steps):
             if step.decoded:
-                step.x_t_image, step.x0_image = self.step_frames(index, decode)
+                step.x_t_image, step.x0_image = self.step_frames(index, previewer)
         return replace(self, steps=steps, frame_cache=None)
 
     def _require_frames(self, action: str) -> None:
         if any(s.x_t_image is None for s in self.decoded_steps()):
-            raise InputError(f"this trajectory's frames were released; {action} trajectory.with_frames(decode)")
+            raise InputError(f"this trajectory's frames were released; {action} trajectory.with_frames(previewer)")
 
     def nbytes(self) -> dict[str, int]:
         """Bytes held, by kind: latents (each array once: a step's x_t is the step before's x_next),
@@ -256,7 +255,7 @@ class Trajectory:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path) -> "Trajectory":
+    def load(cls, folder: str | Path) -> Trajectory:
         folder = Path(folder)
         meta = json.loads((folder / "trajectory.json").read_text())
         if meta.get("format") != FORMAT:

@@ -96,18 +96,18 @@ def variants(base: Settings, vary: list[tuple[str, list]], model: str | None = N
 
 @dataclass
 class Comparison:
-    """The variants' trajectories, lined up `by` progress or sigma. decoders[i](record, alone) gives
-    variant i's frames again from its latents (its run's preview decoder) when they are not kept."""
+    """The variants' trajectories, lined up `by` progress or sigma. previewers[i], variant i's run's preview
+    decoder, gives its frames again from its latents when they are not kept."""
 
     trajectories: list
     labels: list[str]
     by: str = "progress"
     vary: dict[str, list] = field(default_factory=dict)
-    decoders: list[Callable | None] = field(default_factory=list, repr=False)
+    previewers: list = field(default_factory=list, repr=False)
 
     def __post_init__(self):
         check_alignment(self.by)
-        self.decoders = list(self.decoders) or [None] * len(self.trajectories)
+        self.previewers = list(self.previewers) or [None] * len(self.trajectories)
 
     @property
     def folders(self) -> list[str]:
@@ -116,8 +116,9 @@ class Comparison:
     def frames(self, position: float, by: str | None = None) -> list[tuple[int | None, tuple | None]]:
         """(step index, (x_t frame, x0 frame)) of every variant at `position`; (None, None) for one with no steps."""
         out = []
-        for traj, decode, index in zip(self.trajectories, self.decoders, at(self.trajectories, position, by or self.by)):
-            out.append((index, None if index is None else traj.step_frames(index, decode)))
+        indices = at(self.trajectories, position, by or self.by)
+        for traj, previewer, index in zip(self.trajectories, self.previewers, indices):
+            out.append((index, None if index is None else traj.step_frames(index, previewer)))
         return out
 
     def settled(self) -> list[int | None]:
@@ -154,7 +155,7 @@ class Comparison:
         from sdviz.drawing.sheets import MIN_VIDEO_SIDE, enlarge, text_font
 
         shown = [k for k, t in enumerate(self.trajectories) if t.steps]
-        sample = enlarge(self.trajectories[shown[0]].step_frames(0, self.decoders[shown[0]])[0], MIN_VIDEO_SIDE // 2)
+        sample = enlarge(self.trajectories[shown[0]].step_frames(0, self.previewers[shown[0]])[0], MIN_VIDEO_SIDE // 2)
         height, width = sample.shape[:2]
         gap, header = max(2, height // 32), max(14, height // 8)
         font = text_font(header - 3)
@@ -271,13 +272,13 @@ class Comparing:
     def _line_up(self, index: int, run, cache) -> None:
         from sdviz.analysis.distance import distance_to_final
 
-        traj, decode = run.trajectory, run.previewer.record_frames
+        traj = run.trajectory
         if traj.steps:
-            traj.distance_to_final = distance_to_final(traj, decode)
+            traj.distance_to_final = distance_to_final(traj, run.previewer)
         if self.out is not None:  # each variant written as it ends, so its frames can go
             from sdviz.workflows.render import write_run
 
-            write_run(traj, Path(self.out) / folder_name(index, self.labels[index]), decode, run.previewer, self.page)
+            write_run(traj, Path(self.out) / folder_name(index, self.labels[index]), run.previewer, self.page)
         traj.frame_cache = cache
         for record in traj.steps:  # the comparison keeps latents; frames are decoded again when drawn
             cache.take(record)
@@ -290,7 +291,7 @@ class Comparing:
         """The variants that have run (all, once `runs()` ended), lined up."""
         count = len(self.done)
         return Comparison([run.trajectory for run in self.done], self.labels[:count], self.by, self.vary,
-                          [run.previewer.record_frames for run in self.done])
+                          [run.previewer for run in self.done])
 
     def save(self) -> Comparison:
         """Writes compare.json, .png, .gif, .mp4 (and, with `page`, compare.html) to `out`."""

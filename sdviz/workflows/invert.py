@@ -76,11 +76,9 @@ class Inversion:
         previewers = self.previewers or (None, None)
         for name, traj, previewer in (("inversion", self.inversion, previewers[0]),
                                       ("reconstruction", self.reconstruction, previewers[1])):
-            decode = previewer.record_frames if previewer is not None else None
-            write_run(traj, out / name, decode, previewer, page=page and previewer is not None)
+            write_run(traj, out / name, previewer, page=page and previewer is not None)
         if self.previewers:
-            decoders = [previewer.record_frames for previewer in self.previewers]
-            round_trip_sheet(self.inversion, self.reconstruction, decoders).save(out / "round_trip.png")
+            round_trip_sheet(self.inversion, self.reconstruction, self.previewers).save(out / "round_trip.png")
         summary = self.summary() | ({"guidance_sweep": sweep} if sweep else {})
         (out / "error.json").write_text(json.dumps(summary, indent=2) + "\n")
         return out

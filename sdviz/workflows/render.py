@@ -1,7 +1,8 @@
-"""Writing a run's files: what `python -m sdviz render` writes, step by step.
+"""Writing a run's files: what `sdviz render` writes, each file as it is written.
 
-    for path in write_run(trajectory, "out", previewer, page=True):   # each file as it is written
+    for part, path in run_files(trajectory, "out", run.previewer):   # a generator: each file as written
         ...
+    write_run(trajectory, "out", run.previewer, page=True)          # all of them: {part: path}
 """
 
 from __future__ import annotations
@@ -58,48 +59,118 @@ def save_guidance_pngs(trajectory, previewer, folder: str | Path) -> list[Path]:
     return written
 
 
-def export_all(trajectory, folder: str | Path, previewer=None) -> dict[str, Path]:
-    """Everything the CLI writes: final.png, step PNGs, filmstrip, GIF, MP4, JSON + latents; with the
-    run's `previewer`, the guidance halves' x0 frames too."""
-    from PIL import Image
+PARTS = ("final", "steps", "guidance", "filmstrip", "gif", "mp4", "trajectory", "attention", "edit")
+DOWNLOADS = ("filmstrip", "gif", "mp4", "zip", "page")  # what the app offers for download, in its order
 
+
+def run_files(trajectory, folder: str | Path, previewer=None, parts=PARTS):
+    """Writes a run's files into `folder`, yielding (part, path) as each is written; what `sdviz render`
+    writes (`parts`, in this order):
+
+        final       final.png
+        steps       xt/NNN.png, x0/NNN.png, xt/noise.png
+        guidance    x0_uncond/NNN.png, x0_cond/NNN.png (guided runs; needs the previewer)
+        filmstrip   filmstrip.png
+        gif, mp4    trajectory.gif, trajectory.mp4
+        trajectory  trajectory.json, latents.npz, frames.npz (attention.npz), with each step's distance to
+                    the final image (measured here when the trajectory has none)
+        zip         trajectory.zip: the same as one file
+        attention   attention/<k>_<word>.png (runs with attention maps)
+        edit        edit.png: an edit's source chain, its own and their difference (needs the previewer)
+        page        run.html, the page that replays the run with no server
+
+    The run's `previewer` decodes again the steps whose frames are not kept (every N steps, or released)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    out = {}
-    if trajectory.final_image is not None:
-        out["final"] = folder / "final.png"
-        Image.fromarray(trajectory.final_image).save(out["final"])
-    save_step_pngs(trajectory, folder)
-    if previewer is not None:
-        save_guidance_pngs(trajectory, previewer, folder)
-    out["filmstrip"] = folder / "filmstrip.png"
-    filmstrip(trajectory).save(out["filmstrip"])
-    out["gif"] = save_gif(trajectory, folder / "trajectory.gif")
-    out["mp4"] = save_mp4(trajectory, folder / "trajectory.mp4")
-    trajectory.save(folder)
-    out["json"], out["latents"] = folder / "trajectory.json", folder / "latents.npz"
-    return out
+    if trajectory.steps and trajectory.distance_to_final is None and {"trajectory", "zip"} & set(parts):
+        trajectory.distance_to_final = distance_to_final(trajectory, previewer)
+    complete = trajectory.with_frames(previewer)
+    for part in parts:
+        yield from _PARTS[part](complete, folder, previewer)
 
 
-def write_run(trajectory, folder: str | Path, decode=None, previewer=None, page: bool = False) -> dict[str, Path]:
-    """A run's folder as `python -m sdviz render` writes it: the distances to the final image (computed
-    if missing), everything `export_all` writes, with attention maps attention/<k>_<word>.png, an edit's
-    edit.png (its source chain, itself and their difference), and (page)
-    run.html, the page that replays it. decode(record, alone) decodes frames that are not kept (the
-    run's `previewer.record_frames`)."""
-    if trajectory.steps and trajectory.distance_to_final is None:
-        trajectory.distance_to_final = distance_to_final(trajectory, decode)
-    complete = trajectory.with_frames(decode)
-    written = export_all(complete, folder, previewer=previewer)
-    if trajectory.attention is not None:
-        write_overlays(complete, Path(folder) / "attention")
-    if previewer is not None and is_edit(trajectory):  # the source's chain, the edit's and their difference
-        written["edit"] = Path(folder) / "edit.png"
-        edit_sheet(complete, previewer, decode).save(written["edit"])
-    if page:
-        written["html"] = write_page(complete, Path(folder) / "run.html", decode, previewer,
-                                     previewer.model.latent_rgb if previewer is not None else None)
+def write_run(trajectory, folder: str | Path, previewer=None, page: bool = False) -> dict[str, Path]:
+    """A run's folder as `sdviz render` writes it (`run_files`' parts, and run.html with `page`):
+    part -> its first file."""
+    written: dict[str, Path] = {}
+    for part, path in run_files(trajectory, folder, previewer, PARTS + (("page",) if page else ())):
+        written.setdefault(part, path)
     return written
+
+
+def _final(traj, folder: Path, previewer):
+    from PIL import Image
+
+    if traj.final_image is not None:
+        Image.fromarray(traj.final_image).save(folder / "final.png")
+        yield "final", folder / "final.png"
+
+
+def _steps(traj, folder: Path, previewer):
+    for path in save_step_pngs(traj, folder):
+        yield "steps", path
+
+
+def _guidance(traj, folder: Path, previewer):
+    for path in save_guidance_pngs(traj, previewer, folder) if previewer is not None else ():
+        yield "guidance", path
+
+
+def _filmstrip(traj, folder: Path, previewer):
+    filmstrip(traj).save(folder / "filmstrip.png")
+    yield "filmstrip", folder / "filmstrip.png"
+
+
+def _gif(traj, folder: Path, previewer):
+    yield "gif", save_gif(traj, folder / "trajectory.gif")
+
+
+def _mp4(traj, folder: Path, previewer):
+    yield "mp4", save_mp4(traj, folder / "trajectory.mp4")
+
+
+def _trajectory(traj, folder: Path, previewer):
+    traj.save(folder)
+    for name in ("trajectory.json", "latents.npz", "frames.npz", "attention.npz"):
+        if (folder / name).exists():
+            yield "trajectory", folder / name
+
+
+def _zip(traj, folder: Path, previewer):
+    yield "zip", write_trajectory_zip(traj, folder / "trajectory.zip")
+
+
+def _attention(traj, folder: Path, previewer):
+    for path in write_overlays(traj, folder / "attention") if traj.attention is not None else ():
+        yield "attention", path
+
+
+def _edit(traj, folder: Path, previewer):
+    if previewer is not None and is_edit(traj):  # the source's chain, the edit's and their difference
+        edit_sheet(traj, previewer).save(folder / "edit.png")
+        yield "edit", folder / "edit.png"
+
+
+def _page(traj, folder: Path, previewer):
+    yield "page", write_page(traj, folder / "run.html", previewer)
+
+
+def write_trajectory_zip(traj, path: Path) -> Path:
+    """The trajectory (JSON + latents + frames) as one zip; no unzipped copy stays on disk."""
+    import shutil
+    import zipfile
+
+    saved = traj.save(Path(path).with_suffix(""))
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for item in sorted(saved.iterdir()):
+            archive.write(item, item.name)
+    shutil.rmtree(saved)
+    return Path(path)
+
+
+_PARTS = {"final": _final, "steps": _steps, "guidance": _guidance, "filmstrip": _filmstrip, "gif": _gif,
+          "mp4": _mp4, "trajectory": _trajectory, "zip": _zip, "attention": _attention, "edit": _edit,
+          "page": _page}
 
 
 def safe_name(token: str) -> str:
