@@ -127,7 +127,7 @@ class CompareHandlers:
                 yield index, records
             traj = run.trajectory
             if traj.steps:
-                await asyncio.to_thread(distance_to_final, traj, self.handlers._decoder(traj))
+                traj.distance_to_final = await asyncio.to_thread(distance_to_final, traj, self.handlers._decoder(traj))
             traj.frame_cache = FrameCache(max(1, DEFAULT_MAX_BYTES // len(runs)))
             for record in traj.steps:
                 traj.frame_cache.take(record)
