@@ -1,6 +1,6 @@
 """The words of the explaining tabs, and the "How it works" walk: *The Illustrated Stable Diffusion*'s
 sections in order, each a short text for a student beside a panel filled from the current run
-(`ui.explain.ExplainHandlers.walk` fills them, in WALK_PANELS order)."""
+(`ui.tabs.explain.ExplainHandlers.walk` fills them, in WALK_PANELS order)."""
 
 from __future__ import annotations
 
