@@ -22,6 +22,7 @@ def _blank_shapes(facts) -> dict:
 
 
 def build_demo(config, session) -> gr.Blocks:
+    """The page over `session` (ui.session.Session), for the host's `config` (ui.config.AppConfig)."""
     default_model = session.model(config.default_name)
     default = default_model.facts
     runner, explorer = run.RunHandlers(session), explore.ExploreHandlers(session)
