@@ -22,9 +22,9 @@ from sdviz.sampling.models import ModelCache, load_model  # noqa: E402 - after G
 from ui import html  # noqa: E402
 from ui.config import AppConfig  # noqa: E402
 from ui.files import FileStore, exit_on_sigterm  # noqa: E402
-from ui.handlers import Handlers  # noqa: E402
 from ui.layout import build_demo  # noqa: E402
 from ui.model_threads import ModelThreads  # noqa: E402
+from ui.session import Session  # noqa: E402
 
 
 def create_app():
@@ -34,8 +34,8 @@ def create_app():
     threads = ModelThreads(config.concurrency)  # all torch work, loading included, on these threads
     cache = ModelCache(config.device, most=config.max_models, pinned=config.default_model,
                        load=functools.partial(threads.call, load_model))
-    handlers = Handlers(config, cache, files, threads)
-    demo = build_demo(config, handlers)
+    session = Session(config, cache, files, threads)
+    demo = build_demo(config, session)
     demo.queue(max_size=config.queue_size, default_concurrency_limit=config.concurrency)
     return demo, config
 

@@ -98,7 +98,7 @@ def frame_size_model(folder: Path) -> Path:
 
 def core_run(model, settings: sdviz.Settings, attention: bool) -> tuple[float, float]:
     """(wall seconds, CPU seconds of this process) of the run in the core, as the app's handler makes it."""
-    from ui.handlers import SELF_ATTENTION_POSITIONS
+    from ui.session import SELF_ATTENTION_POSITIONS
 
     capture = AttentionCapture(model, self_attention=True, self_max_positions=SELF_ATTENTION_POSITIONS) \
         if attention else None
@@ -198,18 +198,18 @@ def stream_event() -> tuple[int, tuple[str, ...]]:
     its inputs, in the order the page sends their values."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from ui.config import AppConfig
-    from ui.handlers import Handlers
     from ui.layout import build_demo
+    from ui.session import Session
 
     class NoFiles:
         root = None
 
     config = AppConfig.from_env()
-    demo = build_demo(config, Handlers(config, sdviz.sampling.models.ModelCache(None, most=1, pinned=config.default_model),
-                                       NoFiles()))
-    found = [i for i, fn in demo.fns.items() if getattr(fn.fn, "__qualname__", "") == "Handlers.stream"]
+    cache = sdviz.sampling.models.ModelCache(None, most=1, pinned=config.default_model)
+    demo = build_demo(config, Session(config, cache, NoFiles()))
+    found = [i for i, fn in demo.fns.items() if getattr(fn.fn, "__qualname__", "") == "RunHandlers.stream"]
     if len(found) != 1:
-        raise RuntimeError(f"expected one 'Handlers.stream' event, found {found}")
+        raise RuntimeError(f"expected one 'RunHandlers.stream' event, found {found}")
     return found[0], demo.fns[found[0]].fn.names
 
 
@@ -254,27 +254,30 @@ def session_memory(model_folder: Path, steps: int) -> dict:
     what the session's state holds, and the time to show a step whose frames are not decoded."""
     from ui.config import AppConfig
     from ui.files import FileStore
-    from ui.handlers import Handlers
+    from ui.session import Session
+    from ui.tabs.explore import ExploreHandlers
+    from ui.tabs.run import RunHandlers
 
     config = AppConfig(default_model=str(model_folder), models=(str(model_folder),))
     files = FileStore(600, 2**30)
-    handlers = Handlers(config, sdviz.sampling.models.ModelCache(None, most=1, pinned=str(model_folder)), files)
+    session = Session(config, sdviz.sampling.models.ModelCache(None, most=1, pinned=str(model_folder)), files)
     name = config.default_name
     settings = dict(prompt=PROMPT, negative_prompt="", model=name, scheduler="ddim", steps=steps, guidance=7.5,
                     seed=0, width=512, height=512, eta=0.0, preview="approx", every=1, attention=False)
 
     async def stream():
         last = None
-        async for update in handlers.stream(None, **settings):
+        async for update in RunHandlers(session).stream(None, **settings):
             last = update
         return last[-1]
 
     traj = asyncio.run(stream())
-    handlers.finish(traj)
+    explorer = ExploreHandlers(session)
+    explorer.finish(traj)
     shown = []
     for step in (steps, 1, steps // 2, steps // 3):  # the last step (shown after the run), then scrubbing
         started = time.perf_counter()
-        handlers.show_step(traj, step, None, "all", "this step")
+        explorer.show_step(traj, step, None, "all", "this step")
         shown.append(time.perf_counter() - started)
     files.remove()
     return {"bytes": traj.nbytes(), "show_first_seconds": shown[1:], "show_last_seconds": shown[0]}
@@ -283,7 +286,7 @@ def session_memory(model_folder: Path, steps: int) -> dict:
 def sd15_attention_per_step() -> float:
     """Bytes the app's attention capture (cross- and self-attention) keeps per step, SD 1.5's UNet at 512 x 512."""
     from benchmarks.benchmark import sd15_random_pipeline
-    from ui.handlers import SELF_ATTENTION_POSITIONS
+    from ui.session import SELF_ATTENTION_POSITIONS
 
     model = sdviz.from_pipeline(sd15_random_pipeline(), "SD 1.5-sized, random weights")
     capture = AttentionCapture(model, self_attention=True, self_max_positions=SELF_ATTENTION_POSITIONS)

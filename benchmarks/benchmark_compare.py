@@ -3,7 +3,7 @@
     python benchmarks/benchmark_compare.py            # the figures below
     python benchmarks/benchmark_compare.py --write    # also record them in docs/BENCHMARKS.md
 
-The Compare tab's own handler (`ui.compare.CompareHandlers.stream`, in process) runs 4 variants of
+The Compare tab's own handler (`ui.tabs.compare.CompareHandlers.stream`, in process) runs 4 variants of
 a 50-step run (ddim, euler, dpmpp_2m_karras, unipc), on the embedded model and on a random-weight
 model with SD 1.5's latent and frame geometry (4 x 64 x 64 latents, 512 x 512 frames, the `approx`
 preview). Measured, per model:
@@ -42,15 +42,15 @@ MB = 2**20
 
 
 def handlers_for(folder: str):
-    from ui.compare import CompareHandlers
     from ui.config import AppConfig
     from ui.files import FileStore
-    from ui.handlers import Handlers
+    from ui.session import Session
+    from ui.tabs.compare import CompareHandlers
 
     config = AppConfig(default_model=folder, models=(folder,))
     files = FileStore(600, 2**30)
-    handlers = Handlers(config, sdviz.sampling.models.ModelCache(None, most=1, pinned=folder), files)
-    return CompareHandlers(handlers), files
+    session = Session(config, sdviz.sampling.models.ModelCache(None, most=1, pinned=folder), files)
+    return CompareHandlers(session), files
 
 
 def session_comparison(comparer, size: int | None, preview: str, shown_only: bool = True):
@@ -96,7 +96,7 @@ def held_bytes(comparison) -> dict[str, int]:
 
 def measure(name: str, folder: str, size: int | None, preview: str, rounds: int) -> dict:
     comparer, files = handlers_for(folder)
-    model = comparer.handlers.model(None)
+    model = comparer.session.model(None)
     session_comparison(comparer, size, preview)  # warm up
     core_seconds(model, size, preview)
     app, core = [], []

@@ -208,14 +208,22 @@ def shots(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def handlers():
-    """The app's handlers in process, on the embedded model, with their own file store."""
+def session():
+    """The app's session service in process (ui.session), on the embedded model, with its own file store."""
     from sdviz.sampling.models import ModelCache
     from ui.config import AppConfig
     from ui.files import FileStore
-    from ui.handlers import Handlers
+    from ui.session import Session
 
     config = AppConfig(default_model=str(SHAPES_MODEL), models=(str(SHAPES_MODEL),))
     files = FileStore(600, 2**30)
-    yield Handlers(config, ModelCache(None, most=1, pinned=str(SHAPES_MODEL)), files)
+    yield Session(config, ModelCache(None, most=1, pinned=str(SHAPES_MODEL)), files)
     files.remove()
+
+
+@pytest.fixture(scope="session")
+def runner(session):
+    """The run column's handlers (ui.tabs.run): the page's runs, streamed as the page streams them."""
+    from ui.tabs.run import RunHandlers
+
+    return RunHandlers(session)

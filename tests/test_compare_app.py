@@ -17,15 +17,22 @@ import sdviz
 from sdviz.analysis.align import at
 from sdviz.workflows.compare import TEXT_SEPARATOR
 from sdviz.sampling.frames import DEFAULT_MAX_BYTES
-from ui.compare import CompareHandlers, example_values
-from ui.handlers import StopSignal
+from ui.session import Session, StopSignal
+from ui.tabs.compare import CompareHandlers, example_values
 
 PROMPT = "a large red circle on the left on a blue background"
 
 
 @pytest.fixture(scope="module")
-def comparer(handlers):
-    return CompareHandlers(handlers)
+def comparer(session):
+    return CompareHandlers(session)
+
+
+def hosted(session, **limits) -> CompareHandlers:
+    """The Compare tab's handlers on a host with other limits (ui.config: SDVIZ_MAX_*), the same models,
+    model threads and files."""
+    config = replace(session.config, limits=replace(session.limits, **limits))
+    return CompareHandlers(Session(config, session.cache, session.files, session.threads))
 
 
 def stream(comparer, first=("scheduler", "ddim, heun"), second=("guidance", "1, 7.5"), stop_signal=None,
@@ -88,11 +95,11 @@ def test_variants_stream_one_after_another_and_each_is_its_own_run(comparer, emb
     ddim, heun = (at(comparison.trajectories, 0.4, by) for by in ("progress", "sigma"))
     assert ddim != heun  # by noise level, Heun's doubled entries put it elsewhere than by progress
     frames = comparison.trajectories[2].step_frames(at(comparison.trajectories, 0.4, "sigma")[2],
-                                                    comparer.handlers._decoder(comparison.trajectories[2]))
+                                                    comparer.session.decoder(comparison.trajectories[2]))
     assert frames[0].shape == tuple(comparison.trajectories[2].shapes["image"][1:]) + (3,)
 
 
-def test_stop_ends_the_comparison_and_the_variants_share_one_runs_time(comparer, handlers):
+def test_stop_ends_the_comparison_and_the_variants_share_one_runs_time(comparer, session):
     signal = StopSignal()
     updates = stream(comparer, ("scheduler", "ddim, euler, heun"), ("", ""), stop_signal=signal, steps=8,
                      on_update=lambda update: "step 2/" in update[1] and signal.event.set())
@@ -102,16 +109,14 @@ def test_stop_ends_the_comparison_and_the_variants_share_one_runs_time(comparer,
     assert "1 of 3 variants finished" not in updates[-1][0] and "0 of 3 variants finished" in updates[-1][0]
     assert "not run" in comparer.finish(comparison, "progress")[3]
 
-    short = CompareHandlers(handlers)
-    short.limits = replace(handlers.limits, run_seconds=1e-3)  # the first variant uses it all up
+    short = hosted(session, run_seconds=1e-3)  # the first variant uses it all up
     comparison = stream(short, ("scheduler", "ddim, euler"), ("", ""))[-1][2]
     first, second = comparison.trajectories
     assert "the run-time limit is" in " ".join(first.warnings)
     assert not second.steps and not second.warnings  # never started
     assert comparer.finish(comparison, "progress")[3].count("not run") == 2 - bool(first.steps)
 
-    few = CompareHandlers(handlers)
-    few.limits = replace(handlers.limits, compare_steps=10)
+    few = hosted(session, compare_steps=10)
     with pytest.raises(gr.Error, match=r"comparison of 2 variants with 6 \+ 6 = 12 steps is over this server's "
                                        r"limit; allowed: up to 10 steps in all \(SDVIZ_MAX_COMPARE_STEPS\)"):
         stream(few, ("scheduler", "ddim, euler"), ("", ""))
@@ -138,10 +143,10 @@ def test_downloads_and_the_values_offered(comparer):
                                                     "compare.html"]
     grid = Image.open(files[0])
     one = sdviz.workflows.compare.Comparison(comparison.trajectories[:1], comparison.labels[:1], decoders=[
-        comparer.handlers._decoder(comparison.trajectories[0])]).grid()
+        comparer.session.decoder(comparison.trajectories[0])]).grid()
     assert grid.width > one.width and grid.height == one.height  # a column more
     with pytest.raises(gr.Error, match="there is no comparison yet"):
         asyncio.run(comparer.downloads(None))
     assert example_values("scheduler").count(",") >= 2 and example_values("prompt", PROMPT).startswith(PROMPT)
-    others = comparer.handlers.model(None).examples  # the model's own prompts: the first other than the one typed
+    others = comparer.session.model(None).examples  # the model's own prompts: the first other than the one typed
     assert example_values("prompt", others[0], prompts=others) == f"{others[0]} {TEXT_SEPARATOR} {others[1]}"

@@ -121,22 +121,22 @@ def test_where_the_edit_departs_from_its_source(embedded, init_image):
         departure(plain)
 
 
-def test_the_edit_tab_streams_an_edit_with_ddim(handlers, embedded, init_image, tmp_path):
+def test_the_edit_tab_streams_an_edit_with_ddim(session, runner, embedded, init_image, tmp_path):
     """The Edit tab's handler: the image, what it shows and what it should show; DDIM whatever the menu says;
     the run equals the core's edit. An empty source prompt is refused before any model work."""
     import asyncio
 
     import gradio as gr
 
-    from ui.explain import ExplainHandlers
-    from ui.handlers import StopSignal
+    from ui.session import StopSignal
+    from ui.tabs.explore import ExploreHandlers
 
     init_image.save(tmp_path / "source.png")
 
     def stream(source):
         async def follow():
             updates = []
-            async for update in handlers.stream_edit(StopSignal(), prompt=TARGET, scheduler="euler", steps=10,
+            async for update in runner.stream_edit(StopSignal(), prompt=TARGET, scheduler="euler", steps=10,
                                                      guidance=3.0, eta=0.1, attention=True,
                                                      init_image=str(tmp_path / "source.png"), strength=0.5,
                                                      source_prompt=source):
@@ -148,7 +148,7 @@ def test_the_edit_tab_streams_an_edit_with_ddim(handlers, embedded, init_image, 
     assert traj.settings.scheduler == "ddim" and traj.settings.source_prompt == SOURCE
     np.testing.assert_array_equal(traj.steps[-1].x_next, cycle_reference(embedded, init_image, 0, 0.5)[0])
     assert traj.attention is not None and "circle</w>" in traj.attention.tokens
-    view, plot, note, box = ExplainHandlers(handlers).edit_view(traj, None)
+    view, plot, note, box = ExploreHandlers(session).edit_view(traj, None)
     assert view and "after step 1" in note and box["open"] is True
     with pytest.raises(gr.Error, match="source prompt is empty"):
         stream("  ")

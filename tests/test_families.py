@@ -358,27 +358,29 @@ def test_the_pages_panels_draw_each_family(family_dirs):
 
     from sdviz.sampling.models import ModelCache
     from ui.config import AppConfig
-    from ui.explain import ExplainHandlers
     from ui.files import FileStore
-    from ui.handlers import Handlers
+    from ui.session import Session
+    from ui.tabs.explain import ExplainHandlers
+    from ui.tabs.explore import ExploreHandlers
+    from ui.tabs.run import RunHandlers
 
     models = tuple(str(folder) for folder in family_dirs.values())
     files = FileStore(600, 2**30)
-    handlers = Handlers(AppConfig(default_model=models[0], models=models), ModelCache(None, most=3), files)
+    session = Session(AppConfig(default_model=models[0], models=models), ModelCache(None, most=3), files)
     try:
         for family, folder in family_dirs.items():
-            width, height, update, true_cfg, examples = handlers.model_changed(folder.name, "ddim")
+            width, height, update, true_cfg, examples = RunHandlers(session).model_changed(folder.name, "ddim")
             assert examples["choices"] == list(GENERAL_EXAMPLES)  # no card: general ones
             offered = [name for _, name in update["choices"]]
             assert offered == schedulers.for_family(family)
-            assert update["value"] == ("ddim" if family == "sdxl" else handlers.model(folder.name).facts.scheduler)
+            assert update["value"] == ("ddim" if family == "sdxl" else session.model(folder.name).facts.scheduler)
             assert true_cfg["visible"] == (family == "flux") and (family == "flux" or true_cfg["value"] == 1.0)
-            run = handlers._run(folder.name, True, prompt=PROMPT, steps=3, guidance=4.0, width=SIZE, height=SIZE)
+            run = session.build_run(folder.name, True, prompt=PROMPT, steps=3, guidance=4.0, width=SIZE, height=SIZE)
             for _ in run:
                 pass
             traj = run.trajectory
-            explainer = ExplainHandlers(handlers)
-            views = explainer.step_views(traj, 2)
+            explainer, explorer = ExplainHandlers(session), ExploreHandlers(session)
+            views = explorer.step_views(traj, 2)
             assert views[2] is not None and "x0" in views[4]  # the guided x0 and the formula's words
             assert ("input of the transformer" in views[4]) == (family == "flux")  # Flux's guidance: no halves
             panels = dict(zip(WALK_PANELS, explainer.walk(traj)))
@@ -394,7 +396,7 @@ def test_the_pages_panels_draw_each_family(family_dirs):
             others = traj.tokens.get("others", [])
             assert len(others) == len(traj.facts.encoders) - 1 and all(o["encoder"] in tokens for o in others)
             assert explainer.forward(traj)[0] is not None and explainer.latent(traj)[0] is not None
-            predicted = handlers.show_step(traj, 2, None, "all", "this step")[2]  # the explorer's third picture
+            predicted = explorer.show_step(traj, 2, None, "all", "this step")[2]  # the explorer's third picture
             assert predicted["label"] == ("predicted noise ε" if family == "sdxl" else "predicted velocity v = ε − x0")
             page = json.loads(sdviz.drawing.page.run_page(traj).split('id="sdviz-data">')[1].split("</script>")[0])
             assert page["prediction"] == traj.prediction_label

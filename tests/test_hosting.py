@@ -219,7 +219,7 @@ def test_only_sdviz_refusals_reach_the_user_as_messages():
 
     from sdviz import Settings
     from sdviz.sampling.settings import validate
-    from ui.handlers import user_errors
+    from ui.errors import user_errors
 
     @user_errors
     def refused():
@@ -237,10 +237,11 @@ def test_only_sdviz_refusals_reach_the_user_as_messages():
 
 
 def test_a_new_generate_stops_the_sessions_earlier_run_and_says_queued():
-    from ui.handlers import Handlers, StopSignal
+    from ui.session import StopSignal
+    from ui.tabs.shared import arm
 
     earlier = StopSignal()
-    signal, status = Handlers.arm(earlier)
+    signal, status = arm(earlier)
     assert earlier.event.is_set() and not signal.event.is_set()
     assert "queued" in status
 

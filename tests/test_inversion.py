@@ -122,12 +122,12 @@ def test_an_inversion_needs_an_image_and_start_latents_must_fit(embedded):
         Run(embedded, sdviz.Settings(prompt=PROMPT), start_latents=np.zeros((shape[0], 1, 1), np.float32))
 
 
-def stream_invert(handlers, image_path, stop_signal=None, on_update=None, steps=STEPS, guidance=1.0):
+def stream_invert(runner, image_path, stop_signal=None, on_update=None, steps=STEPS, guidance=1.0):
     import asyncio
 
     async def follow():
         updates = []
-        async for update in handlers.stream_invert(stop_signal, prompt=PROMPT, steps=steps, guidance=guidance,
+        async for update in runner.stream_invert(stop_signal, prompt=PROMPT, steps=steps, guidance=guidance,
                                                    seed=2, init_image=str(image_path)):
             updates.append(update)
             if on_update is not None:
@@ -137,13 +137,13 @@ def stream_invert(handlers, image_path, stop_signal=None, on_update=None, steps=
     return asyncio.run(follow())
 
 
-def test_the_page_streams_the_inversion_then_the_reconstruction(handlers, embedded, image, unguided, tmp_path):
+def test_the_page_streams_the_inversion_then_the_reconstruction(runner, embedded, image, unguided, tmp_path):
     """The Edit tab's Invert: both runs stream into the live panels; the session ends with the reconstruction
     (the inversion beside it), each equal to the core's. A Stop during the inversion ends both."""
-    from ui.handlers import StopSignal
+    from ui.session import StopSignal
 
     image.save(tmp_path / "image.png")
-    updates = stream_invert(handlers, tmp_path / "image.png", StopSignal())  # armed, as the page arms every run
+    updates = stream_invert(runner, tmp_path / "image.png", StopSignal())  # armed, as the page arms every run
     phases = [update[6] is not None for update in updates]
     assert phases[0] is False and phases[-1] is True and phases == sorted(phases)  # inversion first, then back
     reconstruction, inversion = updates[-1][5], updates[-1][6]
@@ -157,7 +157,7 @@ def test_the_page_streams_the_inversion_then_the_reconstruction(handlers, embedd
         if update[5] is not None and len(update[5].steps) >= 3:
             signal.event.set()
 
-    stopped = stream_invert(handlers, tmp_path / "image.png", signal, stop_midway)
+    stopped = stream_invert(runner, tmp_path / "image.png", signal, stop_midway)
     assert all(update[6] is None for update in stopped)  # no reconstruction after a Stop
     assert not stopped[-1][5].complete and len(stopped[-1][5].steps) < STEPS
 

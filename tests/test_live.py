@@ -12,21 +12,21 @@ from PIL import Image
 import sdviz
 from sdviz.sampling.frames import DEFAULT_MAX_BYTES
 from ui import html
-from ui.handlers import DISPLAY_RATE
+from ui.tabs.run import DISPLAY_RATE
 
 PROMPT = "a small blue square at the top on a yellow background"
 
 
-def stream(handlers, **settings):
+def stream(runner, **settings):
     """Runs the page's streaming handler to the end; (updates, seconds)."""
-    values = dict(prompt=PROMPT, negative_prompt="", model=handlers.config.default_name, scheduler="ddim",
+    values = dict(prompt=PROMPT, negative_prompt="", model=runner.session.config.default_name, scheduler="ddim",
                   steps=20, guidance=7.5, seed=3, width=None, height=None, eta=0.0, preview="full", every=1,
                   attention=False) | settings
 
     async def follow():
         updates = []
         started = time.perf_counter()
-        async for update in handlers.stream(None, **values):
+        async for update in runner.stream(None, **values):
             updates.append(update)
         return updates, time.perf_counter() - started
 
@@ -50,8 +50,8 @@ def test_filmstrip_grows_by_appending_and_thins_past_its_width():
     assert strip.html().startswith(shown[-1])
 
 
-def test_a_fast_run_streams_at_display_rate_keeps_every_step_and_holds_no_frames(handlers):
-    updates, seconds = stream(handlers, steps=100, guidance=1.0, preview="approx")
+def test_a_fast_run_streams_at_display_rate_keeps_every_step_and_holds_no_frames(runner):
+    updates, seconds = stream(runner, steps=100, guidance=1.0, preview="approx")
     traj = updates[-1][-1]
     assert len(traj.steps) == 100 and traj.complete
     assert [s.index for s in traj.steps] == list(range(100))
@@ -70,17 +70,21 @@ def test_a_fast_run_streams_at_display_rate_keeps_every_step_and_holds_no_frames
     assert 'data-step="100"' in last_live
 
 
-def test_the_explorer_and_downloads_decode_released_steps_as_the_run_did(handlers, tmp_path):
-    updates, _ = stream(handlers, steps=12)
+def test_the_explorer_and_downloads_decode_released_steps_as_the_run_did(session, runner, tmp_path):
+    from ui.tabs.downloads import DownloadHandlers
+    from ui.tabs.explore import ExploreHandlers
+
+    updates, _ = stream(runner, steps=12)
     traj = updates[-1][-1]
-    reference = sdviz.generate(handlers.model(None), sdviz.Settings(prompt=PROMPT, steps=12, seed=3))
+    reference = sdviz.generate(session.model(None), sdviz.Settings(prompt=PROMPT, steps=12, seed=3))
     assert np.array_equal(traj.final_image, reference.final_image)  # the run's, though its frames were taken
-    handlers.finish(traj)
+    explorer = ExploreHandlers(session)
+    explorer.finish(traj)
     for step in (12, 2, 7):
-        x_t, x0, *_ = handlers.show_step(traj, step, None, "all", "this step")
+        x_t, x0, *_ = explorer.show_step(traj, step, None, "all", "this step")
         assert np.array_equal(np.asarray(Image.open(x_t).convert("RGB")), reference.steps[step - 1].x_t_image)
         assert np.array_equal(np.asarray(Image.open(x0).convert("RGB")), reference.steps[step - 1].x0_image)
-    files, _ = handlers.downloads(traj, None)
+    files, _ = DownloadHandlers(session).downloads(traj, None)
     assert [f.rsplit("/", 1)[-1] for f in files] == ["filmstrip.png", "trajectory.gif", "trajectory.mp4",
                                                       "trajectory.zip", "run.html"]
     import imageio.v3 as iio

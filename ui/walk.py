@@ -1,6 +1,6 @@
 """The words of the explaining tabs, and the "How it works" walk: *The Illustrated Stable Diffusion*'s
 sections in order, each a short text for a student beside a panel filled from the current run
-(`ui.explain.ExplainHandlers.walk` fills them, in WALK_PANELS order)."""
+(`ui.tabs.explain.ExplainHandlers.walk` fills them, in WALK_PANELS order)."""
 
 from __future__ import annotations
 
@@ -53,7 +53,8 @@ SECTIONS = (  # (title, text, panels); {denoiser} and the rest are filled from t
     ("3. From noise to image", "The run starts from random latents and removes a little noise at every step. "
      "Decoded, the steps look like this (your run). Below, the walk looks closely at the step a quarter of the "
      "way in, where the picture is being decided.", ("denoise",)),
-    ("4. The forward process, and what the {denoiser} predicts", "{forward}", ("forward", "forward-note", "prediction")),
+    ("4. The forward process, and what the {denoiser} predicts", "{forward}",
+     ("forward", "forward-note", "prediction")),
     ("5. Latent space", "All of this happens on compressed latents, not pixels: the {denoiser}, which runs at every "
      "step (twice, with guidance), handles far fewer numbers than the image has. That is what makes latent "
      "diffusion fast.", ("latent", "latent-note")),

@@ -1,4 +1,4 @@
-"""The Compare tab's handlers: one seed through 2 to 8 variants of the settings on the page, streamed
+"""The Compare tab: one seed through 2 to 8 variants of the settings on the page, streamed
 one variant after another into columns side by side, then lined up by one slider (by progress
 through each run, or by noise level), their distance-to-final curves in one plot, their final
 images in a row, and the grid, GIF and MP4 written when asked for. Also the /compare endpoint.
@@ -18,15 +18,21 @@ from dataclasses import replace
 import gradio as gr
 import pandas as pd
 
-from sdviz.analysis.align import check_alignment, positions
+from sdviz.analysis.align import ALIGNMENTS, check_alignment, positions
 from sdviz.analysis.distance import SETTLED_DISTANCE, distance_to_final
 from sdviz.sampling.errors import InputError
 from sdviz.sampling.frames import DEFAULT_MAX_BYTES, FrameCache
 from sdviz.sampling.settings import Settings, check_text
-from sdviz.workflows.compare import TEXT_SEPARATOR, Comparison, keep_shown, parse_vary, variants
-from ui import html
-from ui.handlers import DISPLAY_RATE, _event, iterate, user_errors, write_trajectory_zip
+from sdviz.workflows.compare import TEXT_SEPARATOR, VARIED, Comparison, keep_shown, parse_vary, variants
+from ui import html, walk
+from ui.components import Dropdown, Radio
+from ui.errors import user_errors
+from ui.session import stop_event
 from ui.streaming import PartStop, follow
+from ui.tabs.downloads import write_trajectory_zip
+from ui.tabs.run import DISPLAY_RATE, model_choices
+from ui.tabs.shared import PRIVATE, RUN_WIDGETS, Shared, refused
+from ui.zerogpu import iterate
 
 NOTHING = ""  # the second "vary" menu's empty choice
 POSITION_STEPS = 100  # the shared slider runs 0..100 (% of the way from the noise to the image)
@@ -96,10 +102,62 @@ def settled_text(comparison) -> str:
     return head + "\n".join(lines)
 
 
+# --- the tab -------------------------------------------------------------------------------------
+
+def build(handlers: CompareHandlers, shared: Shared, prompt: gr.Textbox, model: gr.Dropdown):
+    """The Compare tab and its events; the run's other settings come from the form. Returns the comparison's
+    run event (Stop cancels it on ZeroGPU)."""
+    gr.Markdown(walk.COMPARE_INTRO)
+    with gr.Row():
+        vary_first = Dropdown(list(VARIED), value="scheduler", label="Vary", elem_id="vary-first")
+        vary_first_values = gr.Textbox(value=example_values("scheduler"), label="its values",
+                                       info=VALUES_INFO, elem_id="vary-first-values", scale=3)
+    with gr.Row():
+        vary_second = Dropdown([("nothing else", NOTHING), *((n, n) for n in VARIED)], value=NOTHING,
+                               label="and vary", elem_id="vary-second")
+        vary_second_values = gr.Textbox(value="", label="its values", info=VALUES_INFO,
+                                        elem_id="vary-second-values", scale=3)
+    with gr.Row():
+        align = Radio(list(ALIGNMENTS), value="progress", label="Line the runs up by",
+                      info="progress: the same share of each run's steps; sigma: the same noise level",
+                      elem_id="align")
+        compare = gr.Button("Compare", variant="primary", elem_id="compare")
+    status = gr.HTML(html.status(), elem_id="compare-status")
+    position = gr.Slider(0, POSITION_STEPS, value=POSITION_STEPS, step=1, interactive=False,
+                         label="Where along the runs (% of the way from the noise to the image)",
+                         elem_id="compare-position")
+    columns = gr.HTML(elem_id="compare-columns")
+    variants_plot = gr.LinePlot(x=PLOT_X, y="distance", color="variant", y_title="mean |x0 − final|",
+                                title="each variant's predicted x0: distance to its final image",
+                                height=260, elem_id="compare-plot")
+    note = gr.Markdown(elem_id="compare-note")
+    gr.Markdown("**The final images** (the full decoder):")
+    finals = gr.HTML(elem_id="compare-finals")
+    files_button = gr.Button("Grid PNG, GIF and MP4 of the comparison", size="sm", elem_id="compare-files-button")
+    files = gr.File(label="the comparison", file_count="multiple", elem_id="compare-files")
+
+    comparison = shared.states.comparison
+    compare_run = shared.start(compare, handlers.stream, *RUN_WIDGETS, first_name=vary_first,
+                               first_values=vary_first_values, second_name=vary_second,
+                               second_values=vary_second_values, align=align, outputs=[status, columns, comparison])
+    compare_run.success(lambda: None, None, files, show_progress="hidden", **PRIVATE).then(
+        handlers.finish, [comparison, align], [position, columns, variants_plot, note, finals], show_progress="hidden",
+        **PRIVATE)
+    compare_run.failure(refused, None, status, show_progress="hidden", **PRIVATE)
+    for trigger in (position.change, align.change):
+        trigger(handlers.show, [comparison, position, align], [columns, variants_plot, note], concurrency_limit=None,
+                show_progress="hidden", **PRIVATE)
+    for menu, values in ((vary_first, vary_first_values), (vary_second, vary_second_values)):
+        menu.input(handlers.vary_values, [menu, prompt, model], values, show_progress="hidden", **PRIVATE)
+    files_button.click(handlers.downloads, comparison, files, **PRIVATE)
+    return compare_run
+
+
 class CompareHandlers:
-    def __init__(self, handlers):
-        self.handlers, self.threads, self.files = handlers, handlers.threads, handlers.files
-        self.limits = handlers.limits
+    """The comparison's runs, one after another on the model threads, within one run's time limit."""
+
+    def __init__(self, session):
+        self.session, self.threads, self.files = session, session.threads, session.files
 
     def _runs(self, vary, model=None, stop_event=None, **settings):
         """(labels, runs) of the variants `vary` of a run of `settings` (`Settings`' fields by name) on
@@ -108,8 +166,8 @@ class CompareHandlers:
         runs = []
         for variant in chosen:
             v = variant["settings"]
-            runs.append(self.handlers._run(variant["model"], stop_event=PartStop(stop_event), **v.to_dict()))
-        self.limits.check_comparison([run.settings.steps for run in runs])
+            runs.append(self.session.build_run(variant["model"], stop_event=PartStop(stop_event), **v.to_dict()))
+        self.session.limits.check_comparison([run.settings.steps for run in runs])
         return [variant["label"] for variant in chosen], runs
 
     async def _follow(self, runs, stop_event=None, shown_only: bool = False):
@@ -119,7 +177,7 @@ class CompareHandlers:
         loop = asyncio.get_running_loop()
         started = loop.time()
         for index, run in enumerate(runs):
-            left = self.limits.run_seconds - (loop.time() - started)
+            left = self.session.limits.run_seconds - (loop.time() - started)
             if left <= 0 or (stop_event is not None and stop_event.is_set()):  # time is up, or Stop was pressed
                 break
             run.time_limit = left
@@ -127,7 +185,7 @@ class CompareHandlers:
                 yield index, records
             traj = run.trajectory
             if traj.steps:
-                await asyncio.to_thread(distance_to_final, traj, self.handlers._decoder(traj))
+                traj.distance_to_final = await asyncio.to_thread(distance_to_final, traj, self.session.decoder(traj))
             traj.frame_cache = FrameCache(max(1, DEFAULT_MAX_BYTES // len(runs)))
             for record in traj.steps:
                 traj.frame_cache.take(record)
@@ -136,9 +194,14 @@ class CompareHandlers:
             yield index, None
 
     def _decoders(self, comparison):
-        return replace(comparison, decoders=[self.handlers._decoder(t) for t in comparison.trajectories])
+        return replace(comparison, decoders=[self.session.decoder(t) for t in comparison.trajectories])
 
     # --- the tab ------------------------------------------------------------------------------
+
+    def vary_values(self, name, prompt_text, model_name):
+        """Values to start from when `name` is picked to vary (see `example_values`)."""
+        prompts = self.session.model(model_name).examples if name == "prompt" else ()
+        return example_values(name, prompt_text, [choice for _, choice in model_choices(self.session.config)], prompts)
 
     @user_errors
     async def stream(self, stop_signal=None, first_name=None, first_values="", second_name=None, second_values="",
@@ -147,8 +210,8 @@ class CompareHandlers:
         `run`: the run's values by name (see `ui.form`), the model among them."""
         vary = read_vary(first_name, first_values, second_name, second_values)
         by = check_alignment(align)
-        stop_event = _event(stop_signal)
-        labels, runs = self._runs(vary, stop_event=stop_event, **run)
+        stopping = stop_event(stop_signal)
+        labels, runs = self._runs(vary, stop_event=stopping, **run)
         # each column's figure, encoded once when its variant moves on (not again at every update)
         figures = [html.compare_column(n, label, "waiting") for n, label in enumerate(labels, 1)]
 
@@ -159,14 +222,14 @@ class CompareHandlers:
             return html.status(note=f"variant {index + 1} of {len(runs)}: {labels[index]} {note}")
 
         yield status(0, "· starting"), columns(), None
-        async for index, records in self._follow(runs, stop_event, shown_only=True):
+        async for index, records in self._follow(runs, stopping, shown_only=True):
             run = runs[index]
             if records is None:
                 traj = run.trajectory
                 for message in traj.warnings:  # a cut prompt, an ignored eta, the time limit
                     gr.Warning(html_text.escape(f"variant {index + 1} ({labels[index]}): {message}", quote=False))
                 if traj.steps:
-                    x_t, x0 = traj.step_frames(len(traj.steps) - 1, self.handlers._decoder(traj))
+                    x_t, x0 = traj.step_frames(len(traj.steps) - 1, self.session.decoder(traj))
                     figures[index] = html.compare_column(
                         index + 1, labels[index], f"{'done' if traj.complete else 'stopped'}: {len(traj.steps)} steps",
                         x_t, x0)
@@ -211,8 +274,8 @@ class CompareHandlers:
                 shown.append(html.compare_column(number, label, "not run"))
                 continue
             record = traj.steps[index]
-            shown.append(html.compare_column(number, label, f"step {index + 1}/{len(traj.steps)} · σ {record.sigma:.3g}",
-                                             *frames))
+            caption = f"step {index + 1}/{len(traj.steps)} · σ {record.sigma:.3g}"
+            shown.append(html.compare_column(number, label, caption, *frames))
         by = "progress" if comparison.by == "progress" else "noise level"
         return html.compare_columns(shown), distance_plot(comparison, where), (
             f"Lined up by {by} at {100 * where:.0f}% of the way from the noise to the image.\n\n"

@@ -1,0 +1,131 @@
+"""The explaining panels' plots and words, from a run (no gradio): the noise schedule, where schedulers
+spend their steps, each step's distance to the final image (each plot's data with the shown step marked),
+and the words beside them: where the picture is decided, the guidance formula at a step.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from sdviz.analysis import schedule
+from sdviz.analysis.distance import SETTLED_DISTANCE, settled_step
+from sdviz.analysis.forward import img2img_start
+from sdviz.analysis.guidance import guidance_example
+from sdviz.sampling import schedulers
+
+SCHEDULE_COLOURS = {"log10 σ (noise / signal)": "#1f77b4", "ᾱ (share of signal variance)": "#ff7f0e",
+                    "log10 SNR": "#2ca02c", "this step": "#000000"}
+DISTANCE_COLOURS = {"predicted x0 to the final image": "#d62728", "x_t to the final image": "#1f77b4",
+                    "settled threshold": "#aaaaaa", "layout settled": "#d0508a", "this step": "#000000"}
+
+
+def mark(frame: pd.DataFrame, x: float, name: str, column: str = "curve") -> pd.DataFrame:
+    """A vertical line at x across the frame's value range, as its own series."""
+    low, high = float(frame["value"].min()), float(frame["value"].max())
+    line = pd.DataFrame({frame.columns[0]: [x, x], "value": [low, high], column: [name, name]})
+    return pd.concat([frame, line], ignore_index=True)
+
+
+def schedule_frame(traj, index: int) -> pd.DataFrame:
+    """log10 sigma, alpha_bar and log10 SNR at each of the run's steps, and the shown step marked."""
+    rows = []
+    def log10(value: float) -> float | None:  # flow matching starts at pure noise: SNR 0, no logarithm
+        return math.log10(value) if 0 < value < math.inf else None
+
+    for row in schedule.trajectory_schedule(traj):
+        step = row["index"] + 1
+        rows += [(step, value, name) for value, name in zip(
+            (log10(row["sigma"]), row["alpha_bar"], log10(row["snr"])), SCHEDULE_COLOURS) if value is not None]
+    return mark(pd.DataFrame(rows, columns=["step", "value", "curve"]), index + 1, "this step")
+
+
+def run_start(traj, scheduler_config: dict) -> int:
+    """The entry of its scheduler's full schedule a run started at: 0, or where img2img's strength put it
+    (the run is the schedule's tail)."""
+    settings = traj.settings
+    if not settings.img2img:
+        return 0
+    order = schedulers.create(settings.scheduler, scheduler_config).order
+    return img2img_start(settings.steps, settings.strength, order,
+                                 traj.facts.prediction_type == "flow")
+
+
+def compared_frame(traj, scheduler_config: dict, index: int) -> pd.DataFrame:
+    """log10 sigma over the share of the steps done, for this run's scheduler and the usual others,
+    with the run's step marked on its scheduler's full schedule."""
+    family = traj.facts.family
+    names = [traj.settings.scheduler, *(n for n in schedule.compared_names(family) if n != traj.settings.scheduler)]
+    image_tokens = traj.image_tokens
+    tables = schedule.compared(traj.settings.steps, scheduler_config, names, family, image_tokens)
+    rows = []
+    for name, table in tables.items():
+        last = max(len(table) - 1, 1)
+        rows += [(r["index"] / last, math.log10(r["sigma"]), name) for r in table if r["sigma"] > 0]
+    frame = pd.DataFrame(rows, columns=["share of steps done", "value", "scheduler"])
+    entries = len(tables[traj.settings.scheduler])
+    share = (run_start(traj, scheduler_config) + index) / max(entries - 1, 1)
+    return mark(frame, share, "this step", column="scheduler")
+
+
+def distance_frame(traj, index: int) -> pd.DataFrame:
+    distances = traj.distance_to_final
+    x0_curve, x_t_curve, threshold, settled_mark, _ = DISTANCE_COLOURS
+    rows = [(n + 1, distances[kind][n], curve)
+            for kind, curve in (("x0", x0_curve), ("x_t", x_t_curve)) for n in range(len(traj.steps))]
+    rows += [(1, SETTLED_DISTANCE, threshold), (len(traj.steps), SETTLED_DISTANCE, threshold)]
+    frame = pd.DataFrame(rows, columns=["step", "value", "curve"])
+    settled = settled_step(distances["x0"])
+    if settled is not None:
+        frame = mark(frame, settled + 1, settled_mark)
+    return mark(frame, index + 1, "this step")
+
+
+def decided_text(traj) -> str:
+    distances = traj.distance_to_final
+    settled = settled_step(distances["x0"])
+    total = len(traj.steps)
+    target = "the final image" if traj.complete else "the last step reached (the run was stopped)"
+    if settled is None:
+        where = f"The predicted x0 never stays within {SETTLED_DISTANCE} of {target} before the end."
+    else:
+        x_t = distances["x_t"][settled]
+        where = (f"The layout settles at **step {settled + 1} of {total}**: from there on the predicted x0 stays "
+                 f"within {SETTLED_DISTANCE} of {target}. At that step x_t is still {x_t:.3f} away"
+                 + (": the picture is decided well before x_t shows it." if x_t > 2 * SETTLED_DISTANCE
+                    else "."))
+    return (f"{where}\n\nDistance: mean absolute difference of the decoded frames to the run's last frame, "
+            "pixel values in [0, 1] (the final image itself with the full preview decoder). "
+            f"Step 1's predicted x0 is {distances['x0'][0]:.3f} away.")
+
+
+def formula_text(record, guidance: float) -> str:
+    example = guidance_example(record, guidance)
+    g = example["guidance"]
+    return (
+        f"**x0 = x0(empty) + g · (x0(prompt) − x0(empty))**, with g = {g:g}. At the latent value the prompt "
+        f"changes most here (channel {example['channel']}, row {example['y']}, column {example['x']}): "
+        f"{example['uncond']:.3f} + {g:g} × ({example['cond']:.3f} − {example['uncond']:.3f}) = "
+        f"**{example['formula']:.3f}**, the guided x0's value {example['guided']:.3f}. Over all latent values the "
+        f"prompt moves x0 by {example['mean_difference']:.4f} on average; guidance moves it {g:g} times as far "
+        f"({example['mean_guided_difference']:.4f})."
+    )
+
+
+def prediction_target(traj) -> str:
+    """What the model's denoiser is trained to predict, in words."""
+    return {"v_prediction": "v = √ᾱ·ε − √(1−ᾱ)·x0 (a mix of the noise and the image)",
+            "flow": "the velocity v = ε − x0 (the straight way from the image to the noise)",
+            "sample": "the clean image x0 itself"}.get(traj.facts.prediction_type, "the noise ε")
+
+
+def unguided_text(traj) -> str:
+    """Why a run has one x0 and no guidance halves."""
+    if traj.facts.family == "flux":
+        return (f"Flux's guidance ({traj.settings.guidance:g}) is an input of the transformer, learnt from a "
+                "guided teacher, not a second pass: the transformer saw the prompt alone, so there is one x0. "
+                "A negative prompt with true CFG above 1 runs a real unconditional pass, and the halves appear.")
+    return (f"This run did not use classifier-free guidance (guidance scale {traj.guidance_scale:g} ≤ 1, or a "
+            f"model that does without): the {traj.denoiser_word} saw the prompt alone, so there is one x0.")
+

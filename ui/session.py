@@ -1,0 +1,147 @@
+"""The app's session service, without gradio: what every tab's handlers share and ask for.
+
+The shared objects are read-only or thread-safe: the model cache (looked up by the menu's names),
+the model threads every torch call runs on, and the file store. Per-request data stays in the
+handlers' locals and in `gr.State` (the trajectory, the run's `StopSignal`), never here.
+
+A run is built here and only here (`build_run`, `build_fork`): every value checked, then the host's
+limits, before any model work. A finished run's frames are decoded again by its one decoder object
+(`decoder`), built from the run's own settings.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from sdviz.sampling.attention import AttentionCapture
+from sdviz.sampling.errors import InputError
+from sdviz.sampling.images import load_image
+from sdviz.sampling.models import display_name
+from sdviz.sampling.previews import Previewer
+from sdviz.sampling.sampler import Run
+from sdviz.sampling.settings import Settings, check_text, validate
+from ui.model_threads import ModelThreads
+from ui.zerogpu import decode_record, guidance_frames
+
+SELF_ATTENTION_POSITIONS = 256  # self-attention kept up to 16 x 16 positions (SD 1.5: 0.14 MB a step)
+
+
+class StopSignal:
+    """A run's Stop: a threading.Event in the session's state.
+
+    ZeroGPU runs handlers in another process, where no event set here can reach; it pickles
+    as a fresh one, and there Stop goes through gradio's cancel instead (see ui.tabs.run).
+    """
+
+    def __init__(self):
+        self.event = threading.Event()
+
+    def __reduce__(self):
+        return (StopSignal, ())
+
+
+def stop_event(stop_signal) -> threading.Event | None:
+    """The event a run watches for the session's Stop (none when the page sent no StopSignal)."""
+    return stop_signal.event if isinstance(stop_signal, StopSignal) else None
+
+
+def check_attention(attention) -> None:
+    """Attention capture is asked for with true or false, nothing else."""
+    if not isinstance(attention, bool):
+        raise InputError(f"attention {attention!r:.60} is not true or false")
+
+
+def step_index(traj, step) -> int:
+    """The record index of the slider's step (counted from 1, as the status counts), clamped."""
+    return int(min(max(int(step or 1) - 1, 0), len(traj.steps) - 1))
+
+
+@dataclass(frozen=True)
+class RunDecoder:
+    """A run's own preview decoder, for frames no longer kept: the `Previewer` of the run's model, preview mode
+    and size, its calls made on the model threads (on ZeroGPU, in the GPU process).
+
+    Called as decode(record, alone), the form `Trajectory.step_frames` and the exporters take: the step's
+    x_t and x0 frames, uint8 (H, W, 3), bit for bit the run's.
+    """
+
+    previewer: Previewer
+    threads: ModelThreads
+
+    def __call__(self, record, alone: bool = False):
+        return self.threads.call(decode_record, self.previewer, record, alone)
+
+    def guidance_frames(self, record):
+        """The x0 frames of the guidance batch's unconditional (negative) half and of the prompt's half."""
+        return self.threads.call(guidance_frames, self.previewer, record)
+
+
+class Session:
+    """The model cache by menu name, the model threads, the file store and the host's limits; builds runs."""
+
+    def __init__(self, config, cache, files, threads: ModelThreads | None = None):
+        self.config, self.cache, self.files, self.limits = config, cache, files, config.limits
+        self.threads = threads or ModelThreads(config.concurrency)  # where every torch call of a handler runs
+        self.sources = {display_name(source): source for source in config.models}  # menu name -> folder/hub id
+
+    def model(self, name):
+        """The loaded model a menu name (or, where allowed, any hub id or folder) stands for."""
+        name = check_text("model", self.config.default_name if name is None else name, 300).strip()
+        source = self.sources.get(name)
+        if source is None:
+            if not self.config.allow_custom_models:
+                raise InputError(
+                    f"model {name!r} is not offered here; allowed: {', '.join(self.sources)} "
+                    "(the host can set SDVIZ_ALLOW_CUSTOM_MODELS=1 to allow any hub id or local path)"
+                )
+            source = name
+        model = self.cache.get(source)
+        self.sources.setdefault(model.name, source)
+        return model
+
+    @staticmethod
+    def capture(model, attention: bool) -> AttentionCapture | None:
+        """A run's attention capture (cross- and self-attention), or none."""
+        return (AttentionCapture(model, self_attention=True, self_max_positions=SELF_ATTENTION_POSITIONS)
+                if attention else None)
+
+    def build_run(self, model=None, attention=False, init_image=None, *, img2img=False, stop_event=None,
+                  **settings) -> Run:
+        """A run of `settings` (`Settings`' fields by name; a field not given takes its default) on the
+        model of that menu name, capturing attention or not. Checks every value, then the host's limits,
+        before any model work."""
+        model = self.model(model)
+        check_attention(attention)
+        settings = validate(Settings(**settings), img2img=img2img).resolved(model.facts)
+        self.limits.check(settings, model.facts)
+        image = None
+        if img2img:
+            if init_image is None:
+                raise InputError("init image is missing; allowed: an uploaded image (PNG, JPEG, WebP, ...)")
+            image = load_image(init_image, check_size=self.limits.check_image)
+        return Run(model, settings, init_image=image, capture=self.capture(model, attention), stop_signal=stop_event,
+                   time_limit=self.limits.run_seconds)
+
+    def build_fork(self, parent, step, attention=False, stop_event=None, **changes) -> Run:
+        """The run `parent` continued after the slider's `step` with `changes` (prompt, negative prompt,
+        guidance, eta, preview settings; model, scheduler, steps, seed and size stay the parent's, and a
+        change of those is refused). Checks every value, then the host's limits, before any model work."""
+        from sdviz.sampling.fork import Fork, fork_settings
+
+        if parent is None or not parent.steps:
+            raise InputError("fork: there is no run to fork yet; generate one, then pick a step")
+        check_attention(attention)
+        model = self.model(parent.settings.model)
+        at = step_index(parent, step) + 1  # the slider's step is kept; the fork takes the next one
+        settings = validate(fork_settings(parent, **changes), img2img=parent.settings.img2img).resolved(model.facts)
+        self.limits.check(settings, model.facts)
+        return Run(model, settings, capture=self.capture(model, attention), stop_signal=stop_event,
+                   time_limit=self.limits.run_seconds, fork=Fork(parent, at))
+
+    def decoder(self, traj) -> RunDecoder:
+        """The run's own preview decoder (its model, preview mode and size), the one place a finished
+        run's `Previewer` is built."""
+        settings = traj.settings
+        previewer = Previewer(self.model(settings.model), settings.preview, settings.height, settings.width)
+        return RunDecoder(previewer, self.threads)

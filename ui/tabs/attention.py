@@ -1,0 +1,145 @@
+"""The Tokens and Attention tabs: the prompt's token slots; where each word's cross-attention went at
+the slider's step (DAAM's heat maps), the self-attention of a clicked pixel, and the model's attention
+layers in execution order.
+
+The heat map is drawn with the explorer's step (`heat`, called by `ui.tabs.explore`); the word,
+resolution and span choices are set after each run (`word_choices`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from sdviz.drawing.views import overlay
+from sdviz.sampling.attention import model_layer_table
+from sdviz.sampling.errors import InputError
+from sdviz.sampling.settings import Settings, check_float, check_int, validate
+from sdviz.sampling.tokens import shown
+from ui.errors import user_errors
+from ui.session import step_index
+from ui.tabs.shared import PRIVATE, Shared
+
+SPANS = ("this step", "up to this step", "whole run")
+NEGATIVE_WORD = "negative:"  # the Word choice of a negative prompt's word: this, then its slot
+
+
+def word_choices(traj) -> tuple[list, list[str], list[str]]:
+    """A run's Word choices ((label, slot): the prompt's words, then the negative prompt's), its captured
+    cross-attention resolutions ("all" first) and its self-attention resolutions."""
+    maps = traj.attention
+    token_choices = [(f"{i}: {shown(maps.tokens[i])}", i) for i in maps.word_slots()] if maps else []
+    if maps is not None and maps.negative is not None:  # the negative prompt's words, from the unconditional half
+        negative = maps.negative
+        token_choices += [(f"negative {i}: {shown(negative.tokens[i])}", f"{NEGATIVE_WORD}{i}")
+                          for i in negative.word_slots()]
+    resolutions = ["all", *maps.resolutions] if maps else ["all"]
+    self_resolutions = sorted(maps.self_attn) if maps else []
+    return token_choices, resolutions, self_resolutions
+
+
+def heat(traj, index: int, token, resolution, span, x0_image):
+    """The heat map of the chosen word over `x0_image` (the whole run's: over the final image), at step `index`,
+    up to it or over the whole run; None without attention maps or a word."""
+    maps = traj.attention
+    if maps is None or token is None:
+        return None
+    if isinstance(token, str) and token.startswith(NEGATIVE_WORD) and maps.negative is not None:
+        maps, token = maps.negative, _negative_slot(token, len(maps.negative.tokens))
+    else:
+        token = check_int("word", token, 0, len(maps.tokens) - 1)
+    if resolution not in ("all", *maps.resolutions):
+        raise InputError(f"resolution {resolution!r:.60} is not captured; allowed: all, {', '.join(maps.resolutions)}")
+    if span not in SPANS:
+        raise InputError(f"steps {span!r:.60} is not a choice; allowed: {', '.join(SPANS)}")
+    steps = {"this step": index, "up to this step": range(index + 1)}.get(span)
+    base = traj.final_image if span == "whole run" and traj.final_image is not None else x0_image
+    return overlay(base, maps.heat_map(token, steps=steps, resolution=resolution))
+
+
+def _negative_slot(token: str, slots: int) -> int:
+    """The slot of a negative prompt's word from its Word choice ('negative:3')."""
+    number = token[len(NEGATIVE_WORD):]
+    if not number.isdigit():
+        raise InputError(f"word {token!r:.60} is not a negative prompt's word; allowed: {NEGATIVE_WORD}0.."
+                         f"{NEGATIVE_WORD}{slots - 1}")
+    return check_int("negative word", int(number), 0, slots - 1)
+
+
+# --- the tabs ------------------------------------------------------------------------------------
+
+@dataclass
+class AttentionView:
+    tokens: gr.HTML
+    word: gr.Radio
+    resolution: gr.Dropdown
+    span: gr.Radio
+    heat: gr.Image
+    probe: gr.Image
+    probe_resolution: gr.Dropdown
+
+
+def build(handlers: AttentionHandlers, shared: Shared, settings, x0_view: gr.Image) -> AttentionView:
+    """The Tokens and Attention tabs, and their own events: the probe (on the explorer's x0, `x0_view`) and
+    the layer table (at the size and guidance of the run `settings`, ui.tabs.run.RunSettings)."""
+    with gr.Tab("Tokens"):
+        tokens = gr.HTML(elem_id="tokens")
+    with gr.Tab("Attention"):
+        with gr.Row():
+            word = gr.Radio([], label="Word", elem_id="word")
+            resolution = gr.Dropdown(["all"], value="all", label="Resolution")
+            span = gr.Radio(list(SPANS), value="this step", label="Steps")
+        with gr.Row(elem_classes="sdviz-pixelated"):
+            heat_view = gr.Image(label="cross-attention heat map (DAAM)", height=220, format="png", interactive=False,
+                                 elem_id="heat")
+            probe = gr.Image(label="self-attention probe: click the x0 here", height=220, format="png",
+                             interactive=False)
+            probe_resolution = gr.Dropdown([], label="Self-attention resolution")
+        show_layers = gr.Button("Show the attention layers", size="sm")
+        layer_rows = gr.Dataframe(headers=["index", "kind", "resolution", "query", "key", "value", "probs", "name"],
+                                  label="Attention layers in execution order", wrap=True)
+    probe.select(handlers.probe, [shared.states.trajectory, shared.step, probe_resolution], probe,
+                 concurrency_limit=None, **PRIVATE)
+    x0_view.change(lambda image: image, x0_view, probe, show_progress="hidden", **PRIVATE)
+    show_layers.click(handlers.layers, [settings.model, settings.width, settings.height, settings.guidance],
+                      layer_rows, concurrency_limit=shared.concurrency, concurrency_id="model", **PRIVATE)
+    return AttentionView(tokens, word, resolution, span, heat_view, probe, probe_resolution)
+
+
+class AttentionHandlers:
+    def __init__(self, session):
+        self.session, self.threads, self.files = session, session.threads, session.files
+
+    @user_errors
+    def probe(self, traj, step, resolution, event: gr.SelectData):
+        """Self-attention of the clicked pixel at this step (as DiffSeg reads it)."""
+        if traj is None or traj.attention is None:
+            raise InputError("run with attention capture on to probe self-attention")
+        return self.threads.call(self._probe, traj, step, resolution, event.index)  # torch: on a model thread
+
+    def _probe(self, traj, step, resolution, pixel):
+        index = step_index(traj, step)
+        height, width = traj.shapes["image"][1:]
+        if not isinstance(pixel, (list, tuple)) or len(pixel) != 2:
+            raise InputError(f"pixel {pixel!r:.60} is not a pixel; allowed: [x, y]")
+        x = check_int("pixel x", pixel[0], 0, width - 1)
+        y = check_int("pixel y", pixel[1], 0, height - 1)
+        if resolution not in traj.attention.self_attn:
+            raise InputError(f"self-attention resolution {resolution!r:.60} is not captured; "
+                             f"allowed: {', '.join(traj.attention.self_attn)}")
+        probed = traj.attention.self_attention_probe(y, x, step=index, resolution=resolution)
+        image = overlay(traj.step_frames(index, self.session.decoder(traj))[1], probed)
+        image[y, x] = (255, 255, 255)
+        return self.files.image(image)
+
+    @user_errors
+    def layers(self, model_name, width, height, guidance):
+        """The attention layer inventory at this size; within the host's pixel limit, like a run."""
+        model = self.session.model(model_name)
+        guidance = check_float("guidance", guidance, 0.0, 100.0)
+        settings = validate(Settings(width=width, height=height)).resolved(model.facts)
+        self.session.limits.check(settings, model.facts)
+        rows = self.threads.call(model_layer_table, model, settings.height, settings.width, guidance=guidance > 1)
+        return [[r["index"], r["kind"], r["resolution"], str(tuple(r["query_shape"])), str(tuple(r["key_shape"])),
+                 str(tuple(r["value_shape"])), str(tuple(r["probs_shape"])), r["name"]] for r in rows]

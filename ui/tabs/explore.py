@@ -1,0 +1,328 @@
+"""The step explorer: the step slider (and play) that every panel below the run follows, and the
+Explore tab: the step's x_t, x0, predicted noise and latent channels, guidance decomposed, and the
+boxes that open after an edit (against its source), an inversion (its round trip) or a fork (against
+its parent).
+
+After each run `finish` sets the slider to the run's last step and the choices of the Tokens and
+Attention tabs; `StepEvents.after` then draws the step again.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+
+from sdviz.analysis.distance import distance_to_final
+from sdviz.analysis.edit import departure, is_edit
+from sdviz.drawing import views
+from sdviz.drawing.edit import sheet as edit_sheet
+from sdviz.drawing.sheets import pick
+from sdviz.drawing.sheets import sheet as draw_sheet
+from ui import html, walk
+from ui.errors import user_errors
+from ui.plots import compared_frame, distance_frame, formula_text, mark, schedule_frame, unguided_text
+from ui.session import step_index
+from ui.sheets import FORWARD_COLUMNS, guidance_pictures
+from ui.tabs.attention import AttentionView, heat, word_choices
+from ui.tabs.run import RunEvents
+from ui.tabs.shared import PRIVATE, Shared
+
+PLAY_SECONDS = 0.25  # per frame when playing the trajectory back
+
+
+# --- the layout ----------------------------------------------------------------------------------
+
+@dataclass
+class StepRow:
+    """The step every panel below the run shows, and its play and pause."""
+
+    step: gr.Slider
+    play: gr.Button
+    pause: gr.Button
+
+
+@dataclass
+class ExploreView:
+    step_info: gr.Markdown
+    fork: gr.Button
+    pictures: list  # x_t, x0 and the predicted noise at the step
+    channels: gr.Gallery
+    guidance: list  # x0 of each half, guided, what the prompt adds
+    formula: gr.Markdown
+    edit: list  # the edit against its source: sheet, plot, note, its box
+    trip: list  # the round trip: sheet, note, its box
+    forked: list  # the fork against its parent: sheet, plot, note, its box
+
+    @property
+    def x0_view(self) -> gr.Image:
+        return self.pictures[1]
+
+
+def build_step_row() -> StepRow:
+    with gr.Row():  # the step every panel below shows
+        step = gr.Slider(1, 2, value=1, step=1, label="Step", interactive=False, elem_id="step-slider")
+        play = gr.Button("▶ play", size="sm", elem_id="play")
+        pause = gr.Button("❚❚ pause", size="sm")
+    return StepRow(step, play, pause)
+
+
+def build() -> ExploreView:
+    """The Explore tab's panels; its events are wired once the tabs it draws into are built (`wire`)."""
+    step_info = gr.Markdown(elem_id="step-info")
+    with gr.Row():
+        fork = gr.Button("Fork from this step", size="sm", elem_id="fork")
+        gr.Markdown("continues this run after the step on the slider with the prompt, negative prompt, "
+                    "guidance and eta on the left (model, scheduler, steps, seed and size stay)")
+    with gr.Row(elem_classes="sdviz-pixelated"):
+        pictures = [gr.Image(label="x_t after this step", height=200, format="png", interactive=False,
+                             elem_id="xt-view"),
+                    gr.Image(label="predicted x0", height=200, format="png", interactive=False, elem_id="x0-view"),
+                    gr.Image(label="predicted noise", height=200, format="png", interactive=False)]
+    channels = gr.Gallery(label="latent channels (x_t)", columns=4, height=180, elem_classes="sdviz-pixelated")
+    gr.Markdown(walk.GUIDANCE_INTRO)
+    with gr.Row(elem_classes="sdviz-pixelated"):
+        guidance = [gr.Image(label=label, height=180, format="png", interactive=False, elem_id=elem_id)
+                    for label, elem_id in (("x0 from the empty (negative) prompt", "x0-uncond"),
+                                           ("x0 from the prompt", "x0-cond"),
+                                           ("guided x0", "x0-guided"),
+                                           ("what the prompt adds: red brighter, blue darker", "prompt-effect"))]
+    formula = gr.Markdown(elem_id="guidance-formula")
+    with gr.Accordion("The edit against its source", open=False) as edit_box:  # opened by an edit
+        edit_note = gr.Markdown(elem_id="edit-note")
+        edit_view = gr.Image(show_label=False, format="png", interactive=False, elem_id="edit-view")
+        edit_plot = gr.LinePlot(x="step", y="value", color="curve", title="where the edit departs",
+                                height=220, elem_id="edit-plot")
+    with gr.Accordion("The round trip: the image inverted and reconstructed", open=False) as trip_box:
+        trip_note = gr.Markdown(elem_id="trip-note")
+        trip_view = gr.Image(show_label=False, format="png", interactive=False, elem_id="trip-view")
+    with gr.Accordion("The fork against its parent", open=False) as fork_box:  # opened by a fork
+        fork_note = gr.Markdown(elem_id="fork-note")
+        fork_view = gr.Image(show_label=False, format="png", interactive=False, elem_id="fork-view")
+        fork_plot = gr.LinePlot(x="step", y="value", color="curve", title="distance to each run's final image",
+                                height=240, elem_id="fork-plot")
+    return ExploreView(step_info, fork, pictures, channels, guidance, formula,
+                       [edit_view, edit_plot, edit_note, edit_box], [trip_view, trip_note, trip_box],
+                       [fork_view, fork_plot, fork_note, fork_box])
+
+
+# --- the events ----------------------------------------------------------------------------------
+
+@dataclass
+class StepEvents:
+    """The events that draw the slider's step, as an event's keyword arguments: the explorer's pictures and
+    the heat map (`show`); the guidance halves and the schedule tab's plots with the step marked (`views`)."""
+
+    show: dict
+    views: dict
+
+    def after(self, event):
+        """`event`, then the step drawn again (even when the slider lands on the value it had)."""
+        return event.then(**self.show).then(**self.views)
+
+
+def wire(handlers: ExploreHandlers, view: ExploreView, row: StepRow, shared: Shared, attention: AttentionView,
+         plots: list, runs: RunEvents, fork_run) -> StepEvents:
+    """The explorer's events: the step drawn when the slider (or the Attention tab's choices) move, play and
+    pause, and after each run (`runs`, and the fork's) the boxes of an edit, a round trip and a fork, opened
+    for theirs and closed for the others. `plots`: the schedule tab's three, marked at the step."""
+    trajectory, parent = shared.states.trajectory, shared.states.parent
+    hidden = dict(concurrency_limit=None, show_progress="hidden", **PRIVATE)
+    steps = StepEvents(
+        show=dict(fn=handlers.show_step, inputs=[trajectory, row.step, attention.word, attention.resolution,
+                                                 attention.span],
+                  outputs=[*view.pictures, view.channels, view.step_info, attention.heat], **hidden),
+        views=dict(fn=handlers.step_views, inputs=[trajectory, row.step],
+                   outputs=[*view.guidance, view.formula, *plots], **hidden))
+    for trigger in (row.step.change, attention.word.change, attention.resolution.change, attention.span.change):
+        trigger(**steps.show)
+    row.step.change(**steps.views)
+    row.step.release(handlers.edit_view, [trajectory, row.step], view.edit, **hidden)
+    playing = row.play.click(handlers.play, [trajectory, row.step], row.step, **hidden)
+    row.pause.click(None, cancels=[playing], **PRIVATE)
+
+    quiet = dict(show_progress="hidden", **PRIVATE)
+    fork_run.success(handlers.fork_view, [trajectory, parent], view.forked, **quiet)
+    for event in runs.all():  # nobody's fork: no earlier fork's views
+        event.success(lambda: (None, None, "", gr.update(open=False)), None, view.forked, **quiet)
+    for event in (*runs.all(), fork_run):  # opened for an edit (at its last step), else closed
+        event.success(lambda traj: handlers.edit_view(traj, None), trajectory, view.edit, **quiet)
+    for event in (runs.txt2img, runs.img2img, runs.edit, fork_run):
+        event.success(lambda: (None, "", gr.update(open=False)), None, view.trip, **quiet)
+    runs.invert.success(handlers.round_trip_view, [trajectory, parent], view.trip, **quiet)
+    return steps
+
+
+# --- the handlers --------------------------------------------------------------------------------
+
+class ExploreHandlers:
+    """The explorer's panels, drawn from the session's run with its own decoder, on the model threads."""
+
+    def __init__(self, session):
+        self.session, self.threads, self.files = session, session.threads, session.files
+
+    @user_errors
+    def finish(self, traj):
+        """After a run (or a Stop): the explorer, tokens and attention choices; downloads wait to be asked for."""
+        if traj is None or not traj.steps:
+            return (gr.skip(),) * 7
+        token_choices, resolutions, self_resolutions = word_choices(traj)
+        return (
+            gr.update(minimum=1, maximum=len(traj.steps), value=len(traj.steps), interactive=True),
+            html.token_slots(traj.tokens),
+            gr.update(choices=token_choices, value=token_choices[0][1] if token_choices else None),
+            gr.update(choices=resolutions, value="all"),
+            gr.update(choices=self_resolutions, value=self_resolutions[0] if self_resolutions else None),
+            None,  # the downloads: written when the Downloads tab is opened
+            None,
+        )
+
+    def play(self, traj, step):
+        """Moves the step slider through the run, one frame every PLAY_SECONDS."""
+        if traj is None or not traj.steps:
+            return
+        index = step_index(traj, step)
+        start = 0 if index == len(traj.steps) - 1 else index
+        for index in range(start, len(traj.steps)):
+            yield index + 1
+            time.sleep(PLAY_SECONDS)
+
+    @user_errors
+    def show_step(self, traj, step, token, resolution, span):
+        """x_t, x0, predicted noise, latent channels, the step's facts, and the heat map."""
+        if traj is None or not traj.steps:
+            return (gr.skip(),) * 6
+        return self.threads.call(self._show_step, traj, step, token, resolution, span)  # decodes, resizes: torch
+
+    def _show_step(self, traj, step, token, resolution, span):
+        index = step_index(traj, step)
+        record = traj.steps[index]
+        x_t_image, x0_image = traj.step_frames(index, self.session.decoder(traj))
+        latent_rgb = self.session.model(traj.settings.model).latent_rgb.numpy()
+        size = tuple(traj.shapes["image"][1:])
+        channels = [(self.files.image(image), f"channel {c}")
+                    for c, image in enumerate(views.channel_images(record.x_next * record.next_vp_scale))]
+        info = (f"**step {index + 1} / {len(traj.steps)}** · timestep {record.timestep:g} · σ {record.sigma:.4f}"
+                f" · x_t std {np.std(record.x_next * record.next_vp_scale):.3f}")
+        heat_map = heat(traj, index, token, resolution, span, x0_image)
+        predicted = self.files.image(views.noise_image(record.noise_pred, latent_rgb, size))
+        return (self.files.image(x_t_image), self.files.image(x0_image),
+                gr.update(value=predicted, label=traj.prediction_label),
+                channels, info, self.files.image(heat_map) if heat_map is not None else None)
+
+    @user_errors
+    def step_views(self, traj, step):
+        """Guidance decomposed (three x0, what the prompt adds, the formula) and the schedule and
+        distance plots with this step marked."""
+        if traj is None or not traj.steps:
+            return (gr.skip(),) * 8
+        return self.threads.call(self._step_views, traj, step)
+
+    def _step_views(self, traj, step):
+        index = step_index(traj, step)
+        record = traj.steps[index]
+        guidance = traj.guidance_scale
+        decoder = self.session.decoder(traj)
+        _, x0_image = traj.step_frames(index, decoder)
+        if record.x0_uncond is not None:
+            uncond, cond, effect, peak = guidance_pictures(decoder, record)
+            pictures = [self.files.image(frame) for frame in (uncond, cond, x0_image, effect)]
+            formula = (formula_text(record, guidance) + f" In the colour map, full red or blue is a change of "
+                       f"{peak:.3f} in pixel value (of 1).")
+        else:
+            pictures = [None, None, self.files.image(x0_image), None]
+            formula = unguided_text(traj)
+        config = self.session.model(traj.settings.model).scheduler_config
+        return (*pictures, formula, schedule_frame(traj, index), compared_frame(traj, config, index),
+                distance_frame(traj, index) if traj.distance_to_final is not None else gr.skip())
+
+    # --- a fork against its parent ---------------------------------------------------------
+
+    @user_errors
+    def fork_view(self, fork, parent):
+        """Both runs' x_t at the same steps (the fork's first steps are the parent's), both distance curves, a
+        line on what changed; and the panel opened."""
+        if fork is None or parent is None or fork.settings.forked_from is None:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return self.threads.call(self._fork_view, fork, parent)
+
+    def _fork_view(self, fork, parent):
+        at = fork.settings.forked_from["at"]
+        parent_decode, fork_decode = self.session.decoder(parent), self.session.decoder(fork)
+        count = min(len(parent.steps), len(fork.steps))
+        chosen = sorted({*pick(count, FORWARD_COLUMNS - 1), max(at - 1, 0)})
+        rows = [(name, [(f"step {k + 1}", traj.step_frames(k, decode)[0]) for k in chosen])
+                for name, traj, decode in (("parent", parent, parent_decode), ("fork", fork, fork_decode))]
+        marked = {chosen.index(max(at - 1, 0)): f"forked after step {at}"} if at else None
+        sheet = draw_sheet(rows, f"the fork keeps the parent's first {at} steps, then follows its own settings",
+                           marked)
+        for traj, decode in ((parent, parent_decode), (fork, fork_decode)):
+            if traj.distance_to_final is None:
+                traj.distance_to_final = distance_to_final(traj, decode)
+        plot = pd.DataFrame([(n + 1, d, f"{name}: predicted x0 to its final image")
+                             for name, traj in (("parent", parent), ("fork", fork))
+                             for n, d in enumerate(traj.distance_to_final["x0"])], columns=["step", "value", "curve"])
+        changed = [f"{key} {getattr(parent.settings, key)!r} → {getattr(fork.settings, key)!r}"
+                   for key in ("prompt", "negative_prompt", "guidance", "eta")
+                   if getattr(parent.settings, key) != getattr(fork.settings, key)]
+        note = (f"Forked after step {at} of {len(parent.steps)}: "
+                + ("; ".join(changed) if changed else "nothing changed, so the fork is its parent, bit for bit") + ".")
+        return self.files.image(np.asarray(sheet)), mark(plot, at, "fork point"), note, gr.update(open=True)
+
+    # --- an edit against its source; an inversion's round trip ------------------------------------
+
+    @user_errors
+    def edit_view(self, traj, step):
+        """An edit's source chain, its own and their difference (the slider's step marked; the last step
+        when `step` is None), the departure curve and a note; the panel opened. Closed for other runs."""
+        if traj is None or not is_edit(traj):
+            return None, None, "", gr.update(open=False)
+        index = len(traj.steps) - 1 if step is None else step_index(traj, step)  # None: a run just ended
+        return self.threads.call(self._edit_view, traj, index)
+
+    def _edit_view(self, traj, index):
+        decoder = self.session.decoder(traj)
+        sheet = edit_sheet(traj, decoder.previewer, decoder, at=index)
+        gaps = departure(traj)
+        plot = mark(pd.DataFrame([(n + 1, gap, "mean |edit - source| (latents)") for n, gap in enumerate(gaps)],
+                                 columns=["step", "value", "curve"]), index + 1, "this step")
+        grows = (f", grows most at step {int(np.argmax(np.diff(gaps))) + 2}" if len(gaps) > 1 else "")
+        note = (f"Both chains start from the image noised for {len(traj.steps)} steps and share their noise. The "
+                f"edit departs from the source at once ({gaps[0]:.3f} apart after step 1, mean |latent| "
+                f"difference){grows} and ends {gaps[-1]:.3f} away. Where the bottom row is dark, the edit kept "
+                "the image.")
+        return self.files.image(np.asarray(sheet)), plot, note, gr.update(open=True)
+
+    @user_errors
+    def round_trip_view(self, reconstruction, inversion):
+        """An inversion's image to noise and back, with the reconstruction error; the panel opened."""
+        if reconstruction is None or inversion is None or not inversion.settings.invert:
+            return None, "", gr.update(open=False)
+        sheet, result = self.round_trip(inversion, reconstruction)
+        summary, settings = result.summary(), inversion.settings
+        method = "DDIM" if settings.scheduler == "ddim" else "flow Euler"
+        note = (f"Inverted in {settings.steps} {method} steps at guidance {settings.guidance:g} and run forward "
+                f"again: the reconstruction is {summary['psnr_db']:.1f} dB from the image (mean error "
+                f"{summary['mean_abs_error']:.1f} / 255); the VAE alone reaches {summary['vae_psnr_db']:.1f} dB. "
+                f"The noise it reached has standard deviation {summary['noise_std']:.2f} (a run starts from 1). "
+                "Guidance makes the round trip drift: try 1 and then 7.5.")
+        return self.files.image(np.asarray(sheet)), note, gr.update(open=True)
+
+    def round_trip(self, inversion, reconstruction):
+        """On the model thread: (round_trip_sheet, the Inversion with its errors) of an inverted image.
+        (The app's own round trip, beside sdviz.workflows.invert.)"""
+        from sdviz.analysis.forward import latent_space
+        from sdviz.drawing.sheets import round_trip_sheet
+        from sdviz.workflows.invert import Inversion
+
+        def measure():
+            settings = inversion.settings
+            vae = latent_space(self.session.model(settings.model), inversion.init_image, settings.width,
+                               settings.height).psnr
+            decoders = (self.session.decoder(inversion), self.session.decoder(reconstruction))
+            return round_trip_sheet(inversion, reconstruction, decoders), Inversion(inversion, reconstruction, vae)
+
+        return self.threads.call(measure)

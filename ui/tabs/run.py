@@ -1,0 +1,369 @@
+"""The run column: text to image, image to image, edit or invert an image, the settings, and the run
+streamed live beside them (x_t and x0 as they are decoded, the filmstrip, the final image).
+
+Every run streams through `RunHandlers._stream`: the page shows the newest step at display rate,
+while the session's trajectory keeps every step's latents and a bounded frame cache.
+"""
+
+from __future__ import annotations
+
+import html as html_text
+import random
+import time
+from dataclasses import dataclass, replace
+
+import gradio as gr
+
+from sdviz.sampling import schedulers
+from sdviz.sampling.errors import InputError
+from sdviz.sampling.frames import FrameCache
+from sdviz.sampling.models import display_name
+from sdviz.sampling.sampler import Run
+from sdviz.sampling.settings import MAX_SEED, PREVIEW_MODES, Settings
+from ui import html, walk
+from ui.components import Dropdown, Image, Radio, Slider
+from ui.errors import user_errors
+from ui.form import Form
+from ui.session import StopSignal, stop_event
+from ui.streaming import PartStop, follow
+from ui.tabs.shared import PRIVATE, RUN_WIDGETS, Shared, States
+from ui.zerogpu import iterate, on_spaces
+
+DISPLAY_RATE = 10.0  # live updates per second at most; every step is still kept
+DEFAULTS = Settings()
+
+
+def scheduler_choices(family: str) -> list[tuple[str, str]]:
+    """(label, name) of the schedulers that can sample a model of this family."""
+    fitting = schedulers.for_family(family)
+    return [(label, name) for name, _, label in schedulers.describe() if name in fitting]
+
+
+def model_choices(config) -> list[tuple[str, str]]:
+    """(label, name): the menu shows and sends names, so no install path reaches the page or the API."""
+    return [(display_name(m) + (" (default)" if m == config.default_model else ""), display_name(m))
+            for m in config.models]
+
+
+def random_seed() -> int:
+    return random.randint(0, min(MAX_SEED, 2**32 - 1))
+
+
+# --- the layout ----------------------------------------------------------------------------------
+
+@dataclass
+class RunInputs:
+    """The run column's widgets."""
+
+    prompt: gr.Textbox
+    examples: gr.Radio
+    generate: gr.Button
+    init_image: Image
+    strength: Slider
+    generate_img2img: gr.Button
+    edit_image: Image
+    source_prompt: gr.Textbox
+    edit_prompt: gr.Textbox
+    edit_strength: Slider
+    source_guidance: Slider
+    edit_button: gr.Button
+    invert_button: gr.Button
+    negative: gr.Textbox
+    stop: gr.Button
+    settings: RunSettings
+
+
+@dataclass
+class RunSettings:
+    """The Settings accordion's widgets."""
+
+    model: Dropdown
+    scheduler: Dropdown
+    steps: Slider
+    guidance: Slider
+    true_cfg: Slider
+    seed: gr.Number
+    dice: gr.Button
+    width: gr.Number
+    height: gr.Number
+    eta: Slider
+    preview: Radio
+    every: gr.Number
+    attention: gr.Checkbox
+
+
+@dataclass
+class LiveView:
+    """The live run: what every run streams to."""
+
+    diagram: gr.HTML  # the model's diagram, its active part lit (above the columns)
+    status: gr.HTML
+    frames: gr.HTML  # x_t and x0, sent as compact data URIs
+    filmstrip: gr.HTML
+    final: gr.Image
+
+    def outputs(self, states: States) -> list:
+        return [self.diagram, self.status, self.frames, self.filmstrip, self.final, states.trajectory]
+
+
+def build_inputs(config, default_model) -> RunInputs:
+    """The run column: the three ways to start a run, the negative prompt, Stop and the settings."""
+    with gr.Tabs():
+        with gr.Tab("Text to image", id="txt2img"):
+            prompt = gr.Textbox(label="Prompt", value=default_model.examples[0], lines=2, elem_id="prompt")
+            examples = gr.Radio(choices=list(default_model.examples), value=None, label="Try a prompt",
+                                elem_id="examples")
+            generate = gr.Button("Generate", variant="primary", elem_id="generate")
+        with gr.Tab("Image to image", id="img2img"):
+            init_image = Image(label="Start image", type="filepath", elem_id="init-image")
+            strength = Slider(0.05, 1.0, value=DEFAULTS.strength, step=0.05,
+                              label="Strength (share of the schedule run)")
+            generate_img2img = gr.Button("Generate from image", variant="primary", elem_id="generate-img2img")
+        with gr.Tab("Edit or invert an image", id="edit"):
+            edit_image = Image(label="The image", type="filepath", elem_id="edit-image")
+            source_prompt = gr.Textbox(label="What the image shows (source prompt)", lines=1, elem_id="source-prompt")
+            edit_prompt = gr.Textbox(label="What it should show instead (the edit)", lines=1, elem_id="edit-prompt")
+            with gr.Row():
+                edit_strength = Slider(0.05, 1.0, value=DEFAULTS.strength, step=0.05,
+                                       label="Strength (share of the schedule run)", elem_id="edit-strength")
+                source_guidance = Slider(0, 20, value=DEFAULTS.source_guidance, step=0.5,
+                                         label="Source guidance", elem_id="source-guidance")
+            with gr.Row():
+                edit_button = gr.Button("Edit (CycleDiffusion)", variant="primary", elem_id="edit")
+                invert_button = gr.Button("Invert to noise and back", elem_id="invert")
+            gr.Markdown(walk.EDIT_INTRO)
+    negative = gr.Textbox(label="Negative prompt", value="", elem_id="negative")
+    stop = gr.Button("Stop", variant="stop", elem_id="stop")
+    with gr.Accordion("Settings", open=True):
+        settings = _build_settings(config, default_model.facts)
+    return RunInputs(prompt, examples, generate, init_image, strength, generate_img2img, edit_image, source_prompt,
+                     edit_prompt, edit_strength, source_guidance, edit_button, invert_button, negative, stop, settings)
+
+
+def _build_settings(config, default) -> RunSettings:
+    model = Dropdown(model_choices(config), value=config.default_name, label="Model",
+                     allow_custom_value=config.allow_custom_models, elem_id="model")
+    scheduler = Dropdown(scheduler_choices(default.family), value=default.scheduler, label="Scheduler",
+                         elem_id="scheduler")
+    steps = Slider(1, config.limits.steps, value=DEFAULTS.steps, step=1, label="Steps", elem_id="steps")
+    guidance = Slider(0, 20, value=DEFAULTS.guidance, step=0.5, label="Guidance scale", elem_id="guidance")
+    true_cfg = Slider(1, 20, value=DEFAULTS.true_cfg, step=0.5, elem_id="true-cfg",
+                      label="True CFG (Flux: real guidance with the negative prompt, above 1)",
+                      visible=default.family == "flux")
+    with gr.Row():
+        seed = gr.Number(value=DEFAULTS.seed, step=1, label="Seed", elem_id="seed")
+        dice = gr.Button("random seed", size="sm", elem_id="random-seed")
+    with gr.Row():
+        width = gr.Number(value=default.native_width, step=default.vae_factor, label="Width", elem_id="width")
+        height = gr.Number(value=default.native_height, step=default.vae_factor, label="Height", elem_id="height")
+    eta = Slider(0, 1, value=DEFAULTS.eta, step=0.05, label="eta (DDIM noise)")
+    with gr.Row():
+        preview = Radio(list(PREVIEW_MODES), value=DEFAULTS.preview, label="Preview decoder")
+        every = gr.Number(value=DEFAULTS.every, step=1, label="Decode every N steps")
+    attention = gr.Checkbox(value=True, label="Capture attention (heat maps, self-attention probe)")
+    return RunSettings(model, scheduler, steps, guidance, true_cfg, seed, dice, width, height, eta, preview, every,
+                       attention)
+
+
+def build_live(diagram: gr.HTML) -> LiveView:
+    status = gr.HTML(html.status(), elem_id="status")
+    frames = gr.HTML(html.live(), elem_id="live")
+    filmstrip = gr.HTML("", html_template=html.FILMSTRIP_TEMPLATE, elem_id="filmstrip")
+    final = gr.Image(label="Final image", height=192, format="png", interactive=False, elem_id="final",
+                     elem_classes="sdviz-pixelated")
+    return LiveView(diagram, status, frames, filmstrip, final)
+
+
+def form(inputs: RunInputs, states: States, step: gr.Slider) -> Form:
+    """The run's widgets by name: `Settings`' field names, plus the session's stop signal and the fork's
+    parent (the session's run) and step."""
+    s = inputs.settings
+    return Form(stop_signal=states.stop_signal, prompt=inputs.prompt, negative_prompt=inputs.negative, model=s.model,
+                scheduler=s.scheduler, steps=s.steps, guidance=s.guidance, seed=s.seed, width=s.width,
+                height=s.height, eta=s.eta, preview=s.preview, every=s.every, attention=s.attention,
+                true_cfg=s.true_cfg, init_image=inputs.init_image, strength=inputs.strength,
+                parent=states.trajectory, step=step)
+
+
+# --- the events ----------------------------------------------------------------------------------
+
+@dataclass
+class RunEvents:
+    """The page's runs, each one event that streams into the live view."""
+
+    txt2img: gr.events.Dependency
+    img2img: gr.events.Dependency
+    edit: gr.events.Dependency
+    invert: gr.events.Dependency
+
+    def all(self) -> tuple:
+        return self.txt2img, self.img2img, self.edit, self.invert
+
+
+def wire(handlers: RunHandlers, inputs: RunInputs, live: LiveView, shared: Shared) -> RunEvents:
+    """The run column's events: its three tabs' runs, the random seed, a model chosen, a prompt tried."""
+    outputs, states, s = live.outputs(shared.states), shared.states, inputs.settings
+    events = RunEvents(
+        txt2img=shared.start(inputs.generate, handlers.stream, *RUN_WIDGETS, "attention", "true_cfg",
+                             outputs=outputs),
+        img2img=shared.start(inputs.generate_img2img, handlers.stream_img2img, *RUN_WIDGETS, "attention",
+                             "init_image", "strength", outputs=outputs),
+        edit=shared.start(inputs.edit_button, handlers.stream_edit, *RUN_WIDGETS, "attention",
+                          prompt=inputs.edit_prompt, init_image=inputs.edit_image, strength=inputs.edit_strength,
+                          source_prompt=inputs.source_prompt, source_guidance=inputs.source_guidance,
+                          outputs=outputs),
+        invert=shared.start(inputs.invert_button, handlers.stream_invert, "stop_signal", "negative_prompt", "model",
+                            "steps", "guidance", "seed", "width", "height", "preview", "every", "attention",
+                            prompt=inputs.source_prompt, init_image=inputs.edit_image,
+                            outputs=[*outputs, states.parent]))
+    s.dice.click(random_seed, None, s.seed, **PRIVATE)
+    s.model.change(handlers.model_changed, [s.model, s.scheduler], [s.width, s.height, s.scheduler, s.true_cfg,
+                                                                   inputs.examples], **PRIVATE)
+    inputs.examples.input(lambda text: text, inputs.examples, inputs.prompt, show_progress="hidden", **PRIVATE)
+    return events
+
+
+def wire_stop(button: gr.Button, shared: Shared, runs: list) -> gr.events.Dependency | None:
+    """Stop: the session's run (queued or running) ends after its current step and finishes as usual. On
+    ZeroGPU the run is in another process, where only gradio's cancel reaches: the cancel event is
+    returned, to be followed as a run's end is (a cancelled run never finishes)."""
+    if on_spaces():
+        return button.click(None, cancels=runs, **PRIVATE)
+    button.click(stop, shared.states.stop_signal, None, concurrency_limit=None, **PRIVATE)
+    return None
+
+
+def stop(stop_signal: StopSignal | None) -> None:
+    """Stop: the run (queued or running) ends after its current step and finishes as usual."""
+    if stop_signal is not None:
+        stop_signal.event.set()
+
+
+# --- the handlers --------------------------------------------------------------------------------
+
+class RunHandlers:
+    """The runs the page streams, over the session's model cache, model threads and file store."""
+
+    def __init__(self, session):
+        self.session, self.files, self.threads = session, session.files, session.threads
+
+    @user_errors
+    def model_changed(self, name, scheduler):
+        """A newly chosen model's native size, the schedulers that fit it (the chosen one where it fits, else
+        the model's own), the true-CFG slider, shown for Flux only (at 1 for the others), and its example
+        prompts."""
+        model = self.session.model(name)
+        facts = model.facts
+        fitting = schedulers.for_family(facts.family)
+        value = scheduler if scheduler in fitting else facts.scheduler
+        return (facts.native_width, facts.native_height,
+                gr.update(choices=scheduler_choices(facts.family), value=value),
+                gr.update(visible=True) if facts.family == "flux" else gr.update(visible=False, value=1.0),
+                gr.update(choices=list(model.examples), value=None))
+
+    @user_errors
+    async def stream(self, stop_signal=None, **run):
+        """Text to image, streamed: diagram, status, x_t and x0, filmstrip, final image, trajectory state.
+        `run`: the run's values by name (see `ui.form`)."""
+        run = self.session.build_run(**run, stop_event=stop_event(stop_signal))
+        async for update in self._stream(run):
+            yield update
+
+    @user_errors
+    async def stream_img2img(self, stop_signal=None, **run):
+        """Image to image, streamed like `stream`; refuses to run without an image (`init_image`)."""
+        run = self.session.build_run(**run, stop_event=stop_event(stop_signal), img2img=True)
+        async for update in self._stream(run):
+            yield update
+
+    @user_errors
+    async def stream_edit(self, stop_signal=None, scheduler="ddim", source_prompt=None, **run):
+        """An edit (CycleDiffusion), streamed like a run: the image, what it shows (source prompt) and what it
+        should show (prompt). It steps with DDIM, whatever the scheduler menu says."""
+        if not isinstance(source_prompt, str) or not source_prompt.strip():
+            raise InputError("source prompt is empty; allowed: a description of the image to edit (what it shows)")
+        run = self.session.build_run(**run, scheduler="ddim", source_prompt=source_prompt,
+                                     stop_event=stop_event(stop_signal), img2img=True)
+        if scheduler != "ddim":
+            gr.Info(f"An edit steps with DDIM (CycleDiffusion samples its posterior); {scheduler!s:.40} is not used.")
+        async for update in self._stream(run):
+            yield update
+
+    @user_errors
+    async def stream_invert(self, stop_signal=None, attention=False, **run):
+        """Inversion: the image run back to noise, then that noise run forward again (DDIM, eta 0; flow models:
+        flow Euler), both streamed; the session's run is the reconstruction, the inversion kept beside it.
+        Both share one run's time limit. `run` names no scheduler or eta: the model's family decides them.
+        (The app's own inversion workflow, beside sdviz.workflows.invert.)"""
+        started = time.perf_counter()
+        run = self.session.build_run(**run, attention=attention, stop_event=PartStop(stop_event(stop_signal)),
+                                     img2img=True, invert=True)  # the scheduler the model's family reverses
+        async for update in self._stream(run):
+            yield (*update, None)
+        inversion = run.trajectory
+        if not inversion.complete:
+            return  # stopped, or out of time: the partial inversion is the session's run
+        model, limit = run.model, self.session.limits.run_seconds
+        forward = Run(model, replace(run.settings, invert=False), capture=self.session.capture(model, attention),
+                      stop_signal=PartStop(stop_event(stop_signal)),
+                      time_limit=None if limit is None else max(limit - (time.perf_counter() - started), 0.0),
+                      start_latents=inversion.steps[-1].x_next)
+        async for update in self._stream(forward):
+            yield (*update, inversion)
+
+    @user_errors
+    async def stream_fork(self, stop_signal=None, parent=None, step=None, attention=False, **changes):
+        """Fork from the slider's step: the session's run continued after that step with `changes` (the page
+        sends its prompt, negative prompt, guidance, eta and preview settings; model, scheduler, steps, seed
+        and size stay the parent's, and a change of those is refused), streamed like a run; the parent is
+        kept beside it."""
+        run = self.session.build_fork(parent, step, attention, stop_event(stop_signal), **changes)
+        async for update in self._stream(run):
+            yield (*update, parent)
+
+    async def _stream(self, run):
+        """The live panels at display rate. The frames each step brings are shown (the newest),
+        thumbnailed (those on the filmstrip's stride) and moved into the session's bounded
+        frame cache: the trajectory the session keeps holds latents, not frames."""
+        traj = run.trajectory
+        traj.frame_cache = FrameCache()
+        img2img = traj.settings.img2img
+        strip = html.Filmstrip()
+
+        def drawn(active: str, step: str = "") -> str:
+            return html.diagram(traj.shapes, traj.facts, active, traj.settings.scheduler, step, img2img)
+
+        yield (drawn("encode" if img2img else "text"), html.status(note="encoding the prompt"),
+               html.live(), "", None, traj)  # no earlier run's frames or final image beside this one
+        shown, newest = 0, None
+        async for records in follow(run, iterate, 1 / DISPLAY_RATE, self.threads):
+            for message in traj.warnings[shown:]:  # a cut prompt, an ignored eta
+                gr.Warning(html_text.escape(message, quote=False))
+            shown = len(traj.warnings)
+            grown = not strip.figures and traj.noise_image is not None and strip.add(0, traj.noise_image)
+            decoded = [r for r in records if r.decoded]
+            for record in decoded:
+                grown = strip.add(record.index + 1, record.x_t_image) or grown
+            if decoded:
+                newest = decoded[-1].index + 1, decoded[-1].x_t_image
+            live = html.live(decoded[-1].x_t_image, decoded[-1].x0_image, newest[0]) if decoded else gr.skip()
+            for record in decoded:
+                traj.frame_cache.take(record)
+            yield (
+                drawn("unet") if records[0].index == 0 else gr.skip(),
+                html.status(records[-1], run.total),
+                live,
+                strip.html() if grown else gr.skip(),
+                gr.skip(),
+                traj,
+            )
+        for message in traj.warnings[shown:]:  # the run-time limit
+            gr.Warning(html_text.escape(message, quote=False))
+        if newest is not None:
+            strip.close(*newest)
+        for record in traj.steps:  # a fork's kept steps came with frames, not through the stream
+            traj.frame_cache.take(record)
+        final = traj.final_image
+        yield (drawn("vae", "· done"), html.status(traj.steps[-1] if traj.steps else None,
+               run.total or 0, "· finished" if traj.complete else "· stopped"),
+               gr.skip(), strip.html(), self.files.image(final) if final is not None else gr.skip(), traj)
