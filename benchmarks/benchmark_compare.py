@@ -67,9 +67,9 @@ def session_comparison(comparer, size: int | None, preview: str, shown_only: boo
     async def held():
         from sdviz.workflows.compare import Comparison, parse_vary
 
-        labels, runs = comparer._runs([parse_vary("scheduler=" + ",".join(SCHEDULERS))], prompt=PROMPT,
+        labels, runs = comparer.build_runs([parse_vary("scheduler=" + ",".join(SCHEDULERS))], prompt=PROMPT,
                                       scheduler="ddim", steps=STEPS, seed=0, width=size, height=size, preview=preview)
-        async for _ in comparer._follow(runs):
+        async for _ in comparer.follow_variants(runs, labels):
             pass
         return Comparison([run.trajectory for run in runs], labels)
 

@@ -142,7 +142,7 @@ def test_downloads_and_the_values_offered(comparer):
     assert [f.rsplit("/", 1)[1] for f in files] == ["compare.png", "compare.json", "compare.gif", "compare.mp4",
                                                     "compare.html"]
     grid = Image.open(files[0])
-    one = sdviz.workflows.compare.Comparison(comparison.trajectories[:1], comparison.labels[:1], decoders=[
+    one = sdviz.workflows.compare.Comparison(comparison.trajectories[:1], comparison.labels[:1], previewers=[
         comparer.session.decoder(comparison.trajectories[0])]).grid()
     assert grid.width > one.width and grid.height == one.height  # a column more
     with pytest.raises(gr.Error, match="there is no comparison yet"):

@@ -15,9 +15,9 @@ import gradio as gr
 
 from sdviz.sampling.errors import InputError
 from sdviz.sampling.settings import Settings, check_text
+from sdviz.workflows.render import write_trajectory_zip
 from ui.errors import user_errors
 from ui.streaming import follow
-from ui.tabs.downloads import write_trajectory_zip
 from ui.tabs.run import DISPLAY_RATE
 from ui.zerogpu import iterate
 

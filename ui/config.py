@@ -60,7 +60,7 @@ class AppConfig:
         return display_name(self.default_model)
 
     @classmethod
-    def from_env(cls) -> "AppConfig":
+    def from_env(cls) -> AppConfig:
         default = default_model()
         extra = [m.strip() for m in os.environ.get("SDVIZ_MODELS", "").split(",") if m.strip()]
         return cls(

@@ -22,7 +22,7 @@ from sdviz.sampling.previews import Previewer
 from sdviz.sampling.sampler import Run
 from sdviz.sampling.settings import Settings, check_text, validate
 from ui.model_threads import ModelThreads
-from ui.zerogpu import decode_record, guidance_frames
+from ui.zerogpu import decode_latents, decode_record, guidance_frames
 
 SELF_ATTENTION_POSITIONS = 256  # self-attention kept up to 16 x 16 positions (SD 1.5: 0.14 MB a step)
 
@@ -60,21 +60,28 @@ def step_index(traj, step) -> int:
 @dataclass(frozen=True)
 class RunDecoder:
     """A run's own preview decoder, for frames no longer kept: the `Previewer` of the run's model, preview mode
-    and size, its calls made on the model threads (on ZeroGPU, in the GPU process).
-
-    Called as decode(record, alone), the form `Trajectory.step_frames` and the exporters take: the step's
-    x_t and x0 frames, uint8 (H, W, 3), bit for bit the run's.
-    """
+    and size, with its calls made on the model threads (on ZeroGPU, in the GPU process). It stands in for the
+    Previewer wherever the library takes one (`Trajectory.step_frames`, the sheets, the run page, the
+    workflows): the frames are bit for bit the run's."""
 
     previewer: Previewer
     threads: ModelThreads
 
-    def __call__(self, record, alone: bool = False):
+    @property
+    def model(self):
+        return self.previewer.model
+
+    def record_frames(self, record, alone: bool = False):
+        """A step's x_t and x0 frames, uint8 (H, W, 3), decoded again from its latents."""
         return self.threads.call(decode_record, self.previewer, record, alone)
 
     def guidance_frames(self, record):
         """The x0 frames of the guidance batch's unconditional (negative) half and of the prompt's half."""
         return self.threads.call(guidance_frames, self.previewer, record)
+
+    def decode(self, latents):
+        """(B, C, h, w) latents to uint8 (B, H, W, 3) frames."""
+        return self.threads.call(decode_latents, self.previewer, latents)
 
 
 class Session:
@@ -142,6 +149,4 @@ class Session:
     def decoder(self, traj) -> RunDecoder:
         """The run's own preview decoder (its model, preview mode and size), the one place a finished
         run's `Previewer` is built."""
-        settings = traj.settings
-        previewer = Previewer(self.model(settings.model), settings.preview, settings.height, settings.width)
-        return RunDecoder(previewer, self.threads)
+        return RunDecoder(Previewer.of(self.model(traj.settings.model), traj.settings), self.threads)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 _END = object()
 

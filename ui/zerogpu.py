@@ -43,6 +43,7 @@ def decode_record(previewer, record, alone: bool):
     return previewer.record_frames(record, alone)
 
 
+decode_latents = gpu(Previewer.decode)  # latents to frames
 guidance_frames = gpu(Previewer.guidance_frames)  # the x0 of each half of the guidance batch
 forward_process = gpu(forward.forward_process)  # an image noised to the run's levels
 latent_space = gpu(forward.latent_space)  # an image through the VAE and back

@@ -106,7 +106,7 @@ class ModelFacts:
         return {**asdict(self), "encoders": [dict(encoder) for encoder in self.encoders]}
 
     @classmethod
-    def from_dict(cls, saved: dict[str, Any]) -> "ModelFacts":
+    def from_dict(cls, saved: dict[str, Any]) -> ModelFacts:
         """The facts of a saved run (`to_dict`); a field an older file lacks takes its default."""
         names = {f.name for f in fields(cls)}
         return cls(**{**{k: v for k, v in saved.items() if k in names},
@@ -219,7 +219,7 @@ def pipeline_class_of(source: str, kind: str) -> str:
 
     try:
         return DiffusionPipeline.load_config(source).get("_class_name", "")
-    except (OSError, ValueError, EnvironmentError) as error:
+    except (OSError, ValueError) as error:
         raise InputError(f"could not load model {source!r}: {str(error).splitlines()[0]}") from error
 
 
@@ -248,7 +248,7 @@ def load_model(source: str | None = None, device: str | None = None, dtype: str 
     try:
         pipe = family.pipeline_class(img2img=False).from_pretrained(
             source, dtype=torch_dtype, use_safetensors=True, local_files_only=kind == "local", **family.load_kwargs)
-    except (OSError, ValueError, EnvironmentError) as error:
+    except (OSError, ValueError) as error:
         raise InputError(f"could not load model {source!r}: {str(error).splitlines()[0]}") from error
     if offload and target.type != "cpu":
         pipe.enable_model_cpu_offload(device=target)

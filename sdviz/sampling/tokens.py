@@ -41,7 +41,7 @@ class TokenView:
         return {"slots": [asdict(s) for s in self.slots], "dropped": self.dropped}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TokenView":
+    def from_dict(cls, data: dict) -> TokenView:
         return cls([TokenSlot(**s) for s in data["slots"]], data["dropped"])
 
 

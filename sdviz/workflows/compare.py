@@ -223,8 +223,10 @@ class Comparing:
     (`for record in run`); once the caller is done with a variant, it is lined up before the next one
     starts: its distances to its final image measured, (out) its render folder written, its frames moved
     into its share of a bounded frame cache and (shown_only) only the latents a comparison shows kept.
-    `comparison` holds what has run. The variants share `time_limit` seconds; `stop()` (or the
-    `stop_signal` set) ends the variant in flight and starts no other.
+    `comparison` lines up every variant (one that never ran has no steps). The variants share `time_limit`
+    seconds; `stop()` (or the `stop_signal` set) ends the variant in flight and starts no other.
+    `previewer_of(run)` gives the decoder that lines a variant up and draws it later (default: the run's
+    own `previewer`; an app passes one that decodes where its model work runs).
 
         comparing = Comparing(runs, labels, "sigma")
         for index, run in enumerate(comparing.runs()):
@@ -235,11 +237,12 @@ class Comparing:
 
     def __init__(self, runs: list, labels: list[str], by: str = "progress", vary: dict | None = None, *,
                  time_limit: float | None = None, stop_signal=None, out=None, page: bool = False,
-                 shown_only: bool = False):
+                 shown_only: bool = False, previewer_of=None):
         self.by, self.vary = check_alignment(by), dict(vary or {})
         self._runs, self.labels = list(runs), list(labels)
         self.time_limit, self.stop_signal, self.out, self.page, self.shown_only = (
             time_limit, stop_signal, out, page, shown_only)
+        self.previewer_of = previewer_of or (lambda run: run.previewer)
         self._stopped, self._current = False, None
         self.done: list = []  # the runs that have run, in order
 
@@ -272,13 +275,13 @@ class Comparing:
     def _line_up(self, index: int, run, cache) -> None:
         from sdviz.analysis.distance import distance_to_final
 
-        traj = run.trajectory
+        traj, previewer = run.trajectory, self.previewer_of(run)
         if traj.steps:
-            traj.distance_to_final = distance_to_final(traj, run.previewer)
+            traj.distance_to_final = distance_to_final(traj, previewer)
         if self.out is not None:  # each variant written as it ends, so its frames can go
             from sdviz.workflows.render import write_run
 
-            write_run(traj, Path(self.out) / folder_name(index, self.labels[index]), run.previewer, self.page)
+            write_run(traj, Path(self.out) / folder_name(index, self.labels[index]), previewer, self.page)
         traj.frame_cache = cache
         for record in traj.steps:  # the comparison keeps latents; frames are decoded again when drawn
             cache.take(record)
@@ -288,10 +291,9 @@ class Comparing:
 
     @property
     def comparison(self) -> Comparison:
-        """The variants that have run (all, once `runs()` ended), lined up."""
-        count = len(self.done)
-        return Comparison([run.trajectory for run in self.done], self.labels[:count], self.by, self.vary,
-                          [run.previewer for run in self.done])
+        """Every variant, lined up (one that never ran, stopped or out of time, has no steps)."""
+        return Comparison([run.trajectory for run in self._runs], self.labels, self.by, self.vary,
+                          [self.previewer_of(run) for run in self._runs])
 
     def save(self) -> Comparison:
         """Writes compare.json, .png, .gif, .mp4 (and, with `page`, compare.html) to `out`."""

@@ -60,6 +60,10 @@ class Inversion:
         """The standard deviation of the noise the inversion reached (1 for the noise a run starts from)."""
         return float(np.std(self.inversion.steps[-1].x_next))
 
+    def round_trip_sheet(self, columns: int = 6):
+        """The image to noise (above) and back (below), column by column at the same noise level."""
+        return round_trip_sheet(self.inversion, self.reconstruction, self.previewers, columns)
+
     def summary(self) -> dict:
         settings = self.inversion.settings
         return {"prompt": settings.prompt, "steps": settings.steps, "guidance": settings.guidance,
@@ -78,7 +82,7 @@ class Inversion:
                                       ("reconstruction", self.reconstruction, previewers[1])):
             write_run(traj, out / name, previewer, page=page and previewer is not None)
         if self.previewers:
-            round_trip_sheet(self.inversion, self.reconstruction, self.previewers).save(out / "round_trip.png")
+            self.round_trip_sheet().save(out / "round_trip.png")
         summary = self.summary() | ({"guidance_sweep": sweep} if sweep else {})
         (out / "error.json").write_text(json.dumps(summary, indent=2) + "\n")
         return out

@@ -82,7 +82,7 @@ def run_files(trajectory, folder: str | Path, previewer=None, parts=PARTS):
     The run's `previewer` decodes again the steps whose frames are not kept (every N steps, or released)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    if trajectory.steps and trajectory.distance_to_final is None and {"trajectory", "zip"} & set(parts):
+    if trajectory.steps and trajectory.distance_to_final is None and "trajectory" in parts:
         trajectory.distance_to_final = distance_to_final(trajectory, previewer)
     complete = trajectory.with_frames(previewer)
     for part in parts:
@@ -117,16 +117,19 @@ def _guidance(traj, folder: Path, previewer):
 
 
 def _filmstrip(traj, folder: Path, previewer):
-    filmstrip(traj).save(folder / "filmstrip.png")
-    yield "filmstrip", folder / "filmstrip.png"
+    if traj.decoded_steps():  # a run stopped before its first decoded step has no frames to draw
+        filmstrip(traj).save(folder / "filmstrip.png")
+        yield "filmstrip", folder / "filmstrip.png"
 
 
 def _gif(traj, folder: Path, previewer):
-    yield "gif", save_gif(traj, folder / "trajectory.gif")
+    if traj.decoded_steps():
+        yield "gif", save_gif(traj, folder / "trajectory.gif")
 
 
 def _mp4(traj, folder: Path, previewer):
-    yield "mp4", save_mp4(traj, folder / "trajectory.mp4")
+    if traj.decoded_steps():
+        yield "mp4", save_mp4(traj, folder / "trajectory.mp4")
 
 
 def _trajectory(traj, folder: Path, previewer):

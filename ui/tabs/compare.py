@@ -19,17 +19,16 @@ import gradio as gr
 import pandas as pd
 
 from sdviz.analysis.align import ALIGNMENTS, check_alignment, positions
-from sdviz.analysis.distance import SETTLED_DISTANCE, distance_to_final
+from sdviz.analysis.distance import SETTLED_DISTANCE
 from sdviz.sampling.errors import InputError
-from sdviz.sampling.frames import DEFAULT_MAX_BYTES, FrameCache
 from sdviz.sampling.settings import Settings, check_text
-from sdviz.workflows.compare import TEXT_SEPARATOR, VARIED, Comparison, keep_shown, parse_vary, variants
+from sdviz.workflows.compare import TEXT_SEPARATOR, VARIED, Comparing, Comparison, parse_vary, variants
+from sdviz.workflows.render import write_trajectory_zip
 from ui import html, walk
 from ui.components import Dropdown, Radio
 from ui.errors import user_errors
 from ui.session import stop_event
 from ui.streaming import PartStop, follow
-from ui.tabs.downloads import write_trajectory_zip
 from ui.tabs.run import DISPLAY_RATE, model_choices
 from ui.tabs.shared import PRIVATE, RUN_WIDGETS, Shared, refused
 from ui.zerogpu import iterate
@@ -159,7 +158,7 @@ class CompareHandlers:
     def __init__(self, session):
         self.session, self.threads, self.files = session, session.threads, session.files
 
-    def _runs(self, vary, model=None, stop_event=None, **settings):
+    def build_runs(self, vary, model=None, stop_event=None, **settings):
         """(labels, runs) of the variants `vary` of a run of `settings` (`Settings`' fields by name) on
         `model`: every variant checked, the host's limits included, before any model work."""
         chosen = variants(Settings(**settings), vary, model)
@@ -170,31 +169,25 @@ class CompareHandlers:
         self.session.limits.check_comparison([run.settings.steps for run in runs])
         return [variant["label"] for variant in chosen], runs
 
-    async def _follow(self, runs, stop_event=None, shown_only: bool = False):
-        """Runs the variants one after another, all within one run's time limit; yields (index, records)
-        as they arrive, and after each variant (index, None), its distances computed, its frames moved
-        into its share of the session's frame cache and (shown_only) only the latents the tab shows kept."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        for index, run in enumerate(runs):
-            left = self.session.limits.run_seconds - (loop.time() - started)
-            if left <= 0 or (stop_event is not None and stop_event.is_set()):  # time is up, or Stop was pressed
-                break
-            run.time_limit = left
+    async def follow_variants(self, runs, labels, stop_event=None, shown_only: bool = False):
+        """The variants as the library's `Comparing` runs them, one after another within one run's time limit:
+        yields (index, records) as they arrive and, once the library has lined a variant up (its distances, its
+        share of the frame cache, (shown_only) only the latents the tab shows), (index, None)."""
+        comparing = Comparing(runs, labels, time_limit=self.session.limits.run_seconds, stop_signal=stop_event,
+                              shown_only=shown_only, previewer_of=lambda run: self.session.decoder(run.trajectory))
+        following, index = comparing.runs(), None
+        while True:
+            run = await asyncio.to_thread(self.threads.call, next, following, None)  # lines the one before up
+            if index is not None:
+                yield index, None
+            if run is None:
+                return
+            index = runs.index(run)
             async for records in follow(run, iterate, 1 / DISPLAY_RATE, self.threads):
                 yield index, records
-            traj = run.trajectory
-            if traj.steps:
-                traj.distance_to_final = await asyncio.to_thread(distance_to_final, traj, self.session.decoder(traj))
-            traj.frame_cache = FrameCache(max(1, DEFAULT_MAX_BYTES // len(runs)))
-            for record in traj.steps:
-                traj.frame_cache.take(record)
-            if shown_only:
-                keep_shown(traj)
-            yield index, None
 
     def _decoders(self, comparison):
-        return replace(comparison, decoders=[self.session.decoder(t) for t in comparison.trajectories])
+        return replace(comparison, previewers=[self.session.decoder(t) for t in comparison.trajectories])
 
     # --- the tab ------------------------------------------------------------------------------
 
@@ -211,7 +204,7 @@ class CompareHandlers:
         vary = read_vary(first_name, first_values, second_name, second_values)
         by = check_alignment(align)
         stopping = stop_event(stop_signal)
-        labels, runs = self._runs(vary, stop_event=stopping, **run)
+        labels, runs = self.build_runs(vary, stop_event=stopping, **run)
         # each column's figure, encoded once when its variant moves on (not again at every update)
         figures = [html.compare_column(n, label, "waiting") for n, label in enumerate(labels, 1)]
 
@@ -222,7 +215,7 @@ class CompareHandlers:
             return html.status(note=f"variant {index + 1} of {len(runs)}: {labels[index]} {note}")
 
         yield status(0, "· starting"), columns(), None
-        async for index, records in self._follow(runs, stopping, shown_only=True):
+        async for index, records in self.follow_variants(runs, labels, stopping, shown_only=True):
             run = runs[index]
             if records is None:
                 traj = run.trajectory
@@ -301,11 +294,11 @@ class CompareHandlers:
         Every variant is checked against the host's limits before any model work."""
         vary = [parse_vary(part) for part in check_text("vary", vary, 2000).split(";") if part.strip()]
         by = check_alignment(align)
-        labels, runs = self._runs(vary, model, prompt=prompt, negative_prompt=negative_prompt, scheduler=scheduler,
+        labels, runs = self.build_runs(vary, model, prompt=prompt, negative_prompt=negative_prompt, scheduler=scheduler,
                                   steps=steps, guidance=guidance, seed=seed, width=width, height=height, eta=eta,
                                   preview=preview, every=every)
         yield gr.skip(), gr.skip()
-        async for _ in self._follow(runs):
+        async for _ in self.follow_variants(runs, labels):
             yield gr.skip(), gr.skip()
         comparison = self._decoders(Comparison([run.trajectory for run in runs], labels, by, dict(vary)))
         folder = self.files.new_folder()
@@ -322,7 +315,7 @@ def write_comparison(comparison, folder, zips: bool = False) -> list:
     (folder / "compare.html").write_text(comparison_page(comparison), encoding="utf-8")
     files = [*(written[kind] for kind in ("png", "json", "gif", "mp4")), folder / "compare.html"]
     if zips:
-        files += [write_trajectory_zip(traj.with_frames(decode), folder / f"{name}.zip") for traj, decode, name
-                  in zip(comparison.trajectories, comparison.decoders, comparison.folders) if traj.steps]
+        files += [write_trajectory_zip(traj.with_frames(previewer), folder / f"{name}.zip") for traj, previewer, name
+                  in zip(comparison.trajectories, comparison.previewers, comparison.folders) if traj.steps]
     return files
 

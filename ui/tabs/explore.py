@@ -285,7 +285,7 @@ class ExploreHandlers:
 
     def _edit_view(self, traj, index):
         decoder = self.session.decoder(traj)
-        sheet = edit_sheet(traj, decoder.previewer, decoder, at=index)
+        sheet = edit_sheet(traj, decoder, at=index)
         gaps = departure(traj)
         plot = mark(pd.DataFrame([(n + 1, gap, "mean |edit - source| (latents)") for n, gap in enumerate(gaps)],
                                  columns=["step", "value", "curve"]), index + 1, "this step")
@@ -312,17 +312,12 @@ class ExploreHandlers:
         return self.files.image(np.asarray(sheet)), note, gr.update(open=True)
 
     def round_trip(self, inversion, reconstruction):
-        """On the model thread: (round_trip_sheet, the Inversion with its errors) of an inverted image.
-        (The app's own round trip, beside sdviz.workflows.invert.)"""
-        from sdviz.analysis.forward import latent_space
-        from sdviz.drawing.sheets import round_trip_sheet
-        from sdviz.workflows.invert import Inversion
+        """On the model thread: (the round-trip sheet, the Inversion with its errors) of an inverted image."""
+        from sdviz.workflows.invert import inversion_of
 
         def measure():
-            settings = inversion.settings
-            vae = latent_space(self.session.model(settings.model), inversion.init_image, settings.width,
-                               settings.height).psnr
             decoders = (self.session.decoder(inversion), self.session.decoder(reconstruction))
-            return round_trip_sheet(inversion, reconstruction, decoders), Inversion(inversion, reconstruction, vae)
+            result = inversion_of(self.session.model(inversion.settings.model), inversion, reconstruction, decoders)
+            return result.round_trip_sheet(), result
 
         return self.threads.call(measure)

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import html as html_text
 import random
-import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import gradio as gr
 
@@ -18,8 +17,8 @@ from sdviz.sampling import schedulers
 from sdviz.sampling.errors import InputError
 from sdviz.sampling.frames import FrameCache
 from sdviz.sampling.models import display_name
-from sdviz.sampling.sampler import Run
 from sdviz.sampling.settings import MAX_SEED, PREVIEW_MODES, Settings
+from sdviz.workflows.invert import Inverting
 from ui import html, walk
 from ui.components import Dropdown, Image, Radio, Slider
 from ui.errors import user_errors
@@ -293,23 +292,16 @@ class RunHandlers:
     async def stream_invert(self, stop_signal=None, attention=False, **run):
         """Inversion: the image run back to noise, then that noise run forward again (DDIM, eta 0; flow models:
         flow Euler), both streamed; the session's run is the reconstruction, the inversion kept beside it.
-        Both share one run's time limit. `run` names no scheduler or eta: the model's family decides them.
-        (The app's own inversion workflow, beside sdviz.workflows.invert.)"""
-        started = time.perf_counter()
-        run = self.session.build_run(**run, attention=attention, stop_event=PartStop(stop_event(stop_signal)),
-                                     img2img=True, invert=True)  # the scheduler the model's family reverses
-        async for update in self._stream(run):
-            yield (*update, None)
-        inversion = run.trajectory
-        if not inversion.complete:
-            return  # stopped, or out of time: the partial inversion is the session's run
-        model, limit = run.model, self.session.limits.run_seconds
-        forward = Run(model, replace(run.settings, invert=False), capture=self.session.capture(model, attention),
-                      stop_signal=PartStop(stop_event(stop_signal)),
-                      time_limit=None if limit is None else max(limit - (time.perf_counter() - started), 0.0),
-                      start_latents=inversion.steps[-1].x_next)
-        async for update in self._stream(forward):
-            yield (*update, inversion)
+        Both share one run's time limit (`sdviz.workflows.invert.Inverting`). `run` names no scheduler or eta:
+        the model's family decides them. A stopped inversion is the session's run, with no reconstruction."""
+        first = self.session.build_run(**run, attention=attention, stop_event=PartStop(stop_event(stop_signal)),
+                                       img2img=True, invert=True)  # the scheduler the model's family reverses
+        inverting = Inverting(first, self.session.capture(first.model, attention),
+                              stop_signal=PartStop(stop_event(stop_signal)))  # following one run stops it: not the next
+        for phase in inverting.runs():
+            inversion = None if phase is first else first.trajectory  # kept beside the reconstruction
+            async for update in self._stream(phase):
+                yield (*update, inversion)
 
     @user_errors
     async def stream_fork(self, stop_signal=None, parent=None, step=None, attention=False, **changes):

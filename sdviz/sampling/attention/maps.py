@@ -65,7 +65,7 @@ class AttentionMaps:
     layers: dict[str, np.ndarray] = field(default_factory=dict)
     self_attn: dict[str, np.ndarray] = field(default_factory=dict)
     layer_counts: dict[str, int] = field(default_factory=dict)
-    negative: "AttentionMaps | None" = None  # the negative prompt's words, from the unconditional half
+    negative: AttentionMaps | None = None  # the negative prompt's words, from the unconditional half
 
     @property
     def nbytes(self) -> int:
@@ -173,7 +173,7 @@ class AttentionMaps:
         return Path(path)
 
     @classmethod
-    def load(cls, path: str | Path) -> "AttentionMaps":
+    def load(cls, path: str | Path) -> AttentionMaps:
         with np.load(path, allow_pickle=False) as npz:
             buckets: dict[str, dict[str, np.ndarray]] = {"cross": {}, "layer": {}, "self": {}, "negative": {}}
             for name in npz.files:
