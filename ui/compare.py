@@ -20,9 +20,10 @@ import pandas as pd
 
 from sdviz.analysis.align import check_alignment, positions
 from sdviz.analysis.distance import SETTLED_DISTANCE, distance_to_final
+from sdviz.sampling.checks import check_text
 from sdviz.sampling.errors import InputError
 from sdviz.sampling.frames import DEFAULT_MAX_BYTES, FrameCache
-from sdviz.sampling.settings import Settings, check_text
+from sdviz.sampling.settings import Settings
 from sdviz.workflows.compare import TEXT_SEPARATOR, Comparison, keep_shown, parse_vary, variants
 from ui import html
 from ui.handlers import DISPLAY_RATE, _event, iterate, user_errors, write_trajectory_zip

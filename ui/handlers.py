@@ -33,13 +33,14 @@ from sdviz.drawing.sheets import filmstrip, save_gif, save_mp4
 from sdviz.drawing.views import overlay
 from sdviz.sampling import schedulers
 from sdviz.sampling.attention import AttentionCapture, model_layer_table
+from sdviz.sampling.checks import MAX_SEED, check_float, check_int, check_settings, check_text
 from sdviz.sampling.errors import InputError
 from sdviz.sampling.frames import FrameCache
 from sdviz.sampling.images import load_image
 from sdviz.sampling.models import display_name
 from sdviz.sampling.previews import Previewer
 from sdviz.sampling.sampler import Run
-from sdviz.sampling.settings import MAX_SEED, Settings, check_float, check_int, check_text, validate
+from sdviz.sampling.settings import Settings
 from sdviz.sampling.tokens import shown
 from ui import html
 from ui.model_threads import ModelThreads
@@ -221,8 +222,7 @@ class Handlers:
         model = self.model(model)
         if not isinstance(attention, bool):
             raise InputError(f"attention {attention!r:.60} is not true or false")
-        settings = validate(Settings(**settings), img2img=img2img).resolved(model.facts)
-        self.limits.check(settings, model.facts)
+        settings = check_settings(Settings(**settings), model.facts, img2img, self.limits)
         image = None
         if img2img:
             if init_image is None:
@@ -320,8 +320,7 @@ class Handlers:
             raise InputError(f"attention {attention!r:.60} is not true or false")
         model = self.model(parent.settings.model)
         at = _step_index(parent, step) + 1  # the slider's step is kept; the fork takes the next one
-        settings = validate(fork_settings(parent, **changes), img2img=parent.settings.img2img).resolved(model.facts)
-        self.limits.check(settings, model.facts)
+        settings = check_settings(fork_settings(parent, **changes), model.facts, parent.settings.img2img, self.limits)
         capture = (AttentionCapture(model, self_attention=True, self_max_positions=SELF_ATTENTION_POSITIONS)
                    if attention else None)
         run = Run(model, settings, capture=capture, stop_signal=_event(stop_signal), time_limit=self.limits.run_seconds,
@@ -510,8 +509,7 @@ class Handlers:
         """The attention layer inventory at this size; within the host's pixel limit, like a run."""
         model = self.model(model_name)
         guidance = check_float("guidance", guidance, 0.0, 100.0)
-        settings = validate(Settings(width=width, height=height)).resolved(model.facts)
-        self.limits.check(settings, model.facts)
+        settings = check_settings(Settings(width=width, height=height), model.facts, limits=self.limits)
         rows = self.threads.call(model_layer_table, model, settings.height, settings.width, guidance=guidance > 1)
         return [[r["index"], r["kind"], r["resolution"], str(tuple(r["query_shape"])), str(tuple(r["key_shape"])),
                  str(tuple(r["value_shape"])), str(tuple(r["probs_shape"])), r["name"]] for r in rows]

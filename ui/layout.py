@@ -9,8 +9,9 @@ from __future__ import annotations
 import gradio as gr
 
 from sdviz.analysis.align import ALIGNMENTS
+from sdviz.sampling.checks import PREVIEW_MODES
 from sdviz.sampling.models import display_name
-from sdviz.sampling.settings import PREVIEW_MODES, Settings
+from sdviz.sampling.settings import Settings
 from sdviz.workflows.compare import VARIED
 from ui import explain as explain_views
 from ui import html, walk

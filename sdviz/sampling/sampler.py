@@ -31,9 +31,9 @@ import numpy as np
 import torch
 
 from sdviz.sampling import noise, schedulers
-from sdviz.sampling.errors import InputError
+from sdviz.sampling.checks import check_run
 from sdviz.sampling.previews import Previewer, decode_full
-from sdviz.sampling.settings import RunSettings, Settings, validate
+from sdviz.sampling.settings import RunSettings, Settings
 from sdviz.sampling.tokens import token_view, truncation_warning
 from sdviz.sampling.trajectory import StepRecord, Trajectory
 
@@ -57,55 +57,21 @@ class Run:
     def __init__(self, model, settings: Settings, init_image=None, capture=None,
                  stop_signal: threading.Event | None = None, time_limit: float | None = None, fork=None,
                  start_latents: np.ndarray | None = None):
-        """fork: an `sdviz.sampling.fork.Fork`, to continue its parent from after its first `at` steps with these
+        """Checks everything (`checks.check_run`) before any model work.
+
+        fork: an `sdviz.sampling.fork.Fork`, to continue its parent from after its first `at` steps with these
         settings (the parent's init image is used; `init_image` must not be given).
         start_latents: text to image from these latents instead of the seed's noise, as diffusers'
         pipeline takes `latents=` (an inversion's noise, to reconstruct its image)."""
         from sdviz.sampling.images import prepare_init_image
 
-        if fork is not None:
-            if init_image is not None:
-                raise InputError("init image: a fork starts from its parent's init image; do not give another")
-            init_image = fork.parent.init_image
-        img2img = init_image is not None
+        inputs = check_run(model, settings, init_image, fork, start_latents)
+        self.model, self.settings, self.fork = model, inputs.settings, fork
+        self.start_latents = start_latents = inputs.start_latents
         facts, family = model.facts, model.family
-        edit, inversion = settings.source_prompt is not None, settings.invert is True
-        if img2img and (not family.img2img or (edit and not family.edits) or (inversion and not family.inverts)):
-            what = "an edit" if edit else "an inversion" if inversion else "image to image"
-            allowed = "image to image without an edit" if family.img2img else "text to image (no init image)"
-            raise InputError(f"init image: {what} is not traced for {family.label} models yet; allowed: "
-                             f"{allowed}, or an SD 1.x/2.x model")
-        self.model = model
-        self.settings = validate(settings, img2img=img2img).resolved(model.facts)
-        self.fork = fork
-        if self.settings.source_prompt is not None or (fork is not None and fork.parent.settings.source_prompt):
-            if fork is not None:
-                raise InputError("fork: an edit cannot be forked yet (a fork replays one chain; an edit has two); "
-                                 "allowed: forks of plain runs")
-        if self.settings.invert or (fork is not None and fork.parent.settings.invert):
-            if fork is not None:
-                raise InputError("fork: an inversion cannot be forked (it runs towards noise); allowed: forks of "
-                                 "plain runs, such as the inversion's reconstruction")
-        if fork is not None and fork.parent.settings.start_latents and start_latents is None:
-            start_latents = fork.parent.x_start  # the parent started from given latents (a reconstruction): so does its fork
-        elif start_latents is not None and fork is not None:
-            raise InputError("start latents: a fork starts where its parent started; allowed: a fork without them")
-        if start_latents is not None:
-            shape = tuple(model.facts.latent_shape(self.settings.height, self.settings.width))
-            if img2img:
-                raise InputError("start latents: a run from given latents starts from noise, not an image; "
-                                 "allowed: start latents for text to image only")
-            if not isinstance(start_latents, np.ndarray) or tuple(start_latents.shape) != shape:
-                got = getattr(start_latents, "shape", type(start_latents).__name__)
-                raise InputError(f"start latents of shape {got} do not fit this run; allowed: an array of "
-                                 f"shape {shape}")
-        self.start_latents = start_latents
-        if fork is not None:
-            from sdviz.sampling.fork import check
-
-            check(fork, self.settings, model.name, img2img)
+        img2img = inputs.init_image is not None
         self.init_image = (
-            prepare_init_image(init_image, self.settings.width, self.settings.height) if img2img else None
+            prepare_init_image(inputs.init_image, self.settings.width, self.settings.height) if img2img else None
         )
         self.previewer = Previewer(model, self.settings.preview, self.settings.height, self.settings.width)
         self.capture = capture

@@ -224,10 +224,10 @@ def compare(model, settings: Settings, vary, init_image=None, by: str = "progres
     writes what `python -m sdviz compare --out` writes (page: and compare.html, the page that replays the
     comparison). callback(variant_index, record, total) is called at every step."""
     from sdviz.analysis.distance import distance_to_final
+    from sdviz.sampling.checks import validate
     from sdviz.sampling.frames import FrameCache
     from sdviz.sampling.models import check_source, load_model
     from sdviz.sampling.sampler import Run
-    from sdviz.sampling.settings import validate
 
     check_alignment(by)
     vary = read_vary(vary)
