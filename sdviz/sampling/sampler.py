@@ -129,7 +129,7 @@ class Run:
             if self._stopping(i, started):
                 break
             step_started = time.perf_counter()
-            model_input = torch.cat([latents] * 2) if task.guided else latents  # (2, C, h, w) with guidance
+            model_input = torch.cat([latents] * 2) if task.guided else latents  # (2, ...) with guidance
             model_input = family.scale_input(scheduler, model_input, t)
             sigma = task.sigma(t)
             noise_pred = task.denoise(model_input, t, cond, attention_kwargs)
