@@ -17,8 +17,9 @@ import numpy as np
 from sdviz.analysis.align import ALIGNMENTS
 from sdviz.analysis.schedule import COMPARED
 from sdviz.sampling import schedulers
+from sdviz.sampling.checks import PREVIEW_MODES
 from sdviz.sampling.errors import InputError
-from sdviz.sampling.settings import PREVIEW_MODES, Settings
+from sdviz.sampling.settings import Settings
 from sdviz.workflows.compare import MAX_VARIANTS, TEXT_SEPARATOR, VARIED
 
 
@@ -141,9 +142,9 @@ def _report(record, total: int) -> None:
 
 
 def render(args) -> int:
+    from sdviz.sampling.checks import validate
     from sdviz.sampling.images import load_image
     from sdviz.sampling.models import check_source, default_model, display_name, load_model
-    from sdviz.sampling.settings import validate
 
     given = {name: getattr(args, name) for name in SETTING_OPTIONS if getattr(args, name) is not None}
     fork, source = None, args.model
@@ -191,9 +192,9 @@ def _run_and_write(model, settings, init_image, attention: bool, out: Path, fork
 
 
 def invert(args) -> int:
+    from sdviz.sampling.checks import validate
     from sdviz.sampling.images import load_image
     from sdviz.sampling.models import check_source, default_model, load_model
-    from sdviz.sampling.settings import validate
     from sdviz.workflows.compare import parse_vary
     from sdviz.workflows.invert import guidance_sweep, invert
 
@@ -234,9 +235,9 @@ def invert(args) -> int:
 def compare(args) -> int:
     from sdviz.analysis.align import check_alignment
     from sdviz.analysis.distance import SETTLED_DISTANCE
+    from sdviz.sampling.checks import validate
     from sdviz.sampling.images import load_image
     from sdviz.sampling.models import check_source, default_model, load_model
-    from sdviz.sampling.settings import validate
     from sdviz.workflows.compare import compare, read_vary, variants
 
     given = {name: getattr(args, name) for name in SETTING_OPTIONS if getattr(args, name) is not None}
@@ -273,8 +274,8 @@ SETTING_OPTIONS = ("prompt", "negative_prompt", "scheduler", "steps", "guidance"
 
 def _fork(args, given: dict):
     """(Fork, settings) for `render --fork RUN_DIR --at K`: the parent's settings with the options given."""
-    from sdviz.sampling.fork import Fork, check_kept, fork_settings
-    from sdviz.sampling.settings import check_int
+    from sdviz.sampling.checks import check_int, check_kept
+    from sdviz.sampling.fork import Fork, fork_settings
     from sdviz.sampling.trajectory import Trajectory
 
     if args.at is None:
@@ -349,9 +350,9 @@ def _default_name() -> str:
 
 def forward(args) -> int:
     from sdviz.analysis.forward import forward_process
+    from sdviz.sampling.checks import MAX_SEED, MAX_STEPS, check_int
     from sdviz.sampling.images import load_image
     from sdviz.sampling.models import check_source, default_model, load_model
-    from sdviz.sampling.settings import MAX_SEED, MAX_STEPS, check_int
     from sdviz.workflows.render import write_forward
 
     check_int("steps", args.steps, 1, MAX_STEPS)
@@ -374,8 +375,8 @@ def forward(args) -> int:
 def schedule(args) -> int:
     from sdviz.analysis.schedule import compared, compared_names, schedule_table
     from sdviz.drawing.plots import schedule_plot
+    from sdviz.sampling.checks import MAX_STEPS, check_int
     from sdviz.sampling.models import check_source, default_model
-    from sdviz.sampling.settings import MAX_STEPS, check_int
 
     check_int("steps", args.steps, 1, MAX_STEPS)
     source = args.model or default_model()

@@ -15,7 +15,6 @@ from sdviz.sampling import schedulers
 from tests.helpers import ROOT, sdviz_cli, sdviz_main
 
 
-
 def test_render_writes_every_output(tmp_path):
     out = tmp_path / "run"
     result = sdviz_main("render", "--prompt", "a red circle on the left", "--steps", "6", "--seed", "3", "--out", str(out))

@@ -11,10 +11,10 @@ from PIL import Image
 
 import sdviz
 from sdviz import cli
-from sdviz.sampling.settings import Settings
-from tests.test_exports import _mp4_frames
 from sdviz.analysis.align import ALIGNMENTS, align, at, positions
+from sdviz.sampling.settings import Settings
 from sdviz.workflows.compare import VIDEO_FRAMES, Comparison, folder_name, parse_vary, read_vary, variants
+from tests.test_exports import _mp4_frames
 
 PROMPT = "a large red circle on the left on a blue background"
 

@@ -15,8 +15,8 @@ from PIL import Image
 
 import sdviz
 from sdviz.analysis.align import at
-from sdviz.workflows.compare import TEXT_SEPARATOR
 from sdviz.sampling.frames import DEFAULT_MAX_BYTES
+from sdviz.workflows.compare import TEXT_SEPARATOR
 from ui.session import Session, StopSignal
 from ui.tabs.compare import CompareHandlers, example_values
 

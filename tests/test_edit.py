@@ -10,12 +10,13 @@ from diffusers import CycleDiffusionPipeline
 from PIL import Image
 
 import sdviz
+from sdviz.analysis.edit import departure
+from sdviz.drawing.edit import sheet as edit_sheet
+from sdviz.drawing.edit import source_frame
+from sdviz.drawing.views import difference
 from sdviz.sampling import schedulers
 from tests.test_equivalence import assert_same
 from training import scenes
-from sdviz.analysis.edit import departure
-from sdviz.drawing.edit import sheet as edit_sheet, source_frame
-from sdviz.drawing.views import difference
 
 SOURCE = "a large yellow square in the center on a purple background"
 TARGET = "a large red circle in the center on a purple background"

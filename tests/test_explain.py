@@ -14,13 +14,13 @@ from PIL import Image
 import sdviz
 from sdviz import cli
 from sdviz.analysis import schedule
-from sdviz.sampling import noise, schedulers
-from sdviz.sampling.previews import Previewer
-from sdviz.sampling.settings import Settings
 from sdviz.analysis.distance import SETTLED_DISTANCE, distance_to_final, settled_step
 from sdviz.analysis.forward import forward_process, img2img_start, latent_space
 from sdviz.analysis.guidance import guidance_example
 from sdviz.drawing.views import prompt_effect
+from sdviz.sampling import noise, schedulers
+from sdviz.sampling.previews import Previewer
+from sdviz.sampling.settings import Settings
 
 PROMPT = "a large red circle on the left on a blue background"
 

@@ -11,15 +11,15 @@ import pytest
 from PIL import Image
 
 from sdviz.analysis import schedule
+from sdviz.analysis.distance import SETTLED_DISTANCE, settled_step
+from sdviz.analysis.forward import img2img_start, latent_space
+from sdviz.analysis.guidance import guidance_example
+from sdviz.drawing.views import prompt_effect
 from sdviz.sampling.previews import Previewer
 from ui import plots
 from ui.tabs.explain import ExplainHandlers
 from ui.tabs.explore import ExploreHandlers
 from ui.walk import WALK_PANELS
-from sdviz.analysis.distance import SETTLED_DISTANCE, settled_step
-from sdviz.analysis.forward import img2img_start, latent_space
-from sdviz.analysis.guidance import guidance_example
-from sdviz.drawing.views import prompt_effect
 
 PROMPT = "a large red circle on the left on a blue background"
 

@@ -218,7 +218,7 @@ def test_only_sdviz_refusals_reach_the_user_as_messages():
     from diffusers import DDIMScheduler
 
     from sdviz import Settings
-    from sdviz.sampling.settings import validate
+    from sdviz.sampling.checks import validate
     from ui.errors import user_errors
 
     @user_errors

@@ -7,9 +7,10 @@ import pytest
 from PIL import Image
 
 import sdviz
+from sdviz.sampling.checks import validate
 from sdviz.sampling.images import load_image, prepare_init_image
 from sdviz.sampling.models import EMBEDDED_MODEL
-from sdviz.sampling.settings import Settings, validate
+from sdviz.sampling.settings import Settings
 
 
 @pytest.mark.parametrize("field,value,message", [

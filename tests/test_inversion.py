@@ -14,8 +14,8 @@ from diffusers import DDIMInverseScheduler, StableDiffusionDiffEditPipeline, Sta
 from PIL import Image
 
 import sdviz
-from sdviz.sampling import noise, schedulers
 from sdviz.analysis.metrics import psnr
+from sdviz.sampling import noise, schedulers
 from sdviz.workflows.invert import invert
 from training import scenes
 

@@ -18,8 +18,8 @@ from PIL import Image
 
 import sdviz
 from sdviz import cli
-from sdviz.sampling.attention import AttentionCapture
 from sdviz.drawing.page import HEAT_SIDE, PAGE_SIDE, comparison_page, image_uri, run_data, run_page
+from sdviz.sampling.attention import AttentionCapture
 
 HOSTILE = 'a large red circle <script>window.pwned=1</script><img src=x onerror="window.pwned=2"> on a blue background'
 

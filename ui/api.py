@@ -13,8 +13,9 @@ import json
 
 import gradio as gr
 
+from sdviz.sampling.checks import check_text
 from sdviz.sampling.errors import InputError
-from sdviz.sampling.settings import Settings, check_text
+from sdviz.sampling.settings import Settings
 from sdviz.workflows.render import write_trajectory_zip
 from ui.errors import user_errors
 from ui.streaming import follow

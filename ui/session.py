@@ -15,12 +15,13 @@ import threading
 from dataclasses import dataclass
 
 from sdviz.sampling.attention import AttentionCapture
+from sdviz.sampling.checks import check_settings, check_text
 from sdviz.sampling.errors import InputError
 from sdviz.sampling.images import load_image
 from sdviz.sampling.models import display_name
 from sdviz.sampling.previews import Previewer
 from sdviz.sampling.sampler import Run
-from sdviz.sampling.settings import Settings, check_text, validate
+from sdviz.sampling.settings import Settings
 from ui.model_threads import ModelThreads
 from ui.zerogpu import decode_latents, decode_record, guidance_frames
 
@@ -120,8 +121,7 @@ class Session:
         before any model work."""
         model = self.model(model)
         check_attention(attention)
-        settings = validate(Settings(**settings), img2img=img2img).resolved(model.facts)
-        self.limits.check(settings, model.facts)
+        settings = check_settings(Settings(**settings), model.facts, img2img, self.limits)
         image = None
         if img2img:
             if init_image is None:
@@ -141,8 +141,7 @@ class Session:
         check_attention(attention)
         model = self.model(parent.settings.model)
         at = step_index(parent, step) + 1  # the slider's step is kept; the fork takes the next one
-        settings = validate(fork_settings(parent, **changes), img2img=parent.settings.img2img).resolved(model.facts)
-        self.limits.check(settings, model.facts)
+        settings = check_settings(fork_settings(parent, **changes), model.facts, parent.settings.img2img, self.limits)
         return Run(model, settings, capture=self.capture(model, attention), stop_signal=stop_event,
                    time_limit=self.limits.run_seconds, fork=Fork(parent, at))
 

@@ -44,7 +44,7 @@ def schedule_table(scheduler: str, steps: int, scheduler_config: dict[str, Any],
     sets them (default: the scheduler's first family; SD3's and Flux's shift for `image_tokens` image
     positions, default NATIVE_IMAGE_TOKENS). Computed once per scheduler, step count and config (the page
     redraws its plots at every step shown)."""
-    from sdviz.sampling.settings import MAX_STEPS, check_int
+    from sdviz.sampling.checks import MAX_STEPS, check_int
 
     steps = check_int("steps", steps, 1, MAX_STEPS)
     spec = schedulers.resolve(scheduler)

@@ -1,5 +1,6 @@
-"""The model and the run: settings and their checks, schedulers, model families, loading, noise maths,
-tokens, preview decoders, attention capture, the traced sampler and the trajectory it fills.
+"""The model and the run: settings, the checks of a run's inputs, schedulers, model families, loading,
+noise maths, tokens, preview decoders, attention capture, the tasks (generate, edit, invert), the traced
+sampler and the trajectory it fills.
 
 The bottom layer: it imports nothing else of sdviz."""
 

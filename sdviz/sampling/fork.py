@@ -12,7 +12,8 @@ What may change: the prompt and negative prompt (prompt switching: the layout ma
 stays, the details follow the new words), guidance, eta, the preview and how often it
 decodes. What may not: the model, scheduler, steps, seed, size and img2img strength. A
 scheduler's history is tied to its own timesteps and formulas, so another scheduler cannot
-take it over, and the others define the schedule and the noise themselves.
+take it over, and the others define the schedule and the noise themselves. The checks that
+refuse such a fork are `sdviz.sampling.checks.check_fork` and `check_kept`.
 """
 
 from __future__ import annotations
@@ -20,19 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sdviz.sampling.errors import InputError
 from sdviz.sampling.settings import Settings
-
-KEPT = ("scheduler", "steps", "seed", "width", "height", "strength")  # a fork runs on the parent's schedule and noise
-WHY_KEPT = {
-    "scheduler": "a scheduler's state (its step index, multistep history, second-order stage) belongs to that "
-                 "scheduler and does not carry over to another",
-    "steps": "the number of steps sets the schedule the parent's steps were taken on",
-    "seed": "the seed sets the noise the parent's steps were taken with",
-    "width": "the latents the parent made have its size",
-    "height": "the latents the parent made have its size",
-    "strength": "the strength sets where on the schedule the parent started",
-}
 
 
 @dataclass(frozen=True)
@@ -56,34 +45,3 @@ def fork_settings(parent, **changes) -> Settings:
     from dataclasses import replace
 
     return replace(parent_settings(parent), **{k: v for k, v in changes.items() if v is not None})
-
-
-def check(fork: Fork, settings: Settings, model_name: str, img2img: bool) -> None:
-    """Refuses a fork that cannot continue its parent: a step outside the parent's, or a kept setting changed."""
-    from sdviz.sampling.settings import check_int
-
-    parent = fork.parent
-    check_int("fork step (at)", fork.at, 0, len(parent.steps))
-    if parent.settings.model != model_name:
-        raise InputError(f"model {model_name!r} differs from the parent run's {parent.settings.model!r}; "
-                         "a fork continues on the parent's model")
-    if parent.settings.img2img != img2img:
-        raise InputError("img2img: a fork starts as its parent started (the parent "
-                         f"{'was' if parent.settings.img2img else 'was not'} an img2img run)")
-    check_kept(parent, settings)
-
-
-def check_kept(parent, settings: Settings) -> None:
-    """Refuses a change of what a fork keeps (needs no model: the command line checks before loading one)."""
-    img2img = parent.settings.img2img
-    for name in KEPT:
-        if name == "strength" and not img2img:
-            continue
-        new, old = getattr(settings, name), getattr(parent.settings, name)
-        if name == "scheduler":
-            from sdviz.sampling.schedulers import resolve
-
-            new = resolve(new).name  # a class name or alias of the same scheduler is the same
-        if new != old:
-            raise InputError(f"{name} {new!r} differs from the parent run's {old!r}; a fork keeps the parent's "
-                             f"{name}: {WHY_KEPT[name]}")

@@ -311,9 +311,9 @@ def comparison_runs(model, settings: Settings, vary, init_image=None, attention:
     """(labels, runs) of every variant of `settings` that `vary` gives, each checked, and each model
     named checked, before any model work; `model` (None: the embedded one) runs the variants that name
     none, the others load theirs (on `device`, or `model`'s)."""
+    from sdviz.sampling.checks import validate
     from sdviz.sampling.models import check_source, load_model
     from sdviz.sampling.sampler import Run
-    from sdviz.sampling.settings import validate
 
     chosen = variants(settings, read_vary(vary))
     for variant in chosen:  # every variant's settings and model, before any model work

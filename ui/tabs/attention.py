@@ -14,8 +14,9 @@ import gradio as gr
 
 from sdviz.drawing.views import overlay
 from sdviz.sampling.attention import model_layer_table
+from sdviz.sampling.checks import check_float, check_int, check_settings
 from sdviz.sampling.errors import InputError
-from sdviz.sampling.settings import Settings, check_float, check_int, validate
+from sdviz.sampling.settings import Settings
 from sdviz.sampling.tokens import shown
 from ui.errors import user_errors
 from ui.session import step_index
@@ -138,8 +139,7 @@ class AttentionHandlers:
         """The attention layer inventory at this size; within the host's pixel limit, like a run."""
         model = self.session.model(model_name)
         guidance = check_float("guidance", guidance, 0.0, 100.0)
-        settings = validate(Settings(width=width, height=height)).resolved(model.facts)
-        self.session.limits.check(settings, model.facts)
+        settings = check_settings(Settings(width=width, height=height), model.facts, limits=self.session.limits)
         rows = self.threads.call(model_layer_table, model, settings.height, settings.width, guidance=guidance > 1)
         return [[r["index"], r["kind"], r["resolution"], str(tuple(r["query_shape"])), str(tuple(r["key_shape"])),
                  str(tuple(r["value_shape"])), str(tuple(r["probs_shape"])), r["name"]] for r in rows]

@@ -20,8 +20,9 @@ import pandas as pd
 
 from sdviz.analysis.align import ALIGNMENTS, check_alignment, positions
 from sdviz.analysis.distance import SETTLED_DISTANCE
+from sdviz.sampling.checks import check_text
 from sdviz.sampling.errors import InputError
-from sdviz.sampling.settings import Settings, check_text
+from sdviz.sampling.settings import Settings
 from sdviz.workflows.compare import TEXT_SEPARATOR, VARIED, Comparing, Comparison, parse_vary, variants
 from sdviz.workflows.render import write_trajectory_zip
 from ui import html, walk

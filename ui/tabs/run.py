@@ -14,10 +14,11 @@ from dataclasses import dataclass
 import gradio as gr
 
 from sdviz.sampling import schedulers
+from sdviz.sampling.checks import MAX_SEED, PREVIEW_MODES
 from sdviz.sampling.errors import InputError
 from sdviz.sampling.frames import FrameCache
 from sdviz.sampling.models import display_name
-from sdviz.sampling.settings import MAX_SEED, PREVIEW_MODES, Settings
+from sdviz.sampling.settings import Settings
 from sdviz.workflows.invert import Inverting
 from ui import html, walk
 from ui.components import Dropdown, Image, Radio, Slider
