@@ -47,7 +47,8 @@ SD15_UNET = dict(  # the UNet of CompVis/stable-diffusion-v1-4 (and SD 1.5)
 
 
 def sd15_random_pipeline():
-    """SD 1.5's component configs (UNet as in CompVis/stable-diffusion-v1-4, VAE, CLIP ViT-L/14 text), random weights."""
+    """SD 1.5's component configs (UNet as in CompVis/stable-diffusion-v1-4, VAE, CLIP ViT-L/14 text), \
+random weights."""
     from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
@@ -194,7 +195,8 @@ def markdown(key: str, model, device, steps: int, rounds: int, medians: dict[str
         "|---|---|---|---|",
         f"| plain diffusers pipeline | {plain:.3f} | 1.00 | |",
         f"| one stand-alone VAE decode | {decode:.4f} | | |",
-        f"| sdviz approx, every step | {medians['sdviz approx']:.3f} | {medians['sdviz approx'] / plain:.3f} x plain | <= 1.05 |",
+        f"| sdviz approx, every step | {medians['sdviz approx']:.3f} | "
+        f"{medians['sdviz approx'] / plain:.3f} x plain | <= 1.05 |",
         f"| sdviz taesd-sized decoder, every step | {medians['sdviz taesd']:.3f} | "
         f"{medians['sdviz taesd'] / plain:.3f} x plain | |",
         f"| sdviz full (x_t + x0), every step | {medians['sdviz full']:.3f} | "
@@ -252,7 +254,8 @@ def main() -> None:
         model = sdviz.from_pipeline(pipe, sized_name(args))
     else:
         model = sdviz.load_model(args.model, device=args.device)
-    device = torch.cuda.get_device_name() if model.device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()})"
+    device = (torch.cuda.get_device_name() if model.device.type == "cuda"
+              else f"CPU ({platform.processor() or platform.machine()})")
     medians = run_benchmark(model, args.steps, args.rounds, args.scheduler)
     memory = attention_memory() if args.memory else None
     key = f"{sized_name(args) or model.facts.name} on {device}"

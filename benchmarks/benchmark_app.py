@@ -390,7 +390,8 @@ def gpu_figures(work: Path, rounds: int) -> str:
                 settings = replace(settings, seed=round_ + 1)
                 wall, _ = core_run(model, settings, attention)
                 cpu = server.cpu_seconds()
-                seconds, updates = stream_via_queue(server.url, fn_index, page_values(names, model.name, settings, attention))
+                seconds, updates = stream_via_queue(server.url, fn_index,
+                                                    page_values(names, model.name, settings, attention))
                 samples.setdefault(name, []).append((wall, seconds, updates, server.cpu_seconds() - cpu))
     finally:
         server.stop()
@@ -405,7 +406,8 @@ def gpu_figures(work: Path, rounds: int) -> str:
         "event is read to the end by a raw client (every update received), from the join to the last message. "
         "No browser: the machine has none; on the CPU the raw client read the embedded model's run at 1.13 x.",
         "",
-        "| run | core | app end to end | ratio | updates | server cost per step: wall beyond the core; the server's CPU, the run included |",
+        "| run | core | app end to end | ratio | updates | server cost per step: wall beyond the core; "
+        "the server's CPU, the run included |",
         "|---|---|---|---|---|---|",
     ]
     medians = {name: [statistics.median(column) for column in zip(*samples[name])] for name in GPU_RUNS}
@@ -417,7 +419,8 @@ def gpu_figures(work: Path, rounds: int) -> str:
     slope = (extra[0] - extra[1]) / (50 - SHORT_STEPS)
     lines += ["", f"Per step beyond the fixed costs (the slope of the app's extra time between {SHORT_STEPS} and 50 "
               f"approx steps): {1000 * slope:.1f} ms a step (target <= 10 ms); fixed "
-              f"{1000 * (extra[1] - slope * SHORT_STEPS):.0f} ms a run (the queue's events, the final 512 x 512 image).",
+              f"{1000 * (extra[1] - slope * SHORT_STEPS):.0f} ms a run (the queue's events, "
+              "the final 512 x 512 image).",
               "", f"Reproduce: `python benchmarks/benchmark_app.py --gpu --rounds {rounds}`", "<!-- /bench:app-gpu -->"]
     return "\n".join(lines)
 

@@ -30,14 +30,17 @@ def _parser() -> argparse.ArgumentParser:
     render = commands.add_parser("render", help="run one prompt (or fork a run) and write every step")
     _run_options(render)
     render.add_argument("--fork", default=None, type=Path, metavar="RUN_DIR",
-                        help="continue the run saved in RUN_DIR from after step --at; options not given are the parent's")
-    render.add_argument("--at", type=int, default=None, help="with --fork: the steps of the parent kept (0 to its steps)")
+                        help="continue the run saved in RUN_DIR from after step --at; options not given "
+                             "are the parent's")
+    render.add_argument("--at", type=int, default=None,
+                        help="with --fork: the steps of the parent kept (0 to its steps)")
 
     compare = commands.add_parser("compare", help="one seed through several settings, side by side")
     _run_options(compare)
     compare.add_argument("--vary", action="append", required=True, metavar="NAME=V1,V2",
                          help=f"a setting and its values ({', '.join(VARIED)}; prompts separated by "
-                              f"'{TEXT_SEPARATOR}'); several --vary give their product, {MAX_VARIANTS} variants at most")
+                              f"'{TEXT_SEPARATOR}'); several --vary give their product, "
+                              f"{MAX_VARIANTS} variants at most")
     compare.add_argument("--align", default="progress", help=f"line the runs up by {' or '.join(ALIGNMENTS)}")
     defaults = Settings()
 
@@ -94,7 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     layers.add_argument("--model", default=None)
     layers.add_argument("--height", type=int, default=None)
     layers.add_argument("--width", type=int, default=None)
-    layers.add_argument("--guidance", type=float, default=defaults.guidance, help="> 1 doubles the batch, as in a guided run")
+    layers.add_argument("--guidance", type=float, default=defaults.guidance,
+                        help="> 1 doubles the batch, as in a guided run")
     layers.add_argument("--json", action="store_true")
     return parser
 
@@ -111,7 +115,8 @@ def _run_options(command) -> None:
     command.add_argument("--guidance", type=float, default=None,
                          help=f"default {defaults.guidance} (Flux: the guidance its transformer takes as an input)")
     command.add_argument("--true-cfg", type=float, default=None,
-                         help="Flux only: real classifier-free guidance with --negative-prompt when above 1 (default 1)")
+                         help="Flux only: real classifier-free guidance with --negative-prompt when above 1 "
+                              "(default 1)")
     command.add_argument("--eta", type=float, default=None, help=f"default {defaults.eta}")
     command.add_argument("--seed", type=int, default=None, help=f"default {defaults.seed}")
     command.add_argument("--width", type=int, default=None, help="pixels (default: the model's native size)")
@@ -126,7 +131,8 @@ def _run_options(command) -> None:
     command.add_argument("--preview", default=None,
                          help=f"per-step decoder: {', '.join(PREVIEW_MODES)} (default {defaults.preview})")
     command.add_argument("--every", type=int, default=None, help="decode every N steps (the last always; default 1)")
-    command.add_argument("--attention", action="store_true", help="capture cross-attention; write attention.npz and overlays")
+    command.add_argument("--attention", action="store_true",
+                         help="capture cross-attention; write attention.npz and overlays")
     command.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     command.add_argument("--html", action="store_true",
                          help="also write a self-contained page that replays the run (OUT/run.html; compare: "
@@ -393,7 +399,8 @@ def schedule(args) -> int:
     else:
         print(f"{'index':>5} {'timestep':>9} {'sigma':>10} {'alpha_bar':>10} {'snr':>12}")
         for r in table:
-            print(f"{r['index']:>5} {r['timestep']:>9.3f} {r['sigma']:>10.5f} {r['alpha_bar']:>10.6f} {r['snr']:>12.5g}")
+            print(f"{r['index']:>5} {r['timestep']:>9.3f} {r['sigma']:>10.5f} "
+                  f"{r['alpha_bar']:>10.6f} {r['snr']:>12.5g}")
     if args.out is not None:
         tables = {scheduler: table, **compared(args.steps, config, others, family)}
         schedule_plot(tables, args.out, title=f"noise levels of {args.steps} steps")

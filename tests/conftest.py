@@ -100,7 +100,7 @@ class AppServer:
             if name not in env:
                 full_env.pop(name, None)
         self.log_path = tmp.parent / f"{tmp.name}-app.log"
-        self.log = open(self.log_path, "w")
+        self.log = open(self.log_path, "w")  # noqa: SIM115 - the server's stdout until stop() closes it
         self.process = subprocess.Popen([sys.executable, "app.py"], cwd=root, env=full_env, stdout=self.log,
                                         stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{self.port}/"

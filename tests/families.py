@@ -75,7 +75,8 @@ def build_sdxl(folder: Path) -> Path:
     ))
     pipe = StableDiffusionXLPipeline(
         vae=_vae(4, scaling_factor=0.13025, force_upcast=True),
-        text_encoder=CLIPTextModel(_clip_config(32, 32)), text_encoder_2=CLIPTextModelWithProjection(_clip_config(32, projection)),
+        text_encoder=CLIPTextModel(_clip_config(32, 32)),
+        text_encoder_2=CLIPTextModelWithProjection(_clip_config(32, projection)),
         tokenizer=_tokenizer(), tokenizer_2=_tokenizer(), unet=unet, scheduler=scheduler,
     )
     pipe.save_pretrained(folder, safe_serialization=True)

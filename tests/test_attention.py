@@ -97,7 +97,8 @@ def test_overlapping_captured_runs_layer_tables_and_non_square_runs_do_not_see_e
     assert all(after[k] is before[k] for k in before)
     for number, (kind, size, seed) in enumerate(jobs):
         if kind == "layers":
-            expected = layer_table(embedded.unet, size[1], size[0], vae_factor=facts.vae_factor, text_tokens=facts.tokens)
+            expected = layer_table(embedded.unet, size[1], size[0], vae_factor=facts.vae_factor,
+                                   text_tokens=facts.tokens)
             assert results[number] == expected
             continue
         traj = results[number]
@@ -120,7 +121,8 @@ def test_overlapping_captured_runs_layer_tables_and_non_square_runs_do_not_see_e
 def test_capture_does_not_change_the_result(embedded):
     settings = sdviz.Settings(prompt=PROMPT, steps=6, seed=8)
     plain = sdviz.generate(embedded, settings)
-    watched = sdviz.generate(embedded, settings, capture=AttentionCapture(embedded, self_attention=True, per_layer=True))
+    watched = sdviz.generate(embedded, settings,
+                             capture=AttentionCapture(embedded, self_attention=True, per_layer=True))
     np.testing.assert_array_equal(plain.steps[-1].x_next, watched.steps[-1].x_next)
     np.testing.assert_array_equal(plain.final_image, watched.final_image)
 
@@ -163,7 +165,8 @@ def test_each_querys_attention_over_the_tokens_sums_to_one(embedded):
     seen = {"self": 0, "cross": 0}
 
     def check(layer, attn, hidden_states, encoder_hidden_states, image_rotary_emb=None):
-        probs = attention_probs(attn, hidden_states[-1:], None if encoder_hidden_states is None else encoder_hidden_states[-1:])
+        probs = attention_probs(attn, hidden_states[-1:],
+                                None if encoder_hidden_states is None else encoder_hidden_states[-1:])
         keys = embedded.tokenizer.model_max_length if layer.kind == "cross" else hidden_states.shape[1]
         assert probs.shape == (attn.heads, hidden_states.shape[1], keys)
         torch.testing.assert_close(probs.sum(-1), torch.ones(probs.shape[:2]), rtol=1e-5, atol=1e-5)
@@ -247,7 +250,8 @@ def test_cli_writes_attention_npz_and_overlays(tmp_path):
         maps, tokens = npz["maps"], list(npz["tokens"])
     assert maps.ndim == 4 and maps.shape[0] == 5 and maps.shape[1] == len(tokens) and maps.dtype.kind == "f"
     names = sorted(p.name for p in (tmp_path / "attention").iterdir())
-    assert names == sorted(["1_a.png", "2_small.png", "3_blue.png", "4_square.png", "5_at.png", "6_the.png", "7_top.png"])
+    assert names == sorted(["1_a.png", "2_small.png", "3_blue.png", "4_square.png", "5_at.png", "6_the.png",
+                            "7_top.png"])
 
 
 def test_shape_words_attend_to_the_drawn_shape(embedded):
@@ -300,7 +304,8 @@ def sd15_layout_model():
     from training.train import SD1_SCHEDULER
 
     width = 64
-    unet = UNet2DConditionModel(**{**SD15_UNET, "block_out_channels": (64, 128, 256, 256), "cross_attention_dim": width})
+    unet = UNet2DConditionModel(**{**SD15_UNET, "block_out_channels": (64, 128, 256, 256),
+                                   "cross_attention_dim": width})
     vae = AutoencoderKL(block_out_channels=(32,) * 4, layers_per_block=1, latent_channels=4, sample_size=512,
                         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
     text_encoder = CLIPTextModel(CLIPTextConfig(
@@ -344,7 +349,7 @@ def test_capture_memory_stays_bounded_at_sd15s_layout(sd15_layout_model):
     assert model.facts.native_height == model.facts.native_width == 512 and model.facts.tokens == 77
     capture = AttentionCapture(model)
     run = sdviz.Run(model, sdviz.Settings(prompt=PROMPT, steps=50, preview="approx", guidance=1.0), capture=capture)
-    for record in run:
+    for _ in run:
         run.stop()  # one step: every step keeps the same amount
     maps = capture.maps()
     assert maps.steps == [0] and sorted(maps.resolutions) == sorted(["64x64", "32x32", "16x16", "8x8"])
@@ -418,7 +423,8 @@ def test_an_edit_and_an_img2img_run_keep_their_prompts_attention(embedded):
     image = Image.fromarray(scenes.render(scenes.make_scene(("yellow", "square", "large", "left", "purple"),
                                                             np.random.default_rng(0)))[0])
     edit = sdviz.Settings(prompt="a large red circle on the left on a purple background", scheduler="ddim", steps=8,
-                          strength=0.75, seed=1, source_prompt="a large yellow square on the left on a purple background")
+                          strength=0.75, seed=1,
+                          source_prompt="a large yellow square on the left on a purple background")
     for settings in (edit, sdviz.Settings(prompt=edit.prompt, steps=8, strength=0.75, seed=1)):
         plain = sdviz.generate(embedded, settings, init_image=image)
         watched = sdviz.generate(embedded, settings, init_image=image, capture=AttentionCapture(embedded))

@@ -22,7 +22,8 @@ CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 if not (CHROMIUM and CHROMEDRIVER):
     if os.environ.get("SDVIZ_REQUIRE_BROWSER") == "1":
         raise RuntimeError("SDVIZ_REQUIRE_BROWSER=1 but chromium/chromedriver are not installed")
-    pytest.skip("needs chromium and chromium-driver (apt-get install chromium chromium-driver)", allow_module_level=True)
+    pytest.skip("needs chromium and chromium-driver (apt-get install chromium chromium-driver)",
+                allow_module_level=True)
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import TimeoutException  # noqa: E402
@@ -113,7 +114,8 @@ def test_the_step_slider_scrubs_the_run(browser, shots):
     before = browser.find_element(By.CSS_SELECTOR, "#xt-view img").get_attribute("src")
     set_number(browser, "#step-slider", 5)
     WebDriverWait(browser, 30).until(lambda d: "step 5 / 20" in d.find_element(By.CSS_SELECTOR, "#step-info").text)
-    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.CSS_SELECTOR, "#xt-view img").get_attribute("src") != before)
+    WebDriverWait(browser, 30).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, "#xt-view img").get_attribute("src") != before)
     browser.execute_script("document.querySelector('#step-slider').scrollIntoView()")
     browser.save_screenshot(str(shots / "02-explore.png"))
 
@@ -128,8 +130,9 @@ def test_each_object_word_gets_its_own_heat_map(browser, shots):
         label = next(label for label in browser.find_elements(By.CSS_SELECTOR, "#word label")
                      if label.text.split(": ")[-1] == word)
         label.click()
-        WebDriverWait(browser, 30).until(lambda d: [img.get_attribute("src") for img in
-                                                    d.find_elements(By.CSS_SELECTOR, "#heat img")] not in ([], before))
+        WebDriverWait(browser, 30).until(lambda d, before=before: [img.get_attribute("src") for img in
+                                                                   d.find_elements(By.CSS_SELECTOR, "#heat img")]
+                                         not in ([], before))
         maps[word] = browser.find_element(By.CSS_SELECTOR, "#heat img").get_attribute("src")
     assert maps["fish"] != maps["rocket"]
     browser.execute_script("document.querySelector('#word').scrollIntoView()")
@@ -161,7 +164,8 @@ def test_stop_ends_a_run_midway_and_the_app_stays_ready(browser, shots):
     except TimeoutException:
         explored = browser.find_element(By.CSS_SELECTOR, "#step-info").text
         slider = browser.find_element(By.CSS_SELECTOR, "#step-slider input[type=number]").get_attribute("value")
-        raise AssertionError(f"after Stop: explorer {explored!r}, slider {slider}, status {status_text(browser)!r}") from None
+        raise AssertionError(f"after Stop: explorer {explored!r}, slider {slider}, "
+                             f"status {status_text(browser)!r}") from None
     status = status_text(browser)
     time.sleep(1.0)
     assert status_text(browser) == status  # nothing streams any more
@@ -231,7 +235,8 @@ def test_downloads_are_written_when_asked_for(browser, app_server, shots):
     assert zips() == before, "downloads were written before anyone asked for them"
     browser.find_element(By.XPATH, "//button[@role='tab' and normalize-space()='Downloads']").click()
     WebDriverWait(browser, 60).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#downloads a")) >= 5)
-    names = sorted((a.get_attribute("href") or "").rsplit("/", 1)[-1] for a in browser.find_elements(By.CSS_SELECTOR, "#downloads a"))
+    names = sorted((a.get_attribute("href") or "").rsplit("/", 1)[-1]
+                   for a in browser.find_elements(By.CSS_SELECTOR, "#downloads a"))
     assert {"filmstrip.png", "trajectory.gif", "trajectory.mp4", "trajectory.zip", "run.html"} <= set(names), names
     assert zips() > before
     browser.save_screenshot(str(shots / "06-downloads.png"))

@@ -79,7 +79,7 @@ def test_the_schedule_and_where_the_picture_is_decided(page, shots):
     open_tab(page, "Noise schedule")
     WebDriverWait(page, 30).until(lambda d: "settles at step" in text(d, "#decided"))
     for plot in ("#schedule-plot", "#compare-plot", "#distance-plot"):
-        WebDriverWait(page, 30).until(lambda d: drawn(d, plot))
+        WebDriverWait(page, 30).until(lambda d, plot=plot: drawn(d, plot))
     page.execute_script("document.querySelector('#schedule-plot').scrollIntoView()")
     time.sleep(1)
     page.save_screenshot(str(shots / "08-schedule.png"))
@@ -87,7 +87,8 @@ def test_the_schedule_and_where_the_picture_is_decided(page, shots):
 
 def test_forward_process_and_latent_space(page, shots):
     open_tab(page, "Forward process")
-    WebDriverWait(page, 30).until(lambda d: image_source(d, "#forward-image") and "ᾱ goes from" in text(d, "#forward-note"))
+    WebDriverWait(page, 30).until(lambda d: image_source(d, "#forward-image")
+                                  and "ᾱ goes from" in text(d, "#forward-note"))
     page.execute_script("document.querySelector('#forward-image').scrollIntoView()")
     time.sleep(0.5)
     page.save_screenshot(str(shots / "09-forward.png"))
@@ -149,7 +150,8 @@ def test_fork_from_a_step_with_a_new_prompt(page, shots):
     set_number(page, "#step-slider", 3)
     WebDriverWait(page, 30).until(lambda d: "step 3 / 9" in text(d, "#step-info"))
     page.find_element(By.CSS_SELECTOR, "#fork").click()
-    WebDriverWait(page, 90).until(lambda d: "finished" in status_text(d) and "Forked after step 3" in text(d, "#fork-note"))
+    WebDriverWait(page, 90).until(lambda d: "finished" in status_text(d)
+                                  and "Forked after step 3" in text(d, "#fork-note"))
     assert "small dog" in text(page, "#fork-note")
     assert image_source(page, "#fork-view")
     WebDriverWait(page, 30).until(lambda d: drawn(d, "#fork-plot"))
@@ -180,10 +182,12 @@ def test_compare_streams_the_variants_and_lines_them_up(page, shots):
     assert [c.split(" · ")[0] for c in column_captions(page)] == ["step 12/12", "step 23/23"]
     assert len(page.find_elements(By.CSS_SELECTOR, "#compare-finals img")) == 2
     set_number(page, "#compare-position", 25)
-    WebDriverWait(page, 30).until(lambda d: [c.split(" · ")[0] for c in column_captions(d)] == ["step 4/12", "step 7/23"])
+    WebDriverWait(page, 30).until(lambda d: [c.split(" · ")[0] for c in column_captions(d)]
+                                  == ["step 4/12", "step 7/23"])
     by_progress = column_captions(page)
     page.find_element(By.XPATH, "//*[@id='align']//label[normalize-space()='sigma']").click()
-    WebDriverWait(page, 30).until(lambda d: column_captions(d) != by_progress and "noise level" in text(d, "#compare-note"))
+    WebDriverWait(page, 30).until(lambda d: column_captions(d) != by_progress
+                                  and "noise level" in text(d, "#compare-note"))
     page.execute_script("document.querySelector('#compare-columns').scrollIntoView()")
     time.sleep(1)
     page.save_screenshot(str(shots / "14-compare.png"))

@@ -17,14 +17,16 @@ from tests.helpers import ROOT, sdviz_cli, sdviz_main
 
 def test_render_writes_every_output(tmp_path):
     out = tmp_path / "run"
-    result = sdviz_main("render", "--prompt", "a red circle on the left", "--steps", "6", "--seed", "3", "--out", str(out))
+    result = sdviz_main("render", "--prompt", "a red circle on the left", "--steps", "6", "--seed", "3",
+                        "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert "step 6/6" in result.stderr  # progress on stderr
     for name in ("final.png", "filmstrip.png", "trajectory.gif", "trajectory.mp4", "trajectory.json", "latents.npz"):
         assert (out / name).stat().st_size > 0, name
     assert sorted(p.name for p in (out / "xt").iterdir()) == [f"{i:03d}.png" for i in range(6)] + ["noise.png"]
     assert sorted(p.name for p in (out / "x0").iterdir()) == [f"{i:03d}.png" for i in range(6)]
-    np.testing.assert_array_equal(np.asarray(Image.open(out / "final.png")), np.asarray(Image.open(out / "xt" / "005.png")))
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "final.png")),
+                                  np.asarray(Image.open(out / "xt" / "005.png")))
     meta = json.loads((out / "trajectory.json").read_text())
     assert meta["settings"]["steps"] == 6 and len(meta["steps"]) == 6
     assert {"timestep", "sigma", "x_t"} <= set(meta["steps"][0]) and "total" in meta["timings"]

@@ -125,7 +125,8 @@ def test_the_python_api_runs_each_variant_as_generate_does_and_writes_the_compar
     assert [v["steps"] for v in summary["variants"]] == [4, 7]
     assert all(isinstance(v["settled_step"], int) for v in summary["variants"])
     for variant in summary["variants"]:  # a render folder per variant
-        assert (out / variant["folder"] / "trajectory.json").is_file() and (out / variant["folder"] / "final.png").is_file()
+        assert ((out / variant["folder"] / "trajectory.json").is_file()
+                and (out / variant["folder"] / "final.png").is_file())
     gif = iio.imread(out / "compare.gif")
     assert len(gif) >= 4 and gif.shape[2] > 2 * 128  # two variants side by side, each 128 wide at least
     mp4 = list(_mp4_frames(out / "compare.mp4"))

@@ -52,7 +52,8 @@ def test_filmstrip_shows_a_readable_selection_with_step_numbers(traj):
     tile = np.asarray(sheet)
     h = traj.final_image.shape[0]
     scale = -(-FILMSTRIP_SIDE // h)
-    found = _find(tile, np.asarray(Image.fromarray(traj.final_image).resize((h * scale, h * scale), Image.Resampling.NEAREST)))
+    found = _find(tile, np.asarray(Image.fromarray(traj.final_image)
+                                   .resize((h * scale, h * scale), Image.Resampling.NEAREST)))
     assert found
 
 

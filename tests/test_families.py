@@ -30,7 +30,7 @@ def family_models(family_dirs):
     return {name: sdviz.load_model(str(folder)) for name, folder in family_dirs.items()}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def reference_pipeline(pipeline_class, folder):
     """The family's own diffusers pipeline, loaded from the same folder (once per family)."""
     pipe = pipeline_class.from_pretrained(str(folder), use_safetensors=True)
@@ -121,12 +121,12 @@ def test_what_is_not_traced_for_the_new_families_is_refused(family_models):
     for family, model in family_models.items():
         label = sdviz.sampling.families.FAMILIES[family].label
         with pytest.raises(ValueError, match=f"init image: an edit is not traced for {label} models yet"):
-            sdviz.sampling.sampler.Run(model, Settings(prompt="a cat", width=SIZE, height=SIZE, source_prompt="a red square"),
-                              init_image=image)
+            sdviz.sampling.sampler.Run(model, Settings(prompt="a cat", width=SIZE, height=SIZE,
+                                                       source_prompt="a red square"), init_image=image)
         other = "ddim" if family in ("sd3", "flux") else "flow_euler"
         with pytest.raises(ValueError, match=f"scheduler '{other}' cannot invert a {label} model; allowed: "):
-            sdviz.sampling.sampler.Run(model, Settings(prompt="a cat", width=SIZE, height=SIZE, invert=True, scheduler=other),
-                              init_image=image)
+            sdviz.sampling.sampler.Run(model, Settings(prompt="a cat", width=SIZE, height=SIZE, invert=True,
+                                                       scheduler=other), init_image=image)
 
 
 @pytest.mark.parametrize("family", ["sd3", "flux"])
@@ -388,7 +388,8 @@ def test_the_pages_panels_draw_each_family(family_dirs):
             transformer = family != "sdxl"
             texts = " ".join(panels[f"text-{k}"] for k in range(1, 8))  # the walk's words are the model's
             assert ("transformer" in texts, "UNet" in texts) == (transformer, not transformer)
-            assert ("velocity v = ε − x0" in panels["text-4"], "joint attention" in panels["text-6"]) == (transformer,) * 2
+            assert (("velocity v = ε − x0" in panels["text-4"], "joint attention" in panels["text-6"])
+                    == (transformer,) * 2)
             assert ("x_t = (1 − σ)·x0 + σ·ε" in panels["forward-note"]) == transformer
             denoiser = DENOISER_CLASS[family]
             assert denoiser in components and all(e["class"] in components for e in traj.facts.encoders)

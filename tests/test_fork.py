@@ -104,7 +104,8 @@ def test_cli_render_fork(tmp_path, capsys):
     np.testing.assert_array_equal(fork["x_t"][:4], parent["x_t"][:4])
     assert not np.array_equal(fork["x_t"][4:], parent["x_t"][4:])
     capsys.readouterr()
-    assert cli.main(["render", "--fork", str(parent_dir), "--at", "4", "--steps", "9", "--out", str(tmp_path / "x")]) == 2
+    assert cli.main(["render", "--fork", str(parent_dir), "--at", "4", "--steps", "9",
+                     "--out", str(tmp_path / "x")]) == 2
     refused = capsys.readouterr().err
     assert "steps 9 differs from the parent run's 8" in refused and refused.count("\n") == 1
     assert cli.main(["render", "--fork", str(tmp_path), "--at", "1", "--out", str(tmp_path / "y")]) == 2

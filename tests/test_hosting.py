@@ -82,7 +82,8 @@ HOSTILE = [
     ({"steps": True}, "steps True is not a whole number"),
     ({"steps": None}, "steps None is not a whole number"),
     ({"steps": [5]}, "steps [5] is not a whole number"),
-    ({"steps": LIMITS.steps + 1}, f"steps {LIMITS.steps + 1} is over this server's limit; allowed: 1..{LIMITS.steps} (SDVIZ_MAX_STEPS)"),
+    ({"steps": LIMITS.steps + 1},
+     f"steps {LIMITS.steps + 1} is over this server's limit; allowed: 1..{LIMITS.steps} (SDVIZ_MAX_STEPS)"),
     ({"steps": 5000}, "steps 5000 is out of range"),
     ({"guidance": -1}, "guidance -1 is out of range; allowed: [0, 100]"),
     ({"guidance": 1e9}, "guidance 1000000000.0 is out of range"),
@@ -117,7 +118,8 @@ HOSTILE = [
     ({"scheduler": "flow_euler"}, "scheduler 'flow_euler' does not fit this model (sd): it samples sd3, flux models"),
     ({"true_cfg": 3.0}, "true cfg 3.0 applies to Flux only"),
     ({"true_cfg": "x"}, "true cfg 'x' is not a number"),
-    ({"model": "someone/any-weights"}, "model 'someone/any-weights' is not offered here; allowed: sdviz-objects, sdviz-shapes"),
+    ({"model": "someone/any-weights"},
+     "model 'someone/any-weights' is not offered here; allowed: sdviz-objects, sdviz-shapes"),
     ({"model": "../../../etc"}, "model '../../../etc' is not offered here"),
     ({"model": 5}, "model 5 is not text"),
     ({"prompt": "x" * 5000}, "prompt has 5000 characters; allowed: up to 2000"),
@@ -143,7 +145,8 @@ RAW = [
 ]
 
 
-@pytest.mark.parametrize("values, answer", HOSTILE, ids=[f"{k}={str(v)[:20]}" for case, _ in HOSTILE for k, v in list(case.items())[:1]])
+@pytest.mark.parametrize("values, answer", HOSTILE,
+                         ids=[f"{k}={str(v)[:20]}" for case, _ in HOSTILE for k, v in list(case.items())[:1]])
 def test_every_hostile_value_is_answered_with_its_parameter_and_the_server_keeps_serving(app_url, values, answer):
     assert answer in refusal(app_url, prompt=values.pop("prompt", "a red circle"), **values)
 

@@ -55,7 +55,8 @@ def test_odd_but_valid_images_are_converted(tmp_path, mode):
     if mode == "I;16":
         image = Image.fromarray(np.full((12, 20), 40000, np.uint16))
     elif mode in ("I", "F"):
-        image = Image.fromarray(np.full((12, 20), 40000 if mode == "I" else 0.5, np.int32 if mode == "I" else np.float32))
+        image = Image.fromarray(np.full((12, 20), 40000 if mode == "I" else 0.5,
+                                        np.int32 if mode == "I" else np.float32))
     else:
         image = base.convert(mode)
     path = tmp_path / f"in.{'tiff' if mode in ('I;16', 'I', 'F', 'CMYK') else 'png'}"
@@ -92,7 +93,8 @@ def test_limits_scale_with_the_model_and_name_what_sets_them(embedded):
     fits = sdviz.Settings(width=facts.native_width * 2, height=facts.native_height, steps=50).resolved(facts)
     limits.check(fits, facts)
     too_big = sdviz.Settings(width=facts.native_width * 2, height=facts.native_height * 2).resolved(facts)
-    with pytest.raises(ValueError, match=r"over this server's limit; allowed: up to \d+ pixels, 2 x the model's native .*SDVIZ_MAX_PIXELS"):
+    with pytest.raises(ValueError, match=r"over this server's limit; allowed: up to \d+ pixels, "
+                                         r"2 x the model's native .*SDVIZ_MAX_PIXELS"):
         limits.check(too_big, facts)
     with pytest.raises(ValueError, match=r"steps 51 is over this server's limit; allowed: 1\.\.50 \(SDVIZ_MAX_STEPS\)"):
         limits.check(sdviz.Settings(steps=51).resolved(facts), facts)
@@ -153,7 +155,8 @@ def test_the_page_hands_each_widgets_value_to_the_handler_under_its_name():
     bound = form.bind(handler, "steps", "prompt", negative_prompt=negative)
     assert bound["inputs"] == [steps, prompt, negative]
     assert bound["fn"].names == ("steps", "prompt", "negative_prompt")
-    assert asyncio.run(first(bound, 3, "a cat", "blurry")) == {"steps": 3, "prompt": "a cat", "negative_prompt": "blurry"}
+    assert asyncio.run(first(bound, 3, "a cat", "blurry")) == {"steps": 3, "prompt": "a cat",
+                                                               "negative_prompt": "blurry"}
     with pytest.raises(TypeError, match="takes no stpes"):
         form.bind(handler, "prompt", stpes=steps)
 

@@ -66,7 +66,8 @@ def test_inversion_and_reconstruction_equal_diffusers(embedded, image, unguided,
     sigmas = [s.sigma for s in steps]
     assert sigmas == sorted(sigmas) and sigmas[0] < 0.1 < 5 < sigmas[-1]
     for record in steps:  # the record's sigma is the one the inverse step's x0 used (so the halves' x0 hold)
-        x0 = noise.predict_x0(torch.from_numpy(record.x_t), torch.from_numpy(record.noise_pred), record.sigma, "epsilon")
+        x0 = noise.predict_x0(torch.from_numpy(record.x_t), torch.from_numpy(record.noise_pred),
+                              record.sigma, "epsilon")
         np.testing.assert_allclose(x0.numpy(), record.x0_pred, atol=1e-4)
 
 
@@ -169,7 +170,8 @@ def test_the_round_trip_sheet_pairs_each_noise_level(embedded, unguided):
     side = unguided.image.shape[0]
     assert sheet.width > 5 * side and sheet.height > 2 * side  # the image and 4 levels, two rows
     with pytest.raises(ValueError, match="the reconstruction has 2 steps and the inversion 12"):
-        round_trip_sheet(unguided.inversion, sdviz.generate(embedded, sdviz.Settings(prompt=PROMPT, steps=2)), unguided.previewers)
+        round_trip_sheet(unguided.inversion, sdviz.generate(embedded, sdviz.Settings(prompt=PROMPT, steps=2)),
+                         unguided.previewers)
 
 
 def test_a_reconstruction_forks_from_its_own_start(embedded, unguided):

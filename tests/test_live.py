@@ -65,7 +65,8 @@ def test_a_fast_run_streams_at_display_rate_keeps_every_step_and_holds_no_frames
     assert traj.nbytes()["frames"] == traj.frame_cache.nbytes <= DEFAULT_MAX_BYTES
     # the filmstrip ends on the last step; the live view shows it
     strip = updates[-1][3]
-    assert strip.endswith("<figcaption>step 100</figcaption></figure>") and strip.startswith('<figure data-step="noise"')
+    assert (strip.endswith("<figcaption>step 100</figcaption></figure>")
+            and strip.startswith('<figure data-step="noise"'))
     last_live = next(u[2] for u in reversed(updates) if isinstance(u[2], str))
     assert 'data-step="100"' in last_live
 

@@ -22,7 +22,8 @@ def test_pickle_only_weights_are_refused(tmp_path):
     for weights in (copy / "unet").glob("*.safetensors"):
         weights.unlink()
     (copy / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"pickle")
-    with pytest.raises(ValueError, match=r"unet/ has only pickle weights \(diffusion_pytorch_model.bin\); sdviz loads safetensors only"):
+    with pytest.raises(ValueError, match=r"unet/ has only pickle weights \(diffusion_pytorch_model.bin\); "
+                                         r"sdviz loads safetensors only"):
         sdviz.load_model(str(copy))
 
 
@@ -63,7 +64,8 @@ def test_example_prompts_come_from_the_models_card(embedded, tmp_path, monkeypat
     folder = tmp_path / "model"
     folder.mkdir()
     assert card_examples(str(folder)) == ()
-    (folder / "README.md").write_text("---\nwidget: [{text: ' a cat '}, {src: cat.png}, loose, {text: 3}]\n---\n# card\n")
+    (folder / "README.md").write_text("---\nwidget: [{text: ' a cat '}, {src: cat.png}, loose, {text: 3}]\n"
+                                      "---\n# card\n")
     assert card_examples(str(folder)) == ("a cat",)
     (folder / "README.md").write_text("---\nwidget: [unclosed\n---\n")
     assert card_examples(str(folder)) == ()

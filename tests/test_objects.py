@@ -64,13 +64,14 @@ def test_captions_parse_back_and_the_split_is_fixed():
     assert all(objects.is_held_out(tuple(p.name for p in s.objects), s.objects[0].position, s.background)
                for s in held)
     vocabularies = objects.scenes_json()
-    assert set(vocabularies) >= {"objects", "colours", "positions"} and vocabularies["objects"]["tree"] == "deciduous-tree"
+    assert (set(vocabularies) >= {"objects", "colours", "positions"}
+            and vocabularies["objects"]["tree"] == "deciduous-tree")
 
 
 TINY = ["--image-size", "64", "--vae-channels", "16,16,16,16", "--unet-channels", "32,32,32,32",
         "--unet-heads", "1,1,1,1", "--text-width", "32", "--text-layers", "1", "--text-heads", "2",
-        "--vae-steps", "1", "--vae-batch", "2", "--vae-crop", "32", "--vae-eval", "4", "--unet-batch", "2", "--pool", "8",
-        "--save-every", "100", "--threads", "1"]
+        "--vae-steps", "1", "--vae-batch", "2", "--vae-crop", "32", "--vae-eval", "4", "--unet-batch", "2",
+        "--pool", "8", "--save-every", "100", "--threads", "1"]
 
 
 def unet_weights(folder):
@@ -97,7 +98,7 @@ def test_training_resumes_where_it_stopped_bit_for_bit(tmp_path):
 
     tiny = [*TINY, "--unet-steps", "2"]
     main([*tiny, "--out", str(tmp_path / "whole")])
-    for attempt in range(8):
+    for attempt in range(8):  # noqa: B007 - read after the loop: how many runs it took
         main([*tiny, "--out", str(tmp_path / "resumed"), "--state", str(tmp_path / "state"), "--stop-after", "0"])
         if (tmp_path / "resumed" / "unet").exists():
             break
@@ -106,7 +107,8 @@ def test_training_resumes_where_it_stopped_bit_for_bit(tmp_path):
     from safetensors.torch import load_file
 
     for part in ("unet", "vae", "text_encoder"):
-        whole, resumed = (load_file(next((tmp_path / run / part).glob("*.safetensors"))) for run in ("whole", "resumed"))
+        whole, resumed = (load_file(next((tmp_path / run / part).glob("*.safetensors")))
+                          for run in ("whole", "resumed"))
         assert whole.keys() == resumed.keys() and all(torch.equal(whole[k], resumed[k]) for k in whole), part
     assert json.loads((tmp_path / "resumed" / "scenes.json").read_text())["positions"]["top left"] == [0.25, 0.25]
 
@@ -203,7 +205,8 @@ def test_the_model_card_reports_what_training_and_evaluation_recorded(tmp_path):
     for key, label in model_card.MEASURES.items():
         rate = report["rates"][key]
         assert f"| {label} | **{f'{rate:.3f}' if key == 'daam iou' else f'{rate * 100:.1f} %'}** " in card, key
-    assert f"**{report['vae_psnr_db']:.1f} dB**" in card and f"**{report['generation_seconds_20_steps']:.2f} s**" in card
+    assert (f"**{report['vae_psnr_db']:.1f} dB**" in card
+            and f"**{report['generation_seconds_20_steps']:.2f} s**" in card)
     log = json.loads((model / "training_log.json").read_text())
     assert f"**{log['wall_seconds'] / 3600:.1f} h**" in card and "150 emoji objects" in card
     from sdviz.sampling.models import card_examples

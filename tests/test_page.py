@@ -167,13 +167,15 @@ def test_a_comparison_page_lines_the_variants_up_offline(embedded, tmp_path, sho
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import Select
 
-    comparison = sdviz.compare(embedded, sdviz.Settings(prompt="a red circle", steps=5), {"scheduler": ["ddim", "heun"]})
+    comparison = sdviz.compare(embedded, sdviz.Settings(prompt="a red circle", steps=5),
+                               {"scheduler": ["ddim", "heun"]})
     path = tmp_path / "compare.html"
     path.write_text(comparison_page(comparison))
     driver = browser(tmp_path)
     try:
         driver.get(path.as_uri())
-        captions = lambda: [c.text.split(" · ")[0] for c in driver.find_elements(By.CSS_SELECTOR, "#variants figcaption")]
+        captions = lambda: [c.text.split(" · ")[0]
+                            for c in driver.find_elements(By.CSS_SELECTOR, "#variants figcaption")]
         assert captions() == ["step 5/5", "step 9/9"]
         slider = driver.find_element(By.ID, "slider")
         for _ in range(50):

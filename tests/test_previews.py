@@ -68,4 +68,5 @@ def test_taesd_from_a_local_folder(embedded, tmp_path, monkeypatch):
     assert traj.steps[0].x0_image.shape == expected
     with torch.no_grad():
         decoded = tiny.decode(torch.from_numpy(traj.steps[0].x0_pred)[None]).sample
-    np.testing.assert_allclose(traj.steps[0].x0_image, ((decoded[0].permute(1, 2, 0) / 2 + 0.5).clamp(0, 1) * 255).round().numpy(), atol=1)
+    np.testing.assert_allclose(traj.steps[0].x0_image,
+                               ((decoded[0].permute(1, 2, 0) / 2 + 0.5).clamp(0, 1) * 255).round().numpy(), atol=1)

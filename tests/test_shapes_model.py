@@ -128,7 +128,8 @@ def test_held_out_combinations_never_reach_training():
     for pair in pairs:
         assert scenes.is_held_out(pair.combo)
         stated = scenes.parse_prompt(pair.prompt)
-        assert all(stated[key] == value for key, value in zip(("colour", "shape", "size", "position", "background"), pair.combo)
+        assert all(stated[key] == value
+                   for key, value in zip(("colour", "shape", "size", "position", "background"), pair.combo)
                    if key in stated)
 
 

@@ -39,7 +39,8 @@ def test_one_record_per_scheduler_entry_with_every_field(traj, embedded):
 
 def test_facts_hold_the_real_shapes(traj, embedded):
     facts = embedded.facts
-    assert traj.shapes["token_embeddings"] == [embedded.tokenizer.model_max_length, embedded.text_encoder.config.hidden_size]
+    assert traj.shapes["token_embeddings"] == [embedded.tokenizer.model_max_length,
+                                               embedded.text_encoder.config.hidden_size]
     assert traj.shapes["latents"] == [embedded.unet.config.in_channels, *traj.steps[0].x_t.shape[1:]]
     assert traj.shapes["image"] == [3, *traj.final_image.shape[:2]]
     assert traj.shapes["image"][1] == traj.shapes["latents"][1] * facts.vae_factor
@@ -61,7 +62,7 @@ def test_an_older_saved_run_loads_its_settings_and_facts_typed(traj, tmp_path):
     assert loaded.settings == traj.settings and loaded.facts == traj.facts
     assert loaded.settings.true_cfg == 1.0 and loaded.facts.pooled_width == 0
     with pytest.raises(AttributeError):
-        loaded.settings.retired_field
+        _ = loaded.settings.retired_field
 
 
 def test_save_and_load_without_loss(traj, tmp_path):
@@ -74,7 +75,8 @@ def test_save_and_load_without_loss(traj, tmp_path):
     np.testing.assert_array_equal(loaded.final_image, traj.final_image)
     assert len(loaded.steps) == len(traj.steps)
     for a, b in zip(loaded.steps, traj.steps):
-        assert (a.index, a.timestep, a.sigma, a.next_vp_scale, a.seconds) == (b.index, b.timestep, b.sigma, b.next_vp_scale, b.seconds)
+        assert ((a.index, a.timestep, a.sigma, a.next_vp_scale, a.seconds)
+                == (b.index, b.timestep, b.sigma, b.next_vp_scale, b.seconds))
         for name in (*LATENT_FIELDS, "x_t_image", "x0_image"):
             np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
 

@@ -90,7 +90,8 @@ def test_x0_matches_the_multistep_solvers_internal_x0(embedded, name):
 def test_x0_reaches_the_final_latents(embedded, name):
     """At the last step x_t has (almost) no noise left, so x0 must be the final latents, for every scheduler,
     PNDM and DEIS (no x0 anywhere in diffusers) included; and it must improve along the run."""
-    traj = sdviz.generate(embedded, sdviz.Settings(prompt="a white circle on a black background", scheduler=name, steps=12, seed=7))
+    traj = sdviz.generate(embedded, sdviz.Settings(prompt="a white circle on a black background", scheduler=name,
+                                                   steps=12, seed=7))
     final = traj.steps[-1].x_next
     scale = float(np.abs(final).mean())
     errors = [float(np.abs(r.x0_pred - final).mean()) / scale for r in traj.steps]

@@ -107,7 +107,8 @@ def compare_column(number: int, label: str, caption: str, x_t_image: np.ndarray 
     """One variant's column: its label, its x_t and predicted x0 (empty boxes before its first step) and a
     caption (where it is); frames sent no larger than `side`."""
     def picture(frame, alt: str) -> str:
-        return f'<img src="{frame_data_uri(frame, side)}" alt="{alt}">' if frame is not None else '<div class="empty"></div>'
+        return (f'<img src="{frame_data_uri(frame, side)}" alt="{alt}">' if frame is not None
+                else '<div class="empty"></div>')
 
     return (f'<figure data-variant="{number}" data-caption="{html.escape(caption)}">'
             f'<div class="label">{number}: {html.escape(label)}</div>'
@@ -177,7 +178,8 @@ def diagram(shapes: dict, facts: ModelFacts, active: str = "", scheduler: str = 
         box("unet", "Transformer + scheduler" if transformer else "UNet + scheduler",
             f"{facts.denoiser_class} · {scheduler}", latents, denoiser_caption),
         '<div class="sdviz-arrow">→</div>',
-        box("vae", "Image decoder", "AutoencoderKL.decode", image, f"image (RGB × H × W), VAE factor {facts.vae_factor}"),
+        box("vae", "Image decoder", "AutoencoderKL.decode", image,
+            f"image (RGB × H × W), VAE factor {facts.vae_factor}"),
     ]
     return '<div class="sdviz-diagram">' + "".join(parts) + "</div>"
 
@@ -252,7 +254,8 @@ def _slots(tokens: dict) -> str:
     chips = []
     for slot in tokens["slots"]:
         text = html.escape(shown(slot["token"]))
-        chips.append(f'<span class="{slot["kind"]}" title="slot {slot["slot"]}: id {slot["id"]} ({slot["kind"]})">{text}</span>')
+        chips.append(f'<span class="{slot["kind"]}" title="slot {slot["slot"]}: id {slot["id"]} ({slot["kind"]})">'
+                     f'{text}</span>')
     words = sum(1 for s in tokens["slots"] if s["kind"] == "word")
     start = "start token, " if any(s["kind"] == "start" for s in tokens["slots"]) else ""  # T5 has none
     summary = (f"<p>{len(tokens['slots'])} slots: {start}{words} word tokens, end token, "

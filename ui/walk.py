@@ -8,7 +8,8 @@ import gradio as gr
 
 GUIDANCE_INTRO = """### Guidance, decomposed
 Every step the denoiser (the UNet, or SD3's and Flux's transformer) runs twice: once with the empty (or
-negative) prompt, once with your prompt. Each run predicts the noise (or the velocity), and so a clean image x0. Classifier-free guidance takes the difference between the two
+negative) prompt, once with your prompt. Each run predicts the noise (or the velocity), and so a clean image x0. \
+Classifier-free guidance takes the difference between the two
 and pushes further along it, by the guidance scale g."""
 
 SCHEDULE_INTRO = """### The noise schedule

@@ -128,7 +128,8 @@ def run_data(traj, previewer=None, guidance: dict | None = None) -> dict:
                      "settled": None if settled is None else settled + 1}
     return {
         "prompt": settings.prompt,
-        "settings": [[name, str(getattr(settings, name))] for name in listed if name != "true_cfg" or settings.true_cfg != 1]
+        "settings": [[name, str(getattr(settings, name))] for name in listed
+                     if name != "true_cfg" or settings.true_cfg != 1]
                     + ([["strength", str(settings.strength)]] if settings.img2img else []),
         "shapes": traj.shapes, "total": len(traj.steps), "complete": bool(traj.complete),
         "denoiser": f"{traj.denoiser_word[0].upper()}{traj.denoiser_word[1:]} + scheduler",

@@ -65,7 +65,8 @@ def line_chart(series: dict[str, list[tuple[float, float]]], path, x_label: str 
         for x, y in values:
             cx, cy = at(x, y)
             draw.ellipse((cx - 2, cy - 2, cx + 2, cy + 2), fill=colour)
-        draw.line((left + plot_w - 170, top + 12 + 16 * k, left + plot_w - 150, top + 12 + 16 * k), fill=colour, width=3)
+        draw.line((left + plot_w - 170, top + 12 + 16 * k, left + plot_w - 150, top + 12 + 16 * k),
+                  fill=colour, width=3)
         draw.text((left + plot_w - 145, top + 5 + 16 * k), name, fill=(0, 0, 0), font=font)
     path = Path(path)
     sheet.save(path)

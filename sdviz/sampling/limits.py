@@ -37,7 +37,7 @@ class Limits:
     WHOLE = ("steps", "compare_steps")  # limits that are whole numbers
 
     @classmethod
-    def from_env(cls, environ=None) -> "Limits":
+    def from_env(cls, environ=None) -> Limits:
         environ = os.environ if environ is None else environ
         values = {}
         for name, variable in cls.ENV.items():

@@ -21,10 +21,10 @@ import torch
 from sdviz.sampling.errors import InputError
 
 # ComfyUI latent_formats.py: rows are latent channels, columns R, G, B, then the bias; output in [-1, 1].
-SD1_LATENT_RGB = [[0.3512, 0.2297, 0.3227], [0.3250, 0.4974, 0.2350], [-0.2829, 0.1762, 0.2721], [-0.2120, -0.2616, -0.7177],
-                  [0.0, 0.0, 0.0]]
-SDXL_LATENT_RGB = [[0.3651, 0.4232, 0.4341], [-0.2533, -0.0042, 0.1068], [0.1076, 0.1111, -0.0362], [-0.3165, -0.2492, -0.2188],
-                   [0.1084, -0.0175, -0.0011]]
+SD1_LATENT_RGB = [[0.3512, 0.2297, 0.3227], [0.3250, 0.4974, 0.2350], [-0.2829, 0.1762, 0.2721],
+                  [-0.2120, -0.2616, -0.7177], [0.0, 0.0, 0.0]]
+SDXL_LATENT_RGB = [[0.3651, 0.4232, 0.4341], [-0.2533, -0.0042, 0.1068], [0.1076, 0.1111, -0.0362],
+                   [-0.3165, -0.2492, -0.2188], [0.1084, -0.0175, -0.0011]]
 SD3_LATENT_RGB = [
     [-0.0922, -0.0175, 0.0749], [0.0311, 0.0633, 0.0954], [0.1994, 0.0927, 0.0458], [0.0856, 0.0339, 0.0902],
     [0.0587, 0.0272, -0.0496], [-0.0006, 0.1104, 0.0309], [0.0978, 0.0306, 0.0427], [-0.0042, 0.1038, 0.1358],
@@ -39,7 +39,8 @@ FLUX_LATENT_RGB = [
     [-0.0329, -0.0718, -0.0851]]
 # The published maps and tiny decoders belong to these VAEs, recognised by (channels, scaling, shift).
 SD1_VAE, SDXL_VAE, SD3_VAE, FLUX_VAE = (4, 0.18215, 0.0), (4, 0.13025, 0.0), (16, 1.5305, 0.0609), (16, 0.3611, 0.1159)
-LATENT_RGB_BY_VAE = {SD1_VAE: SD1_LATENT_RGB, SDXL_VAE: SDXL_LATENT_RGB, SD3_VAE: SD3_LATENT_RGB, FLUX_VAE: FLUX_LATENT_RGB}
+LATENT_RGB_BY_VAE = {SD1_VAE: SD1_LATENT_RGB, SDXL_VAE: SDXL_LATENT_RGB, SD3_VAE: SD3_LATENT_RGB,
+                     FLUX_VAE: FLUX_LATENT_RGB}
 TAESD_BY_VAE = {SD1_VAE: "madebyollin/taesd", SDXL_VAE: "madebyollin/taesdxl", SD3_VAE: "madebyollin/taesd3",
                 FLUX_VAE: "madebyollin/taef1"}
 FIT_IMAGES = 16  # synthetic images encoded to fit a latent-to-RGB map

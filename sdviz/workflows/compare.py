@@ -187,8 +187,9 @@ class Comparison:
         settings, steps, whether it finished and the step (from 1) where its layout settled."""
         variants_ = []
         for folder, label, traj, settled in zip(self.folders, self.labels, self.trajectories, self.settled()):
-            variants_.append({"folder": folder, "label": label, "settings": traj.settings.to_dict(), "steps": len(traj.steps),
-                              "complete": traj.complete, "settled_step": None if settled is None else settled + 1})
+            variants_.append({"folder": folder, "label": label, "settings": traj.settings.to_dict(),
+                              "steps": len(traj.steps), "complete": traj.complete,
+                              "settled_step": None if settled is None else settled + 1})
         return {"format": FORMAT, "align": self.by, "vary": self.vary, "variants": variants_}
 
     def save(self, out) -> dict[str, Path]:
