@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,10 @@ import sdviz
 from sdviz.sampling.models import SHAPES_MODEL
 
 TOKENIZER = SHAPES_MODEL / "tokenizer"
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # tests split over workers: one core each, for them and their servers
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
