@@ -8,20 +8,17 @@ appending, so that gradio's streaming diff sends only its new figures.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 
 import numpy as np
 
-from sdviz.drawing.sheets import enlarge
+from sdviz.drawing.uri import data_uri
 from sdviz.sampling.models import ModelFacts
 from sdviz.sampling.tokens import shown
 
 FILMSTRIP_MOST = 24  # frames shown in the live filmstrip; past this every other one goes
 THUMB_SIDE = 96  # the filmstrip's thumbnails, pixels high
 LIVE_SIDE = 256  # the live frames' display height in pixels: larger frames are sent at this size
-JPEG_QUALITY = 90  # for live frames larger than LIVE_SIDE (scaled down; small frames go as PNG)
 
 CSS = """
 .sdviz-diagram {display:flex; align-items:stretch; gap:6px; flex-wrap:wrap; font-size:14px}
@@ -62,32 +59,13 @@ CSS = """
 
 def png_data_uri(image: np.ndarray, side: int = THUMB_SIDE) -> str:
     """A thumbnail `side` pixels high (small frames enlarged by whole factors, large ones scaled down), as PNG."""
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    frame = image if image.shape[0] >= side else enlarge(image, side)
-    if frame.shape[0] > side:
-        frame = np.asarray(Image.fromarray(frame).resize((side * frame.shape[1] // frame.shape[0], side),
-                                                         Image.Resampling.BILINEAR, reducing_gap=2.0))
-    Image.fromarray(frame).save(buffer, format="PNG", compress_level=1)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return data_uri(image, side, lossless="PNG", lossy=None, enlarge=True)
 
 
 def frame_data_uri(frame: np.ndarray, side: int = LIVE_SIDE) -> str:
     """A live frame as sent to the page: up to `side` pixels high as it is, in PNG (the page enlarges it,
     pixelated); larger frames scaled down to `side` high, in JPEG."""
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    image = Image.fromarray(frame)
-    if frame.shape[0] <= side:
-        image.save(buffer, format="PNG", compress_level=1)
-        kind = "png"
-    else:
-        image.resize((max(1, side * frame.shape[1] // frame.shape[0]), side), Image.Resampling.BILINEAR,
-                     reducing_gap=2.0).save(buffer, format="JPEG", quality=JPEG_QUALITY)
-        kind = "jpeg"
-    return f"data:image/{kind};base64," + base64.b64encode(buffer.getvalue()).decode()
+    return data_uri(frame, side, lossless="PNG", lossy="JPEG")
 
 
 def live(x_t_image: np.ndarray | None = None, x0_image: np.ndarray | None = None, done: int = 0) -> str:

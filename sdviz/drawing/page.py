@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import functools
 import html
-import io
 import json
 from pathlib import Path
 
@@ -25,13 +24,13 @@ import numpy as np
 from sdviz.analysis.align import ALIGNMENTS, at, positions
 from sdviz.analysis.distance import settled_step
 from sdviz.drawing.sheets import pick
+from sdviz.drawing.uri import data_uri
 from sdviz.drawing.views import noise_image
 from sdviz.sampling.errors import InputError
 from sdviz.sampling.tokens import shown
 
 PAGE_SIDE = 256  # frames higher than this are scaled down to it (the page enlarges small ones, pixelated)
 LOSSLESS_SIDE = 128  # frames up to this high are stored lossless (WebP), pixel for pixel; larger ones lossy
-WEBP_QUALITY = 75  # lossy WebP for the larger frames
 HEAT_SIDE = 32  # attention maps finer than this are averaged down to it
 FILMSTRIP = 10  # thumbnails in the page's filmstrip
 POSITIONS = 101  # a comparison's shared slider: 0..100 % of the way from the noise to the image
@@ -39,18 +38,7 @@ POSITIONS = 101  # a comparison's shared slider: 0..100 % of the way from the no
 
 def image_uri(frame: np.ndarray, side: int = PAGE_SIDE) -> str:
     """A uint8 (H, W, 3) frame as a WebP data URI, no higher than `side`: lossless up to LOSSLESS_SIDE."""
-    from PIL import Image
-
-    image = Image.fromarray(frame)
-    if frame.shape[0] > side:
-        image = image.resize((max(1, side * frame.shape[1] // frame.shape[0]), side), Image.Resampling.BILINEAR,
-                             reducing_gap=2.0)
-    buffer = io.BytesIO()
-    if image.height <= LOSSLESS_SIDE:
-        image.save(buffer, format="WEBP", lossless=True, quality=0, method=1)  # fastest effort: as small here
-    else:
-        image.save(buffer, format="WEBP", quality=WEBP_QUALITY, method=4)
-    return "data:image/webp;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return data_uri(frame, side, LOSSLESS_SIDE)
 
 
 def _noise_frame(noise: np.ndarray, latent_rgb, size: tuple[int, int]) -> np.ndarray:
