@@ -1,4 +1,4 @@
-"""The command line: `python -m sdviz render|compare|invert|html|forward|schedule|schedulers|layers`.
+"""The command line: `sdviz render|compare|invert|html|forward|schedule|schedulers|layers` (or `python -m sdviz`).
 
 Bad input is refused before any model work with one line on stderr naming the
 value and what is allowed, and exit status 2; progress goes to stderr.
