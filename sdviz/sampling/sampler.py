@@ -81,7 +81,7 @@ class Run:
         width, height = self.settings.width, self.settings.height
         img2img = inputs.init_image is not None
         self.init_image = prepare_init_image(inputs.init_image, width, height) if img2img else None
-        self.previewer = Previewer(model, self.settings.preview, height, width)
+        self.previewer = Previewer.of(model, self.settings)
         self.capture = capture
         self.total: int | None = None  # entries in the scheduler's timesteps, known once the run starts
         self.time_limit = time_limit
