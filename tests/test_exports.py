@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import math
+
 import imageio.v3 as iio
 import numpy as np
 import pytest
 from PIL import Image
 
 import sdviz
-from sdviz.drawing.sheets import FILMSTRIP_SIDE, MIN_VIDEO_SIDE, filmstrip, pick, save_gif, save_mp4
+from sdviz.drawing.sheets import (
+    FILMSTRIP_SIDE,
+    MAX_ENLARGED_PIXELS,
+    MAX_TILE_PIXELS,
+    MIN_VIDEO_SIDE,
+    enlarge,
+    filmstrip,
+    pick,
+    save_gif,
+    save_mp4,
+    sheet,
+)
 from sdviz.workflows.render import save_step_pngs
 
 
@@ -80,3 +93,17 @@ def test_pick_keeps_first_and_last():
     assert pick(3, 10) == [0, 1, 2]
     chosen = pick(51, 10)
     assert chosen[0] == 0 and chosen[-1] == 50 and len(chosen) == 10
+
+
+def test_enlargements_and_sheet_tiles_are_bounded_by_their_pixels():
+    """A thin frame is not blown up by its short side: an enlargement (GIF, MP4, views) stays within
+    MAX_ENLARGED_PIXELS and a sheet's tile within MAX_TILE_PIXELS; a small square frame is enlarged as before."""
+    thin, square = np.zeros((4, 2048, 3), np.uint8), np.zeros((64, 64, 3), np.uint8)
+    enlarged = enlarge(thin, MIN_VIDEO_SIDE)
+    assert enlarged.shape[0] * enlarged.shape[1] <= MAX_ENLARGED_PIXELS < 4 * 64 * 2048 * 64  # unbounded: x64
+    assert enlarge(square, MIN_VIDEO_SIDE).shape == (MIN_VIDEO_SIDE, MIN_VIDEO_SIDE, 3)
+    columns = 10
+    drawn = sheet([("x_t", [(f"step {k}", thin) for k in range(columns)])])
+    tile_width = 2048 * math.isqrt(MAX_TILE_PIXELS // (4 * 2048))  # scaled x2 at most; x32 by its short side
+    assert drawn.width <= tile_width * (columns * 17 / 16 + 1)  # the tiles, their gaps and the row's label
+    assert sheet([("x_t", [("step 1", square)])]).height >= FILMSTRIP_SIDE  # small frames still enlarged

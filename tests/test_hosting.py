@@ -102,6 +102,7 @@ HOSTILE = [
     ({"height": 63}, "height 63 is not a multiple"),
     ({"height": 10**6}, "height 1000000 is out of range"),
     ({"width": 512, "height": 512}, "is over this server's limit; allowed: up to"),
+    ({"width": 2048, "height": 4}, "size 2048 x 4 has an aspect ratio of 512:1; allowed: at most 4:1"),
     ({"eta": -0.1}, "eta -0.1 is out of range; allowed: [0, 1]"),
     ({"eta": 1.5}, "eta 1.5 is out of range"),
     ({"eta": "e"}, "eta 'e' is not a number"),

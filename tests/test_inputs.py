@@ -39,6 +39,19 @@ def test_size_defaults_to_the_models_native_size(embedded):
     assert resolved.width == embedded.unet.config.sample_size * embedded.facts.vae_factor
 
 
+def test_sizes_past_four_to_one_are_refused_before_any_model_work(embedded, monkeypatch):
+    """A thin size (2048 x 4 passes a pixel limit) would have the exports enlarge its frames by their short
+    side: refused by its aspect ratio, with the limit named; 4:1 itself is a size like any other."""
+    calls = []
+    monkeypatch.setattr(embedded.unet, "forward", lambda *a, **k: calls.append(1))
+    with pytest.raises(sdviz.InputError, match=r"size 2048 x 4 has an aspect ratio of 512:1; allowed: at most 4:1"):
+        sdviz.Run(embedded, Settings(width=2048, height=4))
+    with pytest.raises(sdviz.InputError, match=r"size 16 x 80 has an aspect ratio of 5:1"):
+        Settings(width=16, height=80).resolved(embedded.facts)
+    assert calls == []
+    assert Settings(width=64, height=16).resolved(embedded.facts).width == 64
+
+
 def test_bad_input_is_refused_before_any_model_work(embedded, monkeypatch):
     calls = []
     monkeypatch.setattr(embedded.unet, "forward", lambda *a, **k: calls.append(1))

@@ -8,6 +8,7 @@ selection (always the noise and the last step). GIF and MP4 go through imageio
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,8 @@ from sdviz.sampling.errors import InputError
 MIN_VIDEO_SIDE = 256  # small frames are enlarged (nearest neighbour) to at least this
 FILMSTRIP_FRAMES = 10  # at most this many frames per row
 FILMSTRIP_SIDE = 128  # frames in the filmstrip are scaled to this height at least
+MAX_ENLARGED_PIXELS = 2**20  # an enlarged frame (GIF, MP4, views) has at most this many pixels
+MAX_TILE_PIXELS = 2**16  # a frame's tile in a sheet has at most this many pixels (256 x 256)
 
 
 def pick(count: int, most: int) -> list[int]:
@@ -33,9 +36,15 @@ def step_file(index: int, count: int) -> str:
 
 
 def enlarge(frame: np.ndarray, side: int) -> np.ndarray:
-    """Nearest-neighbour enlargement by a whole factor so the short side is at least `side`."""
-    factor = max(1, -(-side // min(frame.shape[:2])))
+    """Nearest-neighbour enlargement by a whole factor so the short side is at least `side`, by no more than
+    keeps the result within MAX_ENLARGED_PIXELS (a thin frame is not blown up by its short side)."""
+    factor = min(max(1, -(-side // min(frame.shape[:2]))), _most_factor(frame.shape[:2], MAX_ENLARGED_PIXELS))
     return frame.repeat(factor, axis=0).repeat(factor, axis=1) if factor > 1 else frame
+
+
+def _most_factor(size: tuple[int, int], pixels: int) -> int:
+    """The largest whole factor that keeps a (h, w) frame within `pixels` pixels (1 at least)."""
+    return max(1, math.isqrt(pixels // max(1, size[0] * size[1])))
 
 
 def text_font(size: int):
@@ -78,7 +87,7 @@ def sheet(rows: list[tuple[str, list[tuple[str, np.ndarray | None]]]], title: st
     sample = next((frame for _, columns in rows for _, frame in columns if frame is not None), None)
     if sample is None:
         raise InputError("the sheet has no frames to draw")
-    scale = max(1, -(-FILMSTRIP_SIDE // sample.shape[0]))
+    scale = min(max(1, -(-FILMSTRIP_SIDE // sample.shape[0])), _most_factor(sample.shape[:2], MAX_TILE_PIXELS))
     tile_h, tile_w = sample.shape[0] * scale, sample.shape[1] * scale
     gap, label_h = max(4, tile_w // 16), max(16, tile_h // 6)
     font = text_font(max(11, label_h - 4))

@@ -26,6 +26,8 @@ from sdviz.sampling.families import FAMILIES
 PREVIEW_MODES = ("full", "approx", "taesd")
 MAX_STEPS = 1000
 MAX_SIDE = 2048  # pixels; beyond this a single SD-family run no longer fits common GPUs
+MAX_ASPECT = 4  # the longer side at most this many times the shorter: the models are trained near square
+# (SDXL's widest buckets are about 4:1), and the exports enlarge a frame by its shorter side
 MAX_SEED = 2**63 - 1
 MAX_GUIDANCE = 100.0
 MAX_PROMPT_CHARS = 2000  # far beyond any text encoder's window; longer text is refused, not cut
@@ -189,6 +191,10 @@ def resolve(settings, facts):
                 f"{name} {value} is not a multiple of the model's {what} {multiple}; "
                 f"allowed: multiples of {multiple} from {multiple} to {MAX_SIDE}"
             )
+    longer, shorter = max(width, height), min(width, height)
+    if longer > MAX_ASPECT * shorter:
+        raise InputError(f"size {width} x {height} has an aspect ratio of {longer / shorter:g}:1; "
+                         f"allowed: at most {MAX_ASPECT}:1 (the longer side up to {MAX_ASPECT} x the shorter)")
     family = facts.family
     if settings.invert:  # the one scheduler whose step the family's inversion reverses
         inverting = "flow_euler" if FAMILIES[family].flow else "ddim"
