@@ -150,15 +150,13 @@ def _report(record, total: int) -> None:
 def render(args) -> int:
     from sdviz.sampling.checks import validate
     from sdviz.sampling.images import load_image
-    from sdviz.sampling.models import check_source, default_model, display_name, load_model
+    from sdviz.sampling.models import check_source, default_model, load_model
 
     given = {name: getattr(args, name) for name in SETTING_OPTIONS if getattr(args, name) is not None}
     fork, source = None, args.model
     if args.fork is not None:
         fork, settings = _fork(args, given)
-        parent_model = fork.parent.settings.model
-        if source is None and parent_model != display_name(default_model()):
-            source = parent_model  # a hub id is its own name; a local folder must be named with --model
+        source = _model_named(fork.parent.settings.model, source, f"--fork {args.fork.name!r}")
         init_image = None
     else:
         if args.at is not None:
@@ -336,7 +334,7 @@ def _saved_run(folder: Path, model: str | None):
         from sdviz.sampling.previews import Previewer
 
         settings = traj.settings
-        source = model or (None if settings.model == _default_name() else settings.model)
+        source = _model_named(settings.model, model, f"RUN_DIR {folder.name!r}")
         previewer = Previewer.of(load_model(source), settings)
     from sdviz.drawing.sheets import step_file
 
@@ -348,10 +346,16 @@ def _saved_run(folder: Path, model: str | None):
     return traj, previewer, guidance
 
 
-def _default_name() -> str:
+def _model_named(saved: str, given: str | None, what: str) -> str | None:
+    """The model to load for a saved run made with the model called `saved`: the one named on the command
+    line (`given`), else the default when it is that model. A model a file names is never loaded: a saved
+    run is someone's file, and its model name could be any hub id or path."""
     from sdviz.sampling.models import default_model, display_name
 
-    return display_name(default_model())
+    if given is not None or saved == display_name(default_model()):
+        return given
+    raise InputError(f"{what} was made with the model {saved!r:.80}, which only --model can name; allowed: "
+                     "--model with that model's hub id or folder (sdviz loads no model a saved run names)")
 
 
 def forward(args) -> int:

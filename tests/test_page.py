@@ -83,6 +83,34 @@ def test_cli_writes_the_page_with_render_and_for_a_saved_run_or_comparison(tmp_p
     assert "is not a run folder (no trajectory.json)" in capsys.readouterr().err
 
 
+def test_a_saved_run_naming_a_model_does_not_load_it(tmp_path, capsys, monkeypatch):
+    """A saved run is someone's file: `html` (with frames to decode again) and `render --fork` load no model
+    the file names, only one named with --model, and say so in one line."""
+    import sdviz.sampling.models as models
+
+    folder = tmp_path / "r"
+    assert cli.main(["render", "--prompt", "a red circle", "--steps", "4", "--every", "2", "--out", str(folder)]) == 0
+    saved = json.loads((folder / "trajectory.json").read_text())
+    saved["settings"]["model"] = "someone/their-model"
+    (folder / "trajectory.json").write_text(json.dumps(saved))
+    loaded, real_load = [], models.load_model
+
+    def load_model(source=None, **options):
+        loaded.append(source)
+        return real_load(source, **options)
+
+    monkeypatch.setattr(models, "load_model", load_model)
+    capsys.readouterr()
+    assert cli.main(["html", str(folder)]) == 2
+    assert cli.main(["render", "--fork", str(folder), "--at", "1", "--out", str(tmp_path / "f")]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2 and all("was made with the model 'someone/their-model', which only --model can name"
+                                    in line for line in errors), errors
+    assert loaded == [] and not (tmp_path / "f").exists()
+    assert cli.main(["html", str(folder), "--model", str(models.EMBEDDED_MODEL)]) == 0  # named: loaded, decoded
+    assert loaded == [str(models.EMBEDDED_MODEL)]
+
+
 # --- in a real browser, offline ------------------------------------------------------------------
 
 def browser(tmp_path):
