@@ -21,6 +21,7 @@ if not os.environ.get("GRADIO_TEMP_DIR"):
 from sdviz.sampling.models import ModelCache, load_model  # noqa: E402 - after GRADIO_TEMP_DIR is set
 from ui import html  # noqa: E402
 from ui.config import AppConfig  # noqa: E402
+from ui.errors import http_errors  # noqa: E402
 from ui.files import FileStore, exit_on_sigterm  # noqa: E402
 from ui.layout import build_demo  # noqa: E402
 from ui.model_threads import ModelThreads  # noqa: E402
@@ -41,8 +42,10 @@ def create_app():
 
 
 demo, CONFIG = create_app()
+API_NAMES = [fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"]
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
     exit_on_sigterm()
-    demo.launch(css=html.CSS, footer_links=["api", "gradio"], max_file_size=CONFIG.limits.upload_bytes)
+    demo.launch(css=html.CSS, footer_links=["api", "gradio"], max_file_size=CONFIG.limits.upload_bytes,
+                app_kwargs={"exception_handlers": http_errors(API_NAMES)})

@@ -304,24 +304,55 @@ def page(args) -> int:
     if (folder / "compare.json").is_file():
         from sdviz.workflows.compare import Comparison
 
-        summary = json.loads((folder / "compare.json").read_text())
-        runs = [_saved_run(folder / variant["folder"], args.model) for variant in summary["variants"]]
+        summary = _comparison_summary(folder)
+        runs = [_saved_variant(folder, variant["folder"], args.model) for variant in summary["variants"]]
         comparison = Comparison([traj for traj, _, _ in runs], [v["label"] for v in summary["variants"]],
                                 summary.get("align", "progress"), previewers=[previewer for _, previewer, _ in runs])
-        text, out = comparison_page(comparison), args.out or folder / "compare.html"
+        text, out = comparison_page(comparison), args.out or _page_path(folder, "compare.html")
     else:
         traj, previewer, guidance = _saved_run(folder, args.model)
-        text, out = run_page(traj, previewer, guidance=guidance), args.out or folder / "run.html"
+        text, out = run_page(traj, previewer, guidance=guidance), args.out or _page_path(folder, "run.html")
     out.write_text(text, encoding="utf-8")
     print(f"{out} ({out.stat().st_size / 2**20:.2f} MB)")
     return 0
 
 
+def _page_path(folder: Path, name: str) -> Path:
+    """Where `html` writes its page in the run folder; a link there is refused, not written through."""
+    path = folder / name
+    if path.is_symlink():
+        raise InputError(f"{name} in RUN_DIR is a link, which html would write through; allowed: no link there, "
+                         "or --out PATH")
+    return path
+
+
+def _comparison_summary(folder: Path) -> dict:
+    """compare.json (`Comparison.summary`), checked: its variants' folders and labels, and the alignment."""
+    from sdviz.sampling.checks import MAX_PROMPT_CHARS
+    from sdviz.sampling.saved import choice, list_of, read_json, record, text
+
+    variant = record({"folder": text(255), "label": text(4 * MAX_PROMPT_CHARS)})
+    schema = record({"align": choice(*ALIGNMENTS), "variants": list_of(variant, 1, MAX_VARIANTS)},
+                    required=("variants",))
+    return schema("compare.json:", read_json(folder, "compare.json"))
+
+
+def _saved_variant(folder: Path, name: str, model: str | None):
+    """`_saved_run` of a comparison's variant: its folder inside the comparison's; a fault named by its folder."""
+    from sdviz.sampling.saved import inside
+
+    variant = inside(folder, name, directory=True)
+    try:
+        return _saved_run(variant, model)
+    except InputError as error:
+        raise InputError(f"{name}/{error}") from None
+
+
 def _saved_run(folder: Path, model: str | None):
     """(trajectory, decoder or None, guidance halves' frames by step) of a folder `render` wrote; the
-    decoder (the run's model, loaded) only when some step's frames were not saved."""
-    from PIL import Image
-
+    decoder (the run's model, loaded) only when some step's frames were not saved. Every file is read
+    from inside the folder and checked (`Trajectory.load`, `_saved_frame`)."""
+    from sdviz.sampling.saved import inside
     from sdviz.sampling.trajectory import Trajectory
 
     if not (folder / "trajectory.json").is_file():
@@ -338,12 +369,30 @@ def _saved_run(folder: Path, model: str | None):
         previewer = Previewer.of(load_model(source), settings)
     from sdviz.drawing.sheets import step_file
 
-    guidance = {}
+    guidance, size = {}, tuple(traj.shapes["image"][1:])
     for step in traj.steps:
-        names = [folder / kind / step_file(step.index, len(traj.steps)) for kind in ("x0_uncond", "x0_cond")]
-        if all(name.is_file() for name in names):
-            guidance[step.index] = tuple(np.asarray(Image.open(name).convert("RGB")) for name in names)
+        names = [f"{kind}/{step_file(step.index, len(traj.steps))}" for kind in ("x0_uncond", "x0_cond")]
+        paths = [inside(folder, name, must_exist=False) for name in names]
+        if all(path is not None for path in paths):
+            guidance[step.index] = tuple(_saved_frame(path, name, size) for path, name in zip(paths, names))
     return traj, previewer, guidance
+
+
+def _saved_frame(path: Path, name: str, size: tuple[int, int]) -> np.ndarray:
+    """A frame `render` wrote (x0_cond/NNN.png) as uint8 (H, W, 3); refused unless an image of the run's size."""
+    from sdviz.sampling.images import load_image
+
+    def fits(width: int, height: int) -> None:
+        if (height, width) != size:
+            raise InputError(f"{name} is {width} x {height} pixels; allowed: {size[1]} x {size[0]}, the run's size")
+
+    try:
+        return np.asarray(load_image(path, check_size=fits, name=name))
+    except InputError:
+        raise
+    except (ValueError, OSError, EOFError) as error:  # what else a crafted PNG makes PIL raise
+        reason = (str(error).splitlines() or [type(error).__name__])[0][:100]
+        raise InputError(f"{name} is not a readable image ({reason})") from None
 
 
 def _model_named(saved: str, given: str | None, what: str) -> str | None:

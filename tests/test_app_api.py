@@ -20,7 +20,7 @@ def client(url):
 
 
 def test_generate_with_defaults_returns_the_image_and_the_trajectory_files(app_url, default):
-    final, files = client(app_url).predict(prompt="a red circle", api_name="/generate")
+    final, files, _ = client(app_url).predict(prompt="a red circle", api_name="/generate")
     image = np.asarray(Image.open(final))
     assert image.shape == (default.facts.native_height, default.facts.native_width, 3)
     names = sorted(Path(f).name for f in files)
@@ -43,13 +43,13 @@ def test_bad_input_returns_an_error_and_the_server_keeps_serving(app_url):
     message = str(error.value)
     assert "someone/any-weights" in message
     assert "not in the list of choices" in message or "is not offered here" in message
-    final, _ = api.predict(prompt="a blue square", steps=4, api_name="/generate")
+    final, _, _ = api.predict(prompt="a blue square", steps=4, api_name="/generate")
     assert Path(final).is_file()
 
 
 def test_two_clients_at_once_each_get_their_own_seed(app_url, default):
     def run(seed):
-        final, _ = client(app_url).predict(prompt="a yellow triangle", seed=seed, steps=12, api_name="/generate")
+        final, _, _ = client(app_url).predict(prompt="a yellow triangle", seed=seed, steps=12, api_name="/generate")
         return np.asarray(Image.open(final))
 
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
@@ -67,7 +67,7 @@ def test_compare_over_the_api_is_each_variant_run_alone(app_url, default):
     import zipfile
 
     api = client(app_url)
-    grid, files = api.predict(prompt="a red circle", steps=4, seed=2, vary="scheduler=ddim,euler_a; guidance=1,5",
+    grid, files, _ = api.predict(prompt="a red circle", steps=4, seed=2, vary="scheduler=ddim,euler_a; guidance=1,5",
                               api_name="/compare")
     summary = json.loads(Path(next(f for f in files if f.endswith("compare.json"))).read_text())
     assert [v["label"] for v in summary["variants"]] == [
@@ -108,7 +108,7 @@ def test_edit_and_inversion_over_the_api_equal_the_core(app_url, default, tmp_pa
                                                     np.random.default_rng(0)))[0]).save(path)
     source, target = "a large yellow square on the left on a purple background", "a large red circle on the left"
     api = client(app_url)
-    final, _ = api.predict(prompt=target, scheduler="ddim", steps=8, guidance=3, seed=2, eta=0.1,
+    final, _, _ = api.predict(prompt=target, scheduler="ddim", steps=8, guidance=3, seed=2, eta=0.1,
                            init_image=gradio_client.handle_file(str(path)), strength=0.5, source_prompt=source,
                            api_name="/generate")
     settings = sdviz.Settings(prompt=target, scheduler="ddim", steps=8, guidance=3, seed=2, eta=0.1, strength=0.5,
@@ -116,7 +116,7 @@ def test_edit_and_inversion_over_the_api_equal_the_core(app_url, default, tmp_pa
     np.testing.assert_array_equal(np.asarray(Image.open(final)),
                                   sdviz.generate(default, settings, init_image=Image.open(path)).final_image)
 
-    reconstruction, files = api.predict(prompt=source, steps=6, guidance=1, seed=1,
+    reconstruction, files, _ = api.predict(prompt=source, steps=6, guidance=1, seed=1,
                                         image=gradio_client.handle_file(str(path)), api_name="/invert")
     local = invert(default, sdviz.Settings(prompt=source, steps=6, guidance=1, seed=1), Image.open(path))
     np.testing.assert_array_equal(np.asarray(Image.open(reconstruction)), local.reconstruction.final_image)

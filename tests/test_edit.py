@@ -149,7 +149,7 @@ def test_the_edit_tab_streams_an_edit_with_ddim(session, runner, embedded, init_
     assert traj.settings.scheduler == "ddim" and traj.settings.source_prompt == SOURCE
     np.testing.assert_array_equal(traj.steps[-1].x_next, cycle_reference(embedded, init_image, 0, 0.5)[0])
     assert traj.attention is not None and "circle</w>" in traj.attention.tokens
-    view, plot, note, box = ExploreHandlers(session).edit_view(traj, None)
+    view, plot, note, box = ExploreHandlers(session).edit_view_ended(traj)
     assert view and "after step 1" in note and box["open"] is True
     with pytest.raises(gr.Error, match="source prompt is empty"):
         stream("  ")

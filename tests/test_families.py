@@ -332,7 +332,7 @@ def test_the_app_offers_each_family_over_the_api(app_url, family_dirs, family_mo
         name = folder.name  # the menu's name: the folder's, never its path
         scheduler = family_models[family].facts.scheduler
         extra = dict(negative_prompt="blurry", true_cfg=3.0) if family == "flux" else {}  # Flux's real guidance
-        final, files = api.predict(prompt=PROMPT, model=name, scheduler=scheduler, steps=2, width=SIZE, height=SIZE,
+        final, files, _ = api.predict(prompt=PROMPT, model=name, scheduler=scheduler, steps=2, width=SIZE, height=SIZE,
                                    api_name="/generate", **extra)
         local = sdviz.generate(family_models[family], Settings(prompt=PROMPT, scheduler=scheduler, steps=2,
                                                                width=SIZE, height=SIZE, **extra))

@@ -113,7 +113,7 @@ HOSTILE = [
     ({"every": 1.5}, "every 1.5 is not a whole number"),
     ({"every": "n"}, "every 'n' is not a whole number"),
     ({"scheduler": "nope"}, "unknown scheduler 'nope'; allowed: ddim"),
-    ({"scheduler": "<img src=x onerror=alert(1)>"}, "unknown scheduler '&lt;img src=x onerror=alert(1)&gt;'"),
+    ({"scheduler": "<img src=x onerror=alert(1)>"}, "unknown scheduler '<img src=x onerror=alert(1)>'"),  # as written
     ({"scheduler": 7}, "scheduler 7 is not a name; allowed: ddim"),
     ({"scheduler": ["ddim"]}, "scheduler ['ddim'] is not a name"),
     ({"scheduler": "flow_euler"}, "scheduler 'flow_euler' does not fit this model (sd): it samples sd3, flux models"),
@@ -187,7 +187,7 @@ def test_bad_init_images_are_refused_by_name_before_any_model_work(app_url, tmp_
             api.predict(prompt="a red circle", init_image=gradio_client.handle_file(images["ok"]), strength=strength,
                         api_name="/generate")
         assert answer in str(error.value)
-    final, _ = api.predict(prompt="a red circle", init_image=gradio_client.handle_file(images["ok"]), strength=0.5,
+    final, _, _ = api.predict(prompt="a red circle", init_image=gradio_client.handle_file(images["ok"]), strength=0.5,
                            steps=4, api_name="/generate")
     assert Image.open(final).size == (64, 64)
 
@@ -273,7 +273,7 @@ def test_a_cancelled_job_stops_its_run(app_server):
     idle_after = time.perf_counter() - cancelled
     print(f"cancel to idle: {idle_after:.2f} s")
     assert idle_after < 5
-    final, _ = api.predict(prompt="a blue square", steps=4, api_name="/generate")  # and it serves the next
+    final, _, _ = api.predict(prompt="a blue square", steps=4, api_name="/generate")  # and it serves the next
     assert Path(final).is_file()
 
 
@@ -297,7 +297,7 @@ def test_a_client_that_goes_away_stops_its_run(app_server):
     while busy_seconds(app_server, 0.5) > 0.15:
         assert time.perf_counter() < deadline, "the server stayed busy after the client went away"
     print(f"disconnect to idle: {time.perf_counter() - killed:.2f} s")
-    final, _ = client(app_server.url).predict(prompt="a blue square", steps=4, api_name="/generate")
+    final, _, _ = client(app_server.url).predict(prompt="a blue square", steps=4, api_name="/generate")
     assert Path(final).is_file()
 
 
@@ -312,12 +312,61 @@ def capped(tmp_path_factory):
     server.stop()
 
 
-def test_a_run_past_the_time_limit_stops_and_is_kept(capped):
+def test_the_widest_allowed_size_keeps_the_servers_peak_memory_bounded(capped):
+    """2048 x 4 passed the pixel limit and its exports took the server to 8.8 GB; it is refused, and the widest
+    size allowed (4:1 at the pixel limit) with every file written moves the server's peak RSS by little."""
+    assert "aspect ratio of 512:1; allowed: at most 4:1" in refusal(capped.url, width=2048, height=4)
+    peak = capped.rss_bytes("VmHWM")
+    final, files, status = client(capped.url).predict(prompt="a red circle", steps=3, width=256, height=64,
+                                                      api_name="/generate")
+    grown = capped.rss_bytes("VmHWM") - peak
+    assert status == "finished: 3 steps"
+    assert {"trajectory.gif", "trajectory.mp4", "run.html"} <= {Path(f).name for f in files}
+    assert grown < 300 * 2**20, grown
+    print(f"server peak RSS {peak / 2**20:.0f} MB before, grew by {grown / 2**20:.0f} MB for 256 x 64 with its files")
+
+
+def test_a_run_past_the_time_limit_stops_is_kept_and_says_so(capped):
     started = time.perf_counter()
-    final, files = client(capped.url).predict(api_name="/generate", **LONG_RUN)
+    final, files, status = client(capped.url).predict(api_name="/generate", **LONG_RUN)
     assert time.perf_counter() - started < 12
     assert final is None  # stopped: no final image, but the partial trajectory comes back
     assert {"trajectory.zip", "run.html"} <= {Path(f).name for f in files}
+    assert status.startswith("cut short by this server's run-time limit (4 s for a request, its files included; "
+                             "SDVIZ_MAX_RUN_SECONDS): stopped after step "), status
+
+
+def test_the_longest_comparison_ends_within_the_limit_files_included_and_says_it_was_cut_short(capped):
+    """The largest comparison the limits allow (two variants of the most steps, at the most pixels): the limit
+    bounds the whole request, its files included; the answer says it was cut short, naming the limit; a
+    short request sent meanwhile waits at most about that long (measured and printed)."""
+    import threading
+
+    limits = Limits(run_seconds=4)
+    largest = dict(LONG_RUN, steps=LIMITS.compare_steps // 2, vary="guidance=1,5", api_name="/compare")  # most pixels
+    answers = {}
+
+    def long_request():
+        started = time.perf_counter()
+        answers["long"] = client(capped.url).predict(**largest)
+        answers["long_seconds"] = time.perf_counter() - started
+
+    thread = threading.Thread(target=long_request)
+    thread.start()
+    time.sleep(1.0)  # the comparison holds the model
+    started = time.perf_counter()
+    final, _, short_status = client(capped.url).predict(prompt="a blue square", steps=1, api_name="/generate")
+    waited = time.perf_counter() - started
+    thread.join()
+    grid, files, status = answers["long"]
+    assert Path(grid).is_file() and {"compare.json", "compare.gif", "compare.html"} <= {Path(f).name for f in files}
+    assert status.startswith("cut short by this server's run-time limit (4 s for a request"), status
+    assert "variant 1 (guidance=1.0) stopped after step" in status and "variant 2 (guidance=5.0) did not run" in status
+    assert answers["long_seconds"] < limits.run_seconds + 3  # the files inside the limit; the client's own time
+    assert short_status == "finished: 1 steps" and Path(final).is_file()
+    assert waited < limits.run_seconds + 5
+    print(f"longest comparison: {answers['long_seconds']:.1f} s (limit 4 s); a 1-step request sent 1 s into it "
+          f"answered after {waited:.1f} s")
 
 
 SOAK_RUNS = 25
@@ -334,7 +383,7 @@ def test_soak_of_25_runs_keeps_memory_and_disk_bounded(capped):
     rss, disk = [server.rss_bytes()], [server.disk_bytes()]
     started = time.perf_counter()
     for seed in range(SOAK_RUNS):
-        final, _ = api.predict(prompt="a small blue square on the left", seed=seed, steps=4, api_name="/generate")
+        final, _, _ = api.predict(prompt="a small blue square on the left", seed=seed, steps=4, api_name="/generate")
         assert final is not None  # well within the time limit
         if seed % 5 == 4:
             rss.append(server.rss_bytes())

@@ -17,6 +17,7 @@ from sdviz.sampling.checks import check_text
 from sdviz.sampling.errors import InputError
 from sdviz.sampling.settings import Settings
 from sdviz.workflows.render import write_trajectory_zip
+from ui import components
 from ui.errors import user_errors
 from ui.streaming import follow
 from ui.tabs.run import DISPLAY_RATE
@@ -31,17 +32,18 @@ def build(handlers: ApiHandlers, compare, inputs, concurrency: int) -> None:
     s = inputs.settings
     api_inputs = [inputs.prompt, inputs.negative, s.model, s.scheduler, s.steps, s.guidance, s.seed, s.width,
                   s.height, s.eta, s.preview, s.every]
-    compare_vary = gr.Textbox(visible=False, label="vary")  # NAME=V1,V2 parts separated by ";"
-    compare_align = gr.Textbox(visible=False, value="progress", label="align")  # progress or sigma
-    api_source_prompt = gr.Textbox(visible=False, value="", label="source_prompt")  # an edit: what the image shows
-    api_source_guidance = gr.Number(visible=False, value=DEFAULTS.source_guidance, label="source_guidance")
+    compare_vary = components.Textbox(visible=False, label="vary")  # NAME=V1,V2 parts separated by ";"
+    compare_align = components.Textbox(visible=False, value="progress", label="align")  # progress or sigma
+    # an edit: what the image shows
+    api_source_prompt = components.Textbox(visible=False, value="", label="source_prompt")
+    api_source_guidance = components.Number(visible=False, value=DEFAULTS.source_guidance, label="source_guidance")
     queued = dict(concurrency_limit=concurrency, concurrency_id="model", show_progress="hidden")
     gr.Button(visible=False).click(
         handlers.invert, [inputs.prompt, inputs.negative, s.model, s.steps, s.guidance, s.seed, s.width, s.height,
                           s.preview, s.every, inputs.init_image],
         [gr.Image(label="reconstruction", visible=False, format="png"),
          gr.File(label="round_trip.png, error.json, inversion.zip, reconstruction.zip", visible=False,
-                 file_count="multiple")],
+                 file_count="multiple"), gr.Textbox(label="status", visible=False)],
         api_name="invert", **queued)
     for name, fn, extra, image_label, files_label in (
             ("generate", handlers.generate, [inputs.init_image, inputs.strength, api_source_prompt,
@@ -50,7 +52,8 @@ def build(handlers: ApiHandlers, compare, inputs, concurrency: int) -> None:
             ("compare", compare, [compare_vary, compare_align], "comparison grid",
              "compare.json, compare.gif, compare.mp4, compare.html, each variant's trajectory")):
         outputs = [gr.Image(label=image_label, visible=False, format="png"),
-                   gr.File(label=files_label, visible=False, file_count="multiple")]
+                   gr.File(label=files_label, visible=False, file_count="multiple"),
+                   gr.Textbox(label="status", visible=False)]  # finished, or cut short by the run-time limit
         gr.Button(visible=False).click(fn, api_inputs + extra, outputs, api_name=name, **queued)
 
 
@@ -66,8 +69,9 @@ class ApiHandlers:
     async def generate(self, prompt, negative_prompt, model, scheduler, steps, guidance, seed, width, height,
                        eta, preview, every, init_image=None, strength=0.8, source_prompt="", source_guidance=1.0,
                        true_cfg=1.0):
-        """Runs to the end; returns the final image and the trajectory files. A source prompt (with an image)
-        makes it an edit; true_cfg (Flux) real guidance with the negative prompt.
+        """Runs to the end; returns the final image, the trajectory files and the status ("finished: N steps",
+        or cut short by the run-time limit, naming it). A source prompt (with an image) makes it an edit;
+        true_cfg (Flux) real guidance with the negative prompt.
 
         A generator, so that a client that cancels or goes away stops the run (see ui.streaming).
         """
@@ -78,18 +82,19 @@ class ApiHandlers:
                                      preview=preview, every=every, strength=strength,
                                      source_prompt=source_prompt or None, source_guidance=source_guidance,
                                      true_cfg=true_cfg)
-        yield gr.skip(), gr.skip()
+        yield gr.skip(), gr.skip(), gr.skip()
         async for _ in follow(run, iterate, 1 / DISPLAY_RATE, self.threads):
-            yield gr.skip(), gr.skip()
+            yield gr.skip(), gr.skip(), gr.skip()
         traj = run.trajectory
         final = self.files.image(traj.final_image) if traj.final_image is not None else None
-        yield final, await asyncio.to_thread(self.downloads.write, traj)
+        status = self.session.limits.cut_short([traj]) or f"finished: {len(traj.steps)} steps"
+        yield final, await asyncio.to_thread(self.downloads.write, traj), status
 
     @user_errors
     async def invert(self, prompt, negative_prompt, model, steps, guidance, seed, width, height, preview, every,
                      image):
         """Inversion and reconstruction, run to the end as the page streams them; returns the
-        reconstructed image and round_trip.png, error.json and both runs' trajectory zips."""
+        reconstructed image, round_trip.png, error.json and both runs' trajectory zips, and the status."""
         if image is None:
             raise InputError("image is missing; allowed: an uploaded image (PNG, JPEG, WebP, ...) to invert")
         last = None
@@ -97,13 +102,14 @@ class ApiHandlers:
                                                     steps=steps, guidance=guidance, seed=seed, width=width,
                                                     height=height, preview=preview, every=every, init_image=image):
             last = update
-            yield gr.skip(), gr.skip()
+            yield gr.skip(), gr.skip(), gr.skip()
         reconstruction, inversion = last[5], last[6]
         if inversion is None or not reconstruction.complete:
-            raise InputError("invert: the run stopped before the reconstruction ended (this server's run-time "
-                             "limit); allowed: fewer steps")
+            runs = [reconstruction] if inversion is None else [inversion, reconstruction]
+            cut = self.session.limits.cut_short(runs, ["inversion", "reconstruction"][:len(runs)])
+            raise InputError(f"invert: {cut}; allowed: fewer steps")
         yield self.files.image(reconstruction.final_image), await asyncio.to_thread(
-            self._write_round_trip, inversion, reconstruction)
+            self._write_round_trip, inversion, reconstruction), f"finished: {len(inversion.steps)} steps each way"
 
     def _write_round_trip(self, inversion, reconstruction) -> list[str]:
         folder = self.files.new_folder()

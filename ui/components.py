@@ -29,8 +29,34 @@ class Dropdown(gr.Dropdown):
         return payload
 
 
+class Number(gr.Number):
+    def preprocess(self, payload):
+        return payload
+
+
+class Textbox(gr.Textbox):
+    """Text as sent: an object sent for a text field reaches the check as the object, not as its str()."""
+
+    def preprocess(self, payload):
+        return payload
+
+
+class Checkbox(gr.Checkbox):
+    def preprocess(self, payload):
+        return payload
+
+
+LENIENT = (Slider, Radio, Dropdown, Number, Textbox, Checkbox)  # and Image, below
+
+
 class Image(gr.Image):
     """An uploaded image as its file path, not decoded here: `sdviz.sampling.images` reads its size first."""
 
     def preprocess(self, payload):
         return None if payload is None else payload.path
+
+
+def takes_values_as_sent(component) -> bool:
+    """Whether an event input hands its value on untouched (or holds the session's state, which no
+    request can set)."""
+    return isinstance(component, (*LENIENT, Image, gr.State))

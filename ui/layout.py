@@ -10,6 +10,7 @@ from __future__ import annotations
 import gradio as gr
 
 from ui import api, html
+from ui.errors import Page
 from ui.tabs import attention, compare, downloads, explain, explore, run
 from ui.tabs.shared import AGAIN, PRIVATE, Shared, States, refused
 
@@ -29,7 +30,7 @@ def build_demo(config, session) -> gr.Blocks:
     comparer, explainer = compare.CompareHandlers(session), explain.ExplainHandlers(session)
     attending, downloader = attention.AttentionHandlers(session), downloads.DownloadHandlers(session)
 
-    with gr.Blocks(title="sdviz: watch Stable Diffusion denoise") as demo:  # files: ui.files prunes them
+    with Page(title="sdviz: watch Stable Diffusion denoise") as demo:  # files: ui.files prunes them
         gr.Markdown("# sdviz · watch Stable Diffusion turn noise into an image\n"
                     "Type a prompt and press **Generate**: every denoising step is decoded as it happens.")
         diagram = gr.HTML(html.diagram(_blank_shapes(default), default, "", default.scheduler), elem_id="diagram")

@@ -15,8 +15,8 @@ import threading
 from dataclasses import dataclass
 
 from sdviz.sampling.attention import AttentionCapture
-from sdviz.sampling.checks import check_settings, check_text
-from sdviz.sampling.errors import InputError
+from sdviz.sampling.checks import check_int, check_settings, check_text
+from sdviz.sampling.errors import InputError, shortened
 from sdviz.sampling.images import load_image
 from sdviz.sampling.models import display_name
 from sdviz.sampling.previews import Previewer
@@ -50,12 +50,14 @@ def stop_event(stop_signal) -> threading.Event | None:
 def check_attention(attention) -> None:
     """Attention capture is asked for with true or false, nothing else."""
     if not isinstance(attention, bool):
-        raise InputError(f"attention {attention!r:.60} is not true or false")
+        raise InputError(f"attention {shortened(attention)} is not true or false; allowed: true, false")
 
 
 def step_index(traj, step) -> int:
-    """The record index of the slider's step (counted from 1, as the status counts), clamped."""
-    return int(min(max(int(step or 1) - 1, 0), len(traj.steps) - 1))
+    """The record index of the slider's step: a whole number counted from 1 (as the status counts) up to the
+    run's steps. A run still going has recorded fewer: a step it has not reached shows its newest."""
+    last = max(len(traj.steps), traj.settings.steps)
+    return min(check_int("step", step, 1, last), len(traj.steps)) - 1
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,7 @@ class Session:
                 raise InputError("init image is missing; allowed: an uploaded image (PNG, JPEG, WebP, ...)")
             image = load_image(init_image, check_size=self.limits.check_image)
         return Run(model, settings, init_image=image, capture=self.capture(model, attention), stop_signal=stop_event,
-                   time_limit=self.limits.run_seconds)
+                   time_limit=self.limits.model_seconds)
 
     def build_fork(self, parent, step, attention=False, stop_event=None, **changes) -> Run:
         """The run `parent` continued after the slider's `step` with `changes` (prompt, negative prompt,
@@ -140,10 +142,10 @@ class Session:
             raise InputError("fork: there is no run to fork yet; generate one, then pick a step")
         check_attention(attention)
         model = self.model(parent.settings.model)
-        at = step_index(parent, step) + 1  # the slider's step is kept; the fork takes the next one
+        at = check_int("step", step, 1, len(parent.steps))  # the slider's step is kept; the fork takes the next
         settings = check_settings(fork_settings(parent, **changes), model.facts, parent.settings.img2img, self.limits)
         return Run(model, settings, capture=self.capture(model, attention), stop_signal=stop_event,
-                   time_limit=self.limits.run_seconds, fork=Fork(parent, at))
+                   time_limit=self.limits.model_seconds, fork=Fork(parent, at))
 
     def decoder(self, traj) -> RunDecoder:
         """The run's own preview decoder (its model, preview mode and size), the one place a finished

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sdviz.sampling.errors import InputError
+from sdviz.sampling.errors import InputError, shortened
 
 ALIGNMENTS = ("progress", "sigma")
 GRID_ROWS = 6  # lined-up points in a grid: the noise side to the image
@@ -18,7 +18,7 @@ GRID_ROWS = 6  # lined-up points in a grid: the noise side to the image
 
 def check_alignment(by: str) -> str:
     if by not in ALIGNMENTS:
-        raise InputError(f"align {by!r:.40} is not a choice; allowed: {', '.join(ALIGNMENTS)}")
+        raise InputError(f"align {shortened(by)} is not a choice; allowed: {', '.join(ALIGNMENTS)}")
     return by
 
 

@@ -20,7 +20,7 @@ from dataclasses import replace
 from typing import Any, NamedTuple
 
 from sdviz.sampling import schedulers
-from sdviz.sampling.errors import InputError
+from sdviz.sampling.errors import InputError, listed, shortened
 from sdviz.sampling.families import FAMILIES
 
 PREVIEW_MODES = ("full", "approx", "taesd")
@@ -49,34 +49,35 @@ WHY_KEPT = {
 
 def check_int(name: str, value: Any, low: int, high: int) -> int:
     """A whole number in [low, high]: ints, and floats with no fraction (3.0); nothing rounded."""
-    whole = (not isinstance(value, bool) and isinstance(value, numbers.Real)
-             and math.isfinite(value) and value == int(value))
+    whole = not isinstance(value, bool) and (isinstance(value, numbers.Integral) or (
+        isinstance(value, numbers.Real) and math.isfinite(value) and value == int(value)))
     if not whole:
-        raise InputError(f"{name} {_shown(value)} is not a whole number; allowed: {low}..{high}")
+        raise InputError(f"{name} {shortened(value)} is not a whole number; allowed: {low}..{high}")
     if not low <= value <= high:
-        raise InputError(f"{name} {_shown(value)} is out of range; allowed: {low}..{high}")
+        raise InputError(f"{name} {shortened(value)} is out of range; allowed: {low}..{high}")
     return int(value)
 
 
 def check_float(name: str, value: Any, low: float, high: float, low_open: bool = False) -> float:
     """A finite real number in [low, high] (in (low, high] when `low_open`)."""
+    allowed = _range(low, high, low_open)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InputError(f"{name} {shortened(value)} is not a number; allowed: {allowed}")
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} {_shown(value)} is not a number; allowed: {_range(low, high, low_open)}") from None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InputError(f"{name} {_shown(value)} is not a number; allowed: {_range(low, high, low_open)}")
+    except OverflowError:  # an int of hundreds of digits
+        raise InputError(f"{name} {shortened(value)} is out of range; allowed: {allowed}") from None
     if not math.isfinite(number):
-        raise InputError(f"{name} {value} is not finite; allowed: {_range(low, high, low_open)}")
+        raise InputError(f"{name} {shortened(value)} is not finite; allowed: {allowed}")
     if number < low or number > high or (low_open and number == low):
-        raise InputError(f"{name} {value} is out of range; allowed: {_range(low, high, low_open)}")
+        raise InputError(f"{name} {shortened(value)} is out of range; allowed: {allowed}")
     return number
 
 
 def check_text(name: str, value: Any, most: int = MAX_PROMPT_CHARS) -> str:
     """Text of at most `most` characters that encodes as UTF-8 (no lone surrogates)."""
     if not isinstance(value, str):
-        raise InputError(f"{name} {_shown(value)} is not text; allowed: text of up to {most} characters")
+        raise InputError(f"{name} {shortened(value)} is not text; allowed: text of up to {most} characters")
     if len(value) > most:
         raise InputError(f"{name} has {len(value)} characters; allowed: up to {most}")
     try:
@@ -89,17 +90,11 @@ def check_text(name: str, value: Any, most: int = MAX_PROMPT_CHARS) -> str:
     return value
 
 
-def check_choice(name: str, value: Any, allowed) -> str:
-    """One of the strings in `allowed`."""
-    if not isinstance(value, str) or value not in allowed:
-        raise InputError(f"{name} {_shown(value)} is not one of the choices; allowed: {', '.join(allowed)}")
+def check_choice(name: str, value: Any, allowed) -> Any:
+    """One of the values in `allowed` (strings, or the page's choice values)."""
+    if isinstance(value, (bool, float, list, dict)) or value not in allowed:
+        raise InputError(f"{name} {shortened(value)} is not one of the choices; allowed: {listed(allowed)}")
     return value
-
-
-def _shown(value: Any, most: int = 60) -> str:
-    """A bad value as an error message shows it: repr, shortened."""
-    text = repr(value)
-    return text if len(text) <= most else text[: most - 3] + "..."
 
 
 def _range(low: float, high: float, low_open: bool) -> str:
@@ -126,19 +121,17 @@ def validate(settings, img2img: bool = False):
     scheduler = None if settings.scheduler is None else schedulers.resolve(settings.scheduler).name
     true_cfg = check_float("true cfg", settings.true_cfg, 0.0, MAX_GUIDANCE)
     check_choice("preview", settings.preview, PREVIEW_MODES)
-    strength = settings.strength
-    if img2img:
-        strength = check_float("strength", settings.strength, 0.0, 1.0, low_open=True)
-        if int(steps * strength) < 1:
-            raise InputError(
-                f"strength {settings.strength} with {steps} steps keeps no denoising step "
-                f"(int(steps * strength) = 0); allowed: strength >= {1 / steps:.3g} for {steps} steps"
-            )
-    source_guidance = settings.source_guidance
+    strength = check_float("strength", settings.strength, 0.0, 1.0, low_open=True)
+    if img2img and settings.invert is not True and int(steps * strength) < 1:  # an inversion has no strength
+        raise InputError(
+            f"strength {settings.strength} with {steps} steps keeps no denoising step "
+            f"(int(steps * strength) = 0); allowed: strength >= {1 / steps:.3g} for {steps} steps"
+        )
+    source_guidance = check_float("source guidance", settings.source_guidance, 0.0, MAX_GUIDANCE)
     if settings.source_prompt is not None:
         source_guidance = _check_edit(settings, scheduler, img2img)
     if not isinstance(settings.invert, bool):
-        raise InputError(f"invert {_shown(settings.invert)} is not true or false; allowed: true, false")
+        raise InputError(f"invert {shortened(settings.invert)} is not true or false; allowed: true, false")
     if settings.invert:
         _check_inversion(settings, scheduler, eta, img2img)
     return replace(

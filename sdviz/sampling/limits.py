@@ -21,7 +21,7 @@ from sdviz.sampling.errors import InputError
 class Limits:
     pixels_factor: float = 4.0  # width x height at most this many times the model's native pixels
     steps: int = 200  # denoising steps per run
-    run_seconds: float = 300.0  # a run stops after this, and is kept as far as it got
+    run_seconds: float = 300.0  # a request (its runs and its files) ends within this; a run is kept as far as it got
     upload_mb: float = 10.0  # one uploaded file
     image_megapixels: float = 25.0  # an init image's own size, before it is resized to the run's
     compare_steps: int = 400  # steps asked for, summed over a comparison's variants (which share run_seconds)
@@ -35,6 +35,7 @@ class Limits:
         "compare_steps": "SDVIZ_MAX_COMPARE_STEPS",
     }
     WHOLE = ("steps", "compare_steps")  # limits that are whole numbers
+    FILES_SHARE = 0.1  # of run_seconds, kept for writing a request's files once its runs have ended
 
     @classmethod
     def from_env(cls, environ=None) -> Limits:
@@ -53,6 +54,24 @@ class Limits:
                 raise InputError(f"{variable}={text!r} is not a positive {kind}")
             values[name] = int(number) if name in cls.WHOLE else number
         return cls(**values)
+
+    @property
+    def model_seconds(self) -> float:
+        """How long a request's runs may hold the model, all of them together: `run_seconds` less the share its
+        files are written in, so that the whole request ends within `run_seconds`."""
+        return self.run_seconds * (1 - self.FILES_SHARE)
+
+    def cut_short(self, trajectories, labels=None) -> str:
+        """'' when every run ended; else one line saying the request was cut short, naming the limit and how
+        far each run got (`labels`: a comparison's variants; a run with no steps did not run)."""
+        if all(traj.complete for traj in trajectories):
+            return ""
+        labels = labels or [""] * len(trajectories)
+        parts = [f"{'variant ' + str(n) + ' (' + label + ') ' if len(labels) > 1 else ''}"
+                 + (f"stopped after step {len(t.steps)}" if t.steps else "did not run")
+                 for n, (t, label) in enumerate(zip(trajectories, labels), 1) if not t.complete]
+        return (f"cut short by this server's run-time limit ({self.run_seconds:g} s for a request, its files "
+                f"included; {self.ENV['run_seconds']}): " + "; ".join(parts))
 
     def max_pixels(self, facts) -> int:
         return int(self.pixels_factor * facts.native_width * facts.native_height)

@@ -85,6 +85,7 @@ class Run:
         self.capture = capture
         self.total: int | None = None  # entries in the scheduler's timesteps, known once the run starts
         self.time_limit = time_limit
+        self.timed_out = False  # set when the time limit ended the run
         self._stop = stop_signal if stop_signal is not None else threading.Event()
         self._started = False
         self._timings = {"unet": 0.0, "decode": 0.0}
@@ -171,6 +172,7 @@ class Run:
         if self.time_limit is not None and time.perf_counter() - started > self.time_limit:
             self.trajectory.warnings.append(f"stopped after step {i} of {self.total}: the run-time limit is "
                                             f"{self.time_limit:g} s")
+            self.timed_out = True
             return True
         return False
 

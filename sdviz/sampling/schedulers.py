@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sdviz.sampling.errors import InputError
+from sdviz.sampling.errors import InputError, shortened
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def resolve(name: str) -> SchedulerSpec:
     the first, plain one; the short names pick the variants.
     """
     if not isinstance(name, str):
-        raise InputError(f"scheduler {name!r:.60} is not a name; allowed: {', '.join(SCHEDULERS)}")
+        raise InputError(f"scheduler {shortened(name)} is not a name; allowed: {', '.join(SCHEDULERS)}")
     key = name.strip()
     if key.lower() in SCHEDULERS:
         return SCHEDULERS[key.lower()]

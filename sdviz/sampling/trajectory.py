@@ -17,9 +17,9 @@ import numpy as np
 
 from sdviz.sampling.errors import InputError
 from sdviz.sampling.models import ModelFacts
+from sdviz.sampling.saved import FORMAT, read_run
 from sdviz.sampling.settings import RunSettings
 
-FORMAT = "sdviz-trajectory/1"
 LATENT_FIELDS = ("x_t", "x_next", "noise_uncond", "noise_cond", "noise_pred", "x0_pred", "source_x_next")
 GUIDANCE_X0 = ("x0_uncond", "x0_cond")  # computed from the above; saved with them
 
@@ -256,49 +256,29 @@ class Trajectory:
 
     @classmethod
     def load(cls, folder: str | Path) -> Trajectory:
-        folder = Path(folder)
-        meta = json.loads((folder / "trajectory.json").read_text())
-        if meta.get("format") != FORMAT:
-            raise InputError(f"{folder} is not an sdviz trajectory (format {meta.get('format')!r})")
-        with np.load(folder / "latents.npz", allow_pickle=False) as npz:
-            latents = {k: npz[k] for k in npz.files}
-        with np.load(folder / "frames.npz", allow_pickle=False) as npz:
-            frames = {k: npz[k] for k in npz.files}
+        """The run `save` wrote into `folder`, read against the schema of `sdviz.sampling.saved`: a saved run is
+        someone's file, so any fault in it (a corrupt or truncated file, a field mistyped or out of range, an
+        array of the wrong dtype or shape, a link leading out of the folder) is an InputError of one line naming
+        the file and the field. Links within the folder are followed."""
+        saved = read_run(folder)
+        meta, latents, frames = saved.meta, saved.latents, saved.frames
         decoded_at = {int(i): n for n, i in enumerate(frames["frame_steps"])}
         facts = ModelFacts.from_dict(meta["facts"])
-        from sdviz.sampling.noise import x0_slope
-
-        steps = []
-        for n, summary in enumerate(meta["steps"]):
-            frame = decoded_at.get(summary["index"])
-            steps.append(StepRecord(
-                index=summary["index"],
-                timestep=summary["timestep"],
-                sigma=summary["sigma"],
-                x_t=latents["x_t_in"][n],
-                x_next=latents["x_t"][n],
-                next_vp_scale=summary["next_vp_scale"],
-                noise_uncond=latents["noise_uncond"][n] if "noise_uncond" in latents else None,
-                noise_cond=latents["noise_cond"][n] if "noise_cond" in latents else None,
-                noise_pred=latents["noise_pred"][n],
-                x0_pred=latents["x0_pred"][n],
-                x0_slope=summary.get("x0_slope", x0_slope(summary["sigma"], facts.prediction_type)),
-                eta=summary.get("eta", meta["settings"].get("eta", 0.0)),
-                source_x_next=latents["source_x_next"][n] if "source_x_next" in latents else None,
-                x_t_image=frames["x_t"][frame] if frame is not None else None,
-                x0_image=frames["x0"][frame] if frame is not None else None,
-                seconds=summary["seconds"],
-            ))
+        settings = RunSettings.from_dict(meta["settings"])
+        steps = [_loaded_step(n, summary, latents, frames, decoded_at.get(n), facts.prediction_type, settings.eta)
+                 for n, summary in enumerate(meta["steps"])]
         distances = None
         if meta["steps"] and "distance_to_final" in meta["steps"][0]:
             distances = {kind: [s["distance_to_final"][kind] for s in meta["steps"]] for kind in ("x0", "x_t")}
         attention = None
-        if (folder / "attention.npz").exists():
+        if saved.attention is not None:
             from sdviz.sampling.attention import AttentionMaps
 
-            attention = AttentionMaps.load(folder / "attention.npz")
+            shapes = meta["shapes"]
+            attention = AttentionMaps.load(saved.attention, steps=len(steps), latent_hw=tuple(shapes["latents"][1:]),
+                                           image_hw=tuple(shapes["image"][1:]), tokens=len(meta["tokens"]["slots"]))
         return cls(
-            settings=RunSettings.from_dict(meta["settings"]),
+            settings=settings,
             facts=facts,
             shapes=meta["shapes"],
             tokens=meta["tokens"],
@@ -313,3 +293,31 @@ class Trajectory:
             attention=attention,
             distance_to_final=distances,
         )
+
+
+def _loaded_step(n: int, summary: dict[str, Any], latents: dict[str, np.ndarray], frames: dict[str, np.ndarray],
+                 frame: int | None, prediction_type: str, eta: float) -> StepRecord:
+    """Step `n` of a loaded run from its checked summary and arrays (`frame`: its row in frames.npz, if decoded)."""
+    from sdviz.sampling.noise import x0_slope
+
+    def latent(name: str) -> np.ndarray | None:
+        return latents[name][n] if name in latents else None
+
+    return StepRecord(
+        index=summary["index"],
+        timestep=summary["timestep"],
+        sigma=summary["sigma"],
+        x_t=latents["x_t_in"][n],
+        x_next=latents["x_t"][n],
+        next_vp_scale=summary["next_vp_scale"],
+        noise_uncond=latent("noise_uncond"),
+        noise_cond=latent("noise_cond"),
+        noise_pred=latents["noise_pred"][n],
+        x0_pred=latents["x0_pred"][n],
+        x0_slope=summary.get("x0_slope", x0_slope(summary["sigma"], prediction_type)),
+        eta=summary.get("eta", eta),
+        source_x_next=latent("source_x_next"),
+        x_t_image=frames["x_t"][frame] if frame is not None else None,
+        x0_image=frames["x0"][frame] if frame is not None else None,
+        seconds=summary["seconds"],
+    )

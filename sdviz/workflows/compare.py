@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from sdviz.analysis.align import GRID_ROWS, at, check_alignment
+from sdviz.sampling.checks import check_text, validate
 from sdviz.sampling.errors import InputError
 from sdviz.sampling.settings import Settings
 
@@ -71,8 +72,13 @@ def read_vary(vary) -> list[tuple[str, list]]:
     return read
 
 
-def variants(base: Settings, vary: list[tuple[str, list]], model: str | None = None) -> list[dict]:
-    """Every combination of the varied values over `base`: [{'settings', 'model', 'label'}, ...]."""
+def variants(base: Settings, vary: list[tuple[str, list]], model: str | None = None,
+             img2img: bool = False) -> list[dict]:
+    """Every combination of the varied values over `base`: [{'settings', 'model', 'label'}, ...]. The base
+    settings and model are checked too, a value a variant replaces included: every value given is checked."""
+    validate(base, img2img)
+    if model is not None:
+        check_text("model", model, 300)
     if not vary:
         raise InputError("vary: nothing is varied; allowed: one or more NAME=VALUE,VALUE... "
                          f"with names {', '.join(VARIED)}")
@@ -312,11 +318,10 @@ def comparison_runs(model, settings: Settings, vary, init_image=None, attention:
     """(labels, runs) of every variant of `settings` that `vary` gives, each checked, and each model
     named checked, before any model work; `model` (None: the embedded one) runs the variants that name
     none, the others load theirs (on `device`, or `model`'s)."""
-    from sdviz.sampling.checks import validate
     from sdviz.sampling.models import check_source, load_model
     from sdviz.sampling.sampler import Run
 
-    chosen = variants(settings, read_vary(vary))
+    chosen = variants(settings, read_vary(vary), img2img=init_image is not None)
     for variant in chosen:  # every variant's settings and model, before any model work
         variant["settings"] = validate(variant["settings"], img2img=init_image is not None)
         if variant["model"] is not None:

@@ -14,10 +14,11 @@ import gradio as gr
 
 from sdviz.drawing.views import overlay
 from sdviz.sampling.attention import model_layer_table
-from sdviz.sampling.checks import check_float, check_int, check_settings
-from sdviz.sampling.errors import InputError
+from sdviz.sampling.checks import check_choice, check_float, check_int, check_settings
+from sdviz.sampling.errors import InputError, shortened
 from sdviz.sampling.settings import Settings
 from sdviz.sampling.tokens import shown
+from ui import components
 from ui.errors import user_errors
 from ui.session import step_index
 from ui.tabs.shared import PRIVATE, Shared
@@ -44,28 +45,17 @@ def heat(traj, index: int, token, resolution, span, x0_image):
     """The heat map of the chosen word over `x0_image` (the whole run's: over the final image), at step `index`,
     up to it or over the whole run; None without attention maps or a word."""
     maps = traj.attention
+    token_choices, resolutions, _ = word_choices(traj)
+    check_choice("resolution", resolution, resolutions)
+    check_choice("steps", span, SPANS)
     if maps is None or token is None:
         return None
-    if isinstance(token, str) and token.startswith(NEGATIVE_WORD) and maps.negative is not None:
-        maps, token = maps.negative, _negative_slot(token, len(maps.negative.tokens))
-    else:
-        token = check_int("word", token, 0, len(maps.tokens) - 1)
-    if resolution not in ("all", *maps.resolutions):
-        raise InputError(f"resolution {resolution!r:.60} is not captured; allowed: all, {', '.join(maps.resolutions)}")
-    if span not in SPANS:
-        raise InputError(f"steps {span!r:.60} is not a choice; allowed: {', '.join(SPANS)}")
+    check_choice("word", token, [value for _, value in token_choices])
+    if isinstance(token, str):  # a negative prompt's word: 'negative:3'
+        maps, token = maps.negative, int(token[len(NEGATIVE_WORD):])
     steps = {"this step": index, "up to this step": range(index + 1)}.get(span)
     base = traj.final_image if span == "whole run" and traj.final_image is not None else x0_image
     return overlay(base, maps.heat_map(token, steps=steps, resolution=resolution))
-
-
-def _negative_slot(token: str, slots: int) -> int:
-    """The slot of a negative prompt's word from its Word choice ('negative:3')."""
-    number = token[len(NEGATIVE_WORD):]
-    if not number.isdigit():
-        raise InputError(f"word {token!r:.60} is not a negative prompt's word; allowed: {NEGATIVE_WORD}0.."
-                         f"{NEGATIVE_WORD}{slots - 1}")
-    return check_int("negative word", int(number), 0, slots - 1)
 
 
 # --- the tabs ------------------------------------------------------------------------------------
@@ -88,21 +78,21 @@ def build(handlers: AttentionHandlers, shared: Shared, settings, x0_view: gr.Ima
         tokens = gr.HTML(elem_id="tokens")
     with gr.Tab("Attention"):
         with gr.Row():
-            word = gr.Radio([], label="Word", elem_id="word")
-            resolution = gr.Dropdown(["all"], value="all", label="Resolution")
-            span = gr.Radio(list(SPANS), value="this step", label="Steps")
+            word = components.Radio([], label="Word", elem_id="word")
+            resolution = components.Dropdown(["all"], value="all", label="Resolution")
+            span = components.Radio(list(SPANS), value="this step", label="Steps")
         with gr.Row(elem_classes="sdviz-pixelated"):
             heat_view = gr.Image(label="cross-attention heat map (DAAM)", height=220, format="png", interactive=False,
                                  elem_id="heat")
             probe = gr.Image(label="self-attention probe: click the x0 here", height=220, format="png",
                              interactive=False)
-            probe_resolution = gr.Dropdown([], label="Self-attention resolution")
+            probe_resolution = components.Dropdown([], label="Self-attention resolution")
         show_layers = gr.Button("Show the attention layers", size="sm")
         layer_rows = gr.Dataframe(headers=["index", "kind", "resolution", "query", "key", "value", "probs", "name"],
                                   label="Attention layers in execution order", wrap=True)
     probe.select(handlers.probe, [shared.states.trajectory, shared.step, probe_resolution], probe,
                  concurrency_limit=None, **PRIVATE)
-    x0_view.change(lambda image: image, x0_view, probe, show_progress="hidden", **PRIVATE)
+    x0_view.change(None, x0_view, probe, js="(image) => image", show_progress="hidden")  # in the page alone
     show_layers.click(handlers.layers, [settings.model, settings.width, settings.height, settings.guidance],
                       layer_rows, concurrency_limit=shared.concurrency, concurrency_id="model", **PRIVATE)
     return AttentionView(tokens, word, resolution, span, heat_view, probe, probe_resolution)
@@ -113,22 +103,23 @@ class AttentionHandlers:
         self.session, self.threads, self.files = session, session.threads, session.files
 
     @user_errors
-    def probe(self, traj, step, resolution, event: gr.SelectData):
-        """Self-attention of the clicked pixel at this step (as DiffSeg reads it)."""
+    def probe(self, traj, step, resolution, event: gr.EventData):
+        """Self-attention of the clicked pixel at this step (as DiffSeg reads it). The click comes as the
+        event's data (gradio's SelectData: its `index` is the pixel [x, y]), checked here like any value."""
         if traj is None or traj.attention is None:
             raise InputError("run with attention capture on to probe self-attention")
-        return self.threads.call(self._probe, traj, step, resolution, event.index)  # torch: on a model thread
-
-    def _probe(self, traj, step, resolution, pixel):
         index = step_index(traj, step)
         height, width = traj.shapes["image"][1:]
+        data = getattr(event, "_data", None)
+        pixel = data.get("index") if isinstance(data, dict) else None
         if not isinstance(pixel, (list, tuple)) or len(pixel) != 2:
-            raise InputError(f"pixel {pixel!r:.60} is not a pixel; allowed: [x, y]")
+            raise InputError(f"pixel {shortened(pixel)} is not a pixel; allowed: [x, y] (the click's index)")
         x = check_int("pixel x", pixel[0], 0, width - 1)
         y = check_int("pixel y", pixel[1], 0, height - 1)
-        if resolution not in traj.attention.self_attn:
-            raise InputError(f"self-attention resolution {resolution!r:.60} is not captured; "
-                             f"allowed: {', '.join(traj.attention.self_attn)}")
+        check_choice("self-attention resolution", resolution, sorted(traj.attention.self_attn))
+        return self.threads.call(self._probe, traj, index, resolution, x, y)  # torch: on a model thread
+
+    def _probe(self, traj, index, resolution, x, y):
         probed = traj.attention.self_attention_probe(y, x, step=index, resolution=resolution)
         image = overlay(traj.step_frames(index, self.session.decoder(traj))[1], probed)
         image[y, x] = (255, 255, 255)

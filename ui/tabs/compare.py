@@ -20,13 +20,12 @@ import pandas as pd
 
 from sdviz.analysis.align import ALIGNMENTS, check_alignment, positions
 from sdviz.analysis.distance import SETTLED_DISTANCE
-from sdviz.sampling.checks import check_text
+from sdviz.sampling.checks import check_choice, check_float, check_text
 from sdviz.sampling.errors import InputError
 from sdviz.sampling.settings import Settings
 from sdviz.workflows.compare import TEXT_SEPARATOR, VARIED, Comparing, Comparison, parse_vary, variants
 from sdviz.workflows.render import write_trajectory_zip
-from ui import html, walk
-from ui.components import Dropdown, Radio
+from ui import components, html, walk
 from ui.errors import user_errors
 from ui.session import stop_event
 from ui.streaming import PartStop, follow
@@ -109,21 +108,21 @@ def build(handlers: CompareHandlers, shared: Shared, prompt: gr.Textbox, model: 
     run event (Stop cancels it on ZeroGPU)."""
     gr.Markdown(walk.COMPARE_INTRO)
     with gr.Row():
-        vary_first = Dropdown(list(VARIED), value="scheduler", label="Vary", elem_id="vary-first")
-        vary_first_values = gr.Textbox(value=example_values("scheduler"), label="its values",
+        vary_first = components.Dropdown(list(VARIED), value="scheduler", label="Vary", elem_id="vary-first")
+        vary_first_values = components.Textbox(value=example_values("scheduler"), label="its values",
                                        info=VALUES_INFO, elem_id="vary-first-values", scale=3)
     with gr.Row():
-        vary_second = Dropdown([("nothing else", NOTHING), *((n, n) for n in VARIED)], value=NOTHING,
+        vary_second = components.Dropdown([("nothing else", NOTHING), *((n, n) for n in VARIED)], value=NOTHING,
                                label="and vary", elem_id="vary-second")
-        vary_second_values = gr.Textbox(value="", label="its values", info=VALUES_INFO,
+        vary_second_values = components.Textbox(value="", label="its values", info=VALUES_INFO,
                                         elem_id="vary-second-values", scale=3)
     with gr.Row():
-        align = Radio(list(ALIGNMENTS), value="progress", label="Line the runs up by",
+        align = components.Radio(list(ALIGNMENTS), value="progress", label="Line the runs up by",
                       info="progress: the same share of each run's steps; sigma: the same noise level",
                       elem_id="align")
         compare = gr.Button("Compare", variant="primary", elem_id="compare")
     status = gr.HTML(html.status(), elem_id="compare-status")
-    position = gr.Slider(0, POSITION_STEPS, value=POSITION_STEPS, step=1, interactive=False,
+    position = components.Slider(0, POSITION_STEPS, value=POSITION_STEPS, step=1, interactive=False,
                          label="Where along the runs (% of the way from the noise to the image)",
                          elem_id="compare-position")
     columns = gr.HTML(elem_id="compare-columns")
@@ -174,7 +173,7 @@ class CompareHandlers:
         """The variants as the library's `Comparing` runs them, one after another within one run's time limit:
         yields (index, records) as they arrive and, once the library has lined a variant up (its distances, its
         share of the frame cache, (shown_only) only the latents the tab shows), (index, None)."""
-        comparing = Comparing(runs, labels, time_limit=self.session.limits.run_seconds, stop_signal=stop_event,
+        comparing = Comparing(runs, labels, time_limit=self.session.limits.model_seconds, stop_signal=stop_event,
                               shown_only=shown_only, previewer_of=lambda run: self.session.decoder(run.trajectory))
         following, index = comparing.runs(), None
         while True:
@@ -192,9 +191,13 @@ class CompareHandlers:
 
     # --- the tab ------------------------------------------------------------------------------
 
+    @user_errors
     def vary_values(self, name, prompt_text, model_name):
         """Values to start from when `name` is picked to vary (see `example_values`)."""
-        prompts = self.session.model(model_name).examples if name == "prompt" else ()
+        check_choice("vary", name, [*VARIED, NOTHING])
+        check_text("prompt", prompt_text)
+        model = self.session.model(model_name)
+        prompts = model.examples if name == "prompt" else ()
         return example_values(name, prompt_text, [choice for _, choice in model_choices(self.session.config)], prompts)
 
     @user_errors
@@ -237,12 +240,15 @@ class CompareHandlers:
         done = Comparison([run.trajectory for run in runs], labels, by, dict(vary))
         stopped = [label for label, traj in zip(labels, done.trajectories) if not traj.complete]
         note = f"· {len(runs) - len(stopped)} of {len(runs)} variants finished"
+        if stopped and not (stopping is not None and stopping.is_set()):  # not Stop: the run-time limit
+            note += " · " + self.session.limits.cut_short(done.trajectories, labels)
         yield html.status(note=f"comparison done {note}"), columns(), done
 
     @user_errors
     def finish(self, comparison, align):
         """After a comparison: the shared slider at the end, the variants there, the curves, the note and the
         final images."""
+        check_alignment(align)
         if comparison is None:
             return (gr.skip(),) * 5
         columns, plot, note = self.show(comparison, POSITION_STEPS, align)
@@ -253,10 +259,10 @@ class CompareHandlers:
     @user_errors
     def show(self, comparison, position, align):
         """The variants lined up at the slider's position (0..100), by progress or noise level."""
+        by, where = check_alignment(align), check_float("position", position, 0, POSITION_STEPS) / POSITION_STEPS
         if comparison is None:
             return gr.skip(), gr.skip(), gr.skip()
-        comparison = self._decoders(replace(comparison, by=check_alignment(align)))
-        where = min(max(float(position or 0), 0.0), POSITION_STEPS) / POSITION_STEPS
+        comparison = self._decoders(replace(comparison, by=by))
         return self.threads.call(self._show, comparison, where)
 
     @staticmethod
@@ -290,21 +296,23 @@ class CompareHandlers:
     async def api(self, prompt, negative_prompt, model, scheduler, steps, guidance, seed, width, height,
                   eta, preview, every, vary, align="progress"):
         """2 to 8 variants of one run (`vary`: NAME=V1,V2 parts separated by ';', as the CLI's --vary),
-        one after another within one run's time limit; returns the grid PNG and compare.json, compare.gif,
-        compare.mp4 and each variant's trajectory zip (`<folder>.zip`, the folder compare.json names).
+        one after another within one request's time limit; returns the grid PNG and compare.json, compare.gif,
+        compare.mp4 and each variant's trajectory zip (`<folder>.zip`, the folder compare.json names), and the
+        status: "finished: N variants", or cut short by the run-time limit (naming it and how far each got).
         Every variant is checked against the host's limits before any model work."""
         vary = [parse_vary(part) for part in check_text("vary", vary, 2000).split(";") if part.strip()]
         by = check_alignment(align)
         labels, runs = self.build_runs(vary, model, prompt=prompt, negative_prompt=negative_prompt, scheduler=scheduler,
                                   steps=steps, guidance=guidance, seed=seed, width=width, height=height, eta=eta,
                                   preview=preview, every=every)
-        yield gr.skip(), gr.skip()
+        yield gr.skip(), gr.skip(), gr.skip()
         async for _ in self.follow_variants(runs, labels):
-            yield gr.skip(), gr.skip()
+            yield gr.skip(), gr.skip(), gr.skip()
         comparison = self._decoders(Comparison([run.trajectory for run in runs], labels, by, dict(vary)))
         folder = self.files.new_folder()
         files = await asyncio.to_thread(write_comparison, comparison, folder, True)
-        yield str(files[0]), [str(path) for path in files[1:]]
+        status = self.session.limits.cut_short(comparison.trajectories, labels) or f"finished: {len(runs)} variants"
+        yield str(files[0]), [str(path) for path in files[1:]], status
 
 
 def write_comparison(comparison, folder, zips: bool = False) -> list:

@@ -177,6 +177,8 @@ class ExplainHandlers:
 
     def refresh(self, traj, step, opened):
         """After a run, the tabs this session has opened, drawn again for the new run."""
+        if traj is not None and traj.steps:
+            step_index(traj, step)  # checked whether or not a tab that shows it is open
         opened = opened or []
         return (*(self.decided(traj, step) if "schedule" in opened else (gr.skip(),) * 2),
                 *(self.forward(traj) if "forward" in opened else (gr.skip(),) * 2),

@@ -22,7 +22,7 @@ from sdviz.drawing import views
 from sdviz.drawing.edit import sheet as edit_sheet
 from sdviz.drawing.sheets import pick
 from sdviz.drawing.sheets import sheet as draw_sheet
-from ui import html, walk
+from ui import components, html, walk
 from ui.errors import user_errors
 from ui.plots import compared_frame, distance_frame, formula_text, mark, schedule_frame, unguided_text
 from ui.session import step_index
@@ -64,7 +64,7 @@ class ExploreView:
 
 def build_step_row() -> StepRow:
     with gr.Row():  # the step every panel below shows
-        step = gr.Slider(1, 2, value=1, step=1, label="Step", interactive=False, elem_id="step-slider")
+        step = components.Slider(1, 2, value=1, step=1, label="Step", interactive=False, elem_id="step-slider")
         play = gr.Button("▶ play", size="sm", elem_id="play")
         pause = gr.Button("❚❚ pause", size="sm")
     return StepRow(step, play, pause)
@@ -149,7 +149,7 @@ def wire(handlers: ExploreHandlers, view: ExploreView, row: StepRow, shared: Sha
     for event in runs.all():  # nobody's fork: no earlier fork's views
         event.success(lambda: (None, None, "", gr.update(open=False)), None, view.forked, **quiet)
     for event in (*runs.all(), fork_run):  # opened for an edit (at its last step), else closed
-        event.success(lambda traj: handlers.edit_view(traj, None), trajectory, view.edit, **quiet)
+        event.success(handlers.edit_view_ended, trajectory, view.edit, **quiet)
     for event in (runs.txt2img, runs.img2img, runs.edit, fork_run):
         event.success(lambda: (None, "", gr.update(open=False)), None, view.trip, **quiet)
     runs.invert.success(handlers.round_trip_view, [trajectory, parent], view.trip, **quiet)
@@ -180,6 +180,7 @@ class ExploreHandlers:
             None,
         )
 
+    @user_errors
     def play(self, traj, step):
         """Moves the step slider through the run, one frame every PLAY_SECONDS."""
         if traj is None or not traj.steps:
@@ -276,12 +277,17 @@ class ExploreHandlers:
 
     @user_errors
     def edit_view(self, traj, step):
-        """An edit's source chain, its own and their difference (the slider's step marked; the last step
-        when `step` is None), the departure curve and a note; the panel opened. Closed for other runs."""
-        if traj is None or not is_edit(traj):
+        """An edit's source chain, its own and their difference at the slider's step, the departure curve and
+        a note; the panel opened. Closed for other runs."""
+        index = step_index(traj, step) if traj is not None and traj.steps else None
+        if index is None or not is_edit(traj):
             return None, None, "", gr.update(open=False)
-        index = len(traj.steps) - 1 if step is None else step_index(traj, step)  # None: a run just ended
         return self.threads.call(self._edit_view, traj, index)
+
+    @user_errors
+    def edit_view_ended(self, traj):
+        """The edit's views at its last step, after a run (closed for other runs)."""
+        return self.edit_view(traj, len(traj.steps)) if traj is not None and traj.steps else self.edit_view(None, 1)
 
     def _edit_view(self, traj, index):
         decoder = self.session.decoder(traj)

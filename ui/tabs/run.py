@@ -20,8 +20,7 @@ from sdviz.sampling.frames import FrameCache
 from sdviz.sampling.models import display_name
 from sdviz.sampling.settings import Settings
 from sdviz.workflows.invert import Inverting
-from ui import html, walk
-from ui.components import Dropdown, Image, Radio, Slider
+from ui import components, html, walk
 from ui.errors import user_errors
 from ui.form import Form
 from ui.session import StopSignal, stop_event
@@ -58,14 +57,14 @@ class RunInputs:
     prompt: gr.Textbox
     examples: gr.Radio
     generate: gr.Button
-    init_image: Image
-    strength: Slider
+    init_image: components.Image
+    strength: components.Slider
     generate_img2img: gr.Button
-    edit_image: Image
+    edit_image: components.Image
     source_prompt: gr.Textbox
     edit_prompt: gr.Textbox
-    edit_strength: Slider
-    source_guidance: Slider
+    edit_strength: components.Slider
+    source_guidance: components.Slider
     edit_button: gr.Button
     invert_button: gr.Button
     negative: gr.Textbox
@@ -77,17 +76,17 @@ class RunInputs:
 class RunSettings:
     """The Settings accordion's widgets."""
 
-    model: Dropdown
-    scheduler: Dropdown
-    steps: Slider
-    guidance: Slider
-    true_cfg: Slider
+    model: components.Dropdown
+    scheduler: components.Dropdown
+    steps: components.Slider
+    guidance: components.Slider
+    true_cfg: components.Slider
     seed: gr.Number
     dice: gr.Button
     width: gr.Number
     height: gr.Number
-    eta: Slider
-    preview: Radio
+    eta: components.Slider
+    preview: components.Radio
     every: gr.Number
     attention: gr.Checkbox
 
@@ -110,29 +109,31 @@ def build_inputs(config, default_model) -> RunInputs:
     """The run column: the three ways to start a run, the negative prompt, Stop and the settings."""
     with gr.Tabs():
         with gr.Tab("Text to image", id="txt2img"):
-            prompt = gr.Textbox(label="Prompt", value=default_model.examples[0], lines=2, elem_id="prompt")
-            examples = gr.Radio(choices=list(default_model.examples), value=None, label="Try a prompt",
+            prompt = components.Textbox(label="Prompt", value=default_model.examples[0], lines=2, elem_id="prompt")
+            examples = components.Radio(choices=list(default_model.examples), value=None, label="Try a prompt",
                                 elem_id="examples")
             generate = gr.Button("Generate", variant="primary", elem_id="generate")
         with gr.Tab("Image to image", id="img2img"):
-            init_image = Image(label="Start image", type="filepath", elem_id="init-image")
-            strength = Slider(0.05, 1.0, value=DEFAULTS.strength, step=0.05,
+            init_image = components.Image(label="Start image", type="filepath", elem_id="init-image")
+            strength = components.Slider(0.05, 1.0, value=DEFAULTS.strength, step=0.05,
                               label="Strength (share of the schedule run)")
             generate_img2img = gr.Button("Generate from image", variant="primary", elem_id="generate-img2img")
         with gr.Tab("Edit or invert an image", id="edit"):
-            edit_image = Image(label="The image", type="filepath", elem_id="edit-image")
-            source_prompt = gr.Textbox(label="What the image shows (source prompt)", lines=1, elem_id="source-prompt")
-            edit_prompt = gr.Textbox(label="What it should show instead (the edit)", lines=1, elem_id="edit-prompt")
+            edit_image = components.Image(label="The image", type="filepath", elem_id="edit-image")
+            source_prompt = components.Textbox(label="What the image shows (source prompt)", lines=1,
+                                               elem_id="source-prompt")
+            edit_prompt = components.Textbox(label="What it should show instead (the edit)", lines=1,
+                                             elem_id="edit-prompt")
             with gr.Row():
-                edit_strength = Slider(0.05, 1.0, value=DEFAULTS.strength, step=0.05,
+                edit_strength = components.Slider(0.05, 1.0, value=DEFAULTS.strength, step=0.05,
                                        label="Strength (share of the schedule run)", elem_id="edit-strength")
-                source_guidance = Slider(0, 20, value=DEFAULTS.source_guidance, step=0.5,
+                source_guidance = components.Slider(0, 20, value=DEFAULTS.source_guidance, step=0.5,
                                          label="Source guidance", elem_id="source-guidance")
             with gr.Row():
                 edit_button = gr.Button("Edit (CycleDiffusion)", variant="primary", elem_id="edit")
                 invert_button = gr.Button("Invert to noise and back", elem_id="invert")
             gr.Markdown(walk.EDIT_INTRO)
-    negative = gr.Textbox(label="Negative prompt", value="", elem_id="negative")
+    negative = components.Textbox(label="Negative prompt", value="", elem_id="negative")
     stop = gr.Button("Stop", variant="stop", elem_id="stop")
     with gr.Accordion("Settings", open=True):
         settings = _build_settings(config, default_model.facts)
@@ -141,26 +142,27 @@ def build_inputs(config, default_model) -> RunInputs:
 
 
 def _build_settings(config, default) -> RunSettings:
-    model = Dropdown(model_choices(config), value=config.default_name, label="Model",
+    model = components.Dropdown(model_choices(config), value=config.default_name, label="Model",
                      allow_custom_value=config.allow_custom_models, elem_id="model")
-    scheduler = Dropdown(scheduler_choices(default.family), value=default.scheduler, label="Scheduler",
+    scheduler = components.Dropdown(scheduler_choices(default.family), value=default.scheduler, label="Scheduler",
                          elem_id="scheduler")
-    steps = Slider(1, config.limits.steps, value=DEFAULTS.steps, step=1, label="Steps", elem_id="steps")
-    guidance = Slider(0, 20, value=DEFAULTS.guidance, step=0.5, label="Guidance scale", elem_id="guidance")
-    true_cfg = Slider(1, 20, value=DEFAULTS.true_cfg, step=0.5, elem_id="true-cfg",
+    steps = components.Slider(1, config.limits.steps, value=DEFAULTS.steps, step=1, label="Steps", elem_id="steps")
+    guidance = components.Slider(0, 20, value=DEFAULTS.guidance, step=0.5, label="Guidance scale", elem_id="guidance")
+    true_cfg = components.Slider(1, 20, value=DEFAULTS.true_cfg, step=0.5, elem_id="true-cfg",
                       label="True CFG (Flux: real guidance with the negative prompt, above 1)",
                       visible=default.family == "flux")
     with gr.Row():
-        seed = gr.Number(value=DEFAULTS.seed, step=1, label="Seed", elem_id="seed")
+        seed = components.Number(value=DEFAULTS.seed, step=1, label="Seed", elem_id="seed")
         dice = gr.Button("random seed", size="sm", elem_id="random-seed")
     with gr.Row():
-        width = gr.Number(value=default.native_width, step=default.vae_factor, label="Width", elem_id="width")
-        height = gr.Number(value=default.native_height, step=default.vae_factor, label="Height", elem_id="height")
-    eta = Slider(0, 1, value=DEFAULTS.eta, step=0.05, label="eta (DDIM noise)")
+        width = components.Number(value=default.native_width, step=default.vae_factor, label="Width", elem_id="width")
+        height = components.Number(value=default.native_height, step=default.vae_factor, label="Height",
+                                   elem_id="height")
+    eta = components.Slider(0, 1, value=DEFAULTS.eta, step=0.05, label="eta (DDIM noise)")
     with gr.Row():
-        preview = Radio(list(PREVIEW_MODES), value=DEFAULTS.preview, label="Preview decoder")
-        every = gr.Number(value=DEFAULTS.every, step=1, label="Decode every N steps")
-    attention = gr.Checkbox(value=True, label="Capture attention (heat maps, self-attention probe)")
+        preview = components.Radio(list(PREVIEW_MODES), value=DEFAULTS.preview, label="Preview decoder")
+        every = components.Number(value=DEFAULTS.every, step=1, label="Decode every N steps")
+    attention = components.Checkbox(value=True, label="Capture attention (heat maps, self-attention probe)")
     return RunSettings(model, scheduler, steps, guidance, true_cfg, seed, dice, width, height, eta, preview, every,
                        attention)
 
@@ -219,7 +221,7 @@ def wire(handlers: RunHandlers, inputs: RunInputs, live: LiveView, shared: Share
     s.dice.click(random_seed, None, s.seed, **PRIVATE)
     s.model.change(handlers.model_changed, [s.model, s.scheduler], [s.width, s.height, s.scheduler, s.true_cfg,
                                                                    inputs.examples], **PRIVATE)
-    inputs.examples.input(lambda text: text, inputs.examples, inputs.prompt, show_progress="hidden", **PRIVATE)
+    inputs.examples.input(None, inputs.examples, inputs.prompt, js="(text) => text", show_progress="hidden")
     return events
 
 
@@ -254,6 +256,7 @@ class RunHandlers:
         prompts."""
         model = self.session.model(name)
         facts = model.facts
+        scheduler = None if scheduler is None else schedulers.resolve(scheduler).name  # a known name, or refused
         fitting = schedulers.for_family(facts.family)
         value = scheduler if scheduler in fitting else facts.scheduler
         return (facts.native_width, facts.native_height,
@@ -280,12 +283,13 @@ class RunHandlers:
     async def stream_edit(self, stop_signal=None, scheduler="ddim", source_prompt=None, **run):
         """An edit (CycleDiffusion), streamed like a run: the image, what it shows (source prompt) and what it
         should show (prompt). It steps with DDIM, whatever the scheduler menu says."""
+        scheduler = schedulers.resolve(scheduler).name  # the menu's value is checked, though an edit uses DDIM
         if not isinstance(source_prompt, str) or not source_prompt.strip():
             raise InputError("source prompt is empty; allowed: a description of the image to edit (what it shows)")
         run = self.session.build_run(**run, scheduler="ddim", source_prompt=source_prompt,
                                      stop_event=stop_event(stop_signal), img2img=True)
         if scheduler != "ddim":
-            gr.Info(f"An edit steps with DDIM (CycleDiffusion samples its posterior); {scheduler!s:.40} is not used.")
+            gr.Info(f"An edit steps with DDIM (CycleDiffusion samples its posterior); {scheduler} is not used.")
         async for update in self._stream(run):
             yield update
 
@@ -357,6 +361,8 @@ class RunHandlers:
         for record in traj.steps:  # a fork's kept steps came with frames, not through the stream
             traj.frame_cache.take(record)
         final = traj.final_image
-        yield (drawn("vae", "· done"), html.status(traj.steps[-1] if traj.steps else None,
-               run.total or 0, "· finished" if traj.complete else "· stopped"),
+        ended = "· finished" if traj.complete else "· stopped"
+        if run.timed_out:
+            ended = "· " + self.session.limits.cut_short([traj])
+        yield (drawn("vae", "· done"), html.status(traj.steps[-1] if traj.steps else None, run.total or 0, ended),
                gr.skip(), strip.html(), self.files.image(final) if final is not None else gr.skip(), traj)

@@ -173,29 +173,17 @@ class AttentionMaps:
         return Path(path)
 
     @classmethod
-    def load(cls, path: str | Path) -> AttentionMaps:
-        with np.load(path, allow_pickle=False) as npz:
-            buckets: dict[str, dict[str, np.ndarray]] = {"cross": {}, "layer": {}, "self": {}, "negative": {}}
-            for name in npz.files:
-                if ":" in name:
-                    prefix, key = name.split(":", 1)
-                    buckets[prefix][key] = npz[name]
-            negative = None
-            if "negative_tokens" in npz.files:
-                negative = cls(tokens=[str(t) for t in npz["negative_tokens"]],
-                               kinds=[str(k) for k in npz["negative_kinds"]],
-                               steps=[int(s) for s in npz["steps"]],
-                               latent_hw=tuple(int(v) for v in npz["latent_hw"]),
-                               image_hw=tuple(int(v) for v in npz["image_hw"]), cross=buckets["negative"])
-            return cls(
-                tokens=[str(t) for t in npz["tokens"]],
-                kinds=[str(k) for k in npz["kinds"]],
-                steps=[int(s) for s in npz["steps"]],
-                latent_hw=tuple(int(v) for v in npz["latent_hw"]),
-                image_hw=tuple(int(v) for v in npz["image_hw"]),
-                cross=buckets["cross"],
-                layers=buckets["layer"],
-                self_attn=buckets["self"],
-                layer_counts={str(k): int(v) for k, v in zip(npz["layer_count_keys"], npz["layer_count_values"])},
-                negative=negative,
-            )
+    def load(cls, path: str | Path, steps: int | None = None, latent_hw: tuple[int, int] | None = None,
+             image_hw: tuple[int, int] | None = None, tokens: int | None = None) -> AttentionMaps:
+        """attention.npz as `save` wrote it, checked (`sdviz.sampling.saved.read_attention`): any fault is an
+        InputError naming the member. A trajectory's gives its step count, grids and token slots to match."""
+        from sdviz.sampling.saved import MAX_TOKENS, read_attention
+
+        saved = read_attention(path, steps, latent_hw, image_hw, MAX_TOKENS if tokens is None else tokens)
+        shared = {"steps": saved["steps"], "latent_hw": saved["latent_hw"], "image_hw": saved["image_hw"]}
+        negative = None
+        if saved["negative"] is not None:
+            negative = cls(tokens=saved["negative"]["tokens"], kinds=saved["negative"]["kinds"],
+                           cross=saved["negative"]["cross"], **shared)
+        return cls(tokens=saved["tokens"], kinds=saved["kinds"], cross=saved["cross"], layers=saved["layers"],
+                   self_attn=saved["self_attn"], layer_counts=saved["layer_counts"], negative=negative, **shared)
