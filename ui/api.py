@@ -75,6 +75,7 @@ class ApiHandlers:
 
         A generator, so that a client that cancels or goes away stops the run (see ui.streaming).
         """
+        deadline = self.session.limits.deadline()  # the request's: its files are written until then
         source_prompt = check_text("source prompt", source_prompt if source_prompt is not None else "")
         run = self.session.build_run(model, False, init_image, img2img=init_image is not None, prompt=prompt,
                                      negative_prompt=negative_prompt, scheduler=scheduler, steps=steps,
@@ -87,14 +88,17 @@ class ApiHandlers:
             yield gr.skip(), gr.skip(), gr.skip()
         traj = run.trajectory
         final = self.files.image(traj.final_image) if traj.final_image is not None else None
-        status = self.session.limits.cut_short([traj]) or f"finished: {len(traj.steps)} steps"
-        yield final, await asyncio.to_thread(self.downloads.write, traj), status
+        files, left = await asyncio.to_thread(self.downloads.write, traj, deadline)
+        limits = self.session.limits
+        status = "; ".join(filter(None, [limits.cut_short([traj]), limits.files_left_out(left)]))
+        yield final, files, status or f"finished: {len(traj.steps)} steps"
 
     @user_errors
     async def invert(self, prompt, negative_prompt, model, steps, guidance, seed, width, height, preview, every,
                      image):
         """Inversion and reconstruction, run to the end as the page streams them; returns the
         reconstructed image, round_trip.png, error.json and both runs' trajectory zips, and the status."""
+        deadline = self.session.limits.deadline()  # the request's: its files are written until then
         if image is None:
             raise InputError("image is missing; allowed: an uploaded image (PNG, JPEG, WebP, ...) to invert")
         last = None
@@ -108,16 +112,20 @@ class ApiHandlers:
             runs = [reconstruction] if inversion is None else [inversion, reconstruction]
             cut = self.session.limits.cut_short(runs, ["inversion", "reconstruction"][:len(runs)])
             raise InputError(f"invert: {cut}; allowed: fewer steps")
-        yield self.files.image(reconstruction.final_image), await asyncio.to_thread(
-            self._write_round_trip, inversion, reconstruction), f"finished: {len(inversion.steps)} steps each way"
+        files, left = await asyncio.to_thread(self._write_round_trip, inversion, reconstruction, deadline)
+        status = self.session.limits.files_left_out(left) or f"finished: {len(inversion.steps)} steps each way"
+        yield self.files.image(reconstruction.final_image), files, status
 
-    def _write_round_trip(self, inversion, reconstruction) -> list[str]:
+    def _write_round_trip(self, inversion, reconstruction, deadline=None) -> tuple[list[str], list[str]]:
         folder = self.files.new_folder()
         sheet, result = self.explorer.round_trip(inversion, reconstruction)
         sheet.save(folder / "round_trip.png")
         (folder / "error.json").write_text(json.dumps(result.summary(), indent=2) + "\n")
-        files = [str(folder / "round_trip.png"), str(folder / "error.json")]
+        files, left = [str(folder / "round_trip.png"), str(folder / "error.json")], []
         for name, traj in (("inversion", inversion), ("reconstruction", reconstruction)):
+            if deadline is not None and deadline.passed():
+                left.append(f"{name}.zip")
+                continue
             decoded = traj.with_frames(self.session.decoder(traj))
             files.append(str(write_trajectory_zip(decoded, folder / f"{name}.zip")))
-        return files
+        return files, left

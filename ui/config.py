@@ -8,7 +8,7 @@
     SDVIZ_ALLOW_CUSTOM_MODELS   1/true lets users type any hub id or local path (off: a
                                 public Space must not load arbitrary weights)
     SDVIZ_QUEUE_SIZE            requests that may wait in the queue (default 16)
-    SDVIZ_CONCURRENCY           model runs at once (default 1)
+    SDVIZ_CONCURRENCY           model threads (default 1); each admits 4 requests, stepping in turns
     SDVIZ_DEVICE                cuda, mps or cpu (default: the best available)
     SDVIZ_CACHE_SECONDS         how long streamed frames and exports are kept (default 3600)
     SDVIZ_CACHE_MB              most disk the app's frames, downloads and uploads take (default 1000)
@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from sdviz.sampling.errors import InputError
 from sdviz.sampling.limits import Limits
 from sdviz.sampling.models import EMBEDDED_MODELS, default_model, display_name
+
+ADMITTED_PER_THREAD = 4  # requests in progress per model thread, their runs stepping in turns
 
 
 def _flag(name: str) -> bool:
@@ -53,6 +55,13 @@ class AppConfig:
     cache_mb: int = 1000
     max_models: int = 2
     limits: Limits = field(default_factory=Limits)
+
+    @property
+    def admitted(self) -> int:
+        """Requests that may hold the model at once: the model threads (`concurrency`) take their runs' steps in
+        turns (ui.model_threads), so a short request starts while a long one goes on; the rest wait in the
+        queue."""
+        return self.concurrency * ADMITTED_PER_THREAD
 
     @property
     def default_name(self) -> str:

@@ -41,7 +41,7 @@ def build_demo(config, session) -> gr.Blocks:
             with gr.Column(scale=3):
                 live = run.build_live(diagram)
         row = explore.build_step_row()
-        shared = Shared(states, run.form(inputs, states, row.step), live.status, row.step, config.concurrency)
+        shared = Shared(states, run.form(inputs, states, row.step), live.status, row.step, config.admitted)
         with gr.Tabs():
             with gr.Tab("Explore the steps"):
                 explored = explore.build()
@@ -76,5 +76,5 @@ def build_demo(config, session) -> gr.Blocks:
         if stopping is not None:  # ZeroGPU: a cancelled run never finishes
             explained(stopping.then(explorer.finish, states.trajectory, after, **PRIVATE))
 
-        api.build(api.ApiHandlers(session, runner, explorer, downloader), comparer.api, inputs, config.concurrency)
+        api.build(api.ApiHandlers(session, runner, explorer, downloader), comparer.api, inputs, config.admitted)
     return demo

@@ -7,8 +7,12 @@ and libgomp then stops spinning between operations: the embedded model's default
 run took 1.0 s on the thread that loaded the model and 1.8 s on any other (2 cores).
 So every torch call of the app goes to these threads, which keep one team each.
 
-A run occupies a thread until it ends; short calls (a frame for the explorer) are
-served between a run's steps (`serve_calls`), so they never wait for a run to end.
+Short calls (a frame for the explorer) are served between a run's steps (`serve_calls`), so
+they never wait for a run to end. Runs take their turns: a run (`start`) that has held a thread
+for `SLICE_SECONDS` while others wait goes on behind them (`ui.streaming.follow` hands its rest
+back with `start` when `others_waiting`), so a one-step request waits for a slice, not for a
+comparison of 400 steps; and a comparison's next variant queues behind the runs that came
+meanwhile. On these threads nothing needs gradients: they are off for good.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import concurrent.futures
 import threading
 from collections.abc import Callable
 from typing import Any
+
+SLICE_SECONDS = 1.0  # a run's turn on a thread while other runs wait for it
 
 
 class ModelThreads:
@@ -41,6 +47,11 @@ class ModelThreads:
         if threading.current_thread() in self._threads:
             return fn(*args, **kwargs)
         return self._submit(self._calls, lambda: fn(*args, **kwargs)).result()
+
+    def others_waiting(self) -> bool:
+        """Whether a run waits for a thread: the one in flight should let it have its turn."""
+        with self._ready:
+            return bool(self._runs)
 
     def serve_calls(self) -> None:
         """Does the short calls waiting now (from a run, between two of its steps)."""
@@ -68,6 +79,9 @@ class ModelThreads:
         return future
 
     def _serve(self) -> None:
+        import torch
+
+        torch.set_grad_enabled(False)  # per thread: a run resumed on another thread is still without gradients
         while True:
             with self._ready:
                 while not (self._calls or self._runs):

@@ -8,6 +8,9 @@ the handler (CancelledError at its await) when the client cancels, and closes it
 the run, which ends after the step in flight, and the handler waits for that end, so
 the concurrency slot is held until the work has really stopped.
 
+On the model threads a run steps in turns (`ui.model_threads.SLICE_SECONDS`): when other runs wait,
+the rest of this one is handed back to the threads and queues behind them.
+
 Updates go out at display rate: records that arrive within `interval` of the last
 update (and any that arrive while the page is busy) are handed over together, so a
 fast model is not slowed by a page redrawn at every step. Every step is still kept
@@ -20,7 +23,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+import time
 from collections.abc import AsyncIterator
+
+from ui.model_threads import SLICE_SECONDS
 
 _END = object()
 
@@ -32,7 +38,9 @@ async def follow(run, iterate=None, interval: float = 0.0, threads=None) -> Asyn
     iterate(run, emit) runs on the worker thread and calls emit(record) per step
     (default: iterates the run); its exceptions are raised here. The worker thread is one
     of `threads` (ui.model_threads.ModelThreads), which serve their short calls between
-    the steps, or else a new thread.
+    the steps, or else a new thread. A run iterated here (`iterate` None, or one marked
+    `in_process`) on `threads` takes turns with the other runs; one handed to another
+    process as a whole (ZeroGPU) does not.
     """
     loop = asyncio.get_running_loop()
     arrived: asyncio.Queue = asyncio.Queue()
@@ -62,7 +70,25 @@ async def follow(run, iterate=None, interval: float = 0.0, threads=None) -> Asyn
         finally:
             ended.set_result(None)
 
-    if threads is not None:
+    steps = iter(run)
+
+    def turn() -> None:
+        """One turn of the run on a model thread; its rest goes behind the runs that wait, if any."""
+        try:
+            ends = time.monotonic() + SLICE_SECONDS
+            for record in steps:
+                emit(record)
+                if time.monotonic() > ends and threads.others_waiting():
+                    threads.start(turn)
+                    return
+            emit(_END)
+        except BaseException as error:  # noqa: BLE001 - handed to the handler, which raises it
+            emit(error)
+        ended.set_result(None)
+
+    if threads is not None and (iterate is None or getattr(iterate, "in_process", False)):
+        threads.start(turn)
+    elif threads is not None:
         threads.start(work)
     else:
         threading.Thread(target=work, name="sdviz-run", daemon=True).start()

@@ -37,6 +37,9 @@ def iterate(run, emit) -> None:
         emit(record)
 
 
+iterate.in_process = not on_spaces()  # here, the run steps in this process and can take turns (ui.streaming)
+
+
 @gpu
 def decode_record(previewer, record, alone: bool):
     """A step's frames decoded again from its latents (on ZeroGPU, in the GPU process)."""

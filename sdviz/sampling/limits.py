@@ -12,9 +12,21 @@ their own user, use only those.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from sdviz.sampling.errors import InputError
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """When a request must have ended: `seconds` after it began (`Limits.deadline()`)."""
+
+    seconds: float
+    started: float = field(default_factory=time.monotonic)
+
+    def passed(self) -> bool:
+        return time.monotonic() - self.started >= self.seconds
 
 
 @dataclass(frozen=True)
@@ -35,7 +47,8 @@ class Limits:
         "compare_steps": "SDVIZ_MAX_COMPARE_STEPS",
     }
     WHOLE = ("steps", "compare_steps")  # limits that are whole numbers
-    FILES_SHARE = 0.1  # of run_seconds, kept for writing a request's files once its runs have ended
+    FILES_SHARE = 0.1  # of run_seconds, kept for writing a request's files once its runs have ended,
+    FILES_SECONDS = 5.0  # and at least this (at most half the limit): a GIF and an MP4 take seconds on a CPU
 
     @classmethod
     def from_env(cls, environ=None) -> Limits:
@@ -56,10 +69,24 @@ class Limits:
         return cls(**values)
 
     @property
+    def files_seconds(self) -> float:
+        """The part of `run_seconds` kept for a request's files: 10 %, at least 5 s or half the limit."""
+        return max(self.run_seconds * self.FILES_SHARE, min(self.FILES_SECONDS, self.run_seconds / 2))
+
+    @property
     def model_seconds(self) -> float:
-        """How long a request's runs may hold the model, all of them together: `run_seconds` less the share its
-        files are written in, so that the whole request ends within `run_seconds`."""
-        return self.run_seconds * (1 - self.FILES_SHARE)
+        """How long a request's runs may take, all of them together: `run_seconds` less the files' part, so
+        that the whole request ends within `run_seconds` (a file begun before the end is written whole)."""
+        return self.run_seconds - self.files_seconds
+
+    def deadline(self) -> Deadline:
+        """A request's deadline, from now: its runs stop at `model_seconds`, its files are written until then."""
+        return Deadline(self.run_seconds)
+
+    def files_left_out(self, left: list) -> str:
+        """'' or the note that the files `left` were not written within the limit."""
+        return (f"files left out at this server's run-time limit ({self.run_seconds:g} s; "
+                f"{self.ENV['run_seconds']}): {', '.join(map(str, left))}") if left else ""
 
     def cut_short(self, trajectories, labels=None) -> str:
         """'' when every run ended; else one line saying the request was cut short, naming the limit and how

@@ -287,7 +287,7 @@ class CompareHandlers:
         if comparison is None or not any(t.steps for t in comparison.trajectories):
             raise InputError("compare: there is no comparison yet; press Compare first")
         folder = self.files.new_folder()
-        files = await asyncio.to_thread(write_comparison, self._decoders(comparison), folder)
+        files, _ = await asyncio.to_thread(write_comparison, self._decoders(comparison), folder)
         return [str(path) for path in files]
 
     # --- the API ------------------------------------------------------------------------------
@@ -300,6 +300,7 @@ class CompareHandlers:
         compare.mp4 and each variant's trajectory zip (`<folder>.zip`, the folder compare.json names), and the
         status: "finished: N variants", or cut short by the run-time limit (naming it and how far each got).
         Every variant is checked against the host's limits before any model work."""
+        deadline = self.session.limits.deadline()  # the request's: its files are written until then
         vary = [parse_vary(part) for part in check_text("vary", vary, 2000).split(";") if part.strip()]
         by = check_alignment(align)
         labels, runs = self.build_runs(vary, model, prompt=prompt, negative_prompt=negative_prompt, scheduler=scheduler,
@@ -310,21 +311,28 @@ class CompareHandlers:
             yield gr.skip(), gr.skip(), gr.skip()
         comparison = self._decoders(Comparison([run.trajectory for run in runs], labels, by, dict(vary)))
         folder = self.files.new_folder()
-        files = await asyncio.to_thread(write_comparison, comparison, folder, True)
-        status = self.session.limits.cut_short(comparison.trajectories, labels) or f"finished: {len(runs)} variants"
-        yield str(files[0]), [str(path) for path in files[1:]], status
+        files, left = await asyncio.to_thread(write_comparison, comparison, folder, True, deadline)
+        limits = self.session.limits
+        status = "; ".join(filter(None, [limits.cut_short(comparison.trajectories, labels),
+                                         limits.files_left_out(left)]))
+        yield str(files[0]), [str(path) for path in files[1:]], status or f"finished: {len(runs)} variants"
 
 
-def write_comparison(comparison, folder, zips: bool = False) -> list:
-    """compare.png, compare.json, compare.gif, compare.mp4, compare.html (the page that replays the comparison
-    with no server) and (zips) each variant's trajectory as `<folder>.zip`, the folder compare.json names."""
+def write_comparison(comparison, folder, zips: bool = False, deadline=None) -> tuple[list, list]:
+    """(files, names left out): compare.png, compare.json, compare.gif, compare.mp4, compare.html (the page that
+    replays the comparison with no server) and (zips) each variant's trajectory as `<folder>.zip`, the folder
+    compare.json names. With a request's `deadline`, no zip is begun once it has passed."""
     from sdviz.drawing.page import comparison_page
 
     written = comparison.save(folder)
     (folder / "compare.html").write_text(comparison_page(comparison), encoding="utf-8")
-    files = [*(written[kind] for kind in ("png", "json", "gif", "mp4")), folder / "compare.html"]
-    if zips:
-        files += [write_trajectory_zip(traj.with_frames(previewer), folder / f"{name}.zip") for traj, previewer, name
-                  in zip(comparison.trajectories, comparison.previewers, comparison.folders) if traj.steps]
-    return files
+    files, left = [*(written[kind] for kind in ("png", "json", "gif", "mp4")), folder / "compare.html"], []
+    for traj, previewer, name in zip(comparison.trajectories, comparison.previewers, comparison.folders):
+        if not (zips and traj.steps):
+            continue
+        if deadline is not None and deadline.passed():
+            left.append(f"{name}.zip")
+        else:
+            files.append(write_trajectory_zip(traj.with_frames(previewer), folder / f"{name}.zip"))
+    return files, left
 

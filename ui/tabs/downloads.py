@@ -34,10 +34,19 @@ class DownloadHandlers:
             return None, None
         if written is not None:
             return written, written
-        files = self.write(traj)
+        files, _ = self.write(traj)
         return files, files
 
-    def write(self, traj) -> list[str]:
-        """The run's DOWNLOADS, decoded again where needed by the run's own decoder (on the model threads)."""
+    def write(self, traj, deadline=None) -> tuple[list[str], list[str]]:
+        """(the run's DOWNLOADS written, the parts left out): decoded again where needed by the run's own
+        decoder (on the model threads); with a request's `deadline` (sdviz.sampling.limits.Deadline), no file
+        is begun once it has passed, and the trajectory and its page, what a cut-short run keeps, come first."""
         folder = self.files.new_folder()
-        return [str(path) for _, path in run_files(traj, folder, self.session.decoder(traj), DOWNLOADS)]
+        files, parts = [], []
+        order = DOWNLOADS if deadline is None else sorted(DOWNLOADS, key=lambda part: part not in ("zip", "page"))
+        for part, path in run_files(traj, folder, self.session.decoder(traj), order):
+            files.append(str(path))
+            parts.append(part)
+            if deadline is not None and deadline.passed():
+                break
+        return files, [part for part in DOWNLOADS if part not in parts]

@@ -60,7 +60,7 @@ class Shared:
     form: Form  # the run's widgets by name (ui.form)
     status: gr.HTML  # the run's status line
     step: gr.Slider  # the step every panel below the run shows
-    concurrency: int  # model runs at once (SDVIZ_CONCURRENCY)
+    concurrency: int  # requests admitted to the model at once (ui.config.AppConfig.admitted)
 
     @property
     def queued(self) -> dict:
