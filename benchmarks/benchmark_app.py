@@ -425,12 +425,41 @@ def gpu_figures(work: Path, rounds: int) -> str:
     return "\n".join(lines)
 
 
+def page_only(rounds: int) -> None:
+    """Part 1 alone: the page's default run in Chromium against the core, each round and the medians."""
+    from tests.conftest import AppServer
+
+    work = Path(tempfile.mkdtemp(prefix="sdviz-bench-"))
+    server = AppServer(work / "app")
+    page, model = Page(server.url, work / "chromium"), sdviz.load_model()
+    rows = []
+    try:
+        page.run(server, 0), core_run(model, sdviz.Settings(prompt=PROMPT), True)  # warm up
+        for round_ in range(rounds):
+            core, _ = core_run(model, sdviz.Settings(prompt=PROMPT, seed=round_ + 1), True)
+            first, finished, browser_cpu, server_cpu, _ = page.run(server, round_ + 1)
+            rows.append((core, first, finished, browser_cpu, server_cpu))
+            print(f"core {core:.2f} s, first step {first:.2f} s, finished {finished:.2f} s ({finished / core:.2f} x), "
+                  f"CPU: browser {browser_cpu:.2f} s, server {server_cpu:.2f} s")
+    finally:
+        page.close()
+        server.stop()
+    core, first, finished, browser_cpu, server_cpu = (statistics.median(c) for c in zip(*rows))
+    print(f"median: core {core:.2f} s, first step {first:.2f} s, finished {finished:.2f} s ({finished / core:.2f} x), "
+          f"CPU: browser {browser_cpu:.2f} s, server {server_cpu:.2f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--gpu", action="store_true", help="SD 1.5's own size on the GPU, no browser (part 5)")
     parser.add_argument("--write", action="store_true", help=f"record the figures in {DOC.relative_to(ROOT)}")
+    parser.add_argument("--page-only", action="store_true",
+                        help="only the default run in Chromium against the core (part 1), a line per round")
     args = parser.parse_args()
+    if args.page_only:
+        page_only(args.rounds)
+        return
 
     if args.gpu:
         from benchmarks.benchmark import write_section

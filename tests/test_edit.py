@@ -131,6 +131,7 @@ def test_the_edit_tab_streams_an_edit_with_ddim(session, runner, embedded, init_
 
     from ui.session import StopSignal
     from ui.tabs.explore import ExploreHandlers
+    from ui.tabs.run import TRAJECTORY
 
     init_image.save(tmp_path / "source.png")
 
@@ -145,7 +146,7 @@ def test_the_edit_tab_streams_an_edit_with_ddim(session, runner, embedded, init_
             return updates
         return asyncio.run(follow())
 
-    traj = stream(SOURCE)[-1][5]
+    traj = stream(SOURCE)[-1][TRAJECTORY]
     assert traj.settings.scheduler == "ddim" and traj.settings.source_prompt == SOURCE
     np.testing.assert_array_equal(traj.steps[-1].x_next, cycle_reference(embedded, init_image, 0, 0.5)[0])
     assert traj.attention is not None and "circle</w>" in traj.attention.tokens

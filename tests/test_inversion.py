@@ -142,12 +142,13 @@ def test_the_page_streams_the_inversion_then_the_reconstruction(runner, embedded
     """The Edit tab's Invert: both runs stream into the live panels; the session ends with the reconstruction
     (the inversion beside it), each equal to the core's. A Stop during the inversion ends both."""
     from ui.session import StopSignal
+    from ui.tabs.run import TRAJECTORY
 
     image.save(tmp_path / "image.png")
     updates = stream_invert(runner, tmp_path / "image.png", StopSignal())  # armed, as the page arms every run
-    phases = [update[6] is not None for update in updates]
+    phases = [update[TRAJECTORY + 1] is not None for update in updates]
     assert phases[0] is False and phases[-1] is True and phases == sorted(phases)  # inversion first, then back
-    reconstruction, inversion = updates[-1][5], updates[-1][6]
+    reconstruction, inversion = updates[-1][TRAJECTORY], updates[-1][TRAJECTORY + 1]
     assert inversion.settings.invert and inversion.complete and reconstruction.complete
     np.testing.assert_array_equal(inversion.steps[-1].x_next, unguided.inversion.steps[-1].x_next)
     np.testing.assert_array_equal(reconstruction.final_image, unguided.reconstruction.final_image)
@@ -155,12 +156,12 @@ def test_the_page_streams_the_inversion_then_the_reconstruction(runner, embedded
     signal = StopSignal()
 
     def stop_midway(update):
-        if update[5] is not None and len(update[5].steps) >= 3:
+        if update[TRAJECTORY] is not None and len(update[TRAJECTORY].steps) >= 3:
             signal.event.set()
 
     stopped = stream_invert(runner, tmp_path / "image.png", signal, stop_midway)
-    assert all(update[6] is None for update in stopped)  # no reconstruction after a Stop
-    assert not stopped[-1][5].complete and len(stopped[-1][5].steps) < STEPS
+    assert all(update[TRAJECTORY + 1] is None for update in stopped)  # no reconstruction after a Stop
+    assert not stopped[-1][TRAJECTORY].complete and len(stopped[-1][TRAJECTORY].steps) < STEPS
 
 
 def test_the_round_trip_sheet_pairs_each_noise_level(embedded, unguided):

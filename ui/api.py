@@ -20,7 +20,7 @@ from sdviz.workflows.render import write_trajectory_zip
 from ui import components
 from ui.errors import user_errors
 from ui.streaming import follow
-from ui.tabs.run import DISPLAY_RATE
+from ui.tabs.run import DISPLAY_RATE, TRAJECTORY
 from ui.zerogpu import iterate
 
 DEFAULTS = Settings()
@@ -107,7 +107,7 @@ class ApiHandlers:
                                                     height=height, preview=preview, every=every, init_image=image):
             last = update
             yield gr.skip(), gr.skip(), gr.skip()
-        reconstruction, inversion = last[5], last[6]
+        reconstruction, inversion = last[TRAJECTORY], last[TRAJECTORY + 1]
         if inversion is None or not reconstruction.complete:
             runs = [reconstruction] if inversion is None else [inversion, reconstruction]
             cut = self.session.limits.cut_short(runs, ["inversion", "reconstruction"][:len(runs)])

@@ -178,15 +178,18 @@ def status(record=None, total: int = 0, note: str = "") -> str:
 class Filmstrip:
     """The live row of decoded x_t from noise to image, each with its step number, grown by appending.
 
-    Each `html()` starts with the one before, so gradio's streaming diff sends only the new
-    figures. Past `most` figures the stride doubles: every other figure goes and the row is
-    sent whole, once per doubling. Thumbnails are made only for the frames on the stride.
+    While a run streams, the page is sent only the figures new since the last update (`news`), which
+    it appends to the row it shows (FILMSTRIP_APPEND): a row drawn again whole at every update
+    decoded every thumbnail again, the cost growing with the square of the steps. The row is sent
+    whole (`html()`) when it starts, when past `most` figures the stride doubles (every other figure
+    goes, once per doubling) and at the end. Thumbnails are made only for the frames on the stride.
     `close` ends the row on the run's last frame. The page wraps the figures (FILMSTRIP_TEMPLATE).
     """
 
     def __init__(self, most: int = FILMSTRIP_MOST):
         self.most, self.stride = most, 1
         self.figures: list[tuple[int, str]] = []  # (steps done, figure HTML); 0 steps is the noise
+        self._sent: int | None = None  # the figures the page has; None: it must be sent the whole row
 
     def add(self, done: int, frame: np.ndarray) -> bool:
         """The x_t frame after `done` steps (0: the starting noise), if it falls on the stride."""
@@ -196,7 +199,16 @@ class Filmstrip:
         if len(self.figures) > self.most:
             self.stride *= 2
             self.figures = [f for f in self.figures if f[0] % self.stride == 0]
+            self._sent = None
         return True
+
+    def news(self) -> tuple[str | None, str]:
+        """(the whole row, when the page must draw it again, else None; the figures new since the last call,
+        for the page to append)."""
+        whole = self.html() if self._sent is None else None
+        new = "" if whole is not None else "".join(figure for _, figure in self.figures[self._sent:])
+        self._sent = len(self.figures)
+        return whole, new
 
     def close(self, done: int, frame: np.ndarray) -> None:
         """Ends the row on the frame after `done` steps, wherever the stride falls."""
@@ -215,6 +227,11 @@ class Filmstrip:
 
 
 FILMSTRIP_TEMPLATE = '<div class="sdviz-filmstrip">${value}</div>'  # the page's row around the figures
+# the page appends a streamed run's new figures to the row it shows (Filmstrip.news)
+FILMSTRIP_APPEND = """(figures) => {
+  const row = document.querySelector('#filmstrip .sdviz-filmstrip');
+  if (row && figures) row.insertAdjacentHTML('beforeend', figures);
+}"""
 
 
 def token_slots(tokens: dict) -> str:

@@ -99,10 +99,17 @@ class LiveView:
     status: gr.HTML
     frames: gr.HTML  # x_t and x0, sent as compact data URIs
     filmstrip: gr.HTML
+    new_figures: gr.HTML  # hidden: a streamed run's new filmstrip figures, appended by the page
     final: gr.Image
 
     def outputs(self, states: States) -> list:
-        return [self.diagram, self.status, self.frames, self.filmstrip, self.final, states.trajectory]
+        """The outputs of every run, in the order of the updates it streams (the trajectory at TRAJECTORY; an
+        inversion's and a fork's updates add the run kept beside it, after it)."""
+        return [self.diagram, self.status, self.frames, self.filmstrip, self.new_figures, self.final,
+                states.trajectory]
+
+
+TRAJECTORY = 6  # the place of the run's trajectory in each update a run streams (LiveView.outputs)
 
 
 def build_inputs(config, default_model) -> RunInputs:
@@ -171,9 +178,11 @@ def build_live(diagram: gr.HTML) -> LiveView:
     status = gr.HTML(html.status(), elem_id="status")
     frames = gr.HTML(html.live(), elem_id="live")
     filmstrip = gr.HTML("", html_template=html.FILMSTRIP_TEMPLATE, elem_id="filmstrip")
+    new_figures = gr.HTML("", visible=False)
+    new_figures.change(None, new_figures, None, js=html.FILMSTRIP_APPEND, show_progress="hidden")  # in the page
     final = gr.Image(label="Final image", height=192, format="png", interactive=False, elem_id="final",
                      elem_classes="sdviz-pixelated")
-    return LiveView(diagram, status, frames, filmstrip, final)
+    return LiveView(diagram, status, frames, filmstrip, new_figures, final)
 
 
 def form(inputs: RunInputs, states: States, step: gr.Slider) -> Form:
@@ -331,16 +340,18 @@ class RunHandlers:
             return html.diagram(traj.shapes, traj.facts, active, traj.settings.scheduler, step, img2img)
 
         yield (drawn("encode" if img2img else "text"), html.status(note="encoding the prompt"),
-               html.live(), "", None, traj)  # no earlier run's frames or final image beside this one
+               html.live(), "", "", None, traj)  # no earlier run's frames or final image beside this one
         shown, newest = 0, None
         async for records in follow(run, iterate, 1 / DISPLAY_RATE, self.threads):
             for message in traj.warnings[shown:]:  # a cut prompt, an ignored eta
                 gr.Warning(html_text.escape(message, quote=False))
             shown = len(traj.warnings)
-            grown = not strip.figures and traj.noise_image is not None and strip.add(0, traj.noise_image)
+            if not strip.figures and traj.noise_image is not None:
+                strip.add(0, traj.noise_image)
             decoded = [r for r in records if r.decoded]
             for record in decoded:
-                grown = strip.add(record.index + 1, record.x_t_image) or grown
+                strip.add(record.index + 1, record.x_t_image)
+            whole, new = strip.news()
             if decoded:
                 newest = decoded[-1].index + 1, decoded[-1].x_t_image
             live = html.live(decoded[-1].x_t_image, decoded[-1].x0_image, newest[0]) if decoded else gr.skip()
@@ -350,7 +361,8 @@ class RunHandlers:
                 drawn("unet") if records[0].index == 0 else gr.skip(),
                 html.status(records[-1], run.total),
                 live,
-                strip.html() if grown else gr.skip(),
+                gr.skip() if whole is None else whole,
+                new or gr.skip(),
                 gr.skip(),
                 traj,
             )
@@ -365,4 +377,4 @@ class RunHandlers:
         if run.timed_out:
             ended = "· " + self.session.limits.cut_short([traj])
         yield (drawn("vae", "· done"), html.status(traj.steps[-1] if traj.steps else None, run.total or 0, ended),
-               gr.skip(), strip.html(), self.files.image(final) if final is not None else gr.skip(), traj)
+               gr.skip(), strip.html(), gr.skip(), self.files.image(final) if final is not None else gr.skip(), traj)
