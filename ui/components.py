@@ -14,39 +14,35 @@ from __future__ import annotations
 import gradio as gr
 
 
-class Slider(gr.Slider):
+class AsSent:
+    """Hands the value on as the request sent it (put before gradio's widget class)."""
+
     def preprocess(self, payload):
         return payload
 
 
-class Radio(gr.Radio):
-    def preprocess(self, payload):
-        return payload
+class Slider(AsSent, gr.Slider):
+    pass
 
 
-class Dropdown(gr.Dropdown):
-    def preprocess(self, payload):
-        return payload
+class Radio(AsSent, gr.Radio):
+    pass
 
 
-class Number(gr.Number):
-    def preprocess(self, payload):
-        return payload
+class Dropdown(AsSent, gr.Dropdown):
+    pass
 
 
-class Textbox(gr.Textbox):
+class Number(AsSent, gr.Number):
+    pass
+
+
+class Textbox(AsSent, gr.Textbox):
     """Text as sent: an object sent for a text field reaches the check as the object, not as its str()."""
 
-    def preprocess(self, payload):
-        return payload
 
-
-class Checkbox(gr.Checkbox):
-    def preprocess(self, payload):
-        return payload
-
-
-LENIENT = (Slider, Radio, Dropdown, Number, Textbox, Checkbox)  # and Image, below
+class Checkbox(AsSent, gr.Checkbox):
+    pass
 
 
 class Image(gr.Image):
@@ -59,4 +55,4 @@ class Image(gr.Image):
 def takes_values_as_sent(component) -> bool:
     """Whether an event input hands its value on untouched (or holds the session's state, which no
     request can set)."""
-    return isinstance(component, (*LENIENT, Image, gr.State))
+    return isinstance(component, (AsSent, Image, gr.State))
