@@ -18,7 +18,9 @@ if not os.environ.get("GRADIO_TEMP_DIR"):
     OWN_GRADIO_CACHE = Path(tempfile.mkdtemp(prefix="sdviz-gradio-"))
     os.environ["GRADIO_TEMP_DIR"] = str(OWN_GRADIO_CACHE)
 
-from sdviz.sampling.models import ModelCache, load_model  # noqa: E402 - after GRADIO_TEMP_DIR is set
+from sdviz.sampling.cache import ModelCache  # noqa: E402 - after GRADIO_TEMP_DIR is set
+from sdviz.sampling.loras import adapted  # noqa: E402
+from sdviz.sampling.models import load_model  # noqa: E402
 from ui import html  # noqa: E402
 from ui.config import AppConfig  # noqa: E402
 from ui.errors import http_errors  # noqa: E402
@@ -34,7 +36,8 @@ def create_app():
                       also_owned=[OWN_GRADIO_CACHE] if OWN_GRADIO_CACHE else [])
     threads = ModelThreads(config.concurrency)  # all torch work, loading included, on these threads
     cache = ModelCache(config.device, most=config.max_models, pinned=config.default_model,
-                       load=functools.partial(threads.call, load_model))
+                       load=functools.partial(threads.call, load_model),
+                       adapt=functools.partial(threads.call, adapted))
     session = Session(config, cache, files, threads)
     demo = build_demo(config, session)
     demo.queue(max_size=config.queue_size, default_concurrency_limit=config.concurrency)

@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 import sdviz  # noqa: E402
+import sdviz.sampling.cache  # noqa: E402
 from sdviz.sampling.attention import AttentionCapture  # noqa: E402
 
 PROMPT = "a fish on the left and a rocket on the right on a blue background"  # the page's first example
@@ -205,7 +206,7 @@ def stream_event() -> tuple[int, tuple[str, ...]]:
         root = None
 
     config = AppConfig.from_env()
-    cache = sdviz.sampling.models.ModelCache(None, most=1, pinned=config.default_model)
+    cache = sdviz.sampling.cache.ModelCache(None, most=1, pinned=config.default_model)
     demo = build_demo(config, Session(config, cache, NoFiles()))
     found = [i for i, fn in demo.fns.items() if getattr(fn.fn, "__qualname__", "") == "RunHandlers.stream"]
     if len(found) != 1:
@@ -260,7 +261,7 @@ def session_memory(model_folder: Path, steps: int) -> dict:
 
     config = AppConfig(default_model=str(model_folder), models=(str(model_folder),))
     files = FileStore(600, 2**30)
-    session = Session(config, sdviz.sampling.models.ModelCache(None, most=1, pinned=str(model_folder)), files)
+    session = Session(config, sdviz.sampling.cache.ModelCache(None, most=1, pinned=str(model_folder)), files)
     name = config.default_name
     settings = dict(prompt=PROMPT, negative_prompt="", model=name, scheduler="ddim", steps=steps, guidance=7.5,
                     seed=0, width=512, height=512, eta=0.0, preview="approx", every=1, attention=False)

@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import sdviz  # noqa: E402
+import sdviz.sampling.cache  # noqa: E402
 
 PROMPT = "a large red circle on the left on a blue background"
 SCHEDULERS = ("ddim", "euler", "dpmpp_2m_karras", "unipc")
@@ -49,7 +50,7 @@ def handlers_for(folder: str):
 
     config = AppConfig(default_model=folder, models=(folder,))
     files = FileStore(600, 2**30)
-    session = Session(config, sdviz.sampling.models.ModelCache(None, most=1, pinned=folder), files)
+    session = Session(config, sdviz.sampling.cache.ModelCache(None, most=1, pinned=folder), files)
     return CompareHandlers(session), files
 
 

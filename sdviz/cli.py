@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     invert.add_argument("--width", type=int, default=None)
     invert.add_argument("--height", type=int, default=None)
     invert.add_argument("--model", default=None)
+    invert.add_argument("--lora", action="append", default=None, metavar="PATH_OR_ID[:SCALE]",
+                         help="a LoRA (safetensors file, folder or hub id) fused into the model at SCALE "
+                              "(default 1): LCM-LoRA, TCD-LoRA, Hyper-SD; repeat for several")
     invert.add_argument("--preview", default=defaults.preview, help=f"per-step decoder: {', '.join(PREVIEW_MODES)}")
     invert.add_argument("--every", type=int, default=defaults.every)
     invert.add_argument("--attention", action="store_true", help="capture cross-attention in both runs")
@@ -109,6 +112,9 @@ def _run_options(command) -> None:
     command.add_argument("--prompt", default=None, help="required, unless forking (then: the parent's)")
     command.add_argument("--negative-prompt", default=None)
     command.add_argument("--model", default=None, help="diffusers folder or hub id (default: the embedded model)")
+    command.add_argument("--lora", action="append", default=None, metavar="PATH_OR_ID[:SCALE]",
+                         help="a LoRA (safetensors file, folder or hub id) fused into the model at SCALE "
+                              "(default 1): LCM-LoRA, TCD-LoRA, Hyper-SD; repeat for several")
     command.add_argument("--scheduler", default=None,
                          help="short or diffusers class name; see `schedulers` (default: the model's own)")
     command.add_argument("--steps", type=int, default=None, help=f"default {defaults.steps}")
@@ -150,7 +156,6 @@ def _report(record, total: int) -> None:
 def render(args) -> int:
     from sdviz.sampling.checks import validate
     from sdviz.sampling.images import load_image
-    from sdviz.sampling.models import check_source, default_model, load_model
 
     given = {name: getattr(args, name) for name in SETTING_OPTIONS if getattr(args, name) is not None}
     fork, source = None, args.model
@@ -166,8 +171,7 @@ def render(args) -> int:
         img2img = args.init_image is not None
         settings = validate(Settings(**given), img2img=img2img)
         init_image = load_image(args.init_image) if img2img else None
-    check_source(source or default_model())
-    model = load_model(source, device=args.device)
+    model = _load(source, args)
     _run_and_write(model, settings, init_image, args.attention, args.out, fork, args.html)
     print(args.out / "final.png")
     return 0
@@ -198,7 +202,7 @@ def _run_and_write(model, settings, init_image, attention: bool, out: Path, fork
 def invert(args) -> int:
     from sdviz.sampling.checks import validate
     from sdviz.sampling.images import load_image
-    from sdviz.sampling.models import check_source, default_model, load_model
+    from sdviz.sampling.models import check_source, default_model
     from sdviz.workflows.compare import parse_vary
     from sdviz.workflows.invert import guidance_sweep, invert
 
@@ -209,9 +213,10 @@ def invert(args) -> int:
     sweep = parse_vary(f"guidance={args.sweep}")[1] if args.sweep is not None else []  # as --vary reads them
     for guidance in sweep:
         validate(replace(settings, guidance=guidance), img2img=True)
+    loras = _loras(args)
     check_source(args.model or default_model())
     image = load_image(args.image)
-    model = load_model(args.model, device=args.device)
+    model = _load(args.model, args, loras)
     captures = (None, None)
     if args.attention:
         from sdviz.sampling.attention import AttentionCapture
@@ -241,7 +246,7 @@ def compare(args) -> int:
     from sdviz.analysis.distance import SETTLED_DISTANCE
     from sdviz.sampling.checks import validate
     from sdviz.sampling.images import load_image
-    from sdviz.sampling.models import check_source, default_model, load_model
+    from sdviz.sampling.models import check_source, default_model
     from sdviz.workflows.compare import compare, read_vary, variants
 
     given = {name: getattr(args, name) for name in SETTING_OPTIONS if getattr(args, name) is not None}
@@ -254,8 +259,12 @@ def compare(args) -> int:
     for variant in chosen:  # every variant's settings and model, before any model work
         validate(variant["settings"], img2img=img2img)
         check_source(variant["model"] or default_model())
+    loras = _loras(args)
+    if loras and "model" in dict(vary):
+        raise InputError("--lora with --vary model: the LoRA fits one base model; allowed: --lora with --model, "
+                         "or --vary model without --lora")
     init_image = load_image(args.init_image) if img2img else None
-    model = None if "model" in dict(vary) else load_model(args.model, device=args.device)
+    model = None if "model" in dict(vary) else _load(args.model, args, loras)
 
     def report(index: int, record, total: int) -> None:
         if record.index == 0:
@@ -393,6 +402,23 @@ def _saved_frame(path: Path, name: str, size: tuple[int, int]) -> np.ndarray:
     except (ValueError, OSError, EOFError) as error:  # what else a crafted PNG makes PIL raise
         reason = (str(error).splitlines() or [type(error).__name__])[0][:100]
         raise InputError(f"{name} is not a readable image ({reason})") from None
+
+
+def _loras(args) -> tuple:
+    """The --lora options, each checked (safetensors only, its scale in range) before any model work."""
+    from sdviz.sampling.loras import Lora
+
+    return tuple(Lora.parse(text) for text in (args.lora or ()))
+
+
+def _load(source: str | None, args, loras: tuple | None = None):
+    """The command's model: `source` (default: the default model) loaded, with its --lora fused in."""
+    from sdviz.sampling.loras import adapted
+    from sdviz.sampling.models import check_source, default_model, load_model
+
+    loras = _loras(args) if loras is None else loras
+    check_source(source or default_model())
+    return adapted(load_model(source, device=args.device), loras, in_place=True)
 
 
 def _model_named(saved: str, given: str | None, what: str) -> str | None:

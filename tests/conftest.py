@@ -216,7 +216,7 @@ def shots(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def session():
     """The app's session service in process (ui.session), on the embedded model, with its own file store."""
-    from sdviz.sampling.models import ModelCache
+    from sdviz.sampling.cache import ModelCache
     from ui.config import AppConfig
     from ui.files import FileStore
     from ui.session import Session

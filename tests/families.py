@@ -136,4 +136,62 @@ def build_flux(folder: Path, guidance_embeds: bool = True) -> Path:
     return folder
 
 
-BUILDERS = {"sdxl": build_sdxl, "sd3": build_sd3, "flux": build_flux}
+
+
+def build_lcm(folder: Path) -> Path:
+    """A latent consistency model's layout (`LatentConsistencyModelPipeline`): an SD UNet that takes the guidance
+    scale as an input (`time_cond_proj_dim`), LCM's scheduler config as LCM-Dreamshaper ships it."""
+    from diffusers import LatentConsistencyModelPipeline, LCMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=16, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32, attention_head_dim=2, norm_num_groups=16, time_cond_proj_dim=32,
+    )
+    scheduler = LCMScheduler.from_config(dict(
+        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+        original_inference_steps=50, prediction_type="epsilon", set_alpha_to_one=True, steps_offset=1,
+        clip_sample=False, timestep_scaling=10.0,
+    ))
+    pipe = LatentConsistencyModelPipeline(
+        vae=_vae(4, scaling_factor=0.18215), text_encoder=CLIPTextModel(_clip_config(32, 32)), tokenizer=_tokenizer(),
+        unet=unet, scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def with_scheduler(model, folder: Path, scheduler_class: str, **config) -> Path:
+    """A copy of a loaded SD model's folder whose own scheduler is `scheduler_class` (from the model's config,
+    with `config` over it): the model a user gets when the folder names that scheduler (SD-Turbo's trailing
+    Euler ancestral, a Hyper-SD folder's TCD)."""
+    import diffusers
+
+    cls = getattr(diffusers, scheduler_class)
+    scheduler = cls.from_config({**model.scheduler_config, **config})
+    model.pipeline(scheduler).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def build_lora(model, folder: Path, seed: int = 0) -> Path:
+    """A tiny LoRA for a loaded SD model's UNet (its attention projections, rank 4, random weights), saved in
+    diffusers' LoRA format with peft as diffusers' training scripts save theirs."""
+    import copy
+
+    from diffusers import StableDiffusionPipeline
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    unet = copy.deepcopy(model.unet)
+    torch.manual_seed(seed)
+    unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+                                init_lora_weights=False))
+    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+    StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=layers, safe_serialization=True)
+    return folder
+
+
+BUILDERS = {"sdxl": build_sdxl, "sd3": build_sd3, "flux": build_flux, "lcm": build_lcm}

@@ -89,7 +89,7 @@ def test_x0_at_the_last_step_is_the_final_latents_in_the_vaes_layout(family_mode
 
 
 def test_each_family_uses_its_own_scheduler_unless_one_is_named(family_models):
-    own = {"sdxl": "euler", "sd3": "flow_euler", "flux": "flow_euler"}
+    own = {"sdxl": "euler", "sd3": "flow_euler", "flux": "flow_euler", "lcm": "lcm"}
     for family, model in family_models.items():
         assert model.facts.scheduler == own[family]
         assert Settings().resolved(model.facts).scheduler == own[family]
@@ -124,7 +124,9 @@ def test_what_is_not_traced_for_the_new_families_is_refused(family_models):
             sdviz.sampling.sampler.Run(model, Settings(prompt="a cat", width=SIZE, height=SIZE,
                                                        source_prompt="a red square"), init_image=image)
         other = "ddim" if family in ("sd3", "flux") else "flow_euler"
-        with pytest.raises(ValueError, match=f"scheduler '{other}' cannot invert a {label} model; allowed: "):
+        refused = (f"an inversion is not traced for {label} models yet" if family == "lcm"  # not trained to run back
+                   else f"scheduler '{other}' cannot invert a {label} model; allowed: ")
+        with pytest.raises(ValueError, match=refused):
             sdviz.sampling.sampler.Run(model, Settings(prompt="a cat", width=SIZE, height=SIZE, invert=True,
                                                        scheduler=other), init_image=image)
 
@@ -281,11 +283,11 @@ def test_cli_renders_each_family(family_dirs, family, tmp_path):
     layers = sdviz_main("layers", "--model", str(family_dirs[family]), "--width", str(SIZE), "--height", str(SIZE))
     assert layers.returncode == 0, layers.stderr
     bad = sdviz_main("render", "--model", str(family_dirs[family]), "--prompt", "x", "--scheduler",
-                     "ddim" if family != "sdxl" else "flow_euler", "--out", str(tmp_path / "bad"))
+                     "ddim" if family in ("sd3", "flux") else "flow_euler", "--out", str(tmp_path / "bad"))
     assert bad.returncode != 0 and "does not fit this model" in bad.stderr and "Traceback" not in bad.stderr
 
 
-@pytest.mark.parametrize("family", ["sdxl", "flux"])
+@pytest.mark.parametrize("family", ["sdxl", "flux", "lcm"])
 def test_an_unchanged_fork_of_each_family_is_its_parent(family_models, family):
     """A fork replays the parent's recorded outputs (Flux's packed back into 2 x 2 patches) bit for bit."""
     from sdviz.sampling.fork import Fork
@@ -336,19 +338,21 @@ def test_the_app_offers_each_family_over_the_api(app_url, family_dirs, family_mo
                                    api_name="/generate", **extra)
         local = sdviz.generate(family_models[family], Settings(prompt=PROMPT, scheduler=scheduler, steps=2,
                                                                width=SIZE, height=SIZE, **extra))
-        assert local.steps[0].noise_uncond is not None  # every family here ran an unconditional pass
+        # every family here ran an unconditional pass, but LCM's, whose guidance is an input of its UNet
+        assert (local.steps[0].noise_uncond is not None) == (family != "lcm")
         np.testing.assert_array_equal(np.asarray(Image.open(final)), local.final_image)
         archive = next(f for f in files if f.endswith("trajectory.zip"))
         with zipfile.ZipFile(archive) as bundle:
             saved = json.loads(bundle.read(next(n for n in bundle.namelist() if n.endswith("trajectory.json"))))
         assert saved["facts"]["family"] == family
         with pytest.raises(Exception) as error:  # a scheduler of another family, refused by name
-            api.predict(prompt=PROMPT, model=name, scheduler="ddim" if family != "sdxl" else "flow_euler",
+            api.predict(prompt=PROMPT, model=name, scheduler="ddim" if family in ("sd3", "flux") else "flow_euler",
                         steps=2, width=SIZE, height=SIZE, api_name="/generate")
         assert "does not fit this model" in str(error.value)
 
 
-DENOISER_CLASS = {"sdxl": "UNet2DConditionModel", "sd3": "SD3Transformer2DModel", "flux": "FluxTransformer2DModel"}
+DENOISER_CLASS = {"sdxl": "UNet2DConditionModel", "sd3": "SD3Transformer2DModel", "flux": "FluxTransformer2DModel",
+                  "lcm": "UNet2DConditionModel"}
 
 
 def test_the_pages_panels_draw_each_family(family_dirs):
@@ -356,7 +360,7 @@ def test_the_pages_panels_draw_each_family(family_dirs):
     step views, the forward process, the latent space, the How it works walk with its diagram and tokens)."""
     import json
 
-    from sdviz.sampling.models import ModelCache
+    from sdviz.sampling.cache import ModelCache
     from ui.config import AppConfig
     from ui.files import FileStore
     from ui.session import Session
@@ -373,7 +377,8 @@ def test_the_pages_panels_draw_each_family(family_dirs):
             assert examples["choices"] == list(GENERAL_EXAMPLES)  # no card: general ones
             offered = [name for _, name in update["choices"]]
             assert offered == schedulers.for_family(family)
-            assert update["value"] == ("ddim" if family == "sdxl" else session.model(folder.name).facts.scheduler)
+            unet = family in ("sdxl", "lcm")
+            assert update["value"] == ("ddim" if unet else session.model(folder.name).facts.scheduler)
             assert true_cfg["visible"] == (family == "flux") and (family == "flux" or true_cfg["value"] == 1.0)
             run = session.build_run(folder.name, True, prompt=PROMPT, steps=3, guidance=4.0, width=SIZE, height=SIZE)
             for _ in run:
@@ -385,7 +390,7 @@ def test_the_pages_panels_draw_each_family(family_dirs):
             assert ("input of the transformer" in views[4]) == (family == "flux")  # Flux's guidance: no halves
             panels = dict(zip(WALK_PANELS, explainer.walk(traj)))
             components, tokens = panels["components"], panels["tokens"]
-            transformer = family != "sdxl"
+            transformer = not unet
             texts = " ".join(panels[f"text-{k}"] for k in range(1, 8))  # the walk's words are the model's
             assert ("transformer" in texts, "UNet" in texts) == (transformer, not transformer)
             assert (("velocity v = ε − x0" in panels["text-4"], "joint attention" in panels["text-6"])
@@ -398,10 +403,10 @@ def test_the_pages_panels_draw_each_family(family_dirs):
             assert len(others) == len(traj.facts.encoders) - 1 and all(o["encoder"] in tokens for o in others)
             assert explainer.forward(traj)[0] is not None and explainer.latent(traj)[0] is not None
             predicted = explorer.show_step(traj, 2, None, "all", "this step")[2]  # the explorer's third picture
-            assert predicted["label"] == ("predicted noise ε" if family == "sdxl" else "predicted velocity v = ε − x0")
+            assert predicted["label"] == ("predicted noise ε" if unet else "predicted velocity v = ε − x0")
             page = json.loads(sdviz.drawing.page.run_page(traj).split('id="sdviz-data">')[1].split("</script>")[0])
             assert page["prediction"] == traj.prediction_label
-            assert page["denoiser"] == ("UNet" if family == "sdxl" else "Transformer") + " + scheduler"
+            assert page["denoiser"] == ("UNet" if unet else "Transformer") + " + scheduler"
     finally:
         files.remove()
 

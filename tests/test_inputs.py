@@ -28,7 +28,7 @@ def test_validate_names_the_value_and_the_range(field, value, message):
 
 
 def test_scheduler_class_names_are_accepted():
-    assert validate(Settings(scheduler="DPMSolverMultistepScheduler")).scheduler == "dpmpp_2m"
+    assert validate(Settings(scheduler="DPMSolverMultistepScheduler")).scheduler == "DPMSolverMultistepScheduler"
     assert validate(Settings(scheduler="EulerAncestralDiscreteScheduler")).scheduler == "euler_a"
     assert validate(Settings(scheduler=" UniPC ")).scheduler == "unipc"
 
@@ -133,7 +133,7 @@ def test_a_run_past_its_time_limit_stops_after_the_step_and_says_so(embedded):
 
 
 def test_the_model_cache_keeps_at_most_its_size_and_the_default_always(tmp_path):
-    from sdviz.sampling.models import ModelCache
+    from sdviz.sampling.cache import ModelCache
     from tests.conftest import build_tiny_pipeline
 
     first, second = (str(build_tiny_pipeline(tmp_path / name)) for name in ("first", "second"))

@@ -3,6 +3,9 @@
     SDVIZ_MODEL                 default model: folder or hub id (default: the embedded model)
     SDVIZ_MODELS                more models offered in the menu after the embedded ones,
                                 comma-separated (any family: SD 1.x/2.x, SDXL, SD3, Flux)
+    SDVIZ_LORAS                 LoRAs offered on the default model, each a menu entry of its own,
+                                comma-separated PATH_OR_ID[:scale] (LCM-LoRA, TCD-LoRA, Hyper-SD;
+                                safetensors only); fused into a copy, the default model untouched
     SDVIZ_OFFLOAD               1/true keeps weights on the CPU and moves each component to the
                                 GPU while it runs (for GPUs that cannot hold a whole model)
     SDVIZ_ALLOW_CUSTOM_MODELS   1/true lets users type any hub id or local path (off: a
@@ -25,6 +28,7 @@ from dataclasses import dataclass, field
 
 from sdviz.sampling.errors import InputError
 from sdviz.sampling.limits import Limits
+from sdviz.sampling.loras import Lora, adapted_name
 from sdviz.sampling.models import EMBEDDED_MODELS, default_model, display_name
 
 ADMITTED_PER_THREAD = 4  # requests in progress per model thread, their runs stepping in turns
@@ -47,6 +51,7 @@ def _int(name: str, default: int) -> int:
 class AppConfig:
     default_model: str
     models: tuple[str, ...] = field(default_factory=tuple)
+    loras: tuple[Lora, ...] = field(default_factory=tuple)  # each offered on the default model
     allow_custom_models: bool = False
     queue_size: int = 16
     concurrency: int = 1
@@ -68,6 +73,15 @@ class AppConfig:
         """The default model as the menu names it (a folder's name, never its path)."""
         return display_name(self.default_model)
 
+    def menu(self) -> dict[str, tuple[str, tuple[Lora, ...]]]:
+        """The model menu: name -> (folder or hub id, LoRAs fused into it), the default first, then each LoRA on
+        the default model, then the other models."""
+        menu = {self.default_name: (self.default_model, ())}
+        menu.update({adapted_name(self.default_name, (lora,)): (self.default_model, (lora,)) for lora in self.loras})
+        for source in self.models:
+            menu.setdefault(display_name(source), (source, ()))
+        return menu
+
     @classmethod
     def from_env(cls) -> AppConfig:
         default = default_model()
@@ -75,6 +89,7 @@ class AppConfig:
         return cls(
             default_model=default,
             models=tuple(dict.fromkeys([default, *map(str, EMBEDDED_MODELS), *extra])),
+            loras=tuple(Lora.parse(text) for text in os.environ.get("SDVIZ_LORAS", "").split(",") if text.strip()),
             allow_custom_models=_flag("SDVIZ_ALLOW_CUSTOM_MODELS"),
             queue_size=_int("SDVIZ_QUEUE_SIZE", 16),
             concurrency=_int("SDVIZ_CONCURRENCY", 1),

@@ -126,6 +126,11 @@ def unguided_text(traj) -> str:
         return (f"Flux's guidance ({traj.settings.guidance:g}) is an input of the transformer, learnt from a "
                 "guided teacher, not a second pass: the transformer saw the prompt alone, so there is one x0. "
                 "A negative prompt with true CFG above 1 runs a real unconditional pass, and the halves appear.")
-    return (f"This run did not use classifier-free guidance (guidance scale {traj.guidance_scale:g} ≤ 1, or a "
-            f"model that does without): the {traj.denoiser_word} saw the prompt alone, so there is one x0.")
+    if traj.facts.guidance_embedded:
+        return (f"This model takes the guidance scale as an input (w = g − 1 = {traj.settings.guidance - 1:g}), "
+                f"learnt from a guided teacher: the {traj.denoiser_word} ran once per step, with the prompt alone, so "
+                "there is one x0 and nothing to decompose.")
+    return (f"This run did not use classifier-free guidance (guidance scale {traj.guidance_scale:g} ≤ 1, as "
+            f"few-step models like SD-Turbo are run): the {traj.denoiser_word} saw the prompt alone, so there is one "
+            "x0 and nothing to decompose.")
 

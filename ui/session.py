@@ -18,12 +18,11 @@ from sdviz.sampling.attention import AttentionCapture
 from sdviz.sampling.checks import check_int, check_settings, check_text
 from sdviz.sampling.errors import InputError, shortened
 from sdviz.sampling.images import load_image
-from sdviz.sampling.models import display_name
 from sdviz.sampling.previews import Previewer
 from sdviz.sampling.sampler import Run
 from sdviz.sampling.settings import Settings
 from ui.model_threads import ModelThreads
-from ui.zerogpu import decode_latents, decode_record, guidance_frames
+from ui.zerogpu import decode_latents, decode_record, denoised_frame, guidance_frames
 
 SELF_ATTENTION_POSITIONS = 256  # self-attention kept up to 16 x 16 positions (SD 1.5: 0.14 MB a step)
 
@@ -82,6 +81,10 @@ class RunDecoder:
         """The x0 frames of the guidance batch's unconditional (negative) half and of the prompt's half."""
         return self.threads.call(guidance_frames, self.previewer, record)
 
+    def denoised_frame(self, record):
+        """LCM's denoised estimate of a step, decoded; None for a step that has none."""
+        return self.threads.call(denoised_frame, self.previewer, record)
+
     def decode(self, latents):
         """(B, C, h, w) latents to uint8 (B, H, W, 3) frames."""
         return self.threads.call(decode_latents, self.previewer, latents)
@@ -93,12 +96,12 @@ class Session:
     def __init__(self, config, cache, files, threads: ModelThreads | None = None):
         self.config, self.cache, self.files, self.limits = config, cache, files, config.limits
         self.threads = threads or ModelThreads(config.concurrency)  # where every torch call of a handler runs
-        self.sources = {display_name(source): source for source in config.models}  # menu name -> folder/hub id
+        self.sources = config.menu()  # menu name -> (folder or hub id, LoRAs)
 
     def model(self, name):
         """The loaded model a menu name (or, where allowed, any hub id or folder) stands for."""
         name = check_text("model", self.config.default_name if name is None else name, 300).strip()
-        source = self.sources.get(name)
+        source, loras = self.sources.get(name, (None, ()))
         if source is None:
             if not self.config.allow_custom_models:
                 raise InputError(
@@ -106,8 +109,8 @@ class Session:
                     "(the host can set SDVIZ_ALLOW_CUSTOM_MODELS=1 to allow any hub id or local path)"
                 )
             source = name
-        model = self.cache.get(source)
-        self.sources.setdefault(model.name, source)
+        model = self.cache.get(source, loras)
+        self.sources.setdefault(model.name, (source, loras))
         return model
 
     @staticmethod

@@ -52,8 +52,8 @@ SECTIONS = (  # (title, text, panels); {denoiser} and the rest are filled from t
     ("2. From text to numbers", "The tokenizer cuts the prompt into tokens and pads it to a fixed window. "
      "The text encoder gives one vector per slot; the {denoiser} reads all of them at every step.", ("tokens",)),
     ("3. From noise to image", "The run starts from random latents and removes a little noise at every step. "
-     "Decoded, the steps look like this (your run). Below, the walk looks closely at the step a quarter of the "
-     "way in, where the picture is being decided.", ("denoise",)),
+     "Decoded, the steps look like this (your run).{few_step} Below, the walk looks closely at the step a quarter "
+     "of the way in, where the picture is being decided.", ("denoise",)),
     ("4. The forward process, and what the {denoiser} predicts", "{forward}",
      ("forward", "forward-note", "prediction")),
     ("5. Latent space", "All of this happens on compressed latents, not pixels: the {denoiser}, which runs at every "
@@ -83,6 +83,46 @@ ATTENTION = {  # section 6, by the denoiser's kind of attention
              "takes in the ones that matter to it.",
 }
 
+DENOISED_LABEL = "LCM's denoised: c_skip·x_t + c_out·x0, what its step starts from (not x0)"
+
+FEW_STEP = {  # what a few-step run does differently, in one sentence (the walk's section 3, the explorer's step)
+    "consistency": "This is a few-step model ({scheduler}): each step jumps straight to an estimate of the clean "
+                   "image and noises it again to the next, lower level (consistency), instead of taking a small "
+                   "step down, so a handful of steps make the picture.",
+    "few": "With {steps} steps each step is a jump: the {denoiser}'s estimate of the clean image, noised again to "
+           "the next level; few-step models (Turbo, Lightning, Hyper-SD) are distilled to make these jumps well.",
+}
+SCHEDULER_NOTES = {  # what x0 is not, for the schedulers whose step returns something else beside the sample
+    "lcm": "LCM steps from its denoised estimate (c_skip·x_t + c_out·x0, shown beside x0), not from x0 itself.",
+    "tcd": "TCD first noises x0 part-way down (its gamma, the run's eta {eta:g}); that sample is not x0 and is "
+           "not shown as one.",
+}
+
+
+def few_step_kind(traj) -> str | None:
+    """'consistency' for LCM's and TCD's steps (or an LCM model), 'few' for any run of 4 steps or fewer."""
+    if traj.settings.scheduler in ("lcm", "tcd") or traj.facts.family == "lcm":
+        return "consistency"
+    return "few" if traj.settings.steps <= 4 else None
+
+
+def few_step_sentence(traj) -> str:
+    """The sentence on what this few-step run does differently; '' for the others."""
+    kind = few_step_kind(traj)
+    if kind is None:
+        return ""
+    fields = {"scheduler": traj.settings.scheduler, "steps": traj.settings.steps, "denoiser": traj.denoiser_word,
+              "eta": traj.settings.eta}
+    note = SCHEDULER_NOTES.get(traj.settings.scheduler, "")
+    return " ".join(filter(None, (FEW_STEP[kind].format(**fields), note.format(**fields))))
+
+
+def few_step_note(traj) -> str:
+    """The explorer's step line's addition for a few-step run: '' for the others."""
+    sentence = few_step_sentence(traj)
+    return f"  \n{sentence}" if sentence else ""
+
+
 COUNTS = {1: "A text encoder turns", 2: "Two text encoders turn", 3: "Three text encoders turn"}
 
 
@@ -94,6 +134,7 @@ def section_texts(traj=None) -> list[str]:
     encoders = len(facts.encoders or [None]) if facts is not None else 1
     fields = {"denoiser": denoiser, "encoders": COUNTS.get(encoders, f"{encoders} text encoders turn")}
     fields["forward"] = FORWARD["flow" if flow else "noise"].format(**fields)
+    fields["few_step"] = (" " + few_step_sentence(traj)) if traj is not None and few_step_sentence(traj) else ""
     fields["attention"] = ATTENTION["joint" if denoiser == "transformer" else "cross"].format(**fields)
     return [f"### {title.format(**fields)}\n{text.format(**fields)}" for title, text, _ in SECTIONS]
 

@@ -48,5 +48,6 @@ def decode_record(previewer, record, alone: bool):
 
 decode_latents = gpu(Previewer.decode)  # latents to frames
 guidance_frames = gpu(Previewer.guidance_frames)  # the x0 of each half of the guidance batch
+denoised_frame = gpu(Previewer.denoised_frame)  # LCM's boundary-conditioned estimate
 forward_process = gpu(forward.forward_process)  # an image noised to the run's levels
 latent_space = gpu(forward.latent_space)  # an image through the VAE and back

@@ -1,4 +1,4 @@
-"""Model families: what differs between SD 1.x/2.x, SDXL, SD3 and Flux, behind one seam.
+"""Model families: what differs between SD 1.x/2.x, LCM, SDXL, SD3 and Flux, behind one seam.
 
 The traced loop (`sampler.Run`) is the same for every family: starting latents, then at each
 scheduler entry one call of the denoiser, classifier-free guidance, x0, the scheduler's step.
@@ -39,11 +39,14 @@ class Conditioning:
     extra       the other keyword arguments of every denoiser call (pooled embeddings, ids)
     negative    Flux's real classifier-free guidance runs the negative prompt as a second call,
                 with these keyword arguments instead of `embeddings` and `extra`'s
+    timestep_cond   a UNet that takes its guidance as an input (LCM's, `time_cond_proj_dim`): the
+                embedding of w = guidance - 1, as the pipelines compute it; None otherwise
     """
 
     embeddings: torch.Tensor
     extra: dict[str, Any] = field(default_factory=dict)
     negative: dict[str, Any] | None = None
+    timestep_cond: torch.Tensor | None = None
 
 
 class Family:
@@ -112,7 +115,7 @@ class Family:
 
     def added_conditioning(self, pipe) -> str:
         """What else each denoiser call takes, in words ('' for nothing)."""
-        return ""
+        return "guidance scale (embedded: w = g − 1)" if self.guidance_embedded(pipe) else ""
 
     def native_side(self, pipe) -> tuple[int, int]:
         size = getattr(pipe, "default_sample_size", None) or self.denoiser_module(pipe).config.sample_size
@@ -132,7 +135,28 @@ class Family:
 
     def guided(self, pipe, settings) -> bool:
         """Whether the run batches an unconditional half (real classifier-free guidance)."""
-        return settings.guidance > 1 and self.denoiser_module(pipe).config.get("time_cond_proj_dim") is None
+        return settings.guidance > 1 and not self.guidance_embedded(pipe)
+
+    def guidance_embedded(self, pipe) -> bool:
+        """Whether the denoiser takes the guidance scale as an input (a UNet distilled from a guided teacher,
+        LCM's: `time_cond_proj_dim`; Flux-dev's `guidance_embeds`), so that no unconditional pass is run."""
+        return self.denoiser_module(pipe).config.get("time_cond_proj_dim") is not None
+
+    def timestep_cond(self, pipe, settings, dtype, device):
+        """The embedded guidance's input to every UNet call, as StableDiffusionPipeline, its SDXL and LCM
+        pipelines compute it: the embedding of w = guidance - 1; None for a UNet that takes none."""
+        import torch
+
+        dim = self.denoiser_module(pipe).config.get("time_cond_proj_dim")
+        if dim is None:
+            return None
+        w = torch.tensor(settings.guidance - 1).repeat(1)
+        return pipe.get_guidance_scale_embedding(w, embedding_dim=dim).to(device=device, dtype=dtype)
+
+    def img2img_timesteps(self, pipe, scheduler, steps: int, strength: float, device, image_tokens: int):
+        """Image to image: the last `strength` of the scheduler's entries, as the img2img pipeline takes them."""
+        self.timesteps(scheduler, steps, device, image_tokens)
+        return pipe.get_timesteps(steps, strength, device)[0]
 
     # -- the run's parts ----------------------------------------------------------------------
 
@@ -182,7 +206,7 @@ class Family:
 
     def denoise(self, denoiser, model_input, t, cond: Conditioning, observer_kwargs):
         """The denoiser's output for the guidance batch (unconditional half first)."""
-        return denoiser(model_input, t, encoder_hidden_states=cond.embeddings, timestep_cond=None,
+        return denoiser(model_input, t, encoder_hidden_states=cond.embeddings, timestep_cond=cond.timestep_cond,
                         cross_attention_kwargs=observer_kwargs, added_cond_kwargs=cond.extra or None,
                         return_dict=False)[0]
 
@@ -193,6 +217,29 @@ class Family:
     def pack(self, latents: torch.Tensor) -> torch.Tensor:
         """(B, C, h, w) latents in the denoiser's layout."""
         return latents
+
+
+class LCM(Family):
+    """A latent consistency model (`LatentConsistencyModelPipeline`): an SD UNet distilled to a few steps, with
+    the guidance scale embedded as an input (`time_cond_proj_dim`, w = guidance - 1) and no unconditional
+    pass. Each step jumps to a clean estimate and LCM's scheduler noises it again to the next level."""
+
+    name = "lcm"
+    label = "Latent consistency"
+    pipelines = ("LatentConsistencyModelPipeline", "LatentConsistencyModelImg2ImgPipeline")
+    edits = False  # CycleDiffusion samples DDIM's posterior with a guided teacher's noise
+    inverts = False  # a consistency model is not trained to be run backwards
+
+    def img2img_timesteps(self, pipe, scheduler, steps: int, strength: float, device, image_tokens: int):
+        """As LatentConsistencyModelImg2ImgPipeline: the scheduler's own schedule for `strength` (LCM's and TCD's
+        `set_timesteps` take it); a scheduler that takes none, as the SD img2img pipeline slices it."""
+        from diffusers.pipelines.latent_consistency_models.pipeline_latent_consistency_img2img import (
+            retrieve_timesteps,
+        )
+
+        if "strength" not in inspect.signature(scheduler.set_timesteps).parameters:
+            return super().img2img_timesteps(pipe, scheduler, steps, strength, device, image_tokens)
+        return retrieve_timesteps(scheduler, steps, device, None, original_inference_steps=None, strength=strength)[0]
 
 
 AESTHETIC_SCORE, NEGATIVE_AESTHETIC_SCORE = 6.0, 2.5  # StableDiffusionXLImg2ImgPipeline's defaults (refiners read them)
@@ -216,7 +263,8 @@ class SDXL(Family):
         return pipe.text_encoder_2.config.projection_dim if pipe.text_encoder_2 is not None else 0
 
     def added_conditioning(self, pipe) -> str:
-        return "original size, crop and target size (6 ids)"
+        embedded = super().added_conditioning(pipe)
+        return (f"{embedded}, " if embedded else "") + "original size, crop and target size (6 ids)"
 
     def encode(self, pipe, settings, device, guided: bool) -> Conditioning:
         import torch
@@ -292,6 +340,12 @@ class SD3(Family):
 
     def guided(self, pipe, settings) -> bool:
         return settings.guidance > 1
+
+    def guidance_embedded(self, pipe) -> bool:
+        return False
+
+    def timestep_cond(self, pipe, settings, dtype, device):
+        return None
 
     def encode(self, pipe, settings, device, guided: bool) -> Conditioning:
         import torch
@@ -384,6 +438,9 @@ class Flux(SD3):
     def guided(self, pipe, settings) -> bool:
         return bool(settings.negative_prompt) and settings.true_cfg > 1
 
+    def guidance_embedded(self, pipe) -> bool:
+        return bool(self.denoiser_module(pipe).config.guidance_embeds)
+
     def encode(self, pipe, settings, device, guided: bool) -> Conditioning:
         import torch
 
@@ -458,7 +515,7 @@ class Flux(SD3):
         return FluxPipeline._pack_latents(latents, batch, channels, height, width)
 
 
-FAMILIES = {family.name: family for family in (Family(), SDXL(), SD3(), Flux())}
+FAMILIES = {family.name: family for family in (Family(), LCM(), SDXL(), SD3(), Flux())}
 BY_PIPELINE = {name: family for family in FAMILIES.values() for name in family.pipelines}
 
 

@@ -83,6 +83,7 @@ class ModelFacts:
     context_tokens: int = 0  # length of the text sequence the denoiser reads (0: `tokens`); SD3: CLIP's + T5's
     pooled_width: int = 0  # width of the pooled text embedding the denoiser also takes (SDXL, SD3, Flux)
     added: str = ""  # what else each denoiser call takes, in words (SDXL's size and crop ids, Flux's guidance)
+    guidance_embedded: bool = False  # the denoiser takes the guidance scale as an input (LCM, Flux-dev): one pass
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
         """(C, h, w) of the latents for an image of height x width pixels."""
@@ -127,6 +128,7 @@ class Model:
     # A fast (Rust) tokenizer keeps its padding/truncation mode on itself between calls, so
     # overlapping runs tokenize one at a time, or one run's prompt is cut by another's mode.
     text_lock: Any = field(default_factory=threading.Lock, repr=False, compare=False)
+    loras: tuple = ()  # the LoRAs fused into its own copies of the base's modules (`sdviz.sampling.loras`)
 
     @property
     def name(self) -> str:
@@ -358,53 +360,5 @@ def read_facts(name: str, pipe, family: Family | None = None) -> ModelFacts:
         context_tokens=family.context_tokens(pipe),
         pooled_width=family.pooled_width(pipe),
         added=family.added_conditioning(pipe),
+        guidance_embedded=family.guidance_embedded(pipe),
     )
-
-
-class ModelCache:
-    """Loaded models by source, shared read-only between requests; loads each once.
-
-    At most `most` models stay loaded: loading one more evicts the least recently
-    used, except the pinned default. A run that still holds an evicted model keeps
-    it alive until it ends; the memory is freed then.
-    """
-
-    def __init__(self, device: str | None = None, most: int = 2, pinned: str | None = None, load=None):
-        """load(source, device=...) loads one model (default `load_model`; the app loads on its model threads)."""
-        from collections import OrderedDict
-
-        self.device, self.most, self.pinned = device, max(1, most), pinned
-        self._load = load or load_model
-        self._models: OrderedDict[str, Model] = OrderedDict()
-        self._lock = threading.Lock()
-        self._loading: dict[str, threading.Lock] = {}
-
-    def get(self, source: str | None = None) -> Model:
-        """The loaded model; a model being loaded for one request does not hold up the others."""
-        source = str(source or default_model())
-        with self._lock:
-            if source in self._models:
-                self._models.move_to_end(source)
-                return self._models[source]
-            loading = self._loading.setdefault(source, threading.Lock())
-        with loading:  # one load per source, however many ask at once
-            with self._lock:
-                if source in self._models:
-                    return self._models[source]
-            try:
-                model = self._load(source, device=self.device)
-            except BaseException:
-                with self._lock:
-                    self._loading.pop(source, None)
-                raise
-            with self._lock:
-                self._loading.pop(source, None)
-                evictable = [s for s in self._models if s != self.pinned]
-                while len(self._models) >= self.most and evictable:
-                    del self._models[evictable.pop(0)]
-                self._models[source] = model
-            return model
-
-    def loaded(self) -> list[str]:
-        with self._lock:
-            return list(self._models)

@@ -201,6 +201,13 @@ class Previewer:
         x_t = tensor(record.x_next) if alone else tensor(record.x_next) * record.next_vp_scale
         return self.step_frames(x_t, tensor(record.x0_pred), alone)
 
+    def denoised_frame(self, record):
+        """A step's `denoised` (LCM's scheduler: the boundary-conditioned estimate it steps from) decoded, uint8
+        (H, W, 3); None for a step that has none."""
+        if record.denoised is None:
+            return None
+        return self.decode(torch.from_numpy(record.denoised)[None].to(self.model.device, self.model.dtype))[0]
+
     def guidance_frames(self, record) -> tuple:
         """The decoded x0 of the unconditional (negative) half and of the prompt's half, uint8 (H, W, 3),
         as one batch of two; a run without guidance has no halves."""

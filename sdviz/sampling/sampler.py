@@ -215,6 +215,7 @@ class Run:
             x0_slope=noise.x0_slope(sigma, self.model.facts.prediction_type),  # gives x0 of each guidance half
             eta=self.settings.eta,
             source_x_next=_cpu(task.source_x_next()),
+            denoised=_cpu(None if task.denoised is None else task.view(task.denoised)),
             x_t_image=frames[0],
             x0_image=frames[1],
             seconds=time.perf_counter() - started,

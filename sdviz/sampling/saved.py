@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from sdviz.sampling import schedulers
 from sdviz.sampling.checks import (
     MAX_GUIDANCE,
     MAX_PROMPT_CHARS,
@@ -49,7 +50,6 @@ from sdviz.sampling.checks import (
 )
 from sdviz.sampling.errors import InputError, shortened
 from sdviz.sampling.families import FAMILIES
-from sdviz.sampling.schedulers import SCHEDULERS
 
 FORMAT = "sdviz-trajectory/1"
 MAX_JSON_BYTES = 16 * 2**20
@@ -65,7 +65,7 @@ MAX_ATTENTION_MEMBERS = 1024  # attention.npz: per grid and per layer
 MAX_SELF_POSITIONS = 4096  # self-attention maps are (positions x positions) per step
 TOKEN_KINDS = ("start", "word", "end", "padding")
 LATENT_NAMES = ("x_t_in", "x_t", "noise_pred", "x0_pred", "noise_uncond", "noise_cond", "source_x_next",
-                "x0_uncond", "x0_cond")  # as `save` names them, per step; a run with steps has the first four
+                "denoised", "x0_uncond", "x0_cond")  # as `save` names them, per step; every run has the first four
 COMPUTED_LATENTS = ("x0_uncond", "x0_cond")  # saved for other readers; `load` computes them again
 FRAME_NAMES = ("frame_steps", "x_t", "x0", "noise_image", "init_image", "final_image")
 
@@ -94,6 +94,16 @@ def flag(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise InputError(f"{name} {shortened(value)} is not true or false; allowed: true, false")
     return value
+
+
+def scheduler_name(name: str, value: Any) -> str:
+    """A registered scheduler's name, or a diffusers scheduler class sdviz traces (a model's own)."""
+    check_text(name, value, 100)
+    try:
+        return schedulers.resolve(value).name
+    except InputError:
+        raise InputError(f"{name} {shortened(value)} is not a scheduler sdviz traces; allowed: "
+                         f"{', '.join(schedulers.SCHEDULERS)}, or a diffusers scheduler class it traces") from None
 
 
 def optional(check: Check) -> Check:
@@ -151,7 +161,7 @@ def _forked_from(name: str, value: Any) -> dict:
 SETTINGS = record({  # RunSettings; a field an older file lacks takes its default, unless `required`
     "prompt": text(MAX_PROMPT_CHARS),
     "negative_prompt": text(MAX_PROMPT_CHARS),
-    "scheduler": choice(*SCHEDULERS),
+    "scheduler": scheduler_name,
     "steps": whole(1, MAX_STEPS),
     "guidance": real(0.0, MAX_GUIDANCE),
     "eta": real(0.0, 1.0),
@@ -193,6 +203,7 @@ FACTS = record({  # ModelFacts
     "context_tokens": whole(0, 4 * MAX_TOKENS),
     "pooled_width": whole(0, MAX_WIDTH),
     "added": text(1000),
+    "guidance_embedded": flag,
 }, required=("name", "tokens", "text_width", "latent_channels", "vae_factor", "native_height", "native_width",
              "scaling_factor", "prediction_type", "parameters"))
 

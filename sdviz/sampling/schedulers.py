@@ -3,12 +3,25 @@
 Every run gets a fresh scheduler built from the model's scheduler config
 (schedulers keep per-run state: step index, multistep history), so nothing
 about a run lives on a shared object. Each scheduler fits some model families:
-the noise-prediction ones the SD 1.x/2.x and SDXL UNets, the flow-matching ones
-SD3 and Flux.
+the noise-prediction ones the SD 1.x/2.x, SDXL and LCM UNets, the flow-matching
+ones SD3 and Flux.
+
+The few-step schedulers are here too: LCM's and TCD's (consistency: each step
+jumps to a clean estimate and noises it again, TCD by its gamma, which is the
+run's eta), and the trailing timestep spacing that SD-Turbo, SDXL-Turbo,
+SDXL-Lightning and Hyper-SD are distilled for (`*_trailing`).
+
+A model's own scheduler is used exactly as its pipeline builds it: its config's
+class from its config, with no override (`model_default`). A diffusers scheduler
+class that is not registered is used as it is when sdviz can trace it (it keeps
+the training schedule, or is a flow-matching one), and refused by name otherwise;
+no scheduler is ever replaced by another.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +36,7 @@ class SchedulerSpec:
     class_name: str
     label: str
     overrides: dict[str, Any] = field(default_factory=dict)
-    families: tuple[str, ...] = ("sd", "sdxl")  # the model families (sdviz.sampling.families) it can sample
+    families: tuple[str, ...] = ("sd", "sdxl", "lcm")  # the model families (sdviz.sampling.families) it samples
 
 
 _SPECS = (
@@ -49,6 +62,13 @@ _SPECS = (
     SchedulerSpec("unipc", "UniPCMultistepScheduler", "UniPC"),
     SchedulerSpec("deis", "DEISMultistepScheduler", "DEIS"),
     SchedulerSpec("kdpm2", "KDPM2DiscreteScheduler", "KDPM2 (2nd order)"),
+    SchedulerSpec("lcm", "LCMScheduler", "LCM (latent consistency; few steps)"),
+    SchedulerSpec("tcd", "TCDScheduler", "TCD (trajectory consistency; eta is its gamma)"),
+    SchedulerSpec("euler_trailing", "EulerDiscreteScheduler", "Euler, trailing (SD-Turbo, Lightning)",
+                  {"timestep_spacing": "trailing"}),
+    SchedulerSpec("euler_a_trailing", "EulerAncestralDiscreteScheduler", "Euler ancestral, trailing (SDXL-Turbo)",
+                  {"timestep_spacing": "trailing"}),
+    SchedulerSpec("ddim_trailing", "DDIMScheduler", "DDIM, trailing (Hyper-SD)", {"timestep_spacing": "trailing"}),
     SchedulerSpec("flow_euler", "FlowMatchEulerDiscreteScheduler", "Flow matching Euler", families=("sd3", "flux")),
     SchedulerSpec("flow_heun", "FlowMatchHeunDiscreteScheduler", "Flow matching Heun (2nd order)",
                   families=("sd3",)),  # its set_timesteps takes no shift (mu), which Flux's pipeline passes
@@ -57,31 +77,75 @@ _SPECS = (
 SCHEDULERS: dict[str, SchedulerSpec] = {spec.name: spec for spec in _SPECS}
 
 
+FLOW_FAMILIES = ("sd3", "flux")
+
+
 def resolve(name: str) -> SchedulerSpec:
     """The spec for a short name or a diffusers class name (case-insensitive).
 
-    A class name that several entries share (DPMSolverMultistepScheduler) gives
-    the first, plain one; the short names pick the variants.
+    A class name means that class as the model's config sets it, as diffusers'
+    `from_config` builds it: the registered entry with no override (`euler`), or,
+    where every entry of the class overrides something (DPMSolverMultistepScheduler),
+    a spec of the class's own; the short names pick the variants. A diffusers
+    scheduler class that is not registered gives a spec of its own too
+    (`unregistered`), or is refused, naming why.
     """
     if not isinstance(name, str):
         raise InputError(f"scheduler {shortened(name)} is not a name; allowed: {', '.join(SCHEDULERS)}")
     key = name.strip()
     if key.lower() in SCHEDULERS:
         return SCHEDULERS[key.lower()]
-    for spec in _SPECS:
-        if spec.class_name.lower() == key.lower():
+    of_class = [spec for spec in _SPECS if spec.class_name.lower() == key.lower()]
+    for spec in of_class:
+        if not spec.overrides:
             return spec
-    allowed = ", ".join(SCHEDULERS)
-    raise InputError(f"unknown scheduler {name!r:.60}; allowed: {allowed} (or their diffusers class names)")
+    if of_class:
+        return SchedulerSpec(of_class[0].class_name, of_class[0].class_name, f"{of_class[0].class_name} (as "
+                             "the model's config sets it)", families=of_class[0].families)
+    spec = unregistered(key)
+    if spec is None:
+        allowed = ", ".join(SCHEDULERS)
+        raise InputError(f"unknown scheduler {shortened(name)}; allowed: {allowed} (or a diffusers scheduler class)")
+    return spec
 
 
-def for_family(family: str) -> list[str]:
-    """The short names of the schedulers that can sample a model of this family."""
-    return [spec.name for spec in _SPECS if family in spec.families]
+@functools.lru_cache(maxsize=32)
+def unregistered(class_name: str) -> SchedulerSpec | None:
+    """A spec for a diffusers scheduler class sdviz does not register, used exactly as its config says: None
+    when diffusers has no such scheduler; refused (InputError) when sdviz cannot trace its steps.
+
+    Traced are the classes that keep the training schedule (`alphas_cumprod`, from which every step's noise
+    level and x0 follow) and step a noise or velocity prediction; and the flow-matching ones (`FlowMatch*`,
+    sigmas in [0, 1]), for SD3 and Flux.
+    """
+    import diffusers
+
+    cls = getattr(diffusers, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin)):
+        return None
+    stepped = {"model_output", "timestep", "sample"} <= set(inspect.signature(cls.step).parameters)
+    instance = cls()
+    if class_name.startswith("FlowMatch") and stepped and hasattr(instance, "sigmas"):
+        takes_shift = "mu" in inspect.signature(cls.set_timesteps).parameters
+        return SchedulerSpec(class_name, class_name, class_name, families=FLOW_FAMILIES if takes_shift else ("sd3",))
+    if stepped and hasattr(instance, "alphas_cumprod"):
+        return SchedulerSpec(class_name, class_name, class_name)
+    raise InputError(f"scheduler {class_name!r} cannot be traced by sdviz: it keeps no training schedule "
+                     "(alphas_cumprod) to read each step's noise level and x0 from, and is not a flow-matching one; "
+                     f"allowed: {', '.join(SCHEDULERS)}")
+
+
+def for_family(family: str, own: str | None = None) -> list[str]:
+    """The names of the schedulers that can sample a model of this family (and the model's `own`, where it is
+    an unregistered class: `ModelFacts.scheduler`)."""
+    names = [spec.name for spec in _SPECS if family in spec.families]
+    if own and own not in names and family in resolve(own).families:
+        names.append(own)
+    return names
 
 
 def check_fits(name: str, family: str) -> str:
-    """`name` resolved, if it can sample a model of `family`; else a ValueError naming those that can."""
+    """`name` resolved, if it can sample a model of `family`; else an InputError naming those that can."""
     spec = resolve(name)
     if family not in spec.families:
         raise InputError(f"scheduler {spec.name!r} does not fit this model ({family}): it samples "
@@ -90,13 +154,22 @@ def check_fits(name: str, family: str) -> str:
 
 
 def model_default(family: str, model_config: dict[str, Any]) -> str:
-    """The model's own scheduler (its config's class) as a registered name, as its pipeline would run it;
-    where that class is not registered for the family, the family's first."""
+    """The model's own scheduler, as its pipeline builds it: the registered name whose class is the config's and
+    whose overrides the config already has (the most specific: `euler_trailing` for a trailing Euler), else
+    the config's class itself, unregistered, with no override. Refused when sdviz cannot trace it."""
     class_name = str(model_config.get("_class_name", ""))
-    for spec in _SPECS:
-        if spec.class_name == class_name and family in spec.families:
-            return spec.name
-    return for_family(family)[0]
+    matching = [spec for spec in _SPECS if spec.class_name == class_name and family in spec.families
+                and all(model_config.get(key, _UNSET) == value for key, value in spec.overrides.items())]
+    if matching:
+        return max(matching, key=lambda spec: len(spec.overrides)).name
+    spec = resolve(class_name) if class_name else None
+    if spec is None or family not in spec.families:
+        raise InputError(f"the model's scheduler {class_name or '(none named)'!r} cannot sample a {family} model; "
+                         f"allowed: {', '.join(for_family(family))}")
+    return spec.name
+
+
+_UNSET = object()
 
 
 def create(name: str, model_config: dict[str, Any]):
@@ -108,9 +181,10 @@ def create(name: str, model_config: dict[str, Any]):
     return cls.from_config(dict(model_config), **spec.overrides)
 
 
-def describe() -> list[tuple[str, str, str]]:
-    """(short name, diffusers class, label) for every registered scheduler."""
-    return [(s.name, s.class_name, s.label) for s in _SPECS]
+def describe(own: str | None = None) -> list[tuple[str, str, str]]:
+    """(short name, diffusers class, label) for every registered scheduler (and `own`, an unregistered one)."""
+    specs = list(_SPECS) + ([resolve(own)] if own and own not in SCHEDULERS else [])
+    return [(s.name, s.class_name, s.label) for s in specs]
 
 
 class FlowInverse:

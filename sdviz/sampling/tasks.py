@@ -55,8 +55,12 @@ class Generate:
         return self.family.view(latents, self.settings, self.model.facts.vae_factor)
 
     def encode(self) -> Conditioning:
-        """The prompt, and the negative (or empty) prompt for guidance (call it holding the model's text lock)."""
-        return self.family.encode(self.pipe, self.settings, self.model.device, self.guided)
+        """The prompt, and the negative (or empty) prompt for guidance (call it holding the model's text lock);
+        with the embedded guidance's input where the UNet takes one."""
+        cond = self.family.encode(self.pipe, self.settings, self.model.device, self.guided)
+        cond.timestep_cond = self.family.timestep_cond(self.pipe, self.settings, cond.embeddings.dtype,
+                                                       self.model.device)
+        return cond
 
     def start(self, cond: Conditioning) -> tuple[torch.Tensor, torch.Tensor]:
         """(timesteps, latents): the scheduler's entries (image to image keeps the last `strength` of them)
@@ -67,8 +71,8 @@ class Generate:
         family, s, device = self.family, self.settings, self.model.device
         dtype, channels = cond.embeddings.dtype, self.model.facts.latent_channels
         if self.init_image is not None:
-            family.timesteps(self.scheduler, s.steps, device, self._image_tokens())
-            timesteps, _ = self.pipe.get_timesteps(s.steps, s.strength, device)
+            timesteps = family.img2img_timesteps(self.pipe, self.scheduler, s.steps, s.strength, device,
+                                                 self._image_tokens())
             image = self.pipe.image_processor.preprocess(self.init_image)
             latents, positions = family.image_latents(self.pipe, image, timesteps[:1], s, channels, dtype, device,
                                                       self.generator)
@@ -90,14 +94,19 @@ class Generate:
         return self.family.denoise(self.model.denoiser, model_input, t, cond, attention_kwargs)
 
     def step(self, noise_pred, t, latents, x0_pred) -> tuple[torch.Tensor, torch.Tensor]:
-        """The next latents and the x0 of this step (the one the loop computed)."""
-        return self.scheduler.step(noise_pred, t, latents, **self.step_kwargs, return_dict=False)[0], x0_pred
+        """The next latents and the x0 of this step (the one the loop computed from the denoiser's output at
+        the step's own noise level: what the scheduler returns beside its sample is not always x0)."""
+        output = self.scheduler.step(noise_pred, t, latents, **self.step_kwargs, return_dict=True)
+        self.denoised = getattr(output, "denoised", None)  # LCM's: what it steps from (`StepRecord.denoised`)
+        return output.prev_sample, x0_pred
 
     def next_vp_scale(self) -> float:
         """After the step: x_next times this is its variance-preserving form (1 for VP schedulers)."""
         if not noise.is_variance_exploding(self.scheduler):
             return 1.0
         return noise.vp_coefficients(noise.current_sigma(self.scheduler, None))[0]
+
+    denoised: torch.Tensor | None = None
 
     def source_x_next(self) -> torch.Tensor | None:
         """An edit's source latents after the step; None for the other tasks."""

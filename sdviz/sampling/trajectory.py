@@ -20,7 +20,7 @@ from sdviz.sampling.models import ModelFacts
 from sdviz.sampling.saved import FORMAT, read_run
 from sdviz.sampling.settings import RunSettings
 
-LATENT_FIELDS = ("x_t", "x_next", "noise_uncond", "noise_cond", "noise_pred", "x0_pred", "source_x_next")
+LATENT_FIELDS = ("x_t", "x_next", "noise_uncond", "noise_cond", "noise_pred", "x0_pred", "source_x_next", "denoised")
 GUIDANCE_X0 = ("x0_uncond", "x0_cond")  # computed from the above; saved with them
 
 
@@ -42,6 +42,8 @@ class StepRecord:
     x0_slope: float | None = None  # d x0 / d UNet output at this step (sdviz.sampling.noise.x0_slope)
     eta: float = 0.0  # the eta this step was taken with (a fork's steps may differ from its parent's)
     source_x_next: np.ndarray | None = None  # an edit: the source image's latents after this step
+    denoised: np.ndarray | None = None  # LCM's scheduler: the boundary-conditioned c_skip·x_t + c_out·x0 it steps
+    # from (not x0: x0_pred is the model's own estimate at this step's noise level)
     x_t_image: np.ndarray | None = None  # decoded x_next (VP form); None on undecoded steps, or once released
     x0_image: np.ndarray | None = None  # decoded x0_pred
     seconds: float = 0.0  # wall time of the step, decode included
@@ -317,6 +319,7 @@ def _loaded_step(n: int, summary: dict[str, Any], latents: dict[str, np.ndarray]
         x0_slope=summary.get("x0_slope", x0_slope(summary["sigma"], prediction_type)),
         eta=summary.get("eta", eta),
         source_x_next=latent("source_x_next"),
+        denoised=latent("denoised"),
         x_t_image=frames["x_t"][frame] if frame is not None else None,
         x0_image=frames["x0"][frame] if frame is not None else None,
         seconds=summary["seconds"],

@@ -49,7 +49,7 @@ class StepRow:
 class ExploreView:
     step_info: gr.Markdown
     fork: gr.Button
-    pictures: list  # x_t, x0 and the predicted noise at the step
+    pictures: list  # x_t, x0, the predicted noise at the step, and LCM's denoised estimate (shown for LCM only)
     channels: gr.Gallery
     guidance: list  # x0 of each half, guided, what the prompt adds
     formula: gr.Markdown
@@ -81,7 +81,9 @@ def build() -> ExploreView:
         pictures = [gr.Image(label="x_t after this step", height=200, format="png", interactive=False,
                              elem_id="xt-view"),
                     gr.Image(label="predicted x0", height=200, format="png", interactive=False, elem_id="x0-view"),
-                    gr.Image(label="predicted noise", height=200, format="png", interactive=False)]
+                    gr.Image(label="predicted noise", height=200, format="png", interactive=False),
+                    gr.Image(label=walk.DENOISED_LABEL, height=200, format="png", interactive=False,
+                             visible=False, elem_id="denoised-view")]
     channels = gr.Gallery(label="latent channels (x_t)", columns=4, height=180, elem_classes="sdviz-pixelated")
     gr.Markdown(walk.GUIDANCE_INTRO)
     with gr.Row(elem_classes="sdviz-pixelated"):
@@ -193,25 +195,29 @@ class ExploreHandlers:
 
     @user_errors
     def show_step(self, traj, step, token, resolution, span):
-        """x_t, x0, predicted noise, latent channels, the step's facts, and the heat map."""
+        """x_t, x0, predicted noise, LCM's denoised estimate, latent channels, the step's facts, and the heat
+        map."""
         if traj is None or not traj.steps:
-            return (gr.skip(),) * 6
+            return (gr.skip(),) * 7
         return self.threads.call(self._show_step, traj, step, token, resolution, span)  # decodes, resizes: torch
 
     def _show_step(self, traj, step, token, resolution, span):
         index = step_index(traj, step)
         record = traj.steps[index]
-        x_t_image, x0_image = traj.step_frames(index, self.session.decoder(traj))
+        decoder = self.session.decoder(traj)
+        x_t_image, x0_image = traj.step_frames(index, decoder)
+        denoised = decoder.denoised_frame(record)
         latent_rgb = self.session.model(traj.settings.model).latent_rgb.numpy()
         size = tuple(traj.shapes["image"][1:])
         channels = [(self.files.image(image), f"channel {c}")
                     for c, image in enumerate(views.channel_images(record.x_next * record.next_vp_scale))]
         info = (f"**step {index + 1} / {len(traj.steps)}** · timestep {record.timestep:g} · σ {record.sigma:.4f}"
-                f" · x_t std {np.std(record.x_next * record.next_vp_scale):.3f}")
+                f" · x_t std {np.std(record.x_next * record.next_vp_scale):.3f}" + walk.few_step_note(traj))
         heat_map = heat(traj, index, token, resolution, span, x0_image)
         predicted = self.files.image(views.noise_image(record.noise_pred, latent_rgb, size))
         return (self.files.image(x_t_image), self.files.image(x0_image),
                 gr.update(value=predicted, label=traj.prediction_label),
+                gr.update(value=None if denoised is None else self.files.image(denoised), visible=denoised is not None),
                 channels, info, self.files.image(heat_map) if heat_map is not None else None)
 
     @user_errors

@@ -17,7 +17,6 @@ from sdviz.sampling import schedulers
 from sdviz.sampling.checks import MAX_SEED, PREVIEW_MODES
 from sdviz.sampling.errors import InputError
 from sdviz.sampling.frames import FrameCache
-from sdviz.sampling.models import display_name
 from sdviz.sampling.settings import Settings
 from sdviz.workflows.invert import Inverting
 from ui import components, html, walk
@@ -32,16 +31,16 @@ DISPLAY_RATE = 10.0  # live updates per second at most; every step is still kept
 DEFAULTS = Settings()
 
 
-def scheduler_choices(family: str) -> list[tuple[str, str]]:
-    """(label, name) of the schedulers that can sample a model of this family."""
-    fitting = schedulers.for_family(family)
-    return [(label, name) for name, _, label in schedulers.describe() if name in fitting]
+def scheduler_choices(family: str, own: str | None = None) -> list[tuple[str, str]]:
+    """(label, name) of the schedulers that can sample a model of this family, the model's `own` included (a
+    class sdviz does not register, used as its config sets it)."""
+    fitting = schedulers.for_family(family, own)
+    return [(label, name) for name, _, label in schedulers.describe(own) if name in fitting]
 
 
 def model_choices(config) -> list[tuple[str, str]]:
     """(label, name): the menu shows and sends names, so no install path reaches the page or the API."""
-    return [(display_name(m) + (" (default)" if m == config.default_model else ""), display_name(m))
-            for m in config.models]
+    return [(name + (" (default)" if name == config.default_name else ""), name) for name in config.menu()]
 
 
 def random_seed() -> int:
@@ -151,8 +150,8 @@ def build_inputs(config, default_model) -> RunInputs:
 def _build_settings(config, default) -> RunSettings:
     model = components.Dropdown(model_choices(config), value=config.default_name, label="Model",
                      allow_custom_value=config.allow_custom_models, elem_id="model")
-    scheduler = components.Dropdown(scheduler_choices(default.family), value=default.scheduler, label="Scheduler",
-                         elem_id="scheduler")
+    scheduler = components.Dropdown(scheduler_choices(default.family, default.scheduler), value=default.scheduler,
+                                    label="Scheduler", elem_id="scheduler")
     steps = components.Slider(1, config.limits.steps, value=DEFAULTS.steps, step=1, label="Steps", elem_id="steps")
     guidance = components.Slider(0, 20, value=DEFAULTS.guidance, step=0.5, label="Guidance scale", elem_id="guidance")
     true_cfg = components.Slider(1, 20, value=DEFAULTS.true_cfg, step=0.5, elem_id="true-cfg",
@@ -266,10 +265,10 @@ class RunHandlers:
         model = self.session.model(name)
         facts = model.facts
         scheduler = None if scheduler is None else schedulers.resolve(scheduler).name  # a known name, or refused
-        fitting = schedulers.for_family(facts.family)
+        fitting = schedulers.for_family(facts.family, facts.scheduler)
         value = scheduler if scheduler in fitting else facts.scheduler
         return (facts.native_width, facts.native_height,
-                gr.update(choices=scheduler_choices(facts.family), value=value),
+                gr.update(choices=scheduler_choices(facts.family, facts.scheduler), value=value),
                 gr.update(visible=True) if facts.family == "flux" else gr.update(visible=False, value=1.0),
                 gr.update(choices=list(model.examples), value=None))
 
