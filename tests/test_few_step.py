@@ -246,3 +246,77 @@ def test_cli_and_app_menu_run_a_lora(embedded, lora_dir, tmp_path, monkeypatch):
     model = ModelCache(None, most=2).get(source, loras)
     traj = sdviz.generate(model, saved.settings.asked())
     np.testing.assert_allclose(traj.steps[-1].x_next, saved.steps[-1].x_next, atol=1e-6)
+
+
+def test_every_view_takes_a_one_step_run(session, tmp_path):
+    """A 1-step Turbo-style run (trailing Euler ancestral at guidance 0): the CLI's files and page, the explorer,
+    its guidance panel (which says why there is nothing to decompose), the walk, and a fork from its only step."""
+    from sdviz.sampling.fork import Fork
+    from ui.tabs.explain import ExplainHandlers
+    from ui.tabs.explore import ExploreHandlers
+    from ui.walk import WALK_PANELS
+
+    out = tmp_path / "one"
+    result = sdviz_main("render", "--prompt", PROMPT, "--steps", "1", "--guidance", "0", "--scheduler",
+                        "euler_a_trailing", "--attention", "--html", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    for name in ("run.html", "trajectory.gif", "trajectory.mp4", "filmstrip.png", "attention.npz", "x0/000.png"):
+        assert (out / name).stat().st_size > 0, name
+    saved = Trajectory.load(out)
+    assert len(saved.steps) == 1 and saved.distance_to_final["x0"][-1] == pytest.approx(0.0, abs=0.01)
+    run = session.build_run(None, True, prompt=PROMPT, steps=1, guidance=0.0, scheduler="euler_a_trailing")
+    for _ in run:
+        pass
+    traj = run.trajectory
+    explorer, explainer = ExploreHandlers(session), ExplainHandlers(session)
+    shown = explorer.show_step(traj, 1, None, "all", "this step")
+    assert shown[0] is not None and shown[1] is not None and shown[3]["visible"] is False  # no LCM estimate
+    assert "each step is a jump" in shown[5]  # the few-step sentence under the step
+    views = explorer.step_views(traj, 1)
+    assert views[0] is None and "guidance scale 0 ≤ 1" in views[4] and "nothing to decompose" in views[4]
+    panels = dict(zip(WALK_PANELS, explainer.walk(traj)))
+    assert "each step is a jump" in panels["text-3"] and panels["denoise"] is not None
+    fork = sdviz.generate(session.model(None), traj.settings.asked(), fork=Fork(traj, 1))
+    np.testing.assert_array_equal(fork.steps[0].x_next, traj.steps[0].x_next)
+
+
+def test_lcm_shown_beside_its_denoised_and_compared_with_ddim_by_sigma(family_dirs, tmp_path):
+    """The explorer shows LCM's denoised beside x0, named; the walk says what a consistency model does; an LCM
+    model's 4 steps against DDIM's 20 line up by noise level, and the comparison's page is written."""
+    from sdviz.analysis.align import at, positions
+    from sdviz.sampling.cache import ModelCache
+    from ui.config import AppConfig
+    from ui.files import FileStore
+    from ui.session import Session
+    from ui.tabs.explain import ExplainHandlers
+    from ui.tabs.explore import ExploreHandlers
+    from ui.walk import DENOISED_LABEL, WALK_PANELS
+
+    folder = str(family_dirs["lcm"])
+    files = FileStore(600, 2**30)
+    session = Session(AppConfig(default_model=folder, models=(folder,)), ModelCache(None, most=1), files)
+    try:
+        run = session.build_run(None, False, prompt=PROMPT, steps=4, guidance=8.0, width=32, height=32)
+        for _ in run:
+            pass
+        traj = run.trajectory
+        shown = ExploreHandlers(session).show_step(traj, 2, None, "all", "this step")
+        assert shown[3]["visible"] is True and shown[3]["value"] is not None
+        assert DENOISED_LABEL.startswith("LCM's denoised") and "not from x0 itself" in shown[5]
+        views = ExploreHandlers(session).step_views(traj, 2)
+        assert "takes the guidance scale as an input (w = g − 1 = 7)" in views[4]
+        panels = dict(zip(WALK_PANELS, ExplainHandlers(session).walk(traj)))
+        assert "noises it again to the next, lower level (consistency)" in panels["text-3"]
+    finally:
+        files.remove()
+    comparison = sdviz.compare(sdviz.load_model(folder), Settings(prompt=PROMPT, width=32, height=32, seed=2),
+                               {"scheduler": ["lcm", "ddim"], "steps": [4, 20]}, by="sigma", out=tmp_path / "cmp",
+                               page=True)
+    assert (tmp_path / "cmp" / "compare.html").stat().st_size > 0
+    lcm4 = comparison.trajectories[comparison.labels.index("scheduler=lcm, steps=4")]
+    ddim20 = comparison.trajectories[comparison.labels.index("scheduler=ddim, steps=20")]
+    runs = [lcm4, ddim20]
+    for index, place in enumerate(positions(runs, "sigma")[0]):  # each LCM step meets DDIM's nearest in noise level
+        picked = at(runs, place, "sigma")
+        nearest = int(np.abs(np.log([s.sigma for s in ddim20.steps]) - np.log(lcm4.steps[index].sigma)).argmin())
+        assert picked == [index, nearest]

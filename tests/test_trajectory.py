@@ -23,9 +23,9 @@ def test_one_record_per_scheduler_entry_with_every_field(traj, embedded):
     channels, h, w = embedded.facts.latent_shape(embedded.facts.native_height, embedded.facts.native_width)
     for record in traj.steps:
         for name in LATENT_FIELDS:
-            if name != "source_x_next":  # an edit's only
+            if name not in ("source_x_next", "denoised"):  # an edit's only; LCM's only
                 assert getattr(record, name).shape == (channels, h, w), name
-        assert record.source_x_next is None
+        assert record.source_x_next is None and record.denoised is None
         assert record.x_t_image.shape == (embedded.facts.native_height, embedded.facts.native_width, 3)
         assert record.x_t_image.dtype == np.uint8
     # each step starts where the previous one ended
