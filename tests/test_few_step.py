@@ -202,6 +202,7 @@ def test_a_lora_runs_on_its_own_copy_and_the_shared_model_is_untouched(embedded,
     fast = cache.get(str(SHAPES_MODEL), (lora,))
     assert fast is cache.get(str(SHAPES_MODEL), (lora,)) and fast.name == f"sdviz-shapes + {lora_dir.name}:0.7"
     assert fast.vae is base.vae and fast.unet is not base.unet  # the VAE shared, the changed module its own
+    assert fast.tokenizer is base.tokenizer and fast.text_lock is base.text_lock  # one lock for the shared tokenizer
     traj = sdviz.generate(fast, plain)
     assert traj.settings.model == fast.name
     reference = lora_reference(SHAPES_MODEL, lora_dir, 0.7, "LCMScheduler", num_inference_steps=4,

@@ -102,4 +102,6 @@ def adapted(model: Model, loras: tuple[Lora, ...], in_place: bool = False) -> Mo
     own.fuse_lora(adapter_names=names, lora_scale=1.0)
     own.unload_lora_weights()  # the fused weights stay; no adapter is left on the modules
     result = from_pipeline(own, adapted_name(model.name, loras))
-    return replace(result, source=model.source, examples=model.examples, loras=tuple(loras))
+    # the tokenizers are the base's: its lock keeps their calls one at a time across both models' runs
+    return replace(result, source=model.source, examples=model.examples, loras=tuple(loras),
+                   text_lock=model.text_lock)
