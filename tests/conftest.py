@@ -152,8 +152,9 @@ class AppServer:
         self.log.close()
 
 
-def chromium(profile: Path, performance_log: bool = False):
-    """Debian's headless Chromium, driven by chromium-driver; `performance_log` keeps the network events."""
+def chromium(profile: Path, performance_log: bool = False, language: str | None = None):
+    """Debian's headless Chromium, driven by chromium-driver; `performance_log` keeps the network events;
+    `language` (zh-CN, ja, en-US) is the browser's own, its Accept-Language and navigator.language."""
     import shutil
 
     from selenium import webdriver
@@ -165,17 +166,20 @@ def chromium(profile: Path, performance_log: bool = False):
                  "--disable-component-update", "--disable-dev-shm-usage", "--no-first-run",
                  f"--user-data-dir={profile}", "--window-size=1400,1900"):
         options.add_argument(flag)
+    if language:
+        options.add_argument(f"--lang={language}")
+        options.add_experimental_option("prefs", {"intl.accept_languages": language})
     if performance_log:
         options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
 
 
-def open_page(url: str, profile: Path):
-    """Chromium on the app's page, once its Generate button is there."""
+def open_page(url: str, profile: Path, language: str | None = None):
+    """Chromium on the app's page (in the browser's `language`), once its Generate button is there."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    driver = chromium(profile)
+    driver = chromium(profile, language=language)
     driver.get(url)
     WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#generate"))
     return driver

@@ -291,7 +291,8 @@ def test_lcm_shown_beside_its_denoised_and_compared_with_ddim_by_sigma(family_di
     from ui.session import Session
     from ui.tabs.explain import ExplainHandlers
     from ui.tabs.explore import ExploreHandlers
-    from ui.walk import DENOISED_LABEL, WALK_PANELS
+    from ui.walk import WALK_PANELS
+    from ui.words import say
 
     folder = str(family_dirs["lcm"])
     files = FileStore(600, 2**30)
@@ -303,7 +304,7 @@ def test_lcm_shown_beside_its_denoised_and_compared_with_ddim_by_sigma(family_di
         traj = run.trajectory
         shown = ExploreHandlers(session).show_step(traj, 2, None, "all", "this step")
         assert shown[3]["visible"] is True and shown[3]["value"] is not None
-        assert DENOISED_LABEL.startswith("LCM's denoised") and "not from x0 itself" in shown[5]
+        assert say("explore.denoised").startswith("LCM's denoised") and "not from x0 itself" in shown[5]
         views = ExploreHandlers(session).step_views(traj, 2)
         assert "takes the guidance scale as an input (w = g − 1 = 7)" in views[4]
         panels = dict(zip(WALK_PANELS, ExplainHandlers(session).walk(traj)))

@@ -13,6 +13,7 @@ import html
 import numpy as np
 
 from sdviz.drawing.uri import data_uri
+from sdviz.messages import text
 from sdviz.sampling.models import ModelFacts
 from sdviz.sampling.tokens import shown
 
@@ -75,9 +76,11 @@ def live(x_t_image: np.ndarray | None = None, x0_image: np.ndarray | None = None
                    else '<div class="empty"></div>')
         return f'<figure data-kind="{kind}">{picture}<figcaption>{caption}</figcaption></figure>'
 
-    after = f" after step {done}" if done else ""
-    return (f'<div class="sdviz-live" data-step="{done}">' + figure(x_t_image, f"x_t (decoded latents){after}", "x_t")
-            + figure(x0_image, f"predicted x0{after}", "x0") + "</div>")
+    def caption(key: str) -> str:
+        return text("live.after", caption=text(key), step=done) if done else text(key)
+
+    return (f'<div class="sdviz-live" data-step="{done}">' + figure(x_t_image, caption("live.x_t"), "x_t")
+            + figure(x0_image, caption("live.x0"), "x0") + "</div>")
 
 
 def compare_column(number: int, label: str, caption: str, x_t_image: np.ndarray | None = None,
@@ -97,7 +100,7 @@ def compare_column(number: int, label: str, caption: str, x_t_image: np.ndarray 
 def compare_columns(figures: list[str]) -> str:
     """The variants side by side: their columns (`compare_column`) in one row."""
     return (f'<div class="sdviz-compare" style="--variants:{max(len(figures), 1)}">' + "".join(figures)
-            + "</div><p>top: x_t (decoded latents) · bottom: predicted x0</p>" if figures else "")
+            + f"</div><p>{text('compare.legend')}</p>" if figures else "")
 
 
 def compare_finals(finals: list[tuple[str, np.ndarray | None]], side: int = LIVE_SIDE) -> str:
@@ -132,45 +135,44 @@ def diagram(shapes: dict, facts: ModelFacts, active: str = "", scheduler: str = 
     latents = _shape(shapes["latents"])
     image = _shape(shapes["image"])
     encoders = facts.encoders or [{"class": "CLIPTextModel"}]
-    text_caption = "token embeddings (tokens × width)"
+    text_caption = text("diagram.tokens")
     if len(encoders) > 1:
         each = ", ".join(f"{e['class']} {e['tokens']} × {e['width']}" for e in encoders)
-        joined = {"sdxl": "side by side, slot by slot",
-                  "sd3": "the CLIPs side by side (padded to T5's width), then T5's slots after them",
-                  "flux": "T5's slots are the text it reads; CLIP gives the pooled embedding"}
-        text_caption = f"{each}; {joined.get(facts.family, 'joined')}"
+        family = facts.family if facts.family in ("sdxl", "sd3", "flux") else "other"
+        text_caption = f"{each}; {text(f'diagram.joined.{family}')}"
     if facts.pooled_width:
-        text_caption += f"; pooled {facts.pooled_width}"
+        text_caption += "; " + text("diagram.pooled", width=facts.pooled_width)
     transformer = facts.denoiser == "transformer"
-    denoiser_caption = f"latents (channels × h × w) {html.escape(step)}"
+    denoiser_caption = f"{text('diagram.latents')} {html.escape(step)}"
     if facts.added:
-        denoiser_caption += f"; also takes {html.escape(facts.added)}"
+        denoiser_caption += "; " + html.escape(text("diagram.also", what=facts.added))
     parts = []
     if img2img:
-        parts += [box("encode", "VAE encoder", "AutoencoderKL.encode", f"{image} → {latents}",
-                      "input image to latents, noised to the strength"), '<div class="sdviz-arrow">→</div>']
+        parts += [box("encode", text("diagram.encoder"), "AutoencoderKL.encode", f"{image} → {latents}",
+                      text("diagram.encode")), '<div class="sdviz-arrow">→</div>']
     parts += [
-        box("text", "Text encoders" if len(encoders) > 1 else "Text encoder",
-            " + ".join(e["class"] for e in encoders), tokens, text_caption),
+        box("text", text("diagram.texts" if len(encoders) > 1 else "diagram.text"),
+            " + ".join(e["class"] for e in encoders), tokens, html.escape(text_caption)),
         '<div class="sdviz-arrow">→</div>',
-        box("unet", "Transformer + scheduler" if transformer else "UNet + scheduler",
+        box("unet", text("diagram.transformer" if transformer else "diagram.unet"),
             f"{facts.denoiser_class} · {scheduler}", latents, denoiser_caption),
         '<div class="sdviz-arrow">→</div>',
-        box("vae", "Image decoder", "AutoencoderKL.decode", image,
-            f"image (RGB × H × W), VAE factor {facts.vae_factor}"),
+        box("vae", text("diagram.decoder"), "AutoencoderKL.decode", image,
+            text("diagram.image", factor=facts.vae_factor)),
     ]
     return '<div class="sdviz-diagram">' + "".join(parts) + "</div>"
 
 
 def status(record=None, total: int = 0, note: str = "") -> str:
     if record is None:
-        return f'<div class="sdviz-status" data-step="0">{html.escape(note) or "ready"}</div>'
+        return f'<div class="sdviz-status" data-step="0">{html.escape(note) or text("status.ready")}</div>'
     done = record.index + 1
     percent = 100 * done / max(total, 1)
+    line = text("status.step", done=done, total=total, timestep=f"{record.timestep:g}", sigma=f"{record.sigma:.4f}",
+                ms=f"{record.seconds * 1000:.0f}")
     return (
         f'<div class="sdviz-status" data-step="{done}" data-total="{total}">'
-        f"step {done} / {total} · timestep {record.timestep:g} · σ {record.sigma:.4f} "
-        f"· {record.seconds * 1000:.0f} ms {html.escape(note)}"
+        f"{html.escape(line)} {html.escape(note)}"
         f'<div class="sdviz-bar"><div style="width:{percent:.1f}%"></div></div></div>'
     )
 
@@ -220,8 +222,8 @@ class Filmstrip:
 
     @staticmethod
     def _figure(done: int, frame: np.ndarray) -> str:
-        label = str(done) if done else "noise"
-        caption = f"step {done}" if done else "noise"
+        label = str(done) if done else text("filmstrip.noise")
+        caption = text("filmstrip.step", step=done) if done else text("filmstrip.noise")
         return (f'<figure data-step="{label}"><img src="{png_data_uri(frame)}" alt="{caption}">'
                 f"<figcaption>{caption}</figcaption></figure>")
 

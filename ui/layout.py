@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import gradio as gr
 
-from ui import api, html
+from sdviz.messages import LANGUAGES
+from sdviz.sampling.checks import check_choice
+from ui import api, html, words
 from ui.errors import Page
 from ui.tabs import attention, compare, downloads, explain, explore, run
 from ui.tabs.shared import AGAIN, PRIVATE, Shared, States, refused
+from ui.words import say
 
 
 def _blank_shapes(facts) -> dict:
@@ -30,9 +33,11 @@ def build_demo(config, session) -> gr.Blocks:
     comparer, explainer = compare.CompareHandlers(session), explain.ExplainHandlers(session)
     attending, downloader = attention.AttentionHandlers(session), downloads.DownloadHandlers(session)
 
+    words.listen()  # the server writes in each session's language
     with Page(title="sdviz: watch Stable Diffusion denoise") as demo:  # files: ui.files prunes them
-        gr.Markdown("# sdviz · watch Stable Diffusion turn noise into an image\n"
-                    "Type a prompt and press **Generate**: every denoising step is decoded as it happens.")
+        with gr.Row(equal_height=True):
+            gr.Markdown(say("page.header"))
+            language = words.switch()
         diagram = gr.HTML(html.diagram(_blank_shapes(default), default, "", default.scheduler), elem_id="diagram")
         states = States.create()
         with gr.Row():
@@ -43,9 +48,9 @@ def build_demo(config, session) -> gr.Blocks:
         row = explore.build_step_row()
         shared = Shared(states, run.form(inputs, states, row.step), live.status, row.step, config.admitted)
         with gr.Tabs():
-            with gr.Tab("Explore the steps"):
+            with gr.Tab(say("tab.explore")):
                 explored = explore.build()
-            with gr.Tab("Compare", elem_id="compare-tab"):
+            with gr.Tab(say("tab.compare"), elem_id="compare-tab"):
                 compare_run = compare.build(comparer, shared, inputs.prompt, inputs.settings.model)
             schedule = explain.build_schedule(explainer, shared)
             forward = explain.build_forward(explainer, shared)
@@ -77,4 +82,23 @@ def build_demo(config, session) -> gr.Blocks:
             explained(stopping.then(explorer.finish, states.trajectory, after, **PRIVATE))
 
         api.build(api.ApiHandlers(session, runner, explorer, downloader), comparer.api, inputs, config.admitted)
+        wire_language(demo, language)
     return demo
+
+
+def wire_language(demo: gr.Blocks, language: gr.Radio) -> None:
+    """The page's texts in the session's language when it loads (its browser's), and again when the reader
+    picks another with the switch; the server's later texts follow the same choice (`ui.words`)."""
+    page = words.Words(demo)
+
+    def loaded(request: gr.Request):
+        chosen = words.session_language(request)
+        return chosen, *page.relabel(chosen)
+
+    def picked(chosen, request: gr.Request):
+        chosen = check_choice("language", chosen, tuple(LANGUAGES))
+        words.choose(request.session_hash, chosen)
+        return page.relabel(chosen)
+
+    demo.load(loaded, None, [language, *page.components], show_progress="hidden", **PRIVATE)
+    language.input(picked, language, page.components, show_progress="hidden", **PRIVATE)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextvars
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -46,7 +47,8 @@ class ModelThreads:
         """fn(*args, **kwargs) on a model thread, between a run's steps if one is running; waits for it."""
         if threading.current_thread() in self._threads:
             return fn(*args, **kwargs)
-        return self._submit(self._calls, lambda: fn(*args, **kwargs)).result()
+        context = contextvars.copy_context()  # the request's: what it writes is in its session's language
+        return self._submit(self._calls, lambda: context.run(fn, *args, **kwargs)).result()
 
     def others_waiting(self) -> bool:
         """Whether a run waits for a thread: the one in flight should let it have its turn."""

@@ -13,6 +13,7 @@ from sdviz.analysis import schedule
 from sdviz.analysis.distance import SETTLED_DISTANCE, settled_step
 from sdviz.analysis.forward import img2img_start
 from sdviz.analysis.guidance import guidance_example
+from sdviz.messages import text
 from sdviz.sampling import schedulers
 
 SCHEDULE_COLOURS = {"log10 σ (noise / signal)": "#1f77b4", "ᾱ (share of signal variance)": "#ff7f0e",
@@ -121,16 +122,9 @@ def prediction_target(traj) -> str:
 
 
 def unguided_text(traj) -> str:
-    """Why a run has one x0 and no guidance halves."""
+    """Why a run has one x0 and no guidance halves, in the session's language."""
     if traj.facts.family == "flux":
-        return (f"Flux's guidance ({traj.settings.guidance:g}) is an input of the transformer, learnt from a "
-                "guided teacher, not a second pass: the transformer saw the prompt alone, so there is one x0. "
-                "A negative prompt with true CFG above 1 runs a real unconditional pass, and the halves appear.")
+        return text("guidance.flux", guidance=f"{traj.settings.guidance:g}")
     if traj.facts.guidance_embedded:
-        return (f"This model takes the guidance scale as an input (w = g − 1 = {traj.settings.guidance - 1:g}), "
-                f"learnt from a guided teacher: the {traj.denoiser_word} ran once per step, with the prompt alone, so "
-                "there is one x0 and nothing to decompose.")
-    return (f"This run did not use classifier-free guidance (guidance scale {traj.guidance_scale:g} ≤ 1, as "
-            f"few-step models like SD-Turbo are run): the {traj.denoiser_word} saw the prompt alone, so there is one "
-            "x0 and nothing to decompose.")
-
+        return text("guidance.embedded", w=f"{traj.settings.guidance - 1:g}", denoiser=traj.denoiser_word)
+    return text("guidance.unguided", guidance=f"{traj.guidance_scale:g}", denoiser=traj.denoiser_word)

@@ -22,6 +22,7 @@ from ui import components
 from ui.errors import user_errors
 from ui.session import step_index
 from ui.tabs.shared import PRIVATE, Shared
+from ui.words import say
 
 SPANS = ("this step", "up to this step", "whole run")
 NEGATIVE_WORD = "negative:"  # the Word choice of a negative prompt's word: this, then its slot
@@ -74,22 +75,22 @@ class AttentionView:
 def build(handlers: AttentionHandlers, shared: Shared, settings, x0_view: gr.Image) -> AttentionView:
     """The Tokens and Attention tabs, and their own events: the probe (on the explorer's x0, `x0_view`) and
     the layer table (at the size and guidance of the run `settings`, ui.tabs.run.RunSettings)."""
-    with gr.Tab("Tokens"):
+    with gr.Tab(say("tab.tokens")):
         tokens = gr.HTML(elem_id="tokens")
-    with gr.Tab("Attention"):
+    with gr.Tab(say("tab.attention")):
         with gr.Row():
-            word = components.Radio([], label="Word", elem_id="word")
-            resolution = components.Dropdown(["all"], value="all", label="Resolution")
-            span = components.Radio(list(SPANS), value="this step", label="Steps")
+            word = components.Radio([], label=say("attention.word"), elem_id="word")
+            resolution = components.Dropdown(["all"], value="all", label=say("attention.resolution"))
+            span = components.Radio(list(SPANS), value="this step", label=say("attention.steps"))
         with gr.Row(elem_classes="sdviz-pixelated"):
-            heat_view = gr.Image(label="cross-attention heat map (DAAM)", height=220, format="png", interactive=False,
+            heat_view = gr.Image(label=say("attention.heat"), height=220, format="png", interactive=False,
                                  elem_id="heat")
-            probe = gr.Image(label="self-attention probe: click the x0 here", height=220, format="png",
+            probe = gr.Image(label=say("attention.probe"), height=220, format="png",
                              interactive=False)
-            probe_resolution = components.Dropdown([], label="Self-attention resolution")
-        show_layers = gr.Button("Show the attention layers", size="sm")
+            probe_resolution = components.Dropdown([], label=say("attention.probe_resolution"))
+        show_layers = gr.Button(say("attention.show_layers"), size="sm")
         layer_rows = gr.Dataframe(headers=["index", "kind", "resolution", "query", "key", "value", "probs", "name"],
-                                  label="Attention layers in execution order", wrap=True)
+                                  label=say("attention.layers"), wrap=True)
     probe.select(handlers.probe, [shared.states.trajectory, shared.step, probe_resolution], probe,
                  concurrency_limit=None, **PRIVATE)
     x0_view.change(None, x0_view, probe, js="(image) => image", show_progress="hidden")  # in the page alone

@@ -25,12 +25,13 @@ from sdviz.sampling.errors import InputError
 from sdviz.sampling.settings import Settings
 from sdviz.workflows.compare import TEXT_SEPARATOR, VARIED, Comparing, Comparison, parse_vary, variants
 from sdviz.workflows.render import write_trajectory_zip
-from ui import components, html, walk
+from ui import components, html
 from ui.errors import user_errors
 from ui.session import stop_event
 from ui.streaming import PartStop, follow
 from ui.tabs.run import DISPLAY_RATE, model_choices
 from ui.tabs.shared import PRIVATE, RUN_WIDGETS, Shared, refused
+from ui.words import say
 from ui.zerogpu import iterate
 
 NOTHING = ""  # the second "vary" menu's empty choice
@@ -106,34 +107,35 @@ def settled_text(comparison) -> str:
 def build(handlers: CompareHandlers, shared: Shared, prompt: gr.Textbox, model: gr.Dropdown):
     """The Compare tab and its events; the run's other settings come from the form. Returns the comparison's
     run event (Stop cancels it on ZeroGPU)."""
-    gr.Markdown(walk.COMPARE_INTRO)
+    gr.Markdown(say("intro.compare"))
     with gr.Row():
-        vary_first = components.Dropdown(list(VARIED), value="scheduler", label="Vary", elem_id="vary-first")
-        vary_first_values = components.Textbox(value=example_values("scheduler"), label="its values",
+        vary_first = components.Dropdown(list(VARIED), value="scheduler", label=say("compare.vary"),
+                                         elem_id="vary-first")
+        vary_first_values = components.Textbox(value=example_values("scheduler"), label=say("compare.values"),
                                        info=VALUES_INFO, elem_id="vary-first-values", scale=3)
     with gr.Row():
         vary_second = components.Dropdown([("nothing else", NOTHING), *((n, n) for n in VARIED)], value=NOTHING,
-                               label="and vary", elem_id="vary-second")
-        vary_second_values = components.Textbox(value="", label="its values", info=VALUES_INFO,
+                               label=say("compare.vary_second"), elem_id="vary-second")
+        vary_second_values = components.Textbox(value="", label=say("compare.values"), info=VALUES_INFO,
                                         elem_id="vary-second-values", scale=3)
     with gr.Row():
-        align = components.Radio(list(ALIGNMENTS), value="progress", label="Line the runs up by",
-                      info="progress: the same share of each run's steps; sigma: the same noise level",
+        align = components.Radio(list(ALIGNMENTS), value="progress", label=say("compare.align"),
+                      info=say("compare.align_info"),
                       elem_id="align")
-        compare = gr.Button("Compare", variant="primary", elem_id="compare")
+        compare = gr.Button(say("tab.compare"), variant="primary", elem_id="compare")
     status = gr.HTML(html.status(), elem_id="compare-status")
     position = components.Slider(0, POSITION_STEPS, value=POSITION_STEPS, step=1, interactive=False,
-                         label="Where along the runs (% of the way from the noise to the image)",
+                         label=say("compare.position"),
                          elem_id="compare-position")
     columns = gr.HTML(elem_id="compare-columns")
     variants_plot = gr.LinePlot(x=PLOT_X, y="distance", color="variant", y_title="mean |x0 − final|",
-                                title="each variant's predicted x0: distance to its final image",
+                                title=say("compare.plot"),
                                 height=260, elem_id="compare-plot")
     note = gr.Markdown(elem_id="compare-note")
-    gr.Markdown("**The final images** (the full decoder):")
+    gr.Markdown(say("compare.finals"))
     finals = gr.HTML(elem_id="compare-finals")
-    files_button = gr.Button("Grid PNG, GIF and MP4 of the comparison", size="sm", elem_id="compare-files-button")
-    files = gr.File(label="the comparison", file_count="multiple", elem_id="compare-files")
+    files_button = gr.Button(say("compare.files_button"), size="sm", elem_id="compare-files-button")
+    files = gr.File(label=say("compare.files"), file_count="multiple", elem_id="compare-files")
 
     comparison = shared.states.comparison
     compare_run = shared.start(compare, handlers.stream, *RUN_WIDGETS, first_name=vary_first,

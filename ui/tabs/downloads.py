@@ -11,13 +11,13 @@ import gradio as gr
 from sdviz.workflows.render import DOWNLOADS, run_files
 from ui.errors import user_errors
 from ui.tabs.shared import PRIVATE, Shared
+from ui.words import say
 
 
 def build(handlers: DownloadHandlers, shared: Shared) -> gr.File:
     """The Downloads tab, its files written when it is opened; returns their list (emptied after each run)."""
-    with gr.Tab("Downloads", elem_id="downloads-tab") as tab:
-        downloads = gr.File(label="GIF, MP4, filmstrip, trajectory, and run.html (the run as one page that "
-                            "replays it offline)", file_count="multiple", elem_id="downloads")
+    with gr.Tab(say("tab.downloads"), elem_id="downloads-tab") as tab:
+        downloads = gr.File(label=say("downloads.files"), file_count="multiple", elem_id="downloads")
     written = shared.states.written
     tab.select(handlers.downloads, [shared.states.trajectory, written], [downloads, written], **PRIVATE)
     return downloads

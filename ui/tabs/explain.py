@@ -42,6 +42,7 @@ from ui.sheets import (
 )
 from ui.tabs.shared import PRIVATE, Shared
 from ui.walk import WALK_PANELS, section_texts
+from ui.words import say
 
 WALK_SHARE = 0.25  # the walk shows the step this far into the run: the layout is forming, not yet settled
 
@@ -77,16 +78,16 @@ class ExplainPanels:
 
 
 def build_schedule(handlers: ExplainHandlers, shared: Shared) -> SchedulePanels:
-    with gr.Tab("Noise schedule", elem_id="schedule-tab") as tab:
-        gr.Markdown(walk.SCHEDULE_INTRO)
-        plot = gr.LinePlot(x="step", y="value", color="curve", title="this run's noise levels",
+    with gr.Tab(say("tab.schedule"), elem_id="schedule-tab") as tab:
+        gr.Markdown(say("intro.schedule"))
+        plot = gr.LinePlot(x="step", y="value", color="curve", title=say("schedule.plot"),
                            color_map=SCHEDULE_COLOURS, height=260, elem_id="schedule-plot")
         compared = gr.LinePlot(x="share of steps done", y="value", color="scheduler", y_title="log10 σ",
-                               title="where schedulers spend their steps (same step count)",
+                               title=say("schedule.compared"),
                                height=260, elem_id="compare-plot")
-        gr.Markdown(walk.DECIDED_INTRO)
+        gr.Markdown(say("intro.decided"))
         distance = gr.LinePlot(x="step", y="value", color="curve", y_title="mean |frame − final|",
-                               color_map=DISTANCE_COLOURS, title="distance to the final image", height=260,
+                               color_map=DISTANCE_COLOURS, title=say("schedule.distance"), height=260,
                                elem_id="distance-plot")
         decided = gr.Markdown(elem_id="decided")
     states = shared.states
@@ -96,15 +97,13 @@ def build_schedule(handlers: ExplainHandlers, shared: Shared) -> SchedulePanels:
 
 
 def build_forward(handlers: ExplainHandlers, shared: Shared) -> list:
-    return _image_tab(handlers.open_forward, handlers.forward, shared, "Forward process", "forward",
-                      walk.FORWARD_INTRO, "forward (top) and reverse (bottom) at the same noise levels",
-                      "or noise an image of your own", "Noise this image")
+    return _image_tab(handlers.open_forward, handlers.forward, shared, say("tab.forward"), "forward",
+                      say("intro.forward"), say("forward.label"), say("forward.upload"), say("forward.button"))
 
 
 def build_latent(handlers: ExplainHandlers, shared: Shared) -> list:
-    return _image_tab(handlers.open_latent, handlers.latent, shared, "Latent space", "latent", walk.LATENT_INTRO,
-                      "the VAE: image, latent channels, decoded back", "or encode an image of your own",
-                      "Encode this image")
+    return _image_tab(handlers.open_latent, handlers.latent, shared, say("tab.latent"), "latent",
+                      say("intro.latent"), say("latent.label"), say("latent.upload"), say("latent.button"))
 
 
 def _image_tab(opened, draw, shared: Shared, title: str, name: str, intro: str, label: str, upload_label: str,
@@ -124,7 +123,7 @@ def _image_tab(opened, draw, shared: Shared, title: str, name: str, intro: str, 
 
 
 def build_walk(handlers: ExplainHandlers, shared: Shared) -> list:
-    with gr.Tab("How it works", elem_id="walk-tab") as tab:
+    with gr.Tab(say("tab.walk"), elem_id="walk-tab") as tab:
         panels = walk.build()
     states = shared.states
     tab.select(handlers.open_walk, [states.trajectory, states.opened], [*panels, states.opened], **PRIVATE)

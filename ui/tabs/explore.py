@@ -22,6 +22,7 @@ from sdviz.drawing import views
 from sdviz.drawing.edit import sheet as edit_sheet
 from sdviz.drawing.sheets import pick
 from sdviz.drawing.sheets import sheet as draw_sheet
+from sdviz.messages import text
 from ui import components, html, walk
 from ui.errors import user_errors
 from ui.plots import compared_frame, distance_frame, formula_text, mark, schedule_frame, unguided_text
@@ -30,6 +31,7 @@ from ui.sheets import FORWARD_COLUMNS, guidance_pictures
 from ui.tabs.attention import AttentionView, heat, word_choices
 from ui.tabs.run import RunEvents
 from ui.tabs.shared import PRIVATE, Shared
+from ui.words import say
 
 PLAY_SECONDS = 0.25  # per frame when playing the trajectory back
 
@@ -64,9 +66,10 @@ class ExploreView:
 
 def build_step_row() -> StepRow:
     with gr.Row():  # the step every panel below shows
-        step = components.Slider(1, 2, value=1, step=1, label="Step", interactive=False, elem_id="step-slider")
-        play = gr.Button("▶ play", size="sm", elem_id="play")
-        pause = gr.Button("❚❚ pause", size="sm")
+        step = components.Slider(1, 2, value=1, step=1, label=say("explore.step"), interactive=False,
+                                 elem_id="step-slider")
+        play = gr.Button(say("explore.play"), size="sm", elem_id="play")
+        pause = gr.Button(say("explore.pause"), size="sm")
     return StepRow(step, play, pause)
 
 
@@ -74,37 +77,36 @@ def build() -> ExploreView:
     """The Explore tab's panels; its events are wired once the tabs it draws into are built (`wire`)."""
     step_info = gr.Markdown(elem_id="step-info")
     with gr.Row():
-        fork = gr.Button("Fork from this step", size="sm", elem_id="fork")
-        gr.Markdown("continues this run after the step on the slider with the prompt, negative prompt, "
-                    "guidance and eta on the left (model, scheduler, steps, seed and size stay)")
+        fork = gr.Button(say("explore.fork"), size="sm", elem_id="fork")
+        gr.Markdown(say("explore.fork_note"))
     with gr.Row(elem_classes="sdviz-pixelated"):
-        pictures = [gr.Image(label="x_t after this step", height=200, format="png", interactive=False,
+        pictures = [gr.Image(label=say("explore.x_t"), height=200, format="png", interactive=False,
                              elem_id="xt-view"),
-                    gr.Image(label="predicted x0", height=200, format="png", interactive=False, elem_id="x0-view"),
-                    gr.Image(label="predicted noise", height=200, format="png", interactive=False),
-                    gr.Image(label=walk.DENOISED_LABEL, height=200, format="png", interactive=False,
+                    gr.Image(label=say("explore.x0"), height=200, format="png", interactive=False, elem_id="x0-view"),
+                    gr.Image(label=say("explore.noise"), height=200, format="png", interactive=False),
+                    gr.Image(label=say("explore.denoised"), height=200, format="png", interactive=False,
                              visible=False, elem_id="denoised-view")]
-    channels = gr.Gallery(label="latent channels (x_t)", columns=4, height=180, elem_classes="sdviz-pixelated")
-    gr.Markdown(walk.GUIDANCE_INTRO)
+    channels = gr.Gallery(label=say("explore.channels"), columns=4, height=180, elem_classes="sdviz-pixelated")
+    gr.Markdown(say("intro.guidance"))
     with gr.Row(elem_classes="sdviz-pixelated"):
         guidance = [gr.Image(label=label, height=180, format="png", interactive=False, elem_id=elem_id)
-                    for label, elem_id in (("x0 from the empty (negative) prompt", "x0-uncond"),
-                                           ("x0 from the prompt", "x0-cond"),
-                                           ("guided x0", "x0-guided"),
-                                           ("what the prompt adds: red brighter, blue darker", "prompt-effect"))]
+                    for label, elem_id in ((say("explore.x0_uncond"), "x0-uncond"),
+                                           (say("explore.x0_cond"), "x0-cond"),
+                                           (say("explore.x0_guided"), "x0-guided"),
+                                           (say("explore.prompt_effect"), "prompt-effect"))]
     formula = gr.Markdown(elem_id="guidance-formula")
-    with gr.Accordion("The edit against its source", open=False) as edit_box:  # opened by an edit
+    with gr.Accordion(say("explore.edit_box"), open=False) as edit_box:  # opened by an edit
         edit_note = gr.Markdown(elem_id="edit-note")
         edit_view = gr.Image(show_label=False, format="png", interactive=False, elem_id="edit-view")
-        edit_plot = gr.LinePlot(x="step", y="value", color="curve", title="where the edit departs",
+        edit_plot = gr.LinePlot(x="step", y="value", color="curve", title=say("explore.edit_plot"),
                                 height=220, elem_id="edit-plot")
-    with gr.Accordion("The round trip: the image inverted and reconstructed", open=False) as trip_box:
+    with gr.Accordion(say("explore.trip_box"), open=False) as trip_box:
         trip_note = gr.Markdown(elem_id="trip-note")
         trip_view = gr.Image(show_label=False, format="png", interactive=False, elem_id="trip-view")
-    with gr.Accordion("The fork against its parent", open=False) as fork_box:  # opened by a fork
+    with gr.Accordion(say("explore.fork_box"), open=False) as fork_box:  # opened by a fork
         fork_note = gr.Markdown(elem_id="fork-note")
         fork_view = gr.Image(show_label=False, format="png", interactive=False, elem_id="fork-view")
-        fork_plot = gr.LinePlot(x="step", y="value", color="curve", title="distance to each run's final image",
+        fork_plot = gr.LinePlot(x="step", y="value", color="curve", title=say("explore.fork_plot"),
                                 height=240, elem_id="fork-plot")
     return ExploreView(step_info, fork, pictures, channels, guidance, formula,
                        [edit_view, edit_plot, edit_note, edit_box], [trip_view, trip_note, trip_box],
@@ -211,12 +213,13 @@ class ExploreHandlers:
         size = tuple(traj.shapes["image"][1:])
         channels = [(self.files.image(image), f"channel {c}")
                     for c, image in enumerate(views.channel_images(record.x_next * record.next_vp_scale))]
-        info = (f"**step {index + 1} / {len(traj.steps)}** · timestep {record.timestep:g} · σ {record.sigma:.4f}"
-                f" · x_t std {np.std(record.x_next * record.next_vp_scale):.3f}" + walk.few_step_note(traj))
+        info = text("explore.step_info", step=index + 1, steps=len(traj.steps), timestep=f"{record.timestep:g}",
+                    sigma=f"{record.sigma:.4f}", std=f"{np.std(record.x_next * record.next_vp_scale):.3f}")
+        info += walk.few_step_note(traj)
         heat_map = heat(traj, index, token, resolution, span, x0_image)
         predicted = self.files.image(views.noise_image(record.noise_pred, latent_rgb, size))
         return (self.files.image(x_t_image), self.files.image(x0_image),
-                gr.update(value=predicted, label=traj.prediction_label),
+                gr.update(value=predicted, label=text(f"prediction.{traj.facts.prediction_type}")),
                 gr.update(value=None if denoised is None else self.files.image(denoised), visible=denoised is not None),
                 channels, info, self.files.image(heat_map) if heat_map is not None else None)
 

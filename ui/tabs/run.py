@@ -13,18 +13,20 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from sdviz.messages import text
 from sdviz.sampling import schedulers
 from sdviz.sampling.checks import MAX_SEED, PREVIEW_MODES
 from sdviz.sampling.errors import InputError
 from sdviz.sampling.frames import FrameCache
 from sdviz.sampling.settings import Settings
 from sdviz.workflows.invert import Inverting
-from ui import components, html, walk
+from ui import components, html
 from ui.errors import user_errors
 from ui.form import Form
 from ui.session import StopSignal, stop_event
 from ui.streaming import PartStop, follow
 from ui.tabs.shared import PRIVATE, RUN_WIDGETS, Shared, States
+from ui.words import say
 from ui.zerogpu import iterate, on_spaces
 
 DISPLAY_RATE = 10.0  # live updates per second at most; every step is still kept
@@ -114,61 +116,65 @@ TRAJECTORY = 6  # the place of the run's trajectory in each update a run streams
 def build_inputs(config, default_model) -> RunInputs:
     """The run column: the three ways to start a run, the negative prompt, Stop and the settings."""
     with gr.Tabs():
-        with gr.Tab("Text to image", id="txt2img"):
-            prompt = components.Textbox(label="Prompt", value=default_model.examples[0], lines=2, elem_id="prompt")
-            examples = components.Radio(choices=list(default_model.examples), value=None, label="Try a prompt",
+        with gr.Tab(say("tab.txt2img"), id="txt2img"):
+            prompt = components.Textbox(label=say("run.prompt"), value=default_model.examples[0], lines=2,
+                                        elem_id="prompt")
+            examples = components.Radio(choices=list(default_model.examples), value=None, label=say("run.examples"),
                                 elem_id="examples")
-            generate = gr.Button("Generate", variant="primary", elem_id="generate")
-        with gr.Tab("Image to image", id="img2img"):
-            init_image = components.Image(label="Start image", type="filepath", elem_id="init-image")
+            generate = gr.Button(say("run.generate"), variant="primary", elem_id="generate")
+        with gr.Tab(say("tab.img2img"), id="img2img"):
+            init_image = components.Image(label=say("run.start_image"), type="filepath", elem_id="init-image")
             strength = components.Slider(0.05, 1.0, value=DEFAULTS.strength, step=0.05,
-                              label="Strength (share of the schedule run)")
-            generate_img2img = gr.Button("Generate from image", variant="primary", elem_id="generate-img2img")
-        with gr.Tab("Edit or invert an image", id="edit"):
-            edit_image = components.Image(label="The image", type="filepath", elem_id="edit-image")
-            source_prompt = components.Textbox(label="What the image shows (source prompt)", lines=1,
+                              label=say("run.strength"))
+            generate_img2img = gr.Button(say("run.generate_img2img"), variant="primary", elem_id="generate-img2img")
+        with gr.Tab(say("tab.edit"), id="edit"):
+            edit_image = components.Image(label=say("run.edit_image"), type="filepath", elem_id="edit-image")
+            source_prompt = components.Textbox(label=say("run.source_prompt"), lines=1,
                                                elem_id="source-prompt")
-            edit_prompt = components.Textbox(label="What it should show instead (the edit)", lines=1,
+            edit_prompt = components.Textbox(label=say("run.edit_prompt"), lines=1,
                                              elem_id="edit-prompt")
             with gr.Row():
                 edit_strength = components.Slider(0.05, 1.0, value=DEFAULTS.strength, step=0.05,
-                                       label="Strength (share of the schedule run)", elem_id="edit-strength")
+                                       label=say("run.strength"), elem_id="edit-strength")
                 source_guidance = components.Slider(0, 20, value=DEFAULTS.source_guidance, step=0.5,
-                                         label="Source guidance", elem_id="source-guidance")
+                                         label=say("run.source_guidance"), elem_id="source-guidance")
             with gr.Row():
-                edit_button = gr.Button("Edit (CycleDiffusion)", variant="primary", elem_id="edit")
-                invert_button = gr.Button("Invert to noise and back", elem_id="invert")
-            gr.Markdown(walk.EDIT_INTRO)
-    negative = components.Textbox(label="Negative prompt", value="", elem_id="negative")
-    stop = gr.Button("Stop", variant="stop", elem_id="stop")
-    with gr.Accordion("Settings", open=True):
+                edit_button = gr.Button(say("run.edit"), variant="primary", elem_id="edit")
+                invert_button = gr.Button(say("run.invert"), elem_id="invert")
+            gr.Markdown(say("intro.edit"))
+    negative = components.Textbox(label=say("run.negative"), value="", elem_id="negative")
+    stop = gr.Button(say("run.stop"), variant="stop", elem_id="stop")
+    with gr.Accordion(say("run.settings"), open=True):
         settings = _build_settings(config, default_model.facts)
     return RunInputs(prompt, examples, generate, init_image, strength, generate_img2img, edit_image, source_prompt,
                      edit_prompt, edit_strength, source_guidance, edit_button, invert_button, negative, stop, settings)
 
 
 def _build_settings(config, default) -> RunSettings:
-    model = components.Dropdown(model_choices(config), value=config.default_name, label="Model",
+    model = components.Dropdown(model_choices(config), value=config.default_name, label=say("run.model"),
                      allow_custom_value=config.allow_custom_models, elem_id="model")
     scheduler = components.Dropdown(scheduler_choices(default.family, default.scheduler), value=default.scheduler,
-                                    label="Scheduler", elem_id="scheduler")
-    steps = components.Slider(1, config.limits.steps, value=DEFAULTS.steps, step=1, label="Steps", elem_id="steps")
-    guidance = components.Slider(0, 20, value=DEFAULTS.guidance, step=0.5, label="Guidance scale", elem_id="guidance")
+                                    label=say("run.scheduler"), elem_id="scheduler")
+    steps = components.Slider(1, config.limits.steps, value=DEFAULTS.steps, step=1, label=say("run.steps"),
+                              elem_id="steps")
+    guidance = components.Slider(0, 20, value=DEFAULTS.guidance, step=0.5, label=say("run.guidance"),
+                                 elem_id="guidance")
     true_cfg = components.Slider(1, 20, value=DEFAULTS.true_cfg, step=0.5, elem_id="true-cfg",
-                      label="True CFG (Flux: real guidance with the negative prompt, above 1)",
+                      label=say("run.true_cfg"),
                       visible=default.family == "flux")
     with gr.Row():
-        seed = components.Number(value=DEFAULTS.seed, step=1, label="Seed", elem_id="seed")
-        dice = gr.Button("random seed", size="sm", elem_id="random-seed")
+        seed = components.Number(value=DEFAULTS.seed, step=1, label=say("run.seed"), elem_id="seed")
+        dice = gr.Button(say("run.random_seed"), size="sm", elem_id="random-seed")
     with gr.Row():
-        width = components.Number(value=default.native_width, step=default.vae_factor, label="Width", elem_id="width")
-        height = components.Number(value=default.native_height, step=default.vae_factor, label="Height",
+        width = components.Number(value=default.native_width, step=default.vae_factor, label=say("run.width"),
+                                  elem_id="width")
+        height = components.Number(value=default.native_height, step=default.vae_factor, label=say("run.height"),
                                    elem_id="height")
-    eta = components.Slider(0, 1, value=DEFAULTS.eta, step=0.05, label="eta (DDIM noise)")
+    eta = components.Slider(0, 1, value=DEFAULTS.eta, step=0.05, label=say("run.eta"))
     with gr.Row():
-        preview = components.Radio(list(PREVIEW_MODES), value=DEFAULTS.preview, label="Preview decoder")
-        every = components.Number(value=DEFAULTS.every, step=1, label="Decode every N steps")
-    attention = components.Checkbox(value=True, label="Capture attention (heat maps, self-attention probe)")
+        preview = components.Radio(list(PREVIEW_MODES), value=DEFAULTS.preview, label=say("run.preview"))
+        every = components.Number(value=DEFAULTS.every, step=1, label=say("run.every"))
+    attention = components.Checkbox(value=True, label=say("run.attention"))
     return RunSettings(model, scheduler, steps, guidance, true_cfg, seed, dice, width, height, eta, preview, every,
                        attention)
 
@@ -179,7 +185,7 @@ def build_live(diagram: gr.HTML) -> LiveView:
     filmstrip = gr.HTML("", html_template=html.FILMSTRIP_TEMPLATE, elem_id="filmstrip")
     new_figures = gr.HTML("", visible=False)
     new_figures.change(None, new_figures, None, js=html.FILMSTRIP_APPEND, show_progress="hidden")  # in the page
-    final = gr.Image(label="Final image", height=192, format="png", interactive=False, elem_id="final",
+    final = gr.Image(label=say("run.final"), height=192, format="png", interactive=False, elem_id="final",
                      elem_classes="sdviz-pixelated")
     return LiveView(diagram, status, frames, filmstrip, new_figures, final)
 
@@ -338,7 +344,7 @@ class RunHandlers:
         def drawn(active: str, step: str = "") -> str:
             return html.diagram(traj.shapes, traj.facts, active, traj.settings.scheduler, step, img2img)
 
-        yield (drawn("encode" if img2img else "text"), html.status(note="encoding the prompt"),
+        yield (drawn("encode" if img2img else "text"), html.status(note=text("status.encoding")),
                html.live(), "", "", None, traj)  # no earlier run's frames or final image beside this one
         shown, newest = 0, None
         async for records in follow(run, iterate, 1 / DISPLAY_RATE, self.threads):
@@ -372,8 +378,8 @@ class RunHandlers:
         for record in traj.steps:  # a fork's kept steps came with frames, not through the stream
             traj.frame_cache.take(record)
         final = traj.final_image
-        ended = "· finished" if traj.complete else "· stopped"
+        ended = "· " + text("status.ended" if traj.complete else "status.stopped")
         if run.timed_out:
             ended = "· " + self.session.limits.cut_short([traj])
-        yield (drawn("vae", "· done"), html.status(traj.steps[-1] if traj.steps else None, run.total or 0, ended),
-               gr.skip(), strip.html(), gr.skip(), self.files.image(final) if final is not None else gr.skip(), traj)
+        status = html.status(traj.steps[-1] if traj.steps else None, run.total or 0, ended)
+        yield (drawn("vae", "· " + text("diagram.done")), status, gr.skip(), strip.html(), gr.skip(), self.files.image(final) if final is not None else gr.skip(), traj)
