@@ -16,6 +16,7 @@ import numpy as np
 
 from sdviz.analysis.align import ALIGNMENTS
 from sdviz.analysis.schedule import COMPARED
+from sdviz.messages import LANGUAGES, speaking
 from sdviz.sampling import schedulers
 from sdviz.sampling.checks import PREVIEW_MODES
 from sdviz.sampling.errors import InputError
@@ -58,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     invert.add_argument("--width", type=int, default=None)
     invert.add_argument("--height", type=int, default=None)
     invert.add_argument("--model", default=None)
+    invert.add_argument("--lang", default=None, choices=tuple(LANGUAGES),
+                     help="the language of the files' words: en, zh (简体中文) or ja (日本語); default en")
     invert.add_argument("--lora", action="append", default=None, metavar="PATH_OR_ID[:SCALE]",
                          help="a LoRA (safetensors file, folder or hub id) fused into the model at SCALE "
                               "(default 1): LCM-LoRA, TCD-LoRA, Hyper-SD; repeat for several")
@@ -93,6 +96,8 @@ def _parser() -> argparse.ArgumentParser:
     page.add_argument("--model", default=None,
                       help="the run's model, to decode steps whose frames were not saved (--every N)")
     page.add_argument("--out", default=None, type=Path, help="the page (default RUN_DIR/run.html or compare.html)")
+    page.add_argument("--lang", default=None, choices=tuple(LANGUAGES),
+                     help="the language of the files' words: en, zh (简体中文) or ja (日本語); default en")
 
     commands.add_parser("schedulers", help="list the scheduler names")
 
@@ -112,6 +117,8 @@ def _run_options(command) -> None:
     command.add_argument("--prompt", default=None, help="required, unless forking (then: the parent's)")
     command.add_argument("--negative-prompt", default=None)
     command.add_argument("--model", default=None, help="diffusers folder or hub id (default: the embedded model)")
+    command.add_argument("--lang", default=None, choices=tuple(LANGUAGES),
+                     help="the language of the files' words: en, zh (简体中文) or ja (日本語); default en")
     command.add_argument("--lora", action="append", default=None, metavar="PATH_OR_ID[:SCALE]",
                          help="a LoRA (safetensors file, folder or hub id) fused into the model at SCALE "
                               "(default 1): LCM-LoRA, TCD-LoRA, Hyper-SD; repeat for several")
@@ -525,26 +532,22 @@ def layers(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.command == "schedulers":
-            for name, class_name, label in schedulers.describe():
-                print(f"{name:16} {class_name:34} {label}")
-            return 0
-        if args.command == "layers":
-            return layers(args)
-        if args.command == "forward":
-            return forward(args)
-        if args.command == "schedule":
-            return schedule(args)
-        if args.command == "html":
-            return page(args)
-        if args.command == "invert":
-            return invert(args)
-        if args.command == "compare":
-            return compare(args)
-        return render(args)
+        with speaking(getattr(args, "lang", None)):  # the files' words (the page, the labels drawn into images)
+            return _command(args)
     except InputError as error:  # anything else is a failure: its traceback is what a report needs
         print(f"sdviz: error: {error}", file=sys.stderr)
         return 2
+
+
+def _command(args) -> int:
+    """The command `args` name, run."""
+    if args.command == "schedulers":
+        for name, class_name, label in schedulers.describe():
+            print(f"{name:16} {class_name:34} {label}")
+        return 0
+    commands = {"layers": layers, "forward": forward, "schedule": schedule, "html": page, "invert": invert,
+                "compare": compare}
+    return commands.get(args.command, render)(args)
 
 
 if __name__ == "__main__":

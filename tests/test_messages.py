@@ -40,3 +40,48 @@ def test_the_browsers_language_picks_the_catalogue():
         assert text("run.generate") == "生成" and KANA.search(text("status.step", done=1, total=2, timestep=1,
                                                                         sigma=1, ms=1))
     assert text("run.stop") == "Stop"
+
+
+def test_text_drawn_into_images_has_a_glyph_for_every_character():
+    """A sheet's labels in Chinese and Japanese with σ, ᾱ and ε: the font found has each character (none drawn as
+    its .notdef box); Pillow's own font, which has no CJK, is refused for them."""
+    import numpy as np
+
+    from sdviz.drawing.fonts import _default, font_files, missing, text_font
+    from sdviz.drawing.sheets import sheet
+
+    labels = {"zh": "第 3 步之后的 x_t · 噪声 ᾱ 0.25 σ ε", "ja": "ステップ 3 後の x_t · ノイズ ᾱ 0.25 σ ε"}
+    assert missing(_default(14), labels["zh"]) > 0  # what the sheets used before: boxes for every Han character
+    if not any("CJK" in path.name for path in font_files()):
+        pytest.skip("no CJK font on this machine (fonts-noto-cjk)")
+    frame = np.zeros((16, 16, 3), np.uint8)
+    for language, label in labels.items():
+        with speaking(language):
+            font = text_font(14, label)
+            assert missing(font, label) == 0, (language, font.getname())
+            assert ("SC" if language == "zh" else "JP") in " ".join(font.getname())
+            drawn = sheet([(label, [(label, frame)])], title=label)
+            assert drawn.width > 100
+
+
+def test_the_files_speak_the_language_asked_for(tmp_path):
+    """`render --lang ja --html` writes run.html in Japanese (its template's words and its script's), and
+    `compare --lang zh` its page in Chinese; the English page keeps neither script."""
+    from tests.helpers import sdviz_main
+
+    for language, command, page in (("ja", "render", "run.html"), ("zh", "compare", "compare.html"),
+                                    ("en", "render", "run.html")):
+        out = tmp_path / language
+        extra = ["--vary", "steps=2,3"] if command == "compare" else ["--steps", "2"]
+        result = sdviz_main(command, "--prompt", "a red circle", *extra, "--lang", language, "--html", "--out",
+                            str(out))
+        assert result.returncode == 0, result.stderr
+        written = (out / page).read_text()
+        han, kana = len(HAN.findall(written)), len(KANA.findall(written))
+        assert f'<html lang="{language}">' in written
+        if language == "ja":
+            assert kana > 100 and "ノイズから画像へ" in written and "From noise to image" not in written
+        elif language == "zh":
+            assert han > 30 and kana == 0 and "最终图像" in written and "Final images" not in written
+        else:
+            assert han == kana == 0 and "From noise to image" in written

@@ -61,7 +61,7 @@ def forward_sheet(model, traj, image, decode):
         else:
             frame = traj.noise_image if index == 0 else traj.step_frames(index - 1, decode)[0]
             reverse.append((f"step {index + 1}", frame))
-    captions = [f"abar {a:.3f}" for a in process.alpha_bar]
+    captions = [f"ᾱ {a:.3f}" for a in process.alpha_bar]
     marked = {chosen.index(start): "img2img starts here"} if settings.img2img else None
     sheet = draw_sheet([("forward q(x_t|x0)", list(zip(captions, process.frames))),
                         ("reverse (this run)", reverse)],

@@ -17,6 +17,7 @@ import base64
 import functools
 import html
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from sdviz.analysis.distance import settled_step
 from sdviz.drawing.sheets import pick
 from sdviz.drawing.uri import data_uri
 from sdviz.drawing.views import noise_image
+from sdviz.messages import current, text
 from sdviz.sampling.errors import InputError
 from sdviz.sampling.tokens import shown
 
@@ -33,6 +35,11 @@ PAGE_SIDE = 256  # frames higher than this are scaled down to it (the page enlar
 LOSSLESS_SIDE = 128  # frames up to this high are stored lossless (WebP), pixel for pixel; larger ones lossy
 HEAT_SIDE = 32  # attention maps finer than this are averaged down to it
 FILMSTRIP = 10  # thumbnails in the page's filmstrip
+PAGE_WORDS = ("diagram.text", "page.token_embeddings", "page.latents", "page.decoder", "page.image", "filmstrip.noise",
+              "filmstrip.step", "page.padding", "page.heat_note", "page.no_heat", "explore.x0", "page.distance_note",
+              "page.settles", "page.step_label", "page.axis_noise", "page.axis_image", "page.not_run",
+              "page.variant_step", "page.position", "sentence.gap")  # what the pages' scripts write
+_MARKER = re.compile(r"{{([\w.]+)}}")  # a catalogue key in a page's template
 POSITIONS = 101  # a comparison's shared slider: 0..100 % of the way from the noise to the image
 
 
@@ -120,8 +127,8 @@ def run_data(traj, previewer=None, guidance: dict | None = None) -> dict:
                      if name != "true_cfg" or settings.true_cfg != 1]
                     + ([["strength", str(settings.strength)]] if settings.img2img else []),
         "shapes": traj.shapes, "total": len(traj.steps), "complete": bool(traj.complete),
-        "denoiser": f"{traj.denoiser_word[0].upper()}{traj.denoiser_word[1:]} + scheduler",
-        "prediction": traj.prediction_label,
+        "denoiser": text("diagram.transformer" if traj.facts.denoiser == "transformer" else "diagram.unet"),
+        "prediction": text(f"prediction.{traj.facts.prediction_type}"),
         "noise": image_uri(traj.noise_image) if traj.noise_image is not None else None,
         "final": image_uri(traj.final_image) if traj.final_image is not None else None,
         "slots": [[shown(slot["token"]), slot["kind"]] for slot in traj.tokens["slots"]
@@ -170,10 +177,11 @@ def write_page(traj, path, previewer=None) -> Path:
 
 def _page(title: str, data: dict, kind: str) -> str:
     """The page: style, the data as JSON (no '<' inside, so no markup can end its block), and the script."""
+    data = {**data, "words": {key: text(key) for key in PAGE_WORDS}}  # the script's words, in the language
     payload = json.dumps(data, separators=(",", ":")).replace("<", "\\u003c").replace(">", "\\u003e")
     payload = payload.replace("&", "\\u0026")
-    body = _template(f"{kind}.html")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+    body = _MARKER.sub(lambda match: html.escape(text(match.group(1))), _template(f"{kind}.html"))
+    return (f'<!DOCTYPE html>\n<html lang="{current()}"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; "
             f"style-src 'unsafe-inline'; script-src 'unsafe-inline'\">"

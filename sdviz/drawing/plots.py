@@ -25,7 +25,7 @@ def line_chart(series: dict[str, list[tuple[float, float]]], path, x_label: str 
     """series: name -> [(x, y), ...]; writes a PNG to `path` and returns it."""
     from PIL import Image, ImageDraw
 
-    from sdviz.drawing.sheets import text_font
+    from sdviz.drawing.fonts import text_font
 
     points = [p for values in series.values() for p in values]
     if not points:
@@ -42,7 +42,7 @@ def line_chart(series: dict[str, list[tuple[float, float]]], path, x_label: str 
 
     sheet = Image.new("RGB", SIZE, "white")
     draw = ImageDraw.Draw(sheet)
-    font = text_font(13)
+    font = text_font(13, f"{title}{x_label}{y_label}0123456789.e-")
     draw.rectangle((left, top, left + plot_w, top + plot_h), outline=(0, 0, 0))
     for value in _ticks(y_low, y_high):
         _, y = at(x_low, value)

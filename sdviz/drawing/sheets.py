@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from sdviz.analysis.metrics import psnr
+from sdviz.drawing.fonts import text_font
 from sdviz.sampling.errors import InputError
 
 MIN_VIDEO_SIDE = 256  # small frames are enlarged (nearest neighbour) to at least this
@@ -45,15 +46,6 @@ def enlarge(frame: np.ndarray, side: int) -> np.ndarray:
 def _most_factor(size: tuple[int, int], pixels: int) -> int:
     """The largest whole factor that keeps a (h, w) frame within `pixels` pixels (1 at least)."""
     return max(1, math.isqrt(pixels // max(1, size[0] * size[1])))
-
-
-def text_font(size: int):
-    from PIL import ImageFont
-
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow without FreeType
-        return ImageFont.load_default()
 
 
 def filmstrip(trajectory, most: int = FILMSTRIP_FRAMES, with_x0: bool = True):
@@ -90,7 +82,8 @@ def sheet(rows: list[tuple[str, list[tuple[str, np.ndarray | None]]]], title: st
     scale = min(max(1, -(-FILMSTRIP_SIDE // sample.shape[0])), _most_factor(sample.shape[:2], MAX_TILE_PIXELS))
     tile_h, tile_w = sample.shape[0] * scale, sample.shape[1] * scale
     gap, label_h = max(4, tile_w // 16), max(16, tile_h // 6)
-    font = text_font(max(11, label_h - 4))
+    written = title + "".join(name + "".join(caption for caption, _ in columns) for name, columns in rows)
+    font = text_font(max(11, label_h - 4), written + "".join((marked or {}).values()))
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     margin = max(70, tile_w // 2, *(int(measure.textlength(name, font=font)) + 12 for name, _ in rows))
     title_h = label_h + 6 + (label_h if marked else 0)

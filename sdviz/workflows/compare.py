@@ -158,13 +158,14 @@ class Comparison:
         (as in the grid); frames enlarged to at least half MIN_VIDEO_SIDE high, pixels kept."""
         from PIL import Image, ImageDraw
 
-        from sdviz.drawing.sheets import MIN_VIDEO_SIDE, enlarge, text_font
+        from sdviz.drawing.fonts import text_font
+        from sdviz.drawing.sheets import MIN_VIDEO_SIDE, enlarge
 
         shown = [k for k, t in enumerate(self.trajectories) if t.steps]
         sample = enlarge(self.trajectories[shown[0]].step_frames(0, self.previewers[shown[0]])[0], MIN_VIDEO_SIDE // 2)
         height, width = sample.shape[:2]
         gap, header = max(2, height // 32), max(14, height // 8)
-        font = text_font(header - 3)
+        font = text_font(header - 3, "".join(f"{k + 1}: {_values(self.labels[k])}" for k in shown))
         canvas = Image.new("RGB", (len(shown) * (width + gap) - gap, header + height), "white")
         draw = ImageDraw.Draw(canvas)
         for column, k in enumerate(shown):

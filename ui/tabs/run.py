@@ -382,4 +382,5 @@ class RunHandlers:
         if run.timed_out:
             ended = "· " + self.session.limits.cut_short([traj])
         status = html.status(traj.steps[-1] if traj.steps else None, run.total or 0, ended)
-        yield (drawn("vae", "· " + text("diagram.done")), status, gr.skip(), strip.html(), gr.skip(), self.files.image(final) if final is not None else gr.skip(), traj)
+        shown_final = self.files.image(final) if final is not None else gr.skip()
+        yield (drawn("vae", "· " + text("diagram.done")), status, gr.skip(), strip.html(), gr.skip(), shown_final, traj)

@@ -2,6 +2,8 @@
 const DATA = JSON.parse(document.getElementById("sdviz-data").textContent);
 function el(tag, text, cls) { const e = document.createElement(tag); if (text !== undefined) e.textContent = text;
   if (cls) e.className = cls; return e; }
+const WORDS = DATA.words;  // the page's words in its language (sdviz's message catalogue)
+const say = (key, fields) => WORDS[key].replace(/\{(\w+)\}/g, (_, name) => fields[name]);
 function picture(img, uri) { img.src = (typeof uri === "string" && uri.startsWith("data:image/")) ? uri : ""; }
 const SVGNS = "http://www.w3.org/2000/svg";
 function svg(tag, attrs) { const e = document.createElementNS(SVGNS, tag);
@@ -16,7 +18,7 @@ function curves(box, series, marker) {
   const label = (x, y, text, anchor) => { const t = svg("text", {x: x, y: y, "text-anchor": anchor}); t.textContent = text;
     box.appendChild(t); };
   label(L - 4, T + 8, top.toFixed(3), "end"); label(L - 4, H - B, "0", "end");
-  label(L, H - 6, "noise", "start"); label(W - 8, H - 6, "image", "end");
+  label(L, H - 6, say("page.axis_noise"), "start"); label(W - 8, H - 6, say("page.axis_image"), "end");
   series.forEach((s, k) => {
     box.appendChild(svg("polyline", {points: s.points.map(p => X(p[0]) + "," + Y(p[1])).join(" "), fill: "none",
       stroke: s.colour, "stroke-width": 2}));

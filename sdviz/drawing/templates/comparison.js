@@ -17,10 +17,10 @@ function plot() {
 function show() {
   const p = +slider.value, indices = DATA.at[by.value][p];
   variants.forEach((v, n) => { const k = indices[n], c = columns[n];
-    if (k === null) { c.cap.textContent = "not run"; return; }
+    if (k === null) { c.cap.textContent = say("page.not_run"); return; }
     picture(c.xt, v.steps[k].x_t); picture(c.x0, v.steps[k].x0);
-    c.cap.textContent = "step " + (k + 1) + "/" + v.total + " · σ " + (+v.steps[k].sigma.toPrecision(3)); });
-  document.getElementById("step-label").textContent = p + "% of the way, by " + by.value;
+    c.cap.textContent = say("page.variant_step", {step: k + 1, total: v.total, sigma: +v.steps[k].sigma.toPrecision(3)}); });
+  document.getElementById("step-label").textContent = say("page.position", {percent: p, by: by.value});
   moveMark(p / 100);
 }
 slider.addEventListener("input", show);
