@@ -167,13 +167,13 @@ async def check_file_value(name: str, block, value, explicit_call: bool):
         return value
     allowed = "a file uploaded to this server (gradio's FileData with its path), or null"
     if not isinstance(value, dict) or not isinstance(value.get("path"), str):
-        raise InputError(f"{name} {shortened(value)} is not a file; allowed: {allowed}")
+        raise InputError.said("error.not_a_file", name=name, value=shortened(value), allowed=allowed)
     value = {**value, "meta": {"_type": "gradio.FileData"}}
     try:
         await processing_utils.async_move_files_to_cache(value, block, check_in_upload_folder=not explicit_call)
     except Exception:  # noqa: BLE001 - gradio's path check (InvalidPathError) or FileData's validation
-        raise InputError(f"{name} {shortened(value['path'])} is not a file uploaded to this server; "
-                         f"allowed: {allowed}") from None
+        raise InputError.said("error.not_uploaded", name=name, value=shortened(value["path"]),
+                              allowed=allowed) from None
     return value
 
 

@@ -84,41 +84,33 @@ def distance_frame(traj, index: int) -> pd.DataFrame:
 
 
 def decided_text(traj) -> str:
+    """Where the layout settles, and what the distance is, in the session's language."""
     distances = traj.distance_to_final
     settled = settled_step(distances["x0"])
     total = len(traj.steps)
-    target = "the final image" if traj.complete else "the last step reached (the run was stopped)"
+    target = text("decided.final" if traj.complete else "decided.stopped")
     if settled is None:
-        where = f"The predicted x0 never stays within {SETTLED_DISTANCE} of {target} before the end."
+        where = text("decided.never", threshold=SETTLED_DISTANCE, target=target)
     else:
         x_t = distances["x_t"][settled]
-        where = (f"The layout settles at **step {settled + 1} of {total}**: from there on the predicted x0 stays "
-                 f"within {SETTLED_DISTANCE} of {target}. At that step x_t is still {x_t:.3f} away"
-                 + (": the picture is decided well before x_t shows it." if x_t > 2 * SETTLED_DISTANCE
-                    else "."))
-    return (f"{where}\n\nDistance: mean absolute difference of the decoded frames to the run's last frame, "
-            "pixel values in [0, 1] (the final image itself with the full preview decoder). "
-            f"Step 1's predicted x0 is {distances['x0'][0]:.3f} away.")
+        where = text("decided.settles", step=settled + 1, total=total, threshold=SETTLED_DISTANCE, target=target,
+                     x_t=f"{x_t:.3f}") + text("decided.before" if x_t > 2 * SETTLED_DISTANCE else "decided.end")
+    return f"{where}\n\n" + text("decided.how", first=f"{distances['x0'][0]:.3f}")
 
 
 def formula_text(record, guidance: float) -> str:
+    """The guidance formula at the latent value the prompt changes most, with the step's numbers."""
     example = guidance_example(record, guidance)
     g = example["guidance"]
-    return (
-        f"**x0 = x0(empty) + g · (x0(prompt) − x0(empty))**, with g = {g:g}. At the latent value the prompt "
-        f"changes most here (channel {example['channel']}, row {example['y']}, column {example['x']}): "
-        f"{example['uncond']:.3f} + {g:g} × ({example['cond']:.3f} − {example['uncond']:.3f}) = "
-        f"**{example['formula']:.3f}**, the guided x0's value {example['guided']:.3f}. Over all latent values the "
-        f"prompt moves x0 by {example['mean_difference']:.4f} on average; guidance moves it {g:g} times as far "
-        f"({example['mean_guided_difference']:.4f})."
-    )
+    return text("guidance.formula", g=f"{g:g}", channel=example["channel"], y=example["y"], x=example["x"],
+                uncond=f"{example['uncond']:.3f}", cond=f"{example['cond']:.3f}", formula=f"{example['formula']:.3f}",
+                guided=f"{example['guided']:.3f}", mean=f"{example['mean_difference']:.4f}",
+                guided_mean=f"{example['mean_guided_difference']:.4f}")
 
 
 def prediction_target(traj) -> str:
     """What the model's denoiser is trained to predict, in words."""
-    return {"v_prediction": "v = √ᾱ·ε − √(1−ᾱ)·x0 (a mix of the noise and the image)",
-            "flow": "the velocity v = ε − x0 (the straight way from the image to the noise)",
-            "sample": "the clean image x0 itself"}.get(traj.facts.prediction_type, "the noise ε")
+    return text(f"target.{traj.facts.prediction_type}")
 
 
 def unguided_text(traj) -> str:

@@ -104,9 +104,8 @@ class Session:
         source, loras = self.sources.get(name, (None, ()))
         if source is None:
             if not self.config.allow_custom_models:
-                raise InputError(
-                    f"model {name!r} is not offered here; allowed: {', '.join(self.sources)} "
-                    "(the host can set SDVIZ_ALLOW_CUSTOM_MODELS=1 to allow any hub id or local path)"
+                raise InputError.said(
+                    "error.model_not_offered", name=repr(name), allowed=", ".join(self.sources)
                 )
             source = name
         model = self.cache.get(source, loras)
@@ -130,7 +129,7 @@ class Session:
         image = None
         if img2img:
             if init_image is None:
-                raise InputError("init image is missing; allowed: an uploaded image (PNG, JPEG, WebP, ...)")
+                raise InputError.said("error.no_init_image")
             image = load_image(init_image, check_size=self.limits.check_image)
         return Run(model, settings, init_image=image, capture=self.capture(model, attention), stop_signal=stop_event,
                    time_limit=self.limits.model_seconds)
@@ -142,7 +141,7 @@ class Session:
         from sdviz.sampling.fork import Fork, fork_settings
 
         if parent is None or not parent.steps:
-            raise InputError("fork: there is no run to fork yet; generate one, then pick a step")
+            raise InputError.said("error.no_fork_parent")
         check_attention(attention)
         model = self.model(parent.settings.model)
         at = check_int("step", step, 1, len(parent.steps))  # the slider's step is kept; the fork takes the next

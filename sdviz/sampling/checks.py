@@ -52,9 +52,9 @@ def check_int(name: str, value: Any, low: int, high: int) -> int:
     whole = not isinstance(value, bool) and (isinstance(value, numbers.Integral) or (
         isinstance(value, numbers.Real) and math.isfinite(value) and value == int(value)))
     if not whole:
-        raise InputError(f"{name} {shortened(value)} is not a whole number; allowed: {low}..{high}")
+        raise InputError.said("error.not_whole", name=name, value=shortened(value), low=low, high=high)
     if not low <= value <= high:
-        raise InputError(f"{name} {shortened(value)} is out of range; allowed: {low}..{high}")
+        raise InputError.said("error.out_of_range", name=name, value=shortened(value), allowed=f"{low}..{high}")
     return int(value)
 
 
@@ -62,38 +62,36 @@ def check_float(name: str, value: Any, low: float, high: float, low_open: bool =
     """A finite real number in [low, high] (in (low, high] when `low_open`)."""
     allowed = _range(low, high, low_open)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InputError(f"{name} {shortened(value)} is not a number; allowed: {allowed}")
+        raise InputError.said("error.not_number", name=name, value=shortened(value), allowed=allowed)
     try:
         number = float(value)
     except OverflowError:  # an int of hundreds of digits
-        raise InputError(f"{name} {shortened(value)} is out of range; allowed: {allowed}") from None
+        raise InputError.said("error.out_of_range", name=name, value=shortened(value), allowed=allowed) from None
     if not math.isfinite(number):
-        raise InputError(f"{name} {shortened(value)} is not finite; allowed: {allowed}")
+        raise InputError.said("error.not_finite", name=name, value=shortened(value), allowed=allowed)
     if number < low or number > high or (low_open and number == low):
-        raise InputError(f"{name} {shortened(value)} is out of range; allowed: {allowed}")
+        raise InputError.said("error.out_of_range", name=name, value=shortened(value), allowed=allowed)
     return number
 
 
 def check_text(name: str, value: Any, most: int = MAX_PROMPT_CHARS) -> str:
     """Text of at most `most` characters that encodes as UTF-8 (no lone surrogates)."""
     if not isinstance(value, str):
-        raise InputError(f"{name} {shortened(value)} is not text; allowed: text of up to {most} characters")
+        raise InputError.said("error.not_text", name=name, value=shortened(value), most=most)
     if len(value) > most:
-        raise InputError(f"{name} has {len(value)} characters; allowed: up to {most}")
+        raise InputError.said("error.too_long", name=name, count=len(value), most=most)
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as error:
-        raise InputError(
-            f"{name} has an invalid character {value[error.start]!r} at position {error.start} "
-            "(a lone UTF-16 surrogate); allowed: any Unicode text"
-        ) from None
+        raise InputError.said("error.bad_character", name=name, character=repr(value[error.start]),
+                              position=error.start) from None
     return value
 
 
 def check_choice(name: str, value: Any, allowed) -> Any:
     """One of the values in `allowed` (strings, or the page's choice values)."""
     if isinstance(value, (bool, float, list, dict)) or value not in allowed:
-        raise InputError(f"{name} {shortened(value)} is not one of the choices; allowed: {listed(allowed)}")
+        raise InputError.said("error.not_a_choice", name=name, value=shortened(value), allowed=listed(allowed))
     return value
 
 
@@ -123,10 +121,8 @@ def validate(settings, img2img: bool = False):
     check_choice("preview", settings.preview, PREVIEW_MODES)
     strength = check_float("strength", settings.strength, 0.0, 1.0, low_open=True)
     if img2img and settings.invert is not True and int(steps * strength) < 1:  # an inversion has no strength
-        raise InputError(
-            f"strength {settings.strength} with {steps} steps keeps no denoising step "
-            f"(int(steps * strength) = 0); allowed: strength >= {1 / steps:.3g} for {steps} steps"
-        )
+        raise InputError.said("error.strength_no_step", strength=settings.strength, steps=steps,
+                              least=f"{1 / steps:.3g}")
     source_guidance = check_float("source guidance", settings.source_guidance, 0.0, MAX_GUIDANCE)
     if settings.source_prompt is not None:
         source_guidance = _check_edit(settings, scheduler, img2img)
@@ -180,14 +176,12 @@ def resolve(settings, facts):
     for name, value in (("width", width), ("height", height)):
         check_int(name, value, multiple, MAX_SIDE)
         if value % multiple:
-            raise InputError(
-                f"{name} {value} is not a multiple of the model's {what} {multiple}; "
-                f"allowed: multiples of {multiple} from {multiple} to {MAX_SIDE}"
-            )
+            raise InputError.said("error.not_multiple", name=name, value=value, what=what, multiple=multiple,
+                                  most=MAX_SIDE)
     longer, shorter = max(width, height), min(width, height)
     if longer > MAX_ASPECT * shorter:
-        raise InputError(f"size {width} x {height} has an aspect ratio of {longer / shorter:g}:1; "
-                         f"allowed: at most {MAX_ASPECT}:1 (the longer side up to {MAX_ASPECT} x the shorter)")
+        raise InputError.said("error.aspect", width=width, height=height, ratio=f"{longer / shorter:g}",
+                              most=MAX_ASPECT)
     family = facts.family
     if settings.invert:  # the one scheduler whose step the family's inversion reverses
         inverting = "flow_euler" if FAMILIES[family].flow else "ddim"

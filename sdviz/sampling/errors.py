@@ -14,6 +14,13 @@ from typing import Any
 class InputError(ValueError):
     """Bad input: the message names the parameter, the value and what is allowed."""
 
+    @classmethod
+    def said(cls, key: str, **fields) -> InputError:
+        """The refusal `key` of the message catalogue, in the current language (`sdviz.messages`)."""
+        from sdviz.messages import text
+
+        return cls(text(key, **fields))
+
 
 def shortened(value: Any, most: int = 60) -> str:
     """A bad value as an error message shows it: repr, shortened (a huge int is not even turned into digits)."""

@@ -106,33 +106,27 @@ class Limits:
     def check(self, settings, facts) -> None:
         """Refuses settings (resolved: width and height set) beyond these limits, naming the limit."""
         if settings.steps > self.steps:
-            raise InputError(
-                f"steps {settings.steps} is over this server's limit; allowed: 1..{self.steps} "
-                f"({self.ENV['steps']})"
-            )
+            raise InputError.said("error.steps_limit", steps=settings.steps, most=self.steps,
+                                  variable=self.ENV["steps"])
         pixels = settings.width * settings.height
         if pixels > self.max_pixels(facts):
-            raise InputError(
-                f"size {settings.width} x {settings.height} ({pixels} pixels) is over this server's limit; "
-                f"allowed: up to {self.max_pixels(facts)} pixels, {self.pixels_factor:g} x the model's native "
-                f"{facts.native_width} x {facts.native_height} ({self.ENV['pixels_factor']})"
-            )
+            raise InputError.said("error.size_limit", width=settings.width, height=settings.height, pixels=pixels,
+                                  most=self.max_pixels(facts), factor=f"{self.pixels_factor:g}",
+                                  native=f"{facts.native_width} x {facts.native_height}",
+                                  variable=self.ENV["pixels_factor"])
 
     def check_comparison(self, steps: list[int]) -> None:
         """Refuses a comparison whose variants' steps add up to more than the limit."""
         if sum(steps) > self.compare_steps:
-            raise InputError(
-                f"comparison of {len(steps)} variants with {' + '.join(map(str, steps))} = {sum(steps)} steps "
-                f"is over this server's limit; allowed: up to {self.compare_steps} steps in all "
-                f"({self.ENV['compare_steps']})"
-            )
+            raise InputError.said("error.compare_limit", count=len(steps), sum=" + ".join(map(str, steps)),
+                                  total=sum(steps), most=self.compare_steps, variable=self.ENV["compare_steps"])
 
     def check_image(self, width: int, height: int) -> None:
         """Refuses an init image whose own size is beyond the limit (read from its header, before decoding)."""
         if width * height > self.image_megapixels * 1e6:
-            raise InputError(
-                f"init image {width} x {height} ({width * height / 1e6:.1f} megapixels) is over this server's "
-                f"limit; allowed: up to {self.image_megapixels:g} megapixels ({self.ENV['image_megapixels']})"
+            raise InputError.said(
+                "error.image_limit", width=width, height=height, megapixels=f"{width * height / 1e6:.1f}",
+                most=f"{self.image_megapixels:g}", variable=self.ENV["image_megapixels"]
             )
 
     @property

@@ -240,8 +240,7 @@ class ExploreHandlers:
         if record.x0_uncond is not None:
             uncond, cond, effect, peak = guidance_pictures(decoder, record)
             pictures = [self.files.image(frame) for frame in (uncond, cond, x0_image, effect)]
-            formula = (formula_text(record, guidance) + f" In the colour map, full red or blue is a change of "
-                       f"{peak:.3f} in pixel value (of 1).")
+            formula = formula_text(record, guidance) + text("sentence.gap") + text("guidance.peak", peak=f"{peak:.3f}")
         else:
             pictures = [None, None, self.files.image(x0_image), None]
             formula = unguided_text(traj)
