@@ -20,6 +20,7 @@ import pandas as pd
 
 from sdviz.analysis.align import ALIGNMENTS, check_alignment, positions
 from sdviz.analysis.distance import SETTLED_DISTANCE
+from sdviz.messages import text
 from sdviz.sampling.checks import check_choice, check_float, check_text
 from sdviz.sampling.errors import InputError
 from sdviz.sampling.settings import Settings
@@ -84,21 +85,20 @@ def settled_text(comparison) -> str:
     for number, (label, traj, settled) in enumerate(zip(comparison.labels, comparison.trajectories,
                                                         comparison.settled()), 1):
         if not traj.steps:
-            lines.append(f"- {number}: {label}: not run (the comparison was stopped, or reached its time limit)")
+            lines.append(text("compare.not_run_line", number=number, label=label))
             continue
         if settled is None:
-            lines.append(f"- {number}: {label}: its predicted x0 never stays within {SETTLED_DISTANCE} of its final "
-                         "image")
+            lines.append(text("compare.never_line", number=number, label=label, threshold=SETTLED_DISTANCE))
             continue
         share = (settled + 1) / len(traj.steps)
         order.append((share, number, label))
-        lines.append(f"- {number}: {label}: settles at step {settled + 1} of {len(traj.steps)} "
-                     f"({100 * share:.0f}% of its run)")
+        lines.append(text("compare.settles_line", number=number, label=label, step=settled + 1,
+                          total=len(traj.steps), percent=f"{100 * share:.0f}"))
     head = ""
     if order:
         share, number, label = min(order)
-        head = (f"**{number}: {label}** settles its layout first, {100 * share:.0f}% of the way through its run "
-                f"(the predicted x0 stays within {SETTLED_DISTANCE} of its final image from there on).\n\n")
+        head = text("compare.first", number=number, label=label, percent=f"{100 * share:.0f}",
+                    threshold=SETTLED_DISTANCE) + "\n\n"
     return head + "\n".join(lines)
 
 
@@ -218,9 +218,10 @@ class CompareHandlers:
             return html.compare_columns(figures)
 
         def status(index: int, note: str = "") -> str:
-            return html.status(note=f"variant {index + 1} of {len(runs)}: {labels[index]} {note}")
+            return html.status(note=text("compare.variant_status", number=index + 1, total=len(runs),
+                                         label=labels[index], note=note))
 
-        yield status(0, "· starting"), columns(), None
+        yield status(0, text("compare.starting")), columns(), None
         async for index, records in self.follow_variants(runs, labels, stopping, shown_only=True):
             run = runs[index]
             if records is None:
@@ -230,21 +231,24 @@ class CompareHandlers:
                 if traj.steps:
                     x_t, x0 = traj.step_frames(len(traj.steps) - 1, self.session.decoder(traj))
                     figures[index] = html.compare_column(
-                        index + 1, labels[index], f"{'done' if traj.complete else 'stopped'}: {len(traj.steps)} steps",
-                        x_t, x0)
+                        index + 1, labels[index],
+                        text("compare.variant_done" if traj.complete else "compare.variant_stopped",
+                             steps=len(traj.steps)), x_t, x0)
                 continue
             decoded = [r for r in records if r.decoded]
             if decoded:
                 record = decoded[-1]
-                figures[index] = html.compare_column(index + 1, labels[index], f"step {record.index + 1}/{run.total}",
-                                                     record.x_t_image, record.x0_image)
-            yield status(index, f"· step {records[-1].index + 1} of {run.total}"), columns(), gr.skip()
+                caption = text("page.variant_step", step=record.index + 1, total=run.total, sigma=f"{record.sigma:.3g}")
+                figures[index] = html.compare_column(index + 1, labels[index], caption, record.x_t_image,
+                                                     record.x0_image)
+            yield (status(index, text("compare.step_of", step=records[-1].index + 1, total=run.total)), columns(),
+                   gr.skip())
         done = Comparison([run.trajectory for run in runs], labels, by, dict(vary))
         stopped = [label for label, traj in zip(labels, done.trajectories) if not traj.complete]
-        note = f"· {len(runs) - len(stopped)} of {len(runs)} variants finished"
+        note = text("compare.finished", done=len(runs) - len(stopped), total=len(runs))
         if stopped and not (stopping is not None and stopping.is_set()):  # not Stop: the run-time limit
             note += " · " + self.session.limits.cut_short(done.trajectories, labels)
-        yield html.status(note=f"comparison done {note}"), columns(), done
+        yield html.status(note=text("compare.done", note=note)), columns(), done
 
     @user_errors
     def finish(self, comparison, align):
@@ -273,15 +277,14 @@ class CompareHandlers:
         for number, (traj, label, (index, frames)) in enumerate(
                 zip(comparison.trajectories, comparison.labels, comparison.frames(where)), 1):
             if index is None:
-                shown.append(html.compare_column(number, label, "not run"))
+                shown.append(html.compare_column(number, label, text("page.not_run")))
                 continue
             record = traj.steps[index]
-            caption = f"step {index + 1}/{len(traj.steps)} · σ {record.sigma:.3g}"
+            caption = text("page.variant_step", step=index + 1, total=len(traj.steps), sigma=f"{record.sigma:.3g}")
             shown.append(html.compare_column(number, label, caption, *frames))
-        by = "progress" if comparison.by == "progress" else "noise level"
+        by = text("compare.by_progress" if comparison.by == "progress" else "compare.by_sigma")
         return html.compare_columns(shown), distance_plot(comparison, where), (
-            f"Lined up by {by} at {100 * where:.0f}% of the way from the noise to the image.\n\n"
-            + settled_text(comparison))
+            text("compare.lined_up", by=by, percent=f"{100 * where:.0f}") + "\n\n" + settled_text(comparison))
 
     @user_errors
     async def downloads(self, comparison):

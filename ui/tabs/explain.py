@@ -17,6 +17,7 @@ import numpy as np
 from sdviz.analysis.distance import distance_to_final
 from sdviz.drawing import views
 from sdviz.drawing.sheets import sheet as draw_sheet
+from sdviz.messages import text
 from sdviz.sampling.images import load_image
 from ui import walk
 from ui.components import Image
@@ -157,7 +158,7 @@ class ExplainHandlers:
         """Where the picture is decided: every step's distance to the final image, measured once per run
         (kept on the session's trajectory; steps not cached are decoded again), plotted with the step marked."""
         if traj is None or not traj.steps:
-            return gr.skip(), "Generate an image first."
+            return gr.skip(), text("note.generate_first")
         if traj.distance_to_final is None:
             traj.distance_to_final = self.threads.call(distance_to_final, traj, self.session.decoder(traj))
         return distance_frame(traj, step_index(traj, step)), decided_text(traj)
@@ -202,10 +203,10 @@ class ExplainHandlers:
     def _image_panel(self, traj, upload, verb: str, draw):
         """(sheet file, note) from draw(image) on a model thread, for the run's image or an upload."""
         if traj is None or not traj.steps:
-            return gr.skip(), f"Generate an image first; then you can also {verb} an image of your own here."
+            return gr.skip(), text("note.generate_first_upload", verb=text(f"verb.{verb}"))
         image = self._image(traj, upload)
         if image is None:
-            return gr.skip(), f"The run was stopped before its final image; upload an image to {verb}."
+            return gr.skip(), text("note.stopped_upload", verb=text(f"verb.{verb}"))
         sheet, note = self.threads.call(draw, image)
         return self.files.image(np.asarray(sheet)), note
 

@@ -271,15 +271,15 @@ class ExploreHandlers:
         for traj, decode in ((parent, parent_decode), (fork, fork_decode)):
             if traj.distance_to_final is None:
                 traj.distance_to_final = distance_to_final(traj, decode)
-        plot = pd.DataFrame([(n + 1, d, f"{name}: predicted x0 to its final image")
-                             for name, traj in (("parent", parent), ("fork", fork))
+        plot = pd.DataFrame([(n + 1, d, text("plot.fork_curve", name=name))
+                             for name, traj in ((text("plot.parent"), parent), (text("plot.fork"), fork))
                              for n, d in enumerate(traj.distance_to_final["x0"])], columns=["step", "value", "curve"])
         changed = [f"{key} {getattr(parent.settings, key)!r} → {getattr(fork.settings, key)!r}"
                    for key in ("prompt", "negative_prompt", "guidance", "eta")
                    if getattr(parent.settings, key) != getattr(fork.settings, key)]
-        note = (f"Forked after step {at} of {len(parent.steps)}: "
-                + ("; ".join(changed) if changed else "nothing changed, so the fork is its parent, bit for bit") + ".")
-        return self.files.image(np.asarray(sheet)), mark(plot, at, "fork point"), note, gr.update(open=True)
+        note = text("note.forked", at=at, total=len(parent.steps),
+                    changes="; ".join(changed) if changed else text("note.fork_unchanged"))
+        return self.files.image(np.asarray(sheet)), mark(plot, at, text("plot.fork_point")), note, gr.update(open=True)
 
     # --- an edit against its source; an inversion's round trip ------------------------------------
 
@@ -301,13 +301,10 @@ class ExploreHandlers:
         decoder = self.session.decoder(traj)
         sheet = edit_sheet(traj, decoder, at=index)
         gaps = departure(traj)
-        plot = mark(pd.DataFrame([(n + 1, gap, "mean |edit - source| (latents)") for n, gap in enumerate(gaps)],
-                                 columns=["step", "value", "curve"]), index + 1, "this step")
-        grows = (f", grows most at step {int(np.argmax(np.diff(gaps))) + 2}" if len(gaps) > 1 else "")
-        note = (f"Both chains start from the image noised for {len(traj.steps)} steps and share their noise. The "
-                f"edit departs from the source at once ({gaps[0]:.3f} apart after step 1, mean |latent| "
-                f"difference){grows} and ends {gaps[-1]:.3f} away. Where the bottom row is dark, the edit kept "
-                "the image.")
+        plot = mark(pd.DataFrame([(n + 1, gap, text("plot.edit_gap")) for n, gap in enumerate(gaps)],
+                                 columns=["step", "value", "curve"]), index + 1, text("plot.this_step"))
+        grows = text("note.edit_grows", step=int(np.argmax(np.diff(gaps))) + 2) if len(gaps) > 1 else ""
+        note = text("note.edit", steps=len(traj.steps), first=f"{gaps[0]:.3f}", grows=grows, last=f"{gaps[-1]:.3f}")
         return self.files.image(np.asarray(sheet)), plot, note, gr.update(open=True)
 
     @user_errors
@@ -318,11 +315,9 @@ class ExploreHandlers:
         sheet, result = self.round_trip(inversion, reconstruction)
         summary, settings = result.summary(), inversion.settings
         method = "DDIM" if settings.scheduler == "ddim" else "flow Euler"
-        note = (f"Inverted in {settings.steps} {method} steps at guidance {settings.guidance:g} and run forward "
-                f"again: the reconstruction is {summary['psnr_db']:.1f} dB from the image (mean error "
-                f"{summary['mean_abs_error']:.1f} / 255); the VAE alone reaches {summary['vae_psnr_db']:.1f} dB. "
-                f"The noise it reached has standard deviation {summary['noise_std']:.2f} (a run starts from 1). "
-                "Guidance makes the round trip drift: try 1 and then 7.5.")
+        note = text("note.round_trip", steps=settings.steps, method=method, guidance=f"{settings.guidance:g}",
+                    psnr=f"{summary['psnr_db']:.1f}", error=f"{summary['mean_abs_error']:.1f}",
+                    vae=f"{summary['vae_psnr_db']:.1f}", std=f"{summary['noise_std']:.2f}")
         return self.files.image(np.asarray(sheet)), note, gr.update(open=True)
 
     def round_trip(self, inversion, reconstruction):

@@ -303,7 +303,7 @@ class RunHandlers:
         run = self.session.build_run(**run, scheduler="ddim", source_prompt=source_prompt,
                                      stop_event=stop_event(stop_signal), img2img=True)
         if scheduler != "ddim":
-            gr.Info(f"An edit steps with DDIM (CycleDiffusion samples its posterior); {scheduler} is not used.")
+            gr.Info(text("info.edit_ddim", scheduler=scheduler))
         async for update in self._stream(run):
             yield update
 
