@@ -64,25 +64,51 @@ class Words:
     """The page's texts that come from the catalogue, found by their English once the page is built."""
 
     def __init__(self, blocks: gr.Blocks):
-        english = {}
+        self.english = {}
         for key, message in catalogue(DEFAULT).items():
             if "{" not in message:
-                english.setdefault(message, key)
-        self.placed: list[tuple] = []  # (component, {field: key}, {choice label: key})
+                self.english.setdefault(message, key)
+        self.placed: list[tuple] = []  # (component, {field: key}, its choices as (label's key or label, value))
         for block in blocks.blocks.values():
-            fields = {field: english[value] for field in TEXT_FIELDS
-                      if isinstance(value := getattr(block, field, None), str) and value in english}
-            if fields:
-                self.placed.append((block, fields))
+            fields = {field: self.english[value] for field in TEXT_FIELDS
+                      if isinstance(value := getattr(block, field, None), str) and value in self.english}
+            choices = self._choices(block)
+            if fields or choices:
+                self.placed.append((block, fields, choices))
+
+    def _choices(self, block) -> list | None:
+        """A menu's choices whose labels are the catalogue's ('sdviz-objects (default)' included), or None."""
+        choices = getattr(block, "choices", None)
+        if not isinstance(choices, list) or not all(isinstance(c, tuple) and len(c) == 2 for c in choices):
+            return None
+        marked = [(self._key(label), value) for label, value in choices]
+        return marked if any(isinstance(key, tuple) for key, _ in marked) else None
+
+    def _key(self, label):
+        """(key, fields) of a choice's label in the catalogue, or the label itself."""
+        if label in self.english:
+            return self.english[label], {}
+        default = catalogue(DEFAULT)["run.default_model"]
+        head, _, tail = default.partition("{name}")
+        if isinstance(label, str) and label.startswith(head) and label.endswith(tail) and len(label) > len(default) - 6:
+            return "run.default_model", {"name": label[len(head):len(label) - len(tail)]}
+        return label
 
     @property
     def components(self) -> list:
-        return [block for block, _ in self.placed]
+        return [block for block, _, _ in self.placed]
 
     def relabel(self, language: str) -> list:
         """Each placed component's texts in `language`, as updates in `components` order."""
+        updates = []
         with speaking(language):
-            return [gr.update(**{field: text(key) for field, key in fields.items()}) for _, fields in self.placed]
+            for _, fields, choices in self.placed:
+                update = {field: text(key) for field, key in fields.items()}
+                if choices:
+                    update["choices"] = [(text(key[0], **key[1]) if isinstance(key, tuple) else key, value)
+                                         for key, value in choices]
+                updates.append(gr.update(**update))
+        return updates
 
 
 def switch() -> gr.Radio:

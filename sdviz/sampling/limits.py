@@ -15,6 +15,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from sdviz.messages import text
 from sdviz.sampling.errors import InputError
 
 
@@ -85,8 +86,8 @@ class Limits:
 
     def files_left_out(self, left: list) -> str:
         """'' or the note that the files `left` were not written within the limit."""
-        return (f"files left out at this server's run-time limit ({self.run_seconds:g} s; "
-                f"{self.ENV['run_seconds']}): {', '.join(map(str, left))}") if left else ""
+        return text("limit.files_left_out", seconds=f"{self.run_seconds:g}", variable=self.ENV["run_seconds"],
+                    files=", ".join(map(str, left))) if left else ""
 
     def cut_short(self, trajectories, labels=None) -> str:
         """'' when every run ended; else one line saying the request was cut short, naming the limit and how
@@ -94,11 +95,11 @@ class Limits:
         if all(traj.complete for traj in trajectories):
             return ""
         labels = labels or [""] * len(trajectories)
-        parts = [f"{'variant ' + str(n) + ' (' + label + ') ' if len(labels) > 1 else ''}"
-                 + (f"stopped after step {len(t.steps)}" if t.steps else "did not run")
+        parts = [(text("limit.variant", number=n, label=label) if len(labels) > 1 else "")
+                 + (text("limit.stopped_after", step=len(t.steps)) if t.steps else text("limit.did_not_run"))
                  for n, (t, label) in enumerate(zip(trajectories, labels), 1) if not t.complete]
-        return (f"cut short by this server's run-time limit ({self.run_seconds:g} s for a request, its files "
-                f"included; {self.ENV['run_seconds']}): " + "; ".join(parts))
+        return text("limit.cut_short", seconds=f"{self.run_seconds:g}", variable=self.ENV["run_seconds"],
+                    parts=text("limit.parts_gap").join(parts))
 
     def max_pixels(self, facts) -> int:
         return int(self.pixels_factor * facts.native_width * facts.native_height)

@@ -31,6 +31,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from sdviz.messages import text
 from sdviz.sampling import noise, tasks
 from sdviz.sampling.checks import check_run
 from sdviz.sampling.previews import Previewer, decode_full
@@ -117,7 +118,7 @@ class Run:
         timesteps, latents = task.start(cond)
         traj.x_start, self.total = _cpu(task.view(latents)), len(timesteps)
         if s.eta > 0 and "eta" not in task.step_kwargs:
-            traj.warnings.append(f"eta {s.eta} is ignored: {type(scheduler).__name__} has no eta")
+            traj.warnings.append(text("warning.no_eta", eta=s.eta, scheduler=type(scheduler).__name__))
         attention_kwargs = self._begin_capture(task.guided)
 
         # 4. Denoising loop: one record per scheduler entry (a fork first replays its parent's first entries)
@@ -170,8 +171,8 @@ class Run:
         if self._stop.is_set():
             return True
         if self.time_limit is not None and time.perf_counter() - started > self.time_limit:
-            self.trajectory.warnings.append(f"stopped after step {i} of {self.total}: the run-time limit is "
-                                            f"{self.time_limit:g} s")
+            self.trajectory.warnings.append(text("warning.time_limit", step=i, total=self.total,
+                                                 limit=f"{self.time_limit:g}"))
             self.timed_out = True
             return True
         return False

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from sdviz.messages import text
+
 
 def shown(token: str) -> str:
     """A token as a reader sees it: without CLIP's end-of-word marker or T5's start-of-word one."""
@@ -77,7 +79,4 @@ def truncation_warning(view: TokenView, window: int) -> str | None:
     if not view.dropped:
         return None
     last = view.words[-1].text if view.words else ""
-    return (
-        f"prompt is longer than the tokenizer's window of {window} tokens; "
-        f"it was cut after {last!r}, dropping: {view.dropped!r}"
-    )
+    return text("warning.truncated", window=window, last=repr(last), dropped=repr(view.dropped))

@@ -25,6 +25,7 @@ from ui.tabs.shared import PRIVATE, Shared
 from ui.words import say
 
 SPANS = ("this step", "up to this step", "whole run")
+SPAN_WORDS = ("attention.span.this", "attention.span.up_to", "attention.span.whole")  # what the choices show
 NEGATIVE_WORD = "negative:"  # the Word choice of a negative prompt's word: this, then its slot
 
 
@@ -81,7 +82,8 @@ def build(handlers: AttentionHandlers, shared: Shared, settings, x0_view: gr.Ima
         with gr.Row():
             word = components.Radio([], label=say("attention.word"), elem_id="word")
             resolution = components.Dropdown(["all"], value="all", label=say("attention.resolution"))
-            span = components.Radio(list(SPANS), value="this step", label=say("attention.steps"))
+            span = components.Radio([(say(key), value) for key, value in zip(SPAN_WORDS, SPANS)], value="this step",
+                                    label=say("attention.steps"))
         with gr.Row(elem_classes="sdviz-pixelated"):
             heat_view = gr.Image(label=say("attention.heat"), height=220, format="png", interactive=False,
                                  elem_id="heat")

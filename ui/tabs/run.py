@@ -42,7 +42,8 @@ def scheduler_choices(family: str, own: str | None = None) -> list[tuple[str, st
 
 def model_choices(config) -> list[tuple[str, str]]:
     """(label, name): the menu shows and sends names, so no install path reaches the page or the API."""
-    return [(name + (" (default)" if name == config.default_name else ""), name) for name in config.menu()]
+    return [(say("run.default_model", name=name) if name == config.default_name else name, name)
+            for name in config.menu()]
 
 
 def random_seed() -> int:
