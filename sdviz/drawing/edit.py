@@ -8,6 +8,7 @@ import torch
 
 from sdviz.drawing import sheets
 from sdviz.drawing.views import difference
+from sdviz.messages import text
 
 COLUMNS = 6  # steps shown side by side
 
@@ -24,11 +25,11 @@ def sheet(traj, previewer, at: int | None = None, columns: int = COLUMNS):
     chosen = sorted({*sheets.pick(count, columns), *([at] if at is not None else [])})
     source, edited, changed = [], [], []
     for k in chosen:
-        caption = f"step {k + 1}"
+        caption = text("filmstrip.step", step=k + 1)
         frame, mine = source_frame(traj, k, previewer), traj.step_frames(k, previewer)[0]
         source.append((caption, frame))
         edited.append((caption, mine))
         changed.append((caption, difference(mine, frame)))
-    marked = {chosen.index(at): "this step"} if at is not None else None
-    rows = [("source", source), ("edit", edited), ("|edit - source|", changed)]
+    marked = {chosen.index(at): text("plot.this_step")} if at is not None else None
+    rows = [(text("sheet.source"), source), (text("sheet.edit"), edited), ("|edit - source|", changed)]
     return sheets.sheet(rows, f"'{traj.settings.source_prompt}' -> '{traj.settings.prompt}'", marked)

@@ -15,6 +15,7 @@ import numpy as np
 
 from sdviz.analysis.metrics import psnr
 from sdviz.drawing.fonts import text_font
+from sdviz.messages import text
 from sdviz.sampling.errors import InputError
 
 MIN_VIDEO_SIDE = 256  # small frames are enlarged (nearest neighbour) to at least this
@@ -56,17 +57,16 @@ def filmstrip(trajectory, most: int = FILMSTRIP_FRAMES, with_x0: bool = True):
     if not chosen:
         raise InputError("the trajectory has no decoded frames to draw")
     columns = [x_t[k] for k in chosen]
-    rows = [("x_t", [(_step_label(label), frame) for label, frame in columns])]
+    rows = [(text("sheet.x_t"), [(_step_label(label), frame) for label, frame in columns])]
     if with_x0:
         x0 = dict(trajectory.frames("x0"))
-        rows.append(("predicted x0", [(_step_label(label), x0.get(label)) for label, _ in columns]))
+        rows.append((text("sheet.x0"), [(_step_label(label), x0.get(label)) for label, _ in columns]))
     total = len(trajectory.steps) if trajectory.steps else 0
-    scheduler = trajectory.settings.scheduler
-    return sheet(rows, f"denoising steps (of {total}, {scheduler}): from noise to image")
+    return sheet(rows, text("sheet.denoising", steps=total, scheduler=trajectory.settings.scheduler))
 
 
 def _step_label(label: str) -> str:
-    return label if label == "noise" else f"step {label}"
+    return text("filmstrip.noise") if label == "noise" else text("filmstrip.step", step=label)
 
 
 def sheet(rows: list[tuple[str, list[tuple[str, np.ndarray | None]]]], title: str = "",
@@ -164,11 +164,11 @@ def round_trip_sheet(inversion, reconstruction, previewers, columns: int = 6):
         raise InputError(f"the reconstruction has {len(reconstruction.steps)} steps and the inversion {count}; "
                          "allowed: the same number")
     image, final = inversion.init_image, reconstruction.final_image
-    there, back = [("image", image)], [("image", final)]
+    there, back = [(text("sheet.image"), image)], [(text("sheet.image"), final)]
     for k in pick(count, columns):
         level = f"t {inversion.steps[k].timestep:g}"
         there.append((level, inversion.step_frames(k, previewers[0])[0]))
         j = count - 2 - k  # the reconstruction's step whose latents end at inversion step k's level
         back.append((level, reconstruction.noise_image if j < 0 else reconstruction.step_frames(j, previewers[1])[0]))
-    title = f"PSNR {psnr(image, final):.1f} dB: the image inverted to noise (above) and reconstructed (below)"
-    return sheet([("inversion", there), ("reconstruction", back)], title)
+    title = text("sheet.inversion_title", psnr=f"{psnr(image, final):.1f}")
+    return sheet([(text("sheet.inversion"), there), (text("sheet.reconstruction"), back)], title)

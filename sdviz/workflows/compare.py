@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from sdviz.analysis.align import GRID_ROWS, at, check_alignment
+from sdviz.messages import text
 from sdviz.sampling.checks import check_text, validate
 from sdviz.sampling.errors import InputError
 from sdviz.sampling.settings import Settings
@@ -144,14 +145,15 @@ class Comparison:
             position = row / max(rows - 1, 1)
             cells = []
             for traj, (index, frames) in zip(self.trajectories, self.frames(position)):
-                note = "" if index is None else (f"step {index + 1}/{len(traj.steps)}" if self.by == "progress"
-                                                 else f"sigma {traj.steps[index].sigma:.3g}")
+                note = "" if index is None else (
+                    text("sheet.variant_step", step=index + 1, total=len(traj.steps)) if self.by == "progress"
+                    else text("sheet.sigma", sigma=f"{traj.steps[index].sigma:.3g}"))
                 cells.append((note, None if frames is None else frames[0]))
             table.append((f"{round(100 * position)}%", cells))
-        table.append(("final", [(f"{k + 1}: {_values(label)}"[:14], t.final_image)
+        table.append((text("sheet.final"), [(f"{k + 1}: {_values(label)}"[:14], t.final_image)
                                 for k, (t, label) in enumerate(zip(self.trajectories, self.labels))]))
         title = "; ".join(f"{k + 1}: {label}" for k, label in enumerate(self.labels))
-        return sheet(table, f"lined up by {self.by}. {title}")
+        return sheet(table, text("sheet.lined_up", by=self.by, title=title))
 
     def video_frames(self, count: int = VIDEO_FRAMES) -> list[np.ndarray]:
         """Every variant's x_t side by side at `count` lined-up points, each under its number and values
