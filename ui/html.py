@@ -243,19 +243,20 @@ def token_slots(tokens: dict) -> str:
                      for other in tokens.get("others", []))
     if not others:
         return _slots(tokens)
-    return (f"<h4>{html.escape(tokens.get('encoder', 'text_encoder'))} (the slots the word heat maps show)</h4>"
-            + _slots(tokens) + others)
+    heading = text("tokens.heat_slots", encoder=tokens.get("encoder", "text_encoder"))
+    return f"<h4>{html.escape(heading)}</h4>" + _slots(tokens) + others
 
 
 def _slots(tokens: dict) -> str:
     chips = []
     for slot in tokens["slots"]:
-        text = html.escape(shown(slot["token"]))
+        token = html.escape(shown(slot["token"]))
         chips.append(f'<span class="{slot["kind"]}" title="slot {slot["slot"]}: id {slot["id"]} ({slot["kind"]})">'
-                     f'{text}</span>')
+                     f'{token}</span>')
     words = sum(1 for s in tokens["slots"] if s["kind"] == "word")
-    start = "start token, " if any(s["kind"] == "start" for s in tokens["slots"]) else ""  # T5 has none
-    summary = (f"<p>{len(tokens['slots'])} slots: {start}{words} word tokens, end token, "
-               f"{sum(1 for s in tokens['slots'] if s['kind'] == 'padding')} padding</p>")
-    dropped = f"<p><b>cut off:</b> {html.escape(tokens['dropped'])}</p>" if tokens["dropped"] else ""
+    start = text("tokens.start") if any(s["kind"] == "start" for s in tokens["slots"]) else ""  # T5 has none
+    summary = "<p>" + html.escape(text("tokens.summary", slots=len(tokens["slots"]), start=start, words=words,
+                                       padding=sum(1 for s in tokens["slots"] if s["kind"] == "padding"))) + "</p>"
+    dropped = (f"<p><b>{html.escape(text('tokens.cut_off'))}</b> {html.escape(tokens['dropped'])}</p>"
+               if tokens["dropped"] else "")
     return summary + '<div class="sdviz-tokens">' + "".join(chips) + "</div>" + dropped

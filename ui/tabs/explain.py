@@ -235,18 +235,19 @@ class ExplainHandlers:
         x0_image = traj.step_frames(index, decode)[1]
         predicted = views.noise_image(record.noise_pred, model.latent_rgb.numpy(), tuple(traj.shapes["image"][1:]))
         predicts = "v" if traj.facts.prediction_type in ("v_prediction", "flow") else "noise"
-        prediction = draw_sheet([(f"step {index + 1}", [("x_t in", x_t_in), (f"predicted {predicts}", predicted),
-                                                        ("x0: noise removed", x0_image)])],
-                                f"the {traj.denoiser_word} predicts {prediction_target(traj)}; removing the noise "
-                                "gives the predicted x0")
+        step = text("filmstrip.step", step=index + 1)
+        prediction = draw_sheet([(step, [(text("walk.x_t_in"), x_t_in), (text(f"walk.predicted_{predicts}"), predicted),
+                                         (text("walk.noise_removed"), x0_image)])],
+                                text("walk.prediction_title", denoiser=traj.denoiser_word,
+                                     target=prediction_target(traj)))
         if record.x0_uncond is not None:
             uncond, cond, effect, _ = guidance_pictures(decode, record)
-            guidance = draw_sheet([(f"step {index + 1}", [("empty prompt", uncond), ("prompt", cond),
-                                                          ("guided", x0_image), ("prompt adds", effect)])],
-                                  "predicted x0 of each half of the batch, and guided")
+            guidance = draw_sheet([(step, [(text("walk.empty_prompt"), uncond), (text("walk.prompt"), cond),
+                                           (text("walk.guided"), x0_image), (text("walk.prompt_adds"), effect)])],
+                                  text("walk.halves_title"))
             formula = formula_text(record, traj.guidance_scale)
         else:
-            guidance = draw_sheet([(f"step {index + 1}", [("x0", x0_image)])], "no guidance")
+            guidance = draw_sheet([(step, [("x0", x0_image)])], text("walk.no_guidance"))
             formula = unguided_text(traj)
         heat, attention_note = attention_panel(traj, model, image)
         picture = self.files.image
