@@ -16,10 +16,12 @@ from sdviz.analysis.guidance import guidance_example
 from sdviz.messages import text
 from sdviz.sampling import schedulers
 
-SCHEDULE_COLOURS = {"log10 σ (noise / signal)": "#1f77b4", "ᾱ (share of signal variance)": "#ff7f0e",
-                    "log10 SNR": "#2ca02c", "this step": "#000000"}
-DISTANCE_COLOURS = {"predicted x0 to the final image": "#d62728", "x_t to the final image": "#1f77b4",
-                    "settled threshold": "#aaaaaa", "layout settled": "#d0508a", "this step": "#000000"}
+SCHEDULE_SERIES = {"plot.log_sigma": "#1f77b4", "plot.alpha_bar": "#ff7f0e", "plot.log_snr": "#2ca02c",
+                   "plot.this_step": "#000000"}  # each curve's catalogue key and colour
+DISTANCE_SERIES = {"plot.x0_distance": "#d62728", "plot.x_t_distance": "#1f77b4", "plot.threshold": "#aaaaaa",
+                   "plot.settled": "#d0508a", "plot.this_step": "#000000"}
+SCHEDULE_COLOURS = {text(key, "en"): colour for key, colour in SCHEDULE_SERIES.items()}  # as the page is built
+DISTANCE_COLOURS = {text(key, "en"): colour for key, colour in DISTANCE_SERIES.items()}  # (each session's, in its own)
 
 
 def mark(frame: pd.DataFrame, x: float, name: str, column: str = "curve") -> pd.DataFrame:
@@ -38,8 +40,9 @@ def schedule_frame(traj, index: int) -> pd.DataFrame:
     for row in schedule.trajectory_schedule(traj):
         step = row["index"] + 1
         rows += [(step, value, name) for value, name in zip(
-            (log10(row["sigma"]), row["alpha_bar"], log10(row["snr"])), SCHEDULE_COLOURS) if value is not None]
-    return mark(pd.DataFrame(rows, columns=["step", "value", "curve"]), index + 1, "this step")
+            (log10(row["sigma"]), row["alpha_bar"], log10(row["snr"])), map(text, SCHEDULE_SERIES))
+            if value is not None]
+    return mark(pd.DataFrame(rows, columns=["step", "value", "curve"]), index + 1, text("plot.this_step"))
 
 
 def run_start(traj, scheduler_config: dict) -> int:
@@ -67,12 +70,12 @@ def compared_frame(traj, scheduler_config: dict, index: int) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=["share of steps done", "value", "scheduler"])
     entries = len(tables[traj.settings.scheduler])
     share = (run_start(traj, scheduler_config) + index) / max(entries - 1, 1)
-    return mark(frame, share, "this step", column="scheduler")
+    return mark(frame, share, text("plot.this_step"), column="scheduler")
 
 
 def distance_frame(traj, index: int) -> pd.DataFrame:
     distances = traj.distance_to_final
-    x0_curve, x_t_curve, threshold, settled_mark, _ = DISTANCE_COLOURS
+    x0_curve, x_t_curve, threshold, settled_mark, this_step = map(text, DISTANCE_SERIES)
     rows = [(n + 1, distances[kind][n], curve)
             for kind, curve in (("x0", x0_curve), ("x_t", x_t_curve)) for n in range(len(traj.steps))]
     rows += [(1, SETTLED_DISTANCE, threshold), (len(traj.steps), SETTLED_DISTANCE, threshold)]
@@ -80,7 +83,7 @@ def distance_frame(traj, index: int) -> pd.DataFrame:
     settled = settled_step(distances["x0"])
     if settled is not None:
         frame = mark(frame, settled + 1, settled_mark)
-    return mark(frame, index + 1, "this step")
+    return mark(frame, index + 1, this_step)
 
 
 def decided_text(traj) -> str:

@@ -18,7 +18,8 @@ import gradio as gr
 
 from sdviz.messages import DEFAULT, LANGUAGES, catalogue, language_of, set_resolver, speaking, text
 
-TEXT_FIELDS = ("label", "value", "info", "title", "placeholder")  # where a component keeps text a reader reads
+TEXT_FIELDS = ("label", "value", "info", "title", "placeholder", "x_title", "y_title", "color_title")  # text a
+# reader reads
 MOST_SESSIONS = 10000  # sessions whose choice is remembered (the oldest forgotten first)
 _chosen: OrderedDict[str, str] = OrderedDict()  # session -> the language it picked with the switch
 _chosen_lock = threading.Lock()
@@ -73,6 +74,9 @@ class Words:
             fields = {field: self.english[value] for field in TEXT_FIELDS
                       if isinstance(value := getattr(block, field, None), str) and value in self.english}
             choices = self._choices(block)
+            colours = getattr(block, "color_map", None)
+            if isinstance(colours, dict) and any(name in self.english for name in colours):
+                fields["color_map"] = {self.english.get(name, name): colour for name, colour in colours.items()}
             if fields or choices:
                 self.placed.append((block, fields, choices))
 
@@ -103,7 +107,10 @@ class Words:
         updates = []
         with speaking(language):
             for _, fields, choices in self.placed:
-                update = {field: text(key) for field, key in fields.items()}
+                update = {field: text(key) for field, key in fields.items() if field != "color_map"}
+                if "color_map" in fields:  # a plot's colours, keyed by its curves' names in the language
+                    update["color_map"] = {text(key) if key in self.english.values() else key: colour
+                                           for key, colour in fields["color_map"].items()}
                 if choices:
                     update["choices"] = [(text(key[0], **key[1]) if isinstance(key, tuple) else key, value)
                                          for key, value in choices]

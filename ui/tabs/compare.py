@@ -75,7 +75,8 @@ def distance_plot(comparison, position: float) -> pd.DataFrame:
     if frame.empty:
         return frame
     low, high = float(frame["distance"].min()), float(frame["distance"].max())
-    mark = pd.DataFrame({PLOT_X: [100 * position] * 2, "distance": [low, high], "variant": ["slider"] * 2})
+    mark = pd.DataFrame({PLOT_X: [100 * position] * 2, "distance": [low, high],
+                         "variant": [text("plot.slider")] * 2})
     return pd.concat([frame, mark], ignore_index=True)
 
 
@@ -128,7 +129,8 @@ def build(handlers: CompareHandlers, shared: Shared, prompt: gr.Textbox, model: 
                          label=say("compare.position"),
                          elem_id="compare-position")
     columns = gr.HTML(elem_id="compare-columns")
-    variants_plot = gr.LinePlot(x=PLOT_X, y="distance", color="variant", y_title="mean |x0 − final|",
+    variants_plot = gr.LinePlot(x=PLOT_X, y="distance", color="variant", y_title=say("plot.x0_final"),
+                                x_title=say("plot.position"), color_title=say("plot.variant"),
                                 title=say("compare.plot"),
                                 height=260, elem_id="compare-plot")
     note = gr.Markdown(elem_id="compare-note")

@@ -81,13 +81,16 @@ class ExplainPanels:
 def build_schedule(handlers: ExplainHandlers, shared: Shared) -> SchedulePanels:
     with gr.Tab(say("tab.schedule"), elem_id="schedule-tab") as tab:
         gr.Markdown(say("intro.schedule"))
-        plot = gr.LinePlot(x="step", y="value", color="curve", title=say("schedule.plot"),
+        plot = gr.LinePlot(x="step", y="value", color="curve", title=say("schedule.plot"), x_title=say("plot.step"),
+                           y_title=say("plot.value"), color_title=say("plot.curve"),
                            color_map=SCHEDULE_COLOURS, height=260, elem_id="schedule-plot")
         compared = gr.LinePlot(x="share of steps done", y="value", color="scheduler", y_title="log10 σ",
+                               x_title=say("plot.share"), color_title=say("plot.scheduler"),
                                title=say("schedule.compared"),
                                height=260, elem_id="compare-plot")
         gr.Markdown(say("intro.decided"))
-        distance = gr.LinePlot(x="step", y="value", color="curve", y_title="mean |frame − final|",
+        distance = gr.LinePlot(x="step", y="value", color="curve", y_title=say("plot.frame_distance"),
+                               x_title=say("plot.step"), color_title=say("plot.curve"),
                                color_map=DISTANCE_COLOURS, title=say("schedule.distance"), height=260,
                                elem_id="distance-plot")
         decided = gr.Markdown(elem_id="decided")

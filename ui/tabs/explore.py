@@ -99,6 +99,7 @@ def build() -> ExploreView:
         edit_note = gr.Markdown(elem_id="edit-note")
         edit_view = gr.Image(show_label=False, format="png", interactive=False, elem_id="edit-view")
         edit_plot = gr.LinePlot(x="step", y="value", color="curve", title=say("explore.edit_plot"),
+                                x_title=say("plot.step"), y_title=say("plot.value"), color_title=say("plot.curve"),
                                 height=220, elem_id="edit-plot")
     with gr.Accordion(say("explore.trip_box"), open=False) as trip_box:
         trip_note = gr.Markdown(elem_id="trip-note")
@@ -107,6 +108,7 @@ def build() -> ExploreView:
         fork_note = gr.Markdown(elem_id="fork-note")
         fork_view = gr.Image(show_label=False, format="png", interactive=False, elem_id="fork-view")
         fork_plot = gr.LinePlot(x="step", y="value", color="curve", title=say("explore.fork_plot"),
+                                x_title=say("plot.step"), y_title=say("plot.value"), color_title=say("plot.curve"),
                                 height=240, elem_id="fork-plot")
     return ExploreView(step_info, fork, pictures, channels, guidance, formula,
                        [edit_view, edit_plot, edit_note, edit_box], [trip_view, trip_note, trip_box],
