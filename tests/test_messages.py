@@ -88,3 +88,19 @@ def test_the_files_speak_the_language_asked_for(tmp_path):
             assert han > 30 and kana == 0 and "最终图像" in written and "Final images" not in written
         else:
             assert han == kana == 0 and "From noise to image" in written
+
+
+def test_a_refusal_speaks_the_language_of_the_request():
+    """The same bad value refused in each language, naming the parameter and what is allowed in it."""
+    from sdviz import Settings
+    from sdviz.sampling.checks import validate
+    from sdviz.sampling.errors import InputError
+
+    said = {}
+    for language in LANGUAGES:
+        with speaking(language), pytest.raises(InputError) as refused:
+            validate(Settings(steps=0))
+        said[language] = str(refused.value)
+    assert said["en"] == "steps 0 is out of range; allowed: 1..1000"
+    assert said["zh"].startswith("steps 0 ") and "允许" in said["zh"] and "1..1000" in said["zh"]
+    assert said["ja"].startswith("steps 0 ") and KANA.search(said["ja"]) and "1..1000" in said["ja"]

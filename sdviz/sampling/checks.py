@@ -141,30 +141,23 @@ def _check_edit(settings, scheduler: str | None, img2img: bool) -> float:
     check_text("source prompt", settings.source_prompt)
     source_guidance = check_float("source guidance", settings.source_guidance, 0.0, MAX_GUIDANCE)
     if not img2img:
-        raise InputError("source prompt: an edit starts from an image that the source prompt describes; "
-                         "allowed: a source prompt with an init image, or no source prompt")
+        raise InputError.said("error.edit_needs_image")
     if scheduler != "ddim":
-        raise InputError(f"scheduler {scheduler!r} cannot edit: CycleDiffusion samples DDIM's posterior; "
-                         "allowed: ddim")
+        raise InputError.said("error.edit_scheduler", name=repr(scheduler))
     if settings.negative_prompt:
-        raise InputError("negative prompt: an edit contrasts both prompts with the empty prompt, as "
-                         "CycleDiffusion does; allowed: no negative prompt with a source prompt")
+        raise InputError.said("error.edit_negative")
     return source_guidance
 
 
 def _check_inversion(settings, scheduler: str | None, eta: float, img2img: bool) -> None:
     if not img2img:
-        raise InputError("invert: an inversion runs an image backwards to noise; allowed: invert with an "
-                         "init image")
+        raise InputError.said("error.invert_needs_image")
     if scheduler not in (None, *INVERTING):
-        raise InputError(f"scheduler {scheduler!r} cannot invert: the inversion reverses a deterministic "
-                         "step (DDIMInverseScheduler; flow models: the flow's Euler step); allowed: "
-                         f"{' or '.join(INVERTING)}")
+        raise InputError.said("error.invert_scheduler", name=repr(scheduler), allowed=" or ".join(INVERTING))
     if eta != 0:
-        raise InputError(f"eta {eta} cannot invert: only DDIM without noise (eta 0) can be run backwards; "
-                         "allowed: 0")
+        raise InputError.said("error.invert_eta", eta=eta)
     if settings.source_prompt is not None:
-        raise InputError("source prompt: an inversion has one prompt; allowed: invert or edit, not both")
+        raise InputError.said("error.invert_and_edit")
 
 
 def resolve(settings, facts):

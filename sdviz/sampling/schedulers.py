@@ -105,7 +105,7 @@ def resolve(name: str) -> SchedulerSpec:
     spec = unregistered(key)
     if spec is None:
         allowed = ", ".join(SCHEDULERS)
-        raise InputError(f"unknown scheduler {shortened(name)}; allowed: {allowed} (or a diffusers scheduler class)")
+        raise InputError.said("error.unknown_scheduler", name=shortened(name), allowed=allowed)
     return spec
 
 
@@ -148,8 +148,8 @@ def check_fits(name: str, family: str) -> str:
     """`name` resolved, if it can sample a model of `family`; else an InputError naming those that can."""
     spec = resolve(name)
     if family not in spec.families:
-        raise InputError(f"scheduler {spec.name!r} does not fit this model ({family}): it samples "
-                         f"{', '.join(spec.families)} models; allowed: {', '.join(for_family(family))}")
+        raise InputError.said("error.scheduler_not_fit", name=repr(spec.name), family=family,
+                              families=", ".join(spec.families), allowed=", ".join(for_family(family)))
     return spec.name
 
 
