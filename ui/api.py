@@ -13,6 +13,7 @@ import json
 
 import gradio as gr
 
+from sdviz.messages import text
 from sdviz.sampling.checks import check_text
 from sdviz.sampling.errors import InputError
 from sdviz.sampling.settings import Settings
@@ -91,7 +92,7 @@ class ApiHandlers:
         files, left = await asyncio.to_thread(self.downloads.write, traj, deadline)
         limits = self.session.limits
         status = "; ".join(filter(None, [limits.cut_short([traj]), limits.files_left_out(left)]))
-        yield final, files, status or f"finished: {len(traj.steps)} steps"
+        yield final, files, status or text("status.finished", steps=len(traj.steps))
 
     @user_errors
     async def invert(self, prompt, negative_prompt, model, steps, guidance, seed, width, height, preview, every,
@@ -113,7 +114,8 @@ class ApiHandlers:
             cut = self.session.limits.cut_short(runs, ["inversion", "reconstruction"][:len(runs)])
             raise InputError(f"invert: {cut}; allowed: fewer steps")
         files, left = await asyncio.to_thread(self._write_round_trip, inversion, reconstruction, deadline)
-        status = self.session.limits.files_left_out(left) or f"finished: {len(inversion.steps)} steps each way"
+        finished = text("status.finished_each_way", steps=len(inversion.steps))
+        status = self.session.limits.files_left_out(left) or finished
         yield self.files.image(reconstruction.final_image), files, status
 
     def _write_round_trip(self, inversion, reconstruction, deadline=None) -> tuple[list[str], list[str]]:

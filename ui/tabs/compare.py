@@ -322,7 +322,8 @@ class CompareHandlers:
         limits = self.session.limits
         status = "; ".join(filter(None, [limits.cut_short(comparison.trajectories, labels),
                                          limits.files_left_out(left)]))
-        yield str(files[0]), [str(path) for path in files[1:]], status or f"finished: {len(runs)} variants"
+        status = status or text("status.finished_variants", count=len(runs))
+        yield str(files[0]), [str(path) for path in files[1:]], status
 
 
 def write_comparison(comparison, folder, zips: bool = False, deadline=None) -> tuple[list, list]:
