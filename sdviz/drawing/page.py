@@ -40,6 +40,9 @@ PAGE_WORDS = ("diagram.text", "page.token_embeddings", "page.latents", "page.dec
               "page.settles", "page.step_label", "page.axis_noise", "page.axis_image", "page.not_run",
               "page.variant_step", "page.position", "sentence.gap")  # what the pages' scripts write
 _MARKER = re.compile(r"{{([\w.]+)}}")  # a catalogue key in a page's template
+SETTING_WORDS = {"model": "run.model", "scheduler": "run.scheduler", "steps": "run.steps", "guidance": "run.guidance",
+                 "true_cfg": "run.true_cfg", "seed": "run.seed", "width": "run.width", "height": "run.height",
+                 "eta": "run.eta", "preview": "run.preview", "negative_prompt": "run.negative"}  # the table's names
 POSITIONS = 101  # a comparison's shared slider: 0..100 % of the way from the noise to the image
 
 
@@ -123,9 +126,9 @@ def run_data(traj, previewer=None, guidance: dict | None = None) -> dict:
                      "settled": None if settled is None else settled + 1}
     return {
         "prompt": settings.prompt,
-        "settings": [[name, str(getattr(settings, name))] for name in listed
+        "settings": [[text(SETTING_WORDS[name]), str(getattr(settings, name))] for name in listed
                      if name != "true_cfg" or settings.true_cfg != 1]
-                    + ([["strength", str(settings.strength)]] if settings.img2img else []),
+                    + ([[text("run.strength"), str(settings.strength)]] if settings.img2img else []),
         "shapes": traj.shapes, "total": len(traj.steps), "complete": bool(traj.complete),
         "denoiser": text("diagram.transformer" if traj.facts.denoiser == "transformer" else "diagram.unet"),
         "prediction": text(f"prediction.{traj.facts.prediction_type}"),

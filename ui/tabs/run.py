@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from sdviz.messages import text
+from sdviz.messages import DEFAULT as DEFAULT_LANGUAGE
+from sdviz.messages import catalogue, text
 from sdviz.sampling import schedulers
 from sdviz.sampling.checks import MAX_SEED, PREVIEW_MODES
 from sdviz.sampling.errors import InputError
@@ -37,7 +38,9 @@ def scheduler_choices(family: str, own: str | None = None) -> list[tuple[str, st
     """(label, name) of the schedulers that can sample a model of this family, the model's `own` included (a
     class sdviz does not register, used as its config sets it)."""
     fitting = schedulers.for_family(family, own)
-    return [(label, name) for name, _, label in schedulers.describe(own) if name in fitting]
+    known = catalogue(DEFAULT_LANGUAGE)
+    return [(text(f"scheduler.{name}") if f"scheduler.{name}" in known else label, name)
+            for name, _, label in schedulers.describe(own) if name in fitting]
 
 
 def model_choices(config) -> list[tuple[str, str]]:
