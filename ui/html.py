@@ -13,7 +13,7 @@ import html
 import numpy as np
 
 from sdviz.drawing.uri import data_uri
-from sdviz.messages import text
+from sdviz.messages import DEFAULT, catalogue, text
 from sdviz.sampling.models import ModelFacts
 from sdviz.sampling.tokens import shown
 
@@ -117,6 +117,12 @@ def _shape(dims) -> str:
     return " × ".join(str(d) for d in dims)
 
 
+def added_words(added: str) -> str:
+    """A model's `ModelFacts.added` (the catalogue's English, parts joined by ', ') in the session's language."""
+    english = {message: key for key, message in catalogue(DEFAULT).items() if key.startswith("added.")}
+    return ", ".join(text(english[part]) if part in english else part for part in added.split(", "))
+
+
 def diagram(shapes: dict, facts: ModelFacts, active: str = "", scheduler: str = "", step: str = "",
             img2img: bool = False) -> str:
     """The Illustrated Stable Diffusion's three components with this model's real tensor shapes: its text
@@ -145,7 +151,7 @@ def diagram(shapes: dict, facts: ModelFacts, active: str = "", scheduler: str = 
     transformer = facts.denoiser == "transformer"
     denoiser_caption = f"{text('diagram.latents')} {html.escape(step)}"
     if facts.added:
-        denoiser_caption += "; " + html.escape(text("diagram.also", what=facts.added))
+        denoiser_caption += "; " + html.escape(text("diagram.also", what=added_words(facts.added)))
     parts = []
     if img2img:
         parts += [box("encode", text("diagram.encoder"), "AutoencoderKL.encode", f"{image} → {latents}",

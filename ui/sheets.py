@@ -107,7 +107,7 @@ def components_html(traj) -> str:
     rows += [(text("components.denoiser", denoiser=f"{traj.denoiser_word[0].upper()}{traj.denoiser_word[1:]}",
                    name=facts.denoiser_class, predicts=predicts), facts.parameters[denoiser],
               takes + ("; " + text("diagram.pooled", width=facts.pooled_width) if facts.pooled_width else "")
-              + (f"; {facts.added}" if facts.added else ""), f"{predicts} {latents}"),
+              + (f"; {html.added_words(facts.added)}" if facts.added else ""), f"{predicts} {latents}"),
              (text("components.vae"), facts.parameters["vae"],
               text("components.latents", shape=latents), text("components.image",
                                                                shape=" × ".join(map(str, shapes["image"]))))]

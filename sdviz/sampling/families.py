@@ -25,6 +25,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from sdviz.messages import DEFAULT, text
 from sdviz.sampling.errors import InputError
 
 if TYPE_CHECKING:
@@ -114,8 +115,9 @@ class Family:
         return 0
 
     def added_conditioning(self, pipe) -> str:
-        """What else each denoiser call takes, in words ('' for nothing)."""
-        return "guidance scale (embedded: w = g − 1)" if self.guidance_embedded(pipe) else ""
+        """What else each denoiser call takes, in the catalogue's English ('' for nothing): a model's facts are
+        shared by every session, so each shows them in its own language (`ui.html.added_words`)."""
+        return text("added.lcm_guidance", DEFAULT) if self.guidance_embedded(pipe) else ""
 
     def native_side(self, pipe) -> tuple[int, int]:
         size = getattr(pipe, "default_sample_size", None) or self.denoiser_module(pipe).config.sample_size
@@ -264,7 +266,7 @@ class SDXL(Family):
 
     def added_conditioning(self, pipe) -> str:
         embedded = super().added_conditioning(pipe)
-        return (f"{embedded}, " if embedded else "") + "original size, crop and target size (6 ids)"
+        return (f"{embedded}, " if embedded else "") + text("added.sdxl_ids", DEFAULT)
 
     def encode(self, pipe, settings, device, guided: bool) -> Conditioning:
         import torch
@@ -426,8 +428,9 @@ class Flux(SD3):
         return self.max_sequence_length if tokenizer == "tokenizer_2" else getattr(pipe, tokenizer).model_max_length
 
     def added_conditioning(self, pipe) -> str:
-        embedded = "guidance scale (embedded), " if self.denoiser_module(pipe).config.guidance_embeds else ""
-        return f"{embedded}text and image position ids (rotary)"
+        guided = self.denoiser_module(pipe).config.guidance_embeds
+        embedded = text("added.flux_guidance", DEFAULT) + ", " if guided else ""
+        return embedded + text("added.flux_ids", DEFAULT)
 
     def size_multiple(self, pipe) -> int:
         return pipe.vae_scale_factor * 2  # the 2 x 2 packing
