@@ -172,9 +172,9 @@ def render(args) -> int:
         init_image = None
     else:
         if args.at is not None:
-            raise InputError(f"--at {args.at} needs --fork RUN_DIR: the run to continue")
+            raise InputError.said("cli.at_needs_fork", at=args.at)
         if "prompt" not in given:
-            raise InputError("--prompt is missing; allowed: any text (or --fork RUN_DIR to continue a saved run)")
+            raise InputError.said("cli.no_prompt")
         img2img = args.init_image is not None
         settings = validate(Settings(**given), img2img=img2img)
         init_image = load_image(args.init_image) if img2img else None
@@ -261,7 +261,7 @@ def compare(args) -> int:
     vary = read_vary(args.vary)
     check_alignment(args.align)
     if "prompt" not in given and "prompt" not in dict(vary):
-        raise InputError("--prompt is missing; allowed: any text (or --vary prompt=A|B)")
+        raise InputError.said("cli.no_prompt_compare")
     chosen = variants(Settings(**given), vary, args.model)
     for variant in chosen:  # every variant's settings and model, before any model work
         validate(variant["settings"], img2img=img2img)
@@ -303,8 +303,7 @@ def _fork(args, given: dict):
     if args.init_image is not None:
         raise InputError("--init-image: a fork starts from its parent's init image; do not give another")
     if not (args.fork / "trajectory.json").is_file():
-        raise InputError(f"--fork {args.fork.name!r} is not a run folder (no trajectory.json); allowed: a folder "
-                         "`render` wrote")
+        raise InputError.said("cli.not_run_folder", name=repr(args.fork.name))
     parent = Trajectory.load(args.fork)
     settings = fork_settings(parent, **given)
     check_int("fork step (at)", args.at, 0, len(parent.steps))  # these before any model work
@@ -372,8 +371,7 @@ def _saved_run(folder: Path, model: str | None):
     from sdviz.sampling.trajectory import Trajectory
 
     if not (folder / "trajectory.json").is_file():
-        raise InputError(f"RUN_DIR {str(folder)!r:.80} is not a run folder (no trajectory.json); allowed: a folder "
-                         "`render` or `compare` wrote")
+        raise InputError.said("cli.not_run_dir", name=f"{str(folder)!r:.80}")
     traj = Trajectory.load(folder)
     previewer = None
     if any(not s.decoded for s in traj.steps):
@@ -436,8 +434,7 @@ def _model_named(saved: str, given: str | None, what: str) -> str | None:
 
     if given is not None or saved == display_name(default_model()):
         return given
-    raise InputError(f"{what} was made with the model {saved!r:.80}, which only --model can name; allowed: "
-                     "--model with that model's hub id or folder (sdviz loads no model a saved run names)")
+    raise InputError.said("cli.model_only", what=what, model=f"{saved!r:.80}")
 
 
 def forward(args) -> int:
@@ -452,7 +449,7 @@ def forward(args) -> int:
     if args.scheduler is not None:
         schedulers.resolve(args.scheduler)
     if args.preview not in PREVIEW_MODES:
-        raise InputError(f"preview {args.preview!r} is not a decoder; allowed: {', '.join(PREVIEW_MODES)}")
+        raise InputError.said("cli.preview", preview=repr(args.preview), allowed=", ".join(PREVIEW_MODES))
     image = load_image(args.image, name="image")
     check_source(args.model or default_model())
     model = load_model(args.model, device=args.device)

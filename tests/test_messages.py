@@ -104,3 +104,12 @@ def test_a_refusal_speaks_the_language_of_the_request():
     assert said["en"] == "steps 0 is out of range; allowed: 1..1000"
     assert said["zh"].startswith("steps 0 ") and "允许" in said["zh"] and "1..1000" in said["zh"]
     assert said["ja"].startswith("steps 0 ") and KANA.search(said["ja"]) and "1..1000" in said["ja"]
+
+
+def test_the_command_line_refuses_in_the_language_asked_for(tmp_path):
+    from tests.helpers import sdviz_main
+
+    refused = sdviz_main("render", "--steps", "2", "--lang", "zh", "--out", str(tmp_path / "run"))
+    assert refused.returncode == 2 and "缺少 --prompt" in refused.stderr and "Traceback" not in refused.stderr
+    refused = sdviz_main("render", "--prompt", "x", "--steps", "0", "--lang", "ja", "--out", str(tmp_path / "run"))
+    assert refused.returncode == 2 and "steps 0 は範囲外です" in refused.stderr
