@@ -39,7 +39,7 @@ def parse_vary(text: str) -> tuple[str, list]:
     name, _, values = str(text).partition("=")
     name = name.strip().replace("-", "_")
     if name not in VARIED or not values.strip():
-        raise InputError(f"vary {text!r:.80} is not NAME=VALUE,VALUE...; allowed names: {', '.join(VARIED)}")
+        raise InputError.said("error.vary_form", text=f"{text!r:.80}", allowed=", ".join(VARIED))
     separator = TEXT_SEPARATOR if name in ("prompt", "negative_prompt") else ","
     return name, _read(name, [v.strip() for v in values.split(separator)])
 
@@ -50,8 +50,8 @@ def _read(name: str, values: list) -> list:
         try:
             read.append(VARIED[name](value))
         except (TypeError, ValueError):
-            raise InputError(f"vary {name}: {value!r:.60} is not a value of {name}; allowed: "
-                             f"{VARIED[name].__name__} values") from None
+            raise InputError.said("error.vary_value", name=name, value=f"{value!r:.60}",
+                                  kind=VARIED[name].__name__) from None
     return read
 
 
@@ -68,7 +68,7 @@ def read_vary(vary) -> list[tuple[str, list]]:
             continue
         name, values = item
         if name not in VARIED:
-            raise InputError(f"vary {name!r:.40} is not a setting a variant may change; allowed: {', '.join(VARIED)}")
+            raise InputError.said("error.vary_name", name=f"{name!r:.40}", allowed=", ".join(VARIED))
         read.append((name, _read(name, [values] if isinstance(values, str) else list(values))))
     return read
 
@@ -81,15 +81,14 @@ def variants(base: Settings, vary: list[tuple[str, list]], model: str | None = N
     if model is not None:
         check_text("model", model, 300)
     if not vary:
-        raise InputError("vary: nothing is varied; allowed: one or more NAME=VALUE,VALUE... "
-                         f"with names {', '.join(VARIED)}")
+        raise InputError.said("error.vary_nothing", allowed=", ".join(VARIED))
     names = [name for name, _ in vary]
     if len(set(names)) != len(names):
-        raise InputError(f"vary: {', '.join(names)} names one setting twice; give each once with all its values")
+        raise InputError.said("error.vary_twice", names=", ".join(names))
     combinations = list(itertools.product(*(values for _, values in vary)))
     if not 2 <= len(combinations) <= MAX_VARIANTS:
-        raise InputError(f"vary gives {len(combinations)} variants ({' x '.join(str(len(v)) for _, v in vary)}); "
-                         f"allowed: 2 to {MAX_VARIANTS}")
+        raise InputError.said("error.vary_count", count=len(combinations),
+                              product=" x ".join(str(len(v)) for _, v in vary), most=MAX_VARIANTS)
     out = []
     for values in combinations:
         chosen = dict(zip(names, values))

@@ -110,7 +110,7 @@ class AttentionHandlers:
         """Self-attention of the clicked pixel at this step (as DiffSeg reads it). The click comes as the
         event's data (gradio's SelectData: its `index` is the pixel [x, y]), checked here like any value."""
         if traj is None or traj.attention is None:
-            raise InputError("run with attention capture on to probe self-attention")
+            raise InputError.said("error.probe_needs_attention")
         index = step_index(traj, step)
         height, width = traj.shapes["image"][1:]
         data = getattr(event, "_data", None)

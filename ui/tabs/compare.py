@@ -292,7 +292,7 @@ class CompareHandlers:
     async def downloads(self, comparison):
         """compare.png (the grid), compare.gif, compare.mp4, compare.json and compare.html, written when asked for."""
         if comparison is None or not any(t.steps for t in comparison.trajectories):
-            raise InputError("compare: there is no comparison yet; press Compare first")
+            raise InputError.said("error.no_comparison")
         folder = self.files.new_folder()
         files, _ = await asyncio.to_thread(write_comparison, self._decoders(comparison), folder)
         return [str(path) for path in files]
