@@ -73,8 +73,9 @@ def pages(app_url, tmp_path_factory):
         driver.quit()
 
 
-def test_the_page_opens_in_the_browsers_language_and_runs_in_it(pages, shots):
+def test_the_page_opens_in_the_browsers_language_and_runs_in_it(pages, shots, app_server):
     zh, ja, en = pages["zh-CN"], pages["ja"], pages["en-US"]
+    log_start = len(app_server.log_text())
     WebDriverWait(zh, 20).until(lambda d: "生成" in d.find_element(By.CSS_SELECTOR, "#generate").text)
     han, kana = counts(page_text(zh))
     assert han > 150 and kana == 0, (han, kana)
@@ -91,6 +92,8 @@ def test_the_page_opens_in_the_browsers_language_and_runs_in_it(pages, shots):
         list(pool.map(run, (zh, ja)))
     assert "完成" in status_text(zh) and "步" in status_text(zh) and counts(status_text(zh))[1] == 0
     assert "完了" in status_text(ja) and "ステップ" in status_text(ja)
+    for driver in (zh, ja):  # the explorer drew the run: its menus send their choices, not their words
+        WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#x0-view img"))
     live_zh = zh.find_element(By.CSS_SELECTOR, "#live").text
     assert "预测的 x0" in live_zh and "潜在表示" in live_zh
     assert "画像デコーダ" in ja.find_element(By.CSS_SELECTOR, "#diagram").text
@@ -111,3 +114,4 @@ def test_the_page_opens_in_the_browsers_language_and_runs_in_it(pages, shots):
     assert "完成" in status_text(en) and counts(page_text(en))[0] > 150
     assert "finished" in status_text(ja) or "完了" in status_text(ja)  # the other sessions keep theirs
     assert "完了" in status_text(ja)
+    assert "refused" not in app_server.log_text()[log_start:]  # no event of any session was refused

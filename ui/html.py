@@ -13,7 +13,7 @@ import html
 import numpy as np
 
 from sdviz.drawing.uri import data_uri
-from sdviz.messages import DEFAULT, catalogue, text
+from sdviz.messages import key_of, text
 from sdviz.sampling.models import ModelFacts
 from sdviz.sampling.tokens import shown
 
@@ -119,8 +119,7 @@ def _shape(dims) -> str:
 
 def added_words(added: str) -> str:
     """A model's `ModelFacts.added` (the catalogue's English, parts joined by ', ') in the session's language."""
-    english = {message: key for key, message in catalogue(DEFAULT).items() if key.startswith("added.")}
-    return ", ".join(text(english[part]) if part in english else part for part in added.split(", "))
+    return ", ".join(text(said[0]) if (said := key_of(part)) else part for part in added.split(", "))
 
 
 def diagram(shapes: dict, facts: ModelFacts, active: str = "", scheduler: str = "", step: str = "",

@@ -16,7 +16,7 @@ from collections import OrderedDict
 
 import gradio as gr
 
-from sdviz.messages import DEFAULT, LANGUAGES, catalogue, language_of, set_resolver, speaking, text
+from sdviz.messages import DEFAULT, LANGUAGES, key_of, language_of, set_resolver, speaking, text
 
 TEXT_FIELDS = ("label", "value", "info", "title", "placeholder", "x_title", "y_title", "color_title")  # text a
 # reader reads
@@ -65,38 +65,27 @@ class Words:
     """The page's texts that come from the catalogue, found by their English once the page is built."""
 
     def __init__(self, blocks: gr.Blocks):
-        self.english = {}
-        for key, message in catalogue(DEFAULT).items():
-            if "{" not in message:
-                self.english.setdefault(message, key)
-        self.placed: list[tuple] = []  # (component, {field: key}, its choices as (label's key or label, value))
+        self.placed: list[tuple] = []  # (component, {field: key}, its choices as ((key, fields) or label, value))
         for block in blocks.blocks.values():
-            fields = {field: self.english[value] for field in TEXT_FIELDS
-                      if isinstance(value := getattr(block, field, None), str) and value in self.english}
+            menu = getattr(block, "choices", None) is not None  # a menu's value is a choice made, not text to read
+            fields = {field: said[0] for field in TEXT_FIELDS if not (menu and field == "value")
+                      and (said := key_of(getattr(block, field, None)))}
             choices = self._choices(block)
             colours = getattr(block, "color_map", None)
-            if isinstance(colours, dict) and any(name in self.english for name in colours):
-                fields["color_map"] = {self.english.get(name, name): colour for name, colour in colours.items()}
+            if isinstance(colours, dict) and any(key_of(name) for name in colours):
+                fields["color_map"] = {(said[0],) if (said := key_of(name)) else name: colour
+                                       for name, colour in colours.items()}
             if fields or choices:
                 self.placed.append((block, fields, choices))
 
-    def _choices(self, block) -> list | None:
+    @staticmethod
+    def _choices(block) -> list | None:
         """A menu's choices whose labels are the catalogue's ('sdviz-objects (default)' included), or None."""
         choices = getattr(block, "choices", None)
         if not isinstance(choices, list) or not all(isinstance(c, tuple) and len(c) == 2 for c in choices):
             return None
-        marked = [(self._key(label), value) for label, value in choices]
+        marked = [(key_of(label, exact=False) or label, value) for label, value in choices]
         return marked if any(isinstance(key, tuple) for key, _ in marked) else None
-
-    def _key(self, label):
-        """(key, fields) of a choice's label in the catalogue, or the label itself."""
-        if label in self.english:
-            return self.english[label], {}
-        default = catalogue(DEFAULT)["run.default_model"]
-        head, _, tail = default.partition("{name}")
-        if isinstance(label, str) and label.startswith(head) and label.endswith(tail) and len(label) > len(default) - 6:
-            return "run.default_model", {"name": label[len(head):len(label) - len(tail)]}
-        return label
 
     @property
     def components(self) -> list:
@@ -109,7 +98,7 @@ class Words:
             for _, fields, choices in self.placed:
                 update = {field: text(key) for field, key in fields.items() if field != "color_map"}
                 if "color_map" in fields:  # a plot's colours, keyed by its curves' names in the language
-                    update["color_map"] = {text(key) if key in self.english.values() else key: colour
+                    update["color_map"] = {text(key[0]) if isinstance(key, tuple) else key: colour
                                            for key, colour in fields["color_map"].items()}
                 if choices:
                     update["choices"] = [(text(key[0], **key[1]) if isinstance(key, tuple) else key, value)

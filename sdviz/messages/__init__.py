@@ -75,6 +75,37 @@ def text(key: str, language: str | None = None, **fields) -> str:
     return message.format(**fields) if fields else message
 
 
+@functools.cache
+def _english() -> tuple[dict[str, str], tuple]:
+    """English text -> its key (the first, where several keys say the same), and (pattern, key, field) for each
+    message of one placeholder with at least 8 other characters ('{name} (default)')."""
+    exact, templates = {}, []
+    for key, message in catalogue(DEFAULT).items():
+        fields = placeholders(message)
+        if not fields:
+            exact.setdefault(message, key)
+        elif len(fields) == 1 and len(_FIELD.sub("", message)) >= 8:
+            head, _, tail = _FIELD.split(message, maxsplit=1)  # the text around the placeholder (its name between)
+            templates.append((re.compile(re.escape(head) + "(.+)" + re.escape(tail) + r"\Z", re.S), key, *fields))
+    return exact, tuple(templates)
+
+
+def key_of(english: str, exact: bool = True) -> tuple[str, dict] | None:
+    """(key, fields) of a text written in the catalogue's English: the key whose message it is (with `exact`
+    False, also a message of one placeholder, and that placeholder's value); None for any other text."""
+    if not isinstance(english, str):
+        return None
+    words, templates = _english()
+    if english in words:
+        return words[english], {}
+    if not exact:
+        for pattern, key, field in templates:
+            match = pattern.match(english)
+            if match:
+                return key, {field: match.group(1)}
+    return None
+
+
 def language_of(header: str | None) -> str:
     """The language for an Accept-Language header (or a browser's locale): zh-* Chinese, ja* Japanese, by the
     order of preference the header gives; anything else English."""
