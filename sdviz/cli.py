@@ -268,8 +268,7 @@ def compare(args) -> int:
         check_source(variant["model"] or default_model())
     loras = _loras(args)
     if loras and "model" in dict(vary):
-        raise InputError("--lora with --vary model: the LoRA fits one base model; allowed: --lora with --model, "
-                         "or --vary model without --lora")
+        raise InputError.said("cli.lora_vary_model")
     init_image = load_image(args.init_image) if img2img else None
     model = None if "model" in dict(vary) else _load(args.model, args, loras)
 
@@ -299,9 +298,9 @@ def _fork(args, given: dict):
     from sdviz.sampling.trajectory import Trajectory
 
     if args.at is None:
-        raise InputError("--at is missing: with --fork, the number of the parent's steps to keep (0 to its steps)")
+        raise InputError.said("cli.no_at")
     if args.init_image is not None:
-        raise InputError("--init-image: a fork starts from its parent's init image; do not give another")
+        raise InputError.said("error.fork_init_image", name="--init-image")
     if not (args.fork / "trajectory.json").is_file():
         raise InputError.said("cli.not_run_folder", name=repr(args.fork.name))
     parent = Trajectory.load(args.fork)
@@ -336,8 +335,7 @@ def _page_path(folder: Path, name: str) -> Path:
     """Where `html` writes its page in the run folder; a link there is refused, not written through."""
     path = folder / name
     if path.is_symlink():
-        raise InputError(f"{name} in RUN_DIR is a link, which html would write through; allowed: no link there, "
-                         "or --out PATH")
+        raise InputError.said("cli.page_link", name=name)
     return path
 
 
@@ -360,7 +358,7 @@ def _saved_variant(folder: Path, name: str, model: str | None):
     try:
         return _saved_run(variant, model)
     except InputError as error:
-        raise InputError(f"{name}/{error}") from None
+        raise InputError.said("cli.in_variant", folder=name, message=error) from None
 
 
 def _saved_run(folder: Path, model: str | None):
@@ -398,7 +396,8 @@ def _saved_frame(path: Path, name: str, size: tuple[int, int]) -> np.ndarray:
 
     def fits(width: int, height: int) -> None:
         if (height, width) != size:
-            raise InputError(f"{name} is {width} x {height} pixels; allowed: {size[1]} x {size[0]}, the run's size")
+            raise InputError.said("cli.frame_size", name=name, width=width, height=height, run_width=size[1],
+                                  run_height=size[0])
 
     try:
         return np.asarray(load_image(path, check_size=fits, name=name))
@@ -406,7 +405,7 @@ def _saved_frame(path: Path, name: str, size: tuple[int, int]) -> np.ndarray:
         raise
     except (ValueError, OSError, EOFError) as error:  # what else a crafted PNG makes PIL raise
         reason = (str(error).splitlines() or [type(error).__name__])[0][:100]
-        raise InputError(f"{name} is not a readable image ({reason})") from None
+        raise InputError.said("error.unreadable_image", name=name, reason=reason) from None
 
 
 def _loras(args) -> tuple:
@@ -502,7 +501,7 @@ def _scheduler_config(source: str) -> tuple[dict, str]:
     try:
         return dict(DDIMScheduler.load_config(source, subfolder="scheduler")), family
     except (OSError, ValueError) as error:
-        raise InputError(f"could not read model {source!r}'s scheduler config: {str(error).splitlines()[0]}") from None
+        raise InputError.said("cli.scheduler_config", source=repr(source), reason=str(error).splitlines()[0]) from None
 
 
 def layers(args) -> int:

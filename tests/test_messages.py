@@ -113,3 +113,71 @@ def test_the_command_line_refuses_in_the_language_asked_for(tmp_path):
     assert refused.returncode == 2 and "缺少 --prompt" in refused.stderr and "Traceback" not in refused.stderr
     refused = sdviz_main("render", "--prompt", "x", "--steps", "0", "--lang", "ja", "--out", str(tmp_path / "run"))
     assert refused.returncode == 2 and "steps 0 は範囲外です" in refused.stderr
+
+
+def test_every_refusal_is_raised_from_the_catalogue():
+    """No `InputError(...)` is built from its own words anywhere in sdviz/ or ui/: each refusal is
+    `InputError.said(key, ...)`, so it has an entry in every language (errors.py's `said` builds the one)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    built = []
+    for path in sorted([*root.glob("sdviz/**/*.py"), *root.glob("ui/**/*.py")]):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        allowed = set()
+        if path.relative_to(root).as_posix() == "sdviz/sampling/errors.py":
+            allowed = {id(node) for function in ast.walk(tree) if isinstance(function, ast.FunctionDef)
+                       and function.name == "said" for node in ast.walk(function)}
+        built += [f"{path.relative_to(root)}:{node.lineno}" for node in ast.walk(tree)
+                  if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "InputError"
+                  and id(node) not in allowed]
+    assert built == [], "raise InputError.said(key, ...) with the message in the catalogue"
+
+
+def test_refusals_of_each_layer_speak_chinese_and_japanese(tmp_path):
+    """A saved run's field check, a LoRA of the wrong kind (its kind a word of the catalogue too), a model path
+    that is not there, a fork's kept setting with its reason, and the app's attention flag: each refused in
+    Chinese and Japanese, with no English sentence left in it (names, values and file names stay)."""
+    import json
+    from types import SimpleNamespace
+
+    from sdviz.sampling.checks import check_kept
+    from sdviz.sampling.errors import InputError
+    from sdviz.sampling.loras import Lora
+    from sdviz.sampling.models import check_source
+    from sdviz.sampling.saved import FORMAT, read_run
+    from sdviz.sampling.settings import RunSettings, Settings
+    from ui.session import check_attention
+
+    run = tmp_path / "run"
+    run.mkdir()
+    fields = ("format", "settings", "facts", "shapes", "tokens", "timings", "warnings", "complete", "steps")
+    (run / "trajectory.json").write_text(json.dumps({**dict.fromkeys(fields, 3), "format": FORMAT}))
+    (tmp_path / "adapter.txt").write_text("not weights")
+    parent = SimpleNamespace(settings=RunSettings(scheduler="ddim", steps=4, width=64, height=64, model="m"))
+    refusals = {
+        "saved": lambda: read_run(run),  # trajectory.json: settings 3 is not an object
+        "lora": lambda: Lora.parse(str(tmp_path / "adapter.txt")),
+        "model": lambda: check_source(str(tmp_path / "missing-model")),
+        "fork": lambda: check_kept(parent, Settings(scheduler="ddim", steps=4, width=64, height=64, seed=1)),
+        "app": lambda: check_attention("yes"),
+    }
+    english_sentence = re.compile(r"[A-Za-z]+ [A-Za-z]+ [A-Za-z]+")
+    said = {}
+    for what, refuse in refusals.items():
+        for language in LANGUAGES:
+            with speaking(language), pytest.raises(InputError) as refused:
+                refuse()
+            said[what, language] = str(refused.value)
+        assert english_sentence.search(said[what, "en"]), said[what, "en"]
+        assert HAN.search(said[what, "zh"]) and not KANA.search(said[what, "zh"]), said[what, "zh"]
+        assert KANA.search(said[what, "ja"]), said[what, "ja"]
+        for language in ("zh", "ja"):
+            assert not english_sentence.search(said[what, language]), said[what, language]
+    assert said["saved", "en"].startswith("trajectory.json: settings 3 is not an object; allowed: an object with")
+    assert said["fork", "en"].endswith("a fork keeps the parent's seed: the seed sets the noise the parent's steps "
+                                       "were taken with")
+    assert said["fork", "zh"].endswith("随机种子决定了原运行各步所用的噪声")  # the reason, in the sentence's language
+    assert said["lora", "en"].endswith("is a .txt file; sdviz loads LoRAs from safetensors only")
+    assert ".txt ファイル" in said["lora", "ja"] and "'yes'" in said["app", "zh"]

@@ -101,7 +101,7 @@ class ApiHandlers:
         reconstructed image, round_trip.png, error.json and both runs' trajectory zips, and the status."""
         deadline = self.session.limits.deadline()  # the request's: its files are written until then
         if image is None:
-            raise InputError("image is missing; allowed: an uploaded image (PNG, JPEG, WebP, ...) to invert")
+            raise InputError.said("error.invert_no_image")
         last = None
         async for update in self.runs.stream_invert(prompt=prompt, negative_prompt=negative_prompt, model=model,
                                                     steps=steps, guidance=guidance, seed=seed, width=width,
@@ -111,8 +111,8 @@ class ApiHandlers:
         reconstruction, inversion = last[TRAJECTORY], last[TRAJECTORY + 1]
         if inversion is None or not reconstruction.complete:
             runs = [reconstruction] if inversion is None else [inversion, reconstruction]
-            cut = self.session.limits.cut_short(runs, ["inversion", "reconstruction"][:len(runs)])
-            raise InputError(f"invert: {cut}; allowed: fewer steps")
+            labels = [text("sheet.inversion"), text("sheet.reconstruction")][:len(runs)]
+            raise InputError.said("error.invert_cut_short", cut=self.session.limits.cut_short(runs, labels))
         files, left = await asyncio.to_thread(self._write_round_trip, inversion, reconstruction, deadline)
         finished = text("status.finished_each_way", steps=len(inversion.steps))
         status = self.session.limits.files_left_out(left) or finished

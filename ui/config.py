@@ -43,7 +43,7 @@ def _int(name: str, default: int) -> int:
     if not value:
         return default
     if not value.isdigit() or int(value) < 1:
-        raise InputError(f"{name}={value!r} is not a whole number >= 1")
+        raise InputError.said("error.env_not_whole", variable=name, value=repr(value))
     return int(value)
 
 

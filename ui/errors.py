@@ -24,6 +24,7 @@ import gradio as gr
 from gradio import processing_utils
 from gradio.context import LocalContext
 
+from sdviz.messages import text
 from sdviz.sampling.errors import InputError, shortened
 
 log = logging.getLogger("sdviz.app")
@@ -45,8 +46,7 @@ def refusal(error: InputError, where: str) -> gr.Error:
 
 def failure(error: Exception, where: str) -> gr.Error:
     log.error("handler %s failed", where, exc_info=error)
-    return gr.Error(f"the request failed ({type(error).__name__}); the server logged the details",
-                    print_exception=False)
+    return gr.Error(text("error.request_failed", kind=type(error).__name__), print_exception=False)
 
 
 def converted(error: Exception, where: str) -> gr.Error:
@@ -143,8 +143,8 @@ class Page(gr.Blocks):
         names = value_names(block_fn)
         try:
             if len(inputs) != len(block_fn.inputs):
-                raise InputError(f"the request sends {len(inputs)} values; allowed: {len(block_fn.inputs)} "
-                                 f"({', '.join(names[:len(block_fn.inputs)])})")
+                raise InputError.said("error.value_count", count=len(inputs), expected=len(block_fn.inputs),
+                                      names=", ".join(names[:len(block_fn.inputs)]))
             for n, (name, block) in enumerate(zip(names, block_fn.inputs, strict=False)):
                 inputs[n] = await check_file_value(name, block, inputs[n], explicit_call)
         except InputError as error:
@@ -165,7 +165,7 @@ async def check_file_value(name: str, block, value, explicit_call: bool):
     Here every file value is marked, so gradio's own check (uploads only) applies to it; returns the value."""
     if getattr(block, "data_model", None) is None or value is None or block.stateful:
         return value
-    allowed = "a file uploaded to this server (gradio's FileData with its path), or null"
+    allowed = text("error.allowed_uploaded_file")
     if not isinstance(value, dict) or not isinstance(value.get("path"), str):
         raise InputError.said("error.not_a_file", name=name, value=shortened(value), allowed=allowed)
     value = {**value, "meta": {"_type": "gradio.FileData"}}
@@ -192,19 +192,17 @@ def http_errors(endpoints) -> dict:
         first = (error.errors() or [{}])[0]
         where = ".".join(str(part) for part in first.get("loc", ())) or "body"
         log.info("refused %s %s: %s", request.method, request.url.path, first.get("msg"))
-        return JSONResponse({"error": f"the request's {where} is malformed ({first.get('msg', 'not valid')}); "
-                                      "allowed: a JSON body {\"data\": [...]}, the values the API page lists"},
-                            status_code=422)
+        reason = first["msg"] if "msg" in first else text("error.not_valid")
+        return JSONResponse({"error": text("error.malformed_request", where=where, reason=reason)}, status_code=422)
 
     async def unknown(request, error):
         name = request.url.path.split("/call/", 1)[-1].split("/")[0]
         log.info("refused %s %s: no such endpoint", request.method, request.url.path)
-        return JSONResponse({"error": f"endpoint {shortened('/' + name)} does not exist; allowed: {allowed}"},
+        return JSONResponse({"error": text("error.no_endpoint", name=shortened("/" + name), allowed=allowed)},
                             status_code=404)
 
     async def failed(request, error):
         log.error("request %s %s failed", request.method, request.url.path, exc_info=error)
-        return JSONResponse({"error": f"the request failed ({type(error).__name__}); the server logged the details"},
-                            status_code=500)
+        return JSONResponse({"error": text("error.request_failed", kind=type(error).__name__)}, status_code=500)
 
     return {RequestValidationError: malformed, FnIndexInferError: unknown, Exception: failed}

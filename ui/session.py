@@ -49,7 +49,7 @@ def stop_event(stop_signal) -> threading.Event | None:
 def check_attention(attention) -> None:
     """Attention capture is asked for with true or false, nothing else."""
     if not isinstance(attention, bool):
-        raise InputError(f"attention {shortened(attention)} is not true or false; allowed: true, false")
+        raise InputError.said("error.not_bool", name="attention", value=shortened(attention))
 
 
 def step_index(traj, step) -> int:

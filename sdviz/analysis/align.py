@@ -18,7 +18,7 @@ GRID_ROWS = 6  # lined-up points in a grid: the noise side to the image
 
 def check_alignment(by: str) -> str:
     if by not in ALIGNMENTS:
-        raise InputError(f"align {shortened(by)} is not a choice; allowed: {', '.join(ALIGNMENTS)}")
+        raise InputError.said("error.align_not_choice", value=shortened(by), allowed=", ".join(ALIGNMENTS))
     return by
 
 

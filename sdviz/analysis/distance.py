@@ -14,7 +14,7 @@ def distance_to_final(trajectory, previewer=None) -> dict[str, list[float]]:
     x_t (after the step) to the run's last x_t frame: the final image itself with the full preview,
     its preview otherwise. Frames not kept are decoded again by the run's `previewer` (see Trajectory.step_frames)."""
     if not trajectory.steps:
-        raise InputError("the trajectory has no steps")
+        raise InputError.said("error.no_steps")
     last = len(trajectory.steps) - 1
     final = trajectory.step_frames(last, previewer)[0].astype(np.float32) / 255.0
     distances: dict[str, list[float]] = {"x0": [], "x_t": []}

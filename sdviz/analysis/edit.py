@@ -20,5 +20,5 @@ def is_edit(traj) -> bool:
 def departure(traj) -> list[float]:
     """Per step, the mean |edited latents - source latents| after it (0 where the chains agree)."""
     if not is_edit(traj):
-        raise InputError("this run is not an edit: it kept no source chain; allowed: a run with a source prompt")
+        raise InputError.said("error.not_an_edit")
     return [float(np.abs(record.x_next - record.source_x_next).mean()) for record in traj.steps]

@@ -12,7 +12,7 @@ def guidance_example(record, guidance: float) -> dict[str, float]:
     """The guidance formula at the latent value the prompt changes most at this step:
     x0 = x0_uncond + g (x0_cond - x0_uncond), with the mean |x0_cond - x0_uncond| over all values."""
     if record.x0_uncond is None:
-        raise InputError("this run has no guidance (guidance scale <= 1): there is one x0, not three")
+        raise InputError.said("error.no_guidance")
     difference = record.x0_cond - record.x0_uncond
     channel, y, x = np.unravel_index(int(np.abs(difference).argmax()), difference.shape)
     uncond, cond = float(record.x0_uncond[channel, y, x]), float(record.x0_cond[channel, y, x])

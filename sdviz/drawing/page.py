@@ -99,7 +99,7 @@ def run_data(traj, previewer=None, guidance: dict | None = None) -> dict:
     indices = [i for i, s in enumerate(traj.steps) if previewer is not None or s.x_t_image is not None
                or (traj.frame_cache is not None and traj.frame_cache.get(i) is not None)]
     if not indices:
-        raise InputError("the run has no decoded steps to show; pass its decoder to decode them")
+        raise InputError.said("error.page_no_decoded")
     size = tuple(traj.shapes["image"][1:])
     latent_rgb = previewer.model.latent_rgb if previewer is not None else None
     steps = []

@@ -29,7 +29,7 @@ def line_chart(series: dict[str, list[tuple[float, float]]], path, x_label: str 
 
     points = [p for values in series.values() for p in values]
     if not points:
-        raise InputError("the chart has no points to draw")
+        raise InputError.said("error.chart_empty")
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     x_low, x_high = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
     y_low, y_high = min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1

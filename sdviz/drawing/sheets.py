@@ -55,7 +55,7 @@ def filmstrip(trajectory, most: int = FILMSTRIP_FRAMES, with_x0: bool = True):
     x_t = trajectory.frames("x_t")
     chosen = pick(len(x_t), most)
     if not chosen:
-        raise InputError("the trajectory has no decoded frames to draw")
+        raise InputError.said("error.no_frames_to_draw")
     columns = [x_t[k] for k in chosen]
     rows = [(text("sheet.x_t"), [(_step_label(label), frame) for label, frame in columns])]
     if with_x0:
@@ -78,7 +78,7 @@ def sheet(rows: list[tuple[str, list[tuple[str, np.ndarray | None]]]], title: st
 
     sample = next((frame for _, columns in rows for _, frame in columns if frame is not None), None)
     if sample is None:
-        raise InputError("the sheet has no frames to draw")
+        raise InputError.said("error.sheet_empty")
     scale = min(max(1, -(-FILMSTRIP_SIDE // sample.shape[0])), _most_factor(sample.shape[:2], MAX_TILE_PIXELS))
     tile_h, tile_w = sample.shape[0] * scale, sample.shape[1] * scale
     gap, label_h = max(4, tile_w // 16), max(16, tile_h // 6)
@@ -110,7 +110,7 @@ def sheet(rows: list[tuple[str, list[tuple[str, np.ndarray | None]]]], title: st
 def _video_frames(trajectory, kind: str) -> list[np.ndarray]:
     frames = [frame for _, frame in trajectory.frames(kind) if frame is not None]
     if not frames:
-        raise InputError("the trajectory has no decoded frames to animate")
+        raise InputError.said("error.no_frames_to_animate")
     return [enlarge(frame, MIN_VIDEO_SIDE) for frame in frames]
 
 
@@ -161,8 +161,7 @@ def round_trip_sheet(inversion, reconstruction, previewers, columns: int = 6):
     previewers: each run's preview decoder."""
     count = len(inversion.steps)
     if len(reconstruction.steps) != count:
-        raise InputError(f"the reconstruction has {len(reconstruction.steps)} steps and the inversion {count}; "
-                         "allowed: the same number")
+        raise InputError.said("error.round_trip_steps", steps=len(reconstruction.steps), count=count)
     image, final = inversion.init_image, reconstruction.final_image
     there, back = [(text("sheet.image"), image)], [(text("sheet.image"), final)]
     for k in pick(count, columns):

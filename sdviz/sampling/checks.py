@@ -19,6 +19,7 @@ import numbers
 from dataclasses import replace
 from typing import Any, NamedTuple
 
+from sdviz.messages import text
 from sdviz.sampling import schedulers
 from sdviz.sampling.errors import InputError, listed, shortened
 from sdviz.sampling.families import FAMILIES
@@ -34,14 +35,13 @@ MAX_PROMPT_CHARS = 2000  # far beyond any text encoder's window; longer text is 
 INVERTING = ("ddim", "flow_euler")  # the scheduler an inversion reverses: DDIM's step; flow models' Euler step
 
 KEPT = ("scheduler", "steps", "seed", "width", "height", "strength")  # a fork runs on the parent's schedule and noise
-WHY_KEPT = {
-    "scheduler": "a scheduler's state (its step index, multistep history, second-order stage) belongs to that "
-                 "scheduler and does not carry over to another",
-    "steps": "the number of steps sets the schedule the parent's steps were taken on",
-    "seed": "the seed sets the noise the parent's steps were taken with",
-    "width": "the latents the parent made have its size",
-    "height": "the latents the parent made have its size",
-    "strength": "the strength sets where on the schedule the parent started",
+WHY_KEPT = {  # why a fork keeps each: the reason's key in the message catalogue
+    "scheduler": "error.why_kept_scheduler",  # a scheduler's state belongs to it and does not carry over
+    "steps": "error.why_kept_steps",  # the schedule the parent's steps were taken on
+    "seed": "error.why_kept_seed",  # the noise they were taken with
+    "width": "error.why_kept_size",  # the latents' size
+    "height": "error.why_kept_size",
+    "strength": "error.why_kept_strength",  # where on the schedule the parent started
 }
 
 # -- one value ---------------------------------------------------------------------------------
@@ -127,7 +127,7 @@ def validate(settings, img2img: bool = False):
     if settings.source_prompt is not None:
         source_guidance = _check_edit(settings, scheduler, img2img)
     if not isinstance(settings.invert, bool):
-        raise InputError(f"invert {shortened(settings.invert)} is not true or false; allowed: true, false")
+        raise InputError.said("error.not_bool", name="invert", value=shortened(settings.invert))
     if settings.invert:
         _check_inversion(settings, scheduler, eta, img2img)
     return replace(
@@ -153,7 +153,8 @@ def _check_inversion(settings, scheduler: str | None, eta: float, img2img: bool)
     if not img2img:
         raise InputError.said("error.invert_needs_image")
     if scheduler not in (None, *INVERTING):
-        raise InputError.said("error.invert_scheduler", name=repr(scheduler), allowed=" or ".join(INVERTING))
+        raise InputError.said("error.invert_scheduler", name=repr(scheduler),
+                              allowed=text("error.either", first=INVERTING[0], second=INVERTING[1]))
     if eta != 0:
         raise InputError.said("error.invert_eta", eta=eta)
     if settings.source_prompt is not None:
@@ -165,7 +166,7 @@ def resolve(settings, facts):
     width = settings.width if settings.width is not None else facts.native_width
     height = settings.height if settings.height is not None else facts.native_height
     multiple = facts.size_multiple or facts.vae_factor
-    what = "VAE factor" if multiple == facts.vae_factor else "VAE factor times its patch size"
+    what = text("error.what_vae_factor" if multiple == facts.vae_factor else "error.what_vae_patch")
     for name, value in (("width", width), ("height", height)):
         check_int(name, value, multiple, MAX_SIDE)
         if value % multiple:
@@ -179,15 +180,14 @@ def resolve(settings, facts):
     if settings.invert:  # the one scheduler whose step the family's inversion reverses
         inverting = "flow_euler" if FAMILIES[family].flow else "ddim"
         if settings.scheduler not in (None, inverting):
-            raise InputError(f"scheduler {settings.scheduler!r} cannot invert a {FAMILIES[family].label} model; "
-                             f"allowed: {inverting}")
+            raise InputError.said("error.invert_scheduler_family", name=repr(settings.scheduler),
+                                  family=FAMILIES[family].label, allowed=inverting)
         scheduler = inverting
     else:
         scheduler = schedulers.check_fits(settings.scheduler or facts.scheduler or schedulers.for_family(family)[0],
                                           family)
     if settings.true_cfg != 1 and family != "flux":
-        raise InputError(f"true cfg {settings.true_cfg} applies to Flux only (this model is {family}, whose "
-                         "guidance is classifier-free already); allowed: 1")
+        raise InputError.said("error.true_cfg_flux", value=settings.true_cfg, family=family)
     return replace(settings, width=width, height=height, scheduler=scheduler)
 
 
@@ -214,8 +214,8 @@ def check_kept(parent, settings) -> None:
         if name == "scheduler":
             new = schedulers.resolve(new).name  # a class name or alias of the same scheduler is the same
         if new != old:
-            raise InputError(f"{name} {new!r} differs from the parent run's {old!r}; a fork keeps the parent's "
-                             f"{name}: {WHY_KEPT[name]}")
+            raise InputError.said("error.fork_kept", name=name, new=repr(new), old=repr(old),
+                                  why=text(WHY_KEPT[name]))
 
 
 def check_fork(fork, settings, model_name: str, img2img: bool) -> None:
@@ -224,11 +224,9 @@ def check_fork(fork, settings, model_name: str, img2img: bool) -> None:
     parent = fork.parent
     check_int("fork step (at)", fork.at, 0, len(parent.steps))
     if parent.settings.model != model_name:
-        raise InputError(f"model {model_name!r} differs from the parent run's {parent.settings.model!r}; "
-                         "a fork continues on the parent's model")
+        raise InputError.said("error.fork_model", name=repr(model_name), parent=repr(parent.settings.model))
     if parent.settings.img2img != img2img:
-        raise InputError("img2img: a fork starts as its parent started (the parent "
-                         f"{'was' if parent.settings.img2img else 'was not'} an img2img run)")
+        raise InputError.said("error.fork_img2img_was" if parent.settings.img2img else "error.fork_img2img_was_not")
     check_kept(parent, settings)
 
 
@@ -256,7 +254,7 @@ def check_run(model, settings, init_image=None, fork=None, start_latents=None, l
     """
     if fork is not None:
         if init_image is not None:
-            raise InputError("init image: a fork starts from its parent's init image; do not give another")
+            raise InputError.said("error.fork_init_image", name=text("error.init_image"))
         init_image = fork.parent.init_image
     img2img = init_image is not None
     _check_task(model.family, settings, img2img)
@@ -264,7 +262,7 @@ def check_run(model, settings, init_image=None, fork=None, start_latents=None, l
     if fork is not None:
         _check_forkable(fork, settings)
         if start_latents is not None:
-            raise InputError("start latents: a fork starts where its parent started; allowed: a fork without them")
+            raise InputError.said("error.fork_start_latents")
         if fork.parent.settings.start_latents:
             start_latents = fork.parent.x_start  # the parent started from given latents (a reconstruction)
     if start_latents is not None:
@@ -278,20 +276,17 @@ def _check_task(family, settings, img2img: bool) -> None:
     """Refuses an init image for what the model's family does not trace from one yet."""
     edit, inversion = settings.source_prompt is not None, settings.invert is True
     if img2img and (not family.img2img or (edit and not family.edits) or (inversion and not family.inverts)):
-        what = "an edit" if edit else "an inversion" if inversion else "image to image"
-        allowed = "image to image without an edit" if family.img2img else "text to image (no init image)"
-        raise InputError(f"init image: {what} is not traced for {family.label} models yet; allowed: "
-                         f"{allowed}, or an SD 1.x/2.x model")
+        what = "error.task_edit" if edit else "error.task_inversion" if inversion else "error.task_img2img"
+        allowed = "error.allowed_img2img_no_edit" if family.img2img else "error.allowed_txt2img"
+        raise InputError.said("error.task_not_traced", what=text(what), family=family.label, allowed=text(allowed))
 
 
 def _check_forkable(fork, settings) -> None:
     """Refuses forking an edit or an inversion, or forking into one."""
     if settings.source_prompt is not None or fork.parent.settings.source_prompt:
-        raise InputError("fork: an edit cannot be forked yet (a fork replays one chain; an edit has two); "
-                         "allowed: forks of plain runs")
+        raise InputError.said("error.fork_edit")
     if settings.invert or fork.parent.settings.invert:
-        raise InputError("fork: an inversion cannot be forked (it runs towards noise); allowed: forks of "
-                         "plain runs, such as the inversion's reconstruction")
+        raise InputError.said("error.fork_inversion")
 
 
 def _check_start_latents(start_latents, shape, img2img: bool) -> None:
@@ -299,8 +294,7 @@ def _check_start_latents(start_latents, shape, img2img: bool) -> None:
 
     shape = tuple(shape)
     if img2img:
-        raise InputError("start latents: a run from given latents starts from noise, not an image; "
-                         "allowed: start latents for text to image only")
+        raise InputError.said("error.start_latents_img2img")
     if not isinstance(start_latents, np.ndarray) or tuple(start_latents.shape) != shape:
         got = getattr(start_latents, "shape", type(start_latents).__name__)
-        raise InputError(f"start latents of shape {got} do not fit this run; allowed: an array of shape {shape}")
+        raise InputError.said("error.start_latents_shape", got=got, shape=shape)

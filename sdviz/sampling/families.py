@@ -525,5 +525,6 @@ BY_PIPELINE = {name: family for family in FAMILIES.values() for name in family.p
 def family_of(pipeline_class: str) -> Family:
     """The family of a `model_index.json` `_class_name`; unknown ones are refused, naming those supported."""
     if pipeline_class not in BY_PIPELINE:
-        raise InputError(f"pipeline {pipeline_class!r} is not supported; supported: {', '.join(BY_PIPELINE)}")
+        raise InputError.said("error.pipeline_unsupported", pipeline=repr(pipeline_class),
+                              supported=", ".join(BY_PIPELINE))
     return BY_PIPELINE[pipeline_class]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sdviz.messages import text
 from sdviz.sampling.errors import InputError
 
 
@@ -31,7 +32,7 @@ def _to_rgb(image):
     return image.convert("RGB")
 
 
-def load_image(source, check_size=None, name: str = "init image"):
+def load_image(source, check_size=None, name: str | None = None):
     """A PIL RGB image from a path, a PIL image or an array (H, W[, C]) of uint8/uint16/float.
 
     check_size(width, height), when given, sees a file's size from its header before
@@ -40,6 +41,7 @@ def load_image(source, check_size=None, name: str = "init image"):
     """
     from PIL import Image, UnidentifiedImageError
 
+    name = text("error.init_image") if name is None else name
     if isinstance(source, Image.Image):
         return _to_rgb(source)
     if isinstance(source, np.ndarray):
@@ -50,14 +52,14 @@ def load_image(source, check_size=None, name: str = "init image"):
             array = (np.clip(array, 0, 1) * 255).round().astype(np.uint8)
         if array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (1, 3, 4)):
             return _to_rgb(Image.fromarray(array.squeeze(-1) if array.ndim == 3 and array.shape[2] == 1 else array))
-        raise InputError(f"{name} array has shape {array.shape}; allowed: (H, W), (H, W, 1|3|4)")
+        raise InputError.said("error.image_array_shape", name=name, shape=array.shape)
     if not isinstance(source, (str, Path)):
-        raise InputError(f"{name} {type(source).__name__} is not an image; allowed: a path, a PIL image or an array")
+        raise InputError.said("error.not_an_image", name=name, type=type(source).__name__)
     path = Path(str(source)).expanduser()
     if not path.is_file():
-        raise InputError(f"{name} {path.name!r} does not exist")
+        raise InputError.said("error.image_missing", name=name, file=repr(path.name))
     if path.stat().st_size == 0:
-        raise InputError(f"{name} {path.name!r} is empty (0 bytes)")
+        raise InputError.said("error.image_empty", name=name, file=repr(path.name))
     try:
         with Image.open(path) as opened:
             if check_size is not None:
@@ -66,7 +68,7 @@ def load_image(source, check_size=None, name: str = "init image"):
             return _to_rgb(opened)
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as error:
         reason = str(error).replace(str(path), path.name)  # no server path in the message
-        raise InputError(f"{name} {path.name!r} is not a readable image ({reason})") from None
+        raise InputError.said("error.unreadable_image", name=f"{name} {path.name!r}", reason=reason) from None
 
 
 def prepare_init_image(source, width: int, height: int):

@@ -64,8 +64,8 @@ class Limits:
             except ValueError:
                 number = float("nan")
             if not number > 0 or number == float("inf") or (name in cls.WHOLE and number != int(number)):
-                kind = "whole number" if name in cls.WHOLE else "number"
-                raise InputError(f"{variable}={text!r} is not a positive {kind}")
+                raise InputError.said("error.env_not_positive_whole" if name in cls.WHOLE else "error.env_not_positive",
+                                      variable=variable, value=repr(text))
             values[name] = int(number) if name in cls.WHOLE else number
         return cls(**values)
 

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from sdviz import messages
 from sdviz.sampling.errors import InputError, shortened
 from sdviz.sampling.models import _HUB_ID, PICKLE_SUFFIXES, Model, from_pipeline
 
@@ -35,14 +36,13 @@ class Lora:
     def parse(cls, text: str) -> Lora:
         """PATH_OR_ID[:scale] (scale default 1), checked: safetensors only, a scale within [-4, 4]."""
         if not isinstance(text, str) or not text.strip():
-            raise InputError(f"lora {shortened(text)} is empty; allowed: a .safetensors file, a folder or a hub "
-                             "id, optionally :scale")
+            raise InputError.said("error.lora_empty", value=shortened(text))
         text = text.strip()
         match = _SCALE.match(text)
         source, scale = (match.group(1), float(match.group(2))) if match else (text, 1.0)
         if not -MAX_LORA_SCALE <= scale <= MAX_LORA_SCALE:
-            raise InputError(f"lora scale {scale:g} is out of range; allowed: [-{MAX_LORA_SCALE:g}, "
-                             f"{MAX_LORA_SCALE:g}]")
+            raise InputError.said("error.out_of_range", name="lora scale", value=f"{scale:g}",
+                                  allowed=f"[-{MAX_LORA_SCALE:g}, {MAX_LORA_SCALE:g}]")
         lora = cls(source, scale)
         lora.where()  # refused here, before any model work, when it cannot be a safetensors LoRA
         return lora
@@ -59,17 +59,18 @@ class Lora:
         path = Path(self.source).expanduser()
         if path.is_file():
             if path.suffix != ".safetensors":
-                kind = "a pickle file" if path.suffix in PICKLE_SUFFIXES else f"a {path.suffix or 'plain'} file"
-                raise InputError(f"lora {self.source!r} is {kind}; sdviz loads LoRAs from safetensors only")
+                kind = (messages.text("error.kind_pickle_file") if path.suffix in PICKLE_SUFFIXES
+                        else messages.text("error.kind_suffix_file", suffix=path.suffix) if path.suffix
+                        else messages.text("error.kind_plain_file"))
+                raise InputError.said("error.lora_not_safetensors", source=repr(self.source), kind=kind)
             return str(path.parent), {"weight_name": path.name, "local_files_only": True}
         if path.is_dir():
             if not any(path.glob("*.safetensors")):
-                raise InputError(f"lora {self.source!r} holds no .safetensors file; sdviz loads LoRAs from "
-                                 "safetensors only")
+                raise InputError.said("error.lora_no_safetensors", source=repr(self.source))
             return str(path), {"local_files_only": True}
         if _HUB_ID.match(self.source) and not self.source.startswith((".", "/", "~")):
             return self.source, {}
-        raise InputError(f"lora {self.source!r} does not exist and is not a hub id (owner/name)")
+        raise InputError.said("error.lora_missing", source=repr(self.source))
 
 
 def adapted_name(base: str, loras: tuple[Lora, ...]) -> str:
@@ -97,7 +98,8 @@ def adapted(model: Model, loras: tuple[Lora, ...], in_place: bool = False) -> Mo
         try:
             own.load_lora_weights(where, adapter_name=name, use_safetensors=True, **kwargs)
         except (OSError, ValueError, KeyError, RuntimeError) as error:
-            raise InputError(f"could not load lora {lora.source!r}: {str(error).splitlines()[0][:300]}") from error
+            raise InputError.said("error.lora_load", source=repr(lora.source),
+                                  reason=str(error).splitlines()[0][:300]) from error
     own.set_adapters(names, adapter_weights=[lora.scale for lora in loras])
     own.fuse_lora(adapter_names=names, lora_scale=1.0)
     own.unload_lora_weights()  # the fused weights stay; no adapter is left on the modules

@@ -184,33 +184,29 @@ def check_source(source: str) -> str:
     """Refuses what cannot be a safetensors diffusers pipeline; returns 'local' or 'hub'."""
     path = Path(source).expanduser()
     if path.is_file():
-        kind = "pickle" if path.suffix in PICKLE_SUFFIXES else "single-file"
-        raise InputError(
-            f"model {source!r} is a {kind} checkpoint file; sdviz loads diffusers pipeline "
-            "folders (model_index.json + safetensors) or hub ids"
-        )
+        pickled = path.suffix in PICKLE_SUFFIXES
+        raise InputError.said("error.model_pickle_file" if pickled else "error.model_single_file", source=repr(source))
     if path.exists():
         index = path / "model_index.json"
         if not index.is_file():
-            raise InputError(f"model path {source!r} is not a diffusers pipeline: no model_index.json")
+            raise InputError.said("error.model_no_index", source=repr(source))
         pipeline_class = json.loads(index.read_text()).get("_class_name", "")
         if pipeline_class not in SUPPORTED_PIPELINES:
-            raise InputError(
-                f"model {source!r} is a {pipeline_class}; supported: {', '.join(SUPPORTED_PIPELINES)}"
-            )
+            raise InputError.said("error.model_pipeline_unsupported", source=repr(source), pipeline=pipeline_class,
+                                  supported=", ".join(SUPPORTED_PIPELINES))
         weighted = sorted(folder.name for folder in path.iterdir() if (folder / "config.json").is_file())
         for component in weighted:  # the models (a scheduler or tokenizer folder has no config.json)
             folder = path / component
             if not any(folder.glob("*.safetensors")):
                 pickles = sorted(p.name for p in folder.glob("*") if p.suffix in PICKLE_SUFFIXES)
-                found = f"only pickle weights ({', '.join(pickles)})" if pickles else "no weights"
-                raise InputError(
-                    f"model {source!r}: {component}/ has {found}; sdviz loads safetensors only"
-                )
+                if pickles:
+                    raise InputError.said("error.model_pickle_weights", source=repr(source), component=component,
+                                          files=", ".join(pickles))
+                raise InputError.said("error.model_no_weights", source=repr(source), component=component)
         return "local"
     if _HUB_ID.match(source) and not source.startswith((".", "/", "~")):
         return "hub"
-    raise InputError(f"model path {source!r} does not exist and is not a hub id (owner/name)")
+    raise InputError.said("error.model_missing", source=repr(source))
 
 
 def pipeline_class_of(source: str, kind: str) -> str:
@@ -222,7 +218,7 @@ def pipeline_class_of(source: str, kind: str) -> str:
     try:
         return DiffusionPipeline.load_config(source).get("_class_name", "")
     except (OSError, ValueError) as error:
-        raise InputError(f"could not load model {source!r}: {str(error).splitlines()[0]}") from error
+        raise InputError.said("error.model_load", source=repr(source), reason=str(error).splitlines()[0]) from error
 
 
 def load_model(source: str | None = None, device: str | None = None, dtype: str | None = None,
@@ -251,7 +247,7 @@ def load_model(source: str | None = None, device: str | None = None, dtype: str 
         pipe = family.pipeline_class(img2img=False).from_pretrained(
             source, dtype=torch_dtype, use_safetensors=True, local_files_only=kind == "local", **family.load_kwargs)
     except (OSError, ValueError) as error:
-        raise InputError(f"could not load model {source!r}: {str(error).splitlines()[0]}") from error
+        raise InputError.said("error.model_load", source=repr(source), reason=str(error).splitlines()[0]) from error
     if offload and target.type != "cpu":
         pipe.enable_model_cpu_offload(device=target)
     else:

@@ -77,7 +77,7 @@ def x0_slope(sigma: float, prediction_type: str) -> float:
     alpha, s = vp_coefficients(sigma)
     slopes = {"epsilon": -s / alpha, "v_prediction": -s, "sample": 1.0, "flow": -sigma}
     if prediction_type not in slopes:
-        raise InputError(f"unknown prediction_type {prediction_type!r}; allowed: {', '.join(slopes)}")
+        raise InputError.said("error.unknown_prediction_type", value=repr(prediction_type), allowed=", ".join(slopes))
     return slopes[prediction_type]
 
 
@@ -93,7 +93,8 @@ def predict_x0(x_vp: torch.Tensor, model_output: torch.Tensor, sigma: float, pre
         return alpha * x_vp - s * model_output
     if prediction_type == "sample":
         return model_output
-    raise InputError(f"unknown prediction_type {prediction_type!r}; allowed: epsilon, v_prediction, sample, flow")
+    raise InputError.said("error.unknown_prediction_type", value=repr(prediction_type),
+                          allowed="epsilon, v_prediction, sample, flow")
 
 
 def inverse_sigma(scheduler, timestep) -> float:

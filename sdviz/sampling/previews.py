@@ -136,11 +136,7 @@ def load_taesd(source: str, device: str, dtype_name: str):
     try:
         decoder = AutoencoderTiny.from_pretrained(source, dtype=getattr(torch, dtype_name), use_safetensors=True)
     except (OSError, ValueError) as error:
-        raise InputError(
-            f"preview 'taesd': the TAESD weights {source!r} could not be loaded "
-            f"({str(error).splitlines()[0]}); use preview 'full' or 'approx', "
-            "or set SDVIZ_TAESD to a local AutoencoderTiny folder"
-        ) from None
+        raise InputError.said("error.taesd_load", source=repr(source), reason=str(error).splitlines()[0]) from None
     return decoder.to(device).eval().requires_grad_(False)
 
 
@@ -152,11 +148,7 @@ def taesd_source(facts) -> str:
     published = published_vae(facts)
     if published is not None:
         return TAESD_BY_VAE[published]
-    raise InputError(
-        f"preview 'taesd': no TAESD is published for this model's VAE "
-        f"(scaling_factor {facts.scaling_factor:g}); use preview 'full' or 'approx', "
-        "or set SDVIZ_TAESD to an AutoencoderTiny folder trained for it"
-    )
+    raise InputError.said("error.taesd_unpublished", factor=f"{facts.scaling_factor:g}")
 
 
 class Previewer:
@@ -173,7 +165,7 @@ class Previewer:
             dtype_name = str(model.dtype).replace("torch.", "")
             self.taesd = load_taesd(taesd_source(model.facts), str(model.device), dtype_name)
         elif mode not in ("full", "approx"):
-            raise InputError(f"unknown preview mode {mode!r}; allowed: full, approx, taesd")
+            raise InputError.said("error.unknown_preview", mode=repr(mode))
 
     @torch.no_grad()
     def step_frames(self, x_t: torch.Tensor, x0_pred: torch.Tensor, alone: bool = False):
@@ -212,7 +204,7 @@ class Previewer:
         """The decoded x0 of the unconditional (negative) half and of the prompt's half, uint8 (H, W, 3),
         as one batch of two; a run without guidance has no halves."""
         if record.x0_uncond is None:
-            raise InputError("this run has no guidance (guidance scale <= 1): there is one x0, not three")
+            raise InputError.said("error.no_guidance")
         batch = torch.from_numpy(np.stack([record.x0_uncond, record.x0_cond])).to(self.model.device, self.model.dtype)
         frames = self.decode(batch)
         return frames[0], frames[1]

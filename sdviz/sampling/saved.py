@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from sdviz import messages
 from sdviz.sampling import schedulers
 from sdviz.sampling.checks import (
     MAX_GUIDANCE,
@@ -92,7 +93,7 @@ def choice(*allowed: str) -> Check:
 
 def flag(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
-        raise InputError(f"{name} {shortened(value)} is not true or false; allowed: true, false")
+        raise InputError.said("error.not_bool", name=name, value=shortened(value))
     return value
 
 
@@ -102,8 +103,8 @@ def scheduler_name(name: str, value: Any) -> str:
     try:
         return schedulers.resolve(value).name
     except InputError:
-        raise InputError(f"{name} {shortened(value)} is not a scheduler sdviz traces; allowed: "
-                         f"{', '.join(schedulers.SCHEDULERS)}, or a diffusers scheduler class it traces") from None
+        raise InputError.said("error.saved_scheduler", name=name, value=shortened(value),
+                              allowed=", ".join(schedulers.SCHEDULERS)) from None
 
 
 def optional(check: Check) -> Check:
@@ -113,9 +114,9 @@ def optional(check: Check) -> Check:
 def list_of(check: Check, least: int, most: int) -> Check:
     def read(name: str, value: Any) -> list:
         if not isinstance(value, list):
-            raise InputError(f"{name} {shortened(value)} is not a list; allowed: a list of {least} to {most} items")
+            raise InputError.said("error.not_list", name=name, value=shortened(value), least=least, most=most)
         if not least <= len(value) <= most:
-            raise InputError(f"{name} has {len(value)} items; allowed: {least} to {most}")
+            raise InputError.said("error.item_count", name=name, count=len(value), least=least, most=most)
         return [check(f"{name}[{index}]", item) for index, item in enumerate(value)]
     return read
 
@@ -124,9 +125,9 @@ def mapping(check: Check, most: int, key_chars: int = 100) -> Check:
     """An object of at most `most` entries, each key text, each value passing `check`."""
     def read(name: str, value: Any) -> dict:
         if not isinstance(value, dict):
-            raise InputError(f"{name} {shortened(value)} is not an object; allowed: an object of up to {most} entries")
+            raise InputError.said("error.not_object_entries", name=name, value=shortened(value), most=most)
         if len(value) > most:
-            raise InputError(f"{name} has {len(value)} entries; allowed: up to {most}")
+            raise InputError.said("error.entry_count", name=name, count=len(value), most=most)
         return {check_text(f"{name} key", key, key_chars): check(_child(name, key), item)
                 for key, item in value.items()}
     return read
@@ -138,10 +139,11 @@ def record(fields: dict[str, Check], required: tuple[str, ...] | None = None) ->
 
     def read(name: str, value: Any) -> dict:
         if not isinstance(value, dict):
-            raise InputError(f"{name} {shortened(value)} is not an object; allowed: an object with {', '.join(needed)}")
+            raise InputError.said("error.not_object_fields", name=name, value=shortened(value),
+                                  fields=", ".join(needed))
         missing = [key for key in needed if key not in value]
         if missing:
-            raise InputError(f"{_child(name, missing[0])} is missing; allowed: an object with {', '.join(needed)}")
+            raise InputError.said("error.field_missing", name=_child(name, missing[0]), fields=", ".join(needed))
         return {key: check(_child(name, key), value[key]) for key, check in fields.items() if key in value}
     return read
 
@@ -153,8 +155,7 @@ def _child(name: str, key: str) -> str:
 
 def _forked_from(name: str, value: Any) -> dict:
     if name.count(".forked_from") > MAX_FORKS:
-        raise InputError(f"{name.partition('.forked_from')[0]}.forked_from nests more than {MAX_FORKS} forks; "
-                         f"allowed: up to {MAX_FORKS}")
+        raise InputError.said("error.forks_nested", name=name.partition(".forked_from")[0], most=MAX_FORKS)
     return record({"at": whole(0, MAX_ENTRIES), "parent": SETTINGS})(name, value)
 
 
@@ -254,32 +255,30 @@ def inside(folder: str | Path, name: str, must_exist: bool = True, directory: bo
     try:
         root, path = Path(folder).resolve(), (Path(folder) / name).resolve()
     except (RuntimeError, OSError) as error:  # a loop of links
-        raise InputError(f"{name} cannot be resolved ({_reason(error)}); allowed: a file inside the folder") from None
+        raise InputError.said("error.unresolvable", name=name, reason=_reason(error)) from None
     if path != root and not path.is_relative_to(root):
-        raise InputError(f"{name} leads out of the run folder (to {shortened(str(path))}); allowed: files inside "
-                         f"the folder (links within it)")
+        raise InputError.said("error.leads_out", name=name, path=shortened(str(path)))
     if not path.exists():
         if must_exist:
-            raise InputError(f"{name} is missing; allowed: a folder `sdviz render` (Trajectory.save) wrote")
+            raise InputError.said("error.run_file_missing", name=name)
         return None
     if not (path.is_dir() if directory else path.is_file()):
-        raise InputError(f"{name} is not a {'folder' if directory else 'file'}; allowed: a "
-                         f"{'folder' if directory else 'regular file'}")
+        raise InputError.said("error.not_a_folder_entry" if directory else "error.not_regular_file", name=name)
     return path
 
 
 def read_json(folder: str | Path, name: str, most: int = MAX_JSON_BYTES) -> Any:
     """A JSON file of the run folder, parsed (not yet checked against its schema)."""
     path = inside(folder, name)
-    with _reading(name, "a readable file"):
+    with _reading(name, "error.allowed_readable_file"):
         size = path.stat().st_size
         if size > most:
-            raise InputError(f"{name} has {size} bytes; allowed: up to {most}")
+            raise InputError.said("error.too_many_bytes", name=name, size=size, most=most)
         data = path.read_bytes()
     try:
         return json.loads(data)
     except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError, too deep or too long
-        raise InputError(f"{name} is not valid JSON ({_reason(error)}); allowed: a file `save` wrote") from None
+        raise InputError.said("error.not_json", name=name, reason=_reason(error)) from None
 
 
 def _reason(error: BaseException) -> str:
@@ -289,14 +288,15 @@ def _reason(error: BaseException) -> str:
 
 @contextlib.contextmanager
 def _reading(name: str, allowed: str):
-    """Any failure to read or decode `name` as an InputError naming it."""
+    """Any failure to read or decode `name` as an InputError naming it and what is `allowed` (a catalogue key)."""
     try:
         yield
     except InputError:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, ValueError, EOFError, OSError, KeyError,
             RuntimeError, NotImplementedError) as error:
-        raise InputError(f"{name} is corrupt or truncated ({_reason(error)}); allowed: {allowed}") from None
+        raise InputError.said("error.corrupt", name=name, reason=_reason(error),
+                              allowed=messages.text(allowed)) from None
 
 
 class SavedArrays:
@@ -304,17 +304,18 @@ class SavedArrays:
 
     def __init__(self, path: Path, name: str, most: int = MAX_MEMBERS):
         self.name = name
-        with _reading(name, "an npz archive `save` wrote"):
+        with _reading(name, "error.allowed_saved_npz"):
             with open(path, "rb") as file:
                 if file.read(4) != b"PK\x03\x04":
-                    raise InputError(f"{name} is not an npz archive (no zip header); allowed: a file `save` wrote")
+                    raise InputError.said("error.not_npz", name=name)
             self.npz = np.load(path, allow_pickle=False)
         members = self.npz.zip.namelist()
         if len(members) > most or any(not member.endswith(".npy") for member in members):
             odd = next((m for m in members if not m.endswith(".npy")), None)
-            what = f"{len(members)} members" if odd is None else f"the member {shortened(odd)}"
             self.npz.close()
-            raise InputError(f"{name} holds {what}; allowed: up to {most} .npy arrays")
+            if odd is None:
+                raise InputError.said("error.npz_member_count", name=name, count=len(members), most=most)
+            raise InputError.said("error.npz_odd_member", name=name, member=shortened(odd), most=most)
         self.names = [member[:-4] for member in members]
 
     def __enter__(self) -> SavedArrays:
@@ -326,40 +327,43 @@ class SavedArrays:
     def header(self, key: str) -> tuple[tuple[int, ...], np.dtype]:
         """(shape, dtype) from the member's .npy header, its data unread; its declared size must be the header's.
         The dtype is the caller's to check (an object array's data is a pickle, which is never read)."""
-        with _reading(self.name, "an npz archive `save` wrote"):
+        with _reading(self.name, "error.allowed_saved_npz"):
             info = self.npz.zip.getinfo(f"{key}.npy")
             with self.npz.zip.open(info) as file:
                 version = np.lib.format.read_magic(file)
                 if version not in ((1, 0), (2, 0)):
-                    raise InputError(f"{self.name}: {key} is .npy version {version}; allowed: 1.0, 2.0")
+                    raise InputError.said("error.npy_version", name=self.name, array=key, version=version)
                 read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
                 shape, _, dtype = read(file)
                 start = file.tell()
         if not dtype.hasobject and info.file_size != start + math.prod(shape) * dtype.itemsize:
-            raise InputError(f"{self.name}: {key} holds {info.file_size - start} bytes of data, not the "
-                             f"{math.prod(shape) * dtype.itemsize} its header declares; allowed: an array `save` wrote")
+            raise InputError.said("error.npy_size", name=self.name, array=key, size=info.file_size - start,
+                                  declared=math.prod(shape) * dtype.itemsize)
         return tuple(shape), dtype
 
     def array(self, key: str, dtype, shape: tuple[int, ...], allowed: str | None = None,
               load: bool = True) -> np.ndarray | None:
-        """Member `key`, refused unless its header declares this dtype and shape (`allowed` says it in words);
-        without `load`, only checked."""
+        """Member `key`, refused unless its header declares this dtype and shape (`allowed` says it in words, in
+        the current language); without `load`, only checked."""
         got, kind = self.header(key)
         if kind != np.dtype(dtype):
-            raise InputError(f"{self.name}: {key} has dtype {str(kind)[:60]}; allowed: {np.dtype(dtype)}")
+            raise InputError.said("error.member_dtype", name=self.name, array=key, dtype=str(kind)[:60],
+                                  allowed=np.dtype(dtype))
         if got != tuple(shape):
-            raise InputError(f"{self.name}: {key} has shape {got}; allowed: {allowed or tuple(shape)}")
+            raise InputError.said("error.member_shape", name=self.name, array=key, shape=got,
+                                  allowed=allowed or tuple(shape))
         if not load:
             return None
-        with _reading(self.name, "an npz archive `save` wrote"):
+        with _reading(self.name, "error.allowed_saved_npz"):
             return self.npz[key]
 
     def whole(self, key: str, most: int, length: int | None = None) -> list[int]:
         """A 1-D integer member of at most `most` entries (exactly `length`, when given), as ints."""
         shape, kind = self.header(key)
-        allowed = f"integers, shape ({length if length is not None else f'n <= {most}'},)"
         if kind.kind not in "iu" or len(shape) != 1 or shape[0] > most or length not in (None, shape[0]):
-            raise InputError(f"{self.name}: {key} has dtype {str(kind)[:60]} and shape {shape}; allowed: {allowed}")
+            allowed = messages.text("error.allowed_integers", count=_count(most, length))
+            raise InputError.said("error.member_dtype_shape", name=self.name, array=key, dtype=str(kind)[:60],
+                                  shape=shape, allowed=allowed)
         return [int(value) for value in self.array(key, kind, shape)]
 
     def texts(self, key: str, most: int, length: int | None = None) -> list[str]:
@@ -367,10 +371,15 @@ class SavedArrays:
         shape, kind = self.header(key)
         fits = len(shape) == 1 and shape[0] <= most and length in (None, shape[0])
         if not fits or kind.hasobject or (shape[0] and (kind.kind != "U" or kind.itemsize > 4 * MAX_TOKEN_CHARS)):
-            count = length if length is not None else f"n <= {most}"
-            raise InputError(f"{self.name}: {key} has dtype {str(kind)[:60]} and shape {shape}; allowed: text of up to "
-                             f"{MAX_TOKEN_CHARS} characters, shape ({count},)")
+            allowed = messages.text("error.allowed_texts", most=MAX_TOKEN_CHARS, count=_count(most, length))
+            raise InputError.said("error.member_dtype_shape", name=self.name, array=key, dtype=str(kind)[:60],
+                                  shape=shape, allowed=allowed)
         return [str(value) for value in self.array(key, kind, shape)]
+
+
+def _count(most: int, length: int | None) -> str:
+    """A 1-D member's length as a message states it: exactly `length`, else 'n <= most'."""
+    return str(length) if length is not None else f"n <= {most}"
 
 
 # -- a run ---------------------------------------------------------------------------------------------
@@ -397,22 +406,18 @@ def read_meta(folder: str | Path) -> dict[str, Any]:
     meta = TRAJECTORY("trajectory.json:", read_json(folder, "trajectory.json"))
     settings, facts, shapes, steps = meta["settings"], meta["facts"], meta["shapes"], meta["steps"]
     if len(steps) > 2 * settings["steps"]:
-        raise InputError(f"trajectory.json: steps has {len(steps)} entries; allowed: up to 2 x settings.steps "
-                         f"= {2 * settings['steps']}")
+        raise InputError.said("error.saved_step_count", count=len(steps), most=2 * settings["steps"])
     for position, step in enumerate(steps):
         if step["index"] != position:
-            raise InputError(f"trajectory.json: steps[{position}].index {step['index']} is not its position; "
-                             f"allowed: {position}")
+            raise InputError.said("error.step_index", position=position, index=step["index"])
         if ("distance_to_final" in step) != ("distance_to_final" in steps[0]):
-            raise InputError(f"trajectory.json: steps[{position}].distance_to_final: every step has one or none; "
-                             "allowed: the same keys in every step")
+            raise InputError.said("error.step_keys", position=position)
     height, width, factor = settings["height"], settings["width"], facts["vae_factor"]
     expected = {"latents": [facts["latent_channels"], height // factor, width // factor], "image": [3, height, width],
                 "token_embeddings": [facts.get("context_tokens") or facts["tokens"], facts["text_width"]]}
     for key, shape in expected.items():
         if shapes[key] != shape:
-            raise InputError(f"trajectory.json: shapes.{key} {shapes[key]} does not fit the run's settings and "
-                             f"model; allowed: {shape}")
+            raise InputError.said("error.saved_shape", field=key, shape=shapes[key], allowed=shape)
     return meta
 
 
@@ -426,11 +431,12 @@ def read_latents(folder: str | Path, steps: int, shape: tuple[int, ...]) -> dict
         allowed = ("x_start", *LATENT_NAMES) if steps else ("x_start",)
         for key in npz.names:
             if key not in allowed:
-                raise InputError(f"latents.npz holds {shortened(key)}; allowed: {', '.join(allowed)}")
+                raise InputError.said("error.npz_unknown_member", name="latents.npz", member=shortened(key),
+                                      allowed=", ".join(allowed))
         latents = {"x_start": npz.array("x_start", np.float32, shape)}
         for key in LATENT_NAMES[:4] if steps else ():
             if key not in npz.names:
-                raise InputError(f"latents.npz: {key} is missing; allowed: {', '.join(LATENT_NAMES[:4])} and more")
+                raise InputError.said("error.latent_missing", array=key, names=", ".join(LATENT_NAMES[:4]))
         for key in npz.names:
             if key != "x_start":
                 array = npz.array(key, np.float32, (steps, *shape), _steps_shape(steps, shape),
@@ -445,23 +451,24 @@ def read_frames(folder: str | Path, steps: int, size: tuple[int, int]) -> dict[s
     with SavedArrays(inside(folder, "frames.npz"), "frames.npz") as npz:
         for key in npz.names:
             if key not in FRAME_NAMES:
-                raise InputError(f"frames.npz holds {shortened(key)}; allowed: {', '.join(FRAME_NAMES)}")
+                raise InputError.said("error.npz_unknown_member", name="frames.npz", member=shortened(key),
+                                      allowed=", ".join(FRAME_NAMES))
         if "frame_steps" not in npz.names:
-            raise InputError("frames.npz: frame_steps is missing; allowed: the indices of the decoded steps")
+            raise InputError.said("error.frame_steps_missing")
         decoded = npz.whole("frame_steps", steps)
         if any(not 0 <= index < steps for index in decoded) or decoded != sorted(set(decoded)):
-            raise InputError(f"frames.npz: frame_steps {shortened(decoded)} are not increasing step indices; allowed: "
-                             f"indices in 0..{steps - 1}, each once, in order")
+            raise InputError.said("error.not_step_indices", name="frames.npz: frame_steps", value=shortened(decoded),
+                                  last=steps - 1)
         frames: dict[str, Any] = {"frame_steps": np.array(decoded, np.int64)}
         height, width = size
         for key in ("x_t", "x0") if decoded else ():
             frames[key] = npz.array(key, np.uint8, (len(decoded), height, width, 3),
-                                    f"({len(decoded)}, {height}, {width}, 3): an RGB frame of the run's size per "
-                                    "decoded step")
+                                    messages.text("error.allowed_frames", count=len(decoded), height=height,
+                                                  width=width))
         for key in ("noise_image", "init_image", "final_image"):
             if key in npz.names:
-                frames[key] = npz.array(key, np.uint8, (height, width, 3), f"({height}, {width}, 3): an RGB image "
-                                        "of the run's size")
+                frames[key] = npz.array(key, np.uint8, (height, width, 3),
+                                        messages.text("error.allowed_image", height=height, width=width))
         return frames
 
 
@@ -481,15 +488,16 @@ def read_attention(path: str | Path, steps: int | None = None, latent_hw: tuple 
     with SavedArrays(path, path.name, MAX_ATTENTION_MEMBERS) as npz:
         for key in npz.names:
             if key not in _ATTENTION_NAMES and key.partition(":")[0] not in _BUCKETS:
-                raise InputError(f"{npz.name} holds {shortened(key)}; allowed: {', '.join(_ATTENTION_NAMES)}, and "
-                                 f"{', '.join(f'{prefix}:<key>' for prefix in _BUCKETS)}")
+                raise InputError.said("error.attention_unknown_member", name=npz.name, member=shortened(key),
+                                      names=", ".join(_ATTENTION_NAMES),
+                                      prefixes=", ".join(f"{prefix}:<key>" for prefix in _BUCKETS))
         fields: dict[str, Any] = {"latent_hw": _pair(npz, "latent_hw", latent_hw),
                                   "image_hw": _pair(npz, "image_hw", image_hw)}
         fields["steps"] = npz.whole("steps", MAX_ENTRIES if steps is None else steps)
         last = MAX_ENTRIES if steps is None else steps
         if any(not 0 <= s < last for s in fields["steps"]) or fields["steps"] != sorted(set(fields["steps"])):
-            raise InputError(f"{npz.name}: steps {shortened(fields['steps'])} are not increasing step indices; "
-                             f"allowed: indices in 0..{last - 1}, each once, in order")
+            raise InputError.said("error.not_step_indices", name=f"{npz.name}: steps", value=shortened(fields["steps"]),
+                                  last=last - 1)
         fields["tokens"], fields["kinds"] = _words(npz, "", tokens)
         keys = npz.texts("layer_count_keys", 64)
         values = npz.whole("layer_count_values", 64, len(keys))
@@ -507,7 +515,7 @@ def read_attention(path: str | Path, steps: int | None = None, latent_hw: tuple 
 def _pair(npz: SavedArrays, key: str, expected: tuple | None) -> tuple[int, int]:
     pair = tuple(check_int(f"{npz.name}: {key}", value, 1, 4 * MAX_SIDE) for value in npz.whole(key, 2, 2))
     if expected is not None and pair != tuple(expected):
-        raise InputError(f"{npz.name}: {key} {pair} is not the run's; allowed: {tuple(expected)}")
+        raise InputError.said("error.not_the_runs", name=npz.name, field=key, pair=pair, allowed=tuple(expected))
     return pair
 
 
@@ -525,9 +533,11 @@ def _grid(npz: SavedArrays, what: str, key: str, latent_hw: tuple | None) -> str
     match = _GRID.match(key)
     within = match and all(int(v) >= 1 for v in match.groups()) and (
         latent_hw is None or (int(match[1]) <= latent_hw[0] and int(match[2]) <= latent_hw[1]))
+    if not within and latent_hw is None:
+        raise InputError.said("error.not_grid", name=npz.name, what=what)
     if not within:
-        bound = "" if latent_hw is None else f" of at most {latent_hw[0]}x{latent_hw[1]} (the latent grid)"
-        raise InputError(f"{npz.name}: {what} is not a grid; allowed: HxW{bound}")
+        raise InputError.said("error.not_grid_within", name=npz.name, what=what, height=latent_hw[0],
+                              width=latent_hw[1])
     return key
 
 
@@ -541,7 +551,7 @@ def _read_maps(npz: SavedArrays, fields: dict[str, Any]) -> None:
         if prefix not in _BUCKETS:
             continue
         if prefix == "negative" and fields["negative"] is None:
-            raise InputError(f"{npz.name}: {name} without negative_tokens; allowed: negative maps with their tokens")
+            raise InputError.said("error.negative_without_tokens", name=npz.name, member=name)
         words = len((fields["negative"] or {}).get("tokens", ())) if prefix == "negative" else len(fields["tokens"])
         if prefix == "layer":
             check_text(f"{npz.name}: layer name", key, MAX_TOKEN_CHARS)
@@ -549,10 +559,11 @@ def _read_maps(npz: SavedArrays, fields: dict[str, Any]) -> None:
             grid = f"{shape[2]}x{shape[3]}" if len(shape) == 4 else "?"
         else:
             grid, shape = key, None
-        h, w = (int(v) for v in _grid(npz, f"{name}'s grid", grid, (height, width)).split("x"))
+        h, w = (int(v) for v in _grid(npz, messages.text("error.grid_of", name=name), grid, (height, width)).split("x"))
         if prefix == "self":
             if h * w > MAX_SELF_POSITIONS:
-                raise InputError(f"{npz.name}: {name} has {h * w} positions; allowed: up to {MAX_SELF_POSITIONS}")
+                raise InputError.said("error.too_many_positions", name=npz.name, member=name, count=h * w,
+                                      most=MAX_SELF_POSITIONS)
             expected, allowed = (steps, h * w, h * w), f"(steps={steps}, {h * w}, {h * w})"
         else:
             expected, allowed = (steps, words, h, w), f"(steps={steps}, tokens={words}, {h}, {w})"

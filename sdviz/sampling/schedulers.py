@@ -25,6 +25,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
+from sdviz.messages import text
 from sdviz.sampling.errors import InputError, shortened
 
 
@@ -91,7 +92,7 @@ def resolve(name: str) -> SchedulerSpec:
     (`unregistered`), or is refused, naming why.
     """
     if not isinstance(name, str):
-        raise InputError(f"scheduler {shortened(name)} is not a name; allowed: {', '.join(SCHEDULERS)}")
+        raise InputError.said("error.scheduler_not_name", value=shortened(name), allowed=", ".join(SCHEDULERS))
     key = name.strip()
     if key.lower() in SCHEDULERS:
         return SCHEDULERS[key.lower()]
@@ -130,9 +131,7 @@ def unregistered(class_name: str) -> SchedulerSpec | None:
         return SchedulerSpec(class_name, class_name, class_name, families=FLOW_FAMILIES if takes_shift else ("sd3",))
     if stepped and hasattr(instance, "alphas_cumprod"):
         return SchedulerSpec(class_name, class_name, class_name)
-    raise InputError(f"scheduler {class_name!r} cannot be traced by sdviz: it keeps no training schedule "
-                     "(alphas_cumprod) to read each step's noise level and x0 from, and is not a flow-matching one; "
-                     f"allowed: {', '.join(SCHEDULERS)}")
+    raise InputError.said("error.scheduler_untraceable", name=repr(class_name), allowed=", ".join(SCHEDULERS))
 
 
 def for_family(family: str, own: str | None = None) -> list[str]:
@@ -164,8 +163,8 @@ def model_default(family: str, model_config: dict[str, Any]) -> str:
         return max(matching, key=lambda spec: len(spec.overrides)).name
     spec = resolve(class_name) if class_name else None
     if spec is None or family not in spec.families:
-        raise InputError(f"the model's scheduler {class_name or '(none named)'!r} cannot sample a {family} model; "
-                         f"allowed: {', '.join(for_family(family))}")
+        raise InputError.said("error.model_scheduler_not_fit", name=repr(class_name or text("error.none_named")),
+                              family=family, allowed=", ".join(for_family(family)))
     return spec.name
 
 

@@ -130,7 +130,7 @@ class Trajectory:
         if cached is not None:
             return cached
         if previewer is None:
-            raise InputError(f"step {index + 1}'s frames are not kept; pass the run's decoder to decode them again")
+            raise InputError.said("error.frames_not_kept", step=index + 1)
         frames = previewer.record_frames(record, self.complete and index == len(self.steps) - 1)
         if self.frame_cache is not None:
             self.frame_cache.put(index, frames)
@@ -144,9 +144,10 @@ class Trajectory:
                 step.x_t_image, step.x0_image = self.step_frames(index, previewer)
         return replace(self, steps=steps, frame_cache=None)
 
-    def _require_frames(self, action: str) -> None:
+    def _require_frames(self, refusal: str) -> None:
+        """Refuses (the catalogue's `refusal`) to read or save frames this trajectory no longer holds."""
         if any(s.x_t_image is None for s in self.decoded_steps()):
-            raise InputError(f"this trajectory's frames were released; {action} trajectory.with_frames(previewer)")
+            raise InputError.said(refusal)
 
     def nbytes(self) -> dict[str, int]:
         """Bytes held, by kind: latents (each array once: a step's x_t is the step before's x_next),
@@ -177,7 +178,7 @@ class Trajectory:
         kind 'x_t' starts with the noise; 'x0' has only the steps. Labels are
         the number of steps done ('noise', '1', ... 'N').
         """
-        self._require_frames("read")
+        self._require_frames("error.frames_released_read")
         out = []
         if kind == "x_t" and self.noise_image is not None:
             out.append(("noise", self.noise_image))
@@ -243,7 +244,7 @@ class Trajectory:
                     latents[name] = np.stack(values)
         np.savez_compressed(folder / "latents.npz", **latents)
         decoded = self.decoded_steps()
-        self._require_frames("save")
+        self._require_frames("error.frames_released_save")
         frames: dict[str, np.ndarray] = {"frame_steps": np.array([s.index for s in decoded], np.int64)}
         if decoded:
             frames["x_t"] = np.stack([s.x_t_image for s in decoded])

@@ -126,8 +126,8 @@ class Inverting:
     def result(self) -> Inversion:
         """The inversion and its reconstruction, with the VAE's own round trip measured."""
         if self.reconstruction_run is None:
-            raise InputError(f"invert: the inversion stopped after {len(self.inversion_run.trajectory.steps)} of "
-                             f"{self.inversion_run.settings.steps} steps; nothing to reconstruct")
+            raise InputError.said("error.inversion_stopped", done=len(self.inversion_run.trajectory.steps),
+                                  steps=self.inversion_run.settings.steps)
         runs = (self.inversion_run, self.reconstruction_run)
         return inversion_of(self.inversion_run.model, *(run.trajectory for run in runs),
                             tuple(run.previewer for run in runs))

@@ -116,7 +116,7 @@ class AttentionHandlers:
         data = getattr(event, "_data", None)
         pixel = data.get("index") if isinstance(data, dict) else None
         if not isinstance(pixel, (list, tuple)) or len(pixel) != 2:
-            raise InputError(f"pixel {shortened(pixel)} is not a pixel; allowed: [x, y] (the click's index)")
+            raise InputError.said("error.not_a_pixel", value=shortened(pixel))
         x = check_int("pixel x", pixel[0], 0, width - 1)
         y = check_int("pixel y", pixel[1], 0, height - 1)
         check_choice("self-attention resolution", resolution, sorted(traj.attention.self_attn))

@@ -303,7 +303,7 @@ class RunHandlers:
         should show (prompt). It steps with DDIM, whatever the scheduler menu says."""
         scheduler = schedulers.resolve(scheduler).name  # the menu's value is checked, though an edit uses DDIM
         if not isinstance(source_prompt, str) or not source_prompt.strip():
-            raise InputError("source prompt is empty; allowed: a description of the image to edit (what it shows)")
+            raise InputError.said("error.no_source_prompt")
         run = self.session.build_run(**run, scheduler="ddim", source_prompt=source_prompt,
                                      stop_event=stop_event(stop_signal), img2img=True)
         if scheduler != "ddim":

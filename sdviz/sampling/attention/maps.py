@@ -90,7 +90,8 @@ class AttentionMaps:
             steps = range(len(self.steps))[steps] if isinstance(steps, slice) else steps
         rows = [self.steps.index(s) for s in steps if s in self.steps]
         if not rows:
-            raise InputError(f"steps {steps!r} were not captured; captured: {self.steps[0]}..{self.steps[-1]}")
+            raise InputError.said("error.steps_not_captured", steps=repr(steps), first=self.steps[0],
+                                  last=self.steps[-1])
         return np.array(rows)
 
     def aggregate(self, steps=None, resolution: str | None = None) -> np.ndarray:
@@ -101,7 +102,8 @@ class AttentionMaps:
         """
         keys = self.resolutions if resolution in (None, "all") else [resolution]
         if any(k not in self.cross for k in keys):
-            raise InputError(f"resolution {resolution!r} was not captured; allowed: all, {', '.join(self.resolutions)}")
+            raise InputError.said("error.resolution_not_captured", resolution=repr(resolution),
+                                  allowed=", ".join(self.resolutions))
         rows = self._step_rows(steps)
         total = torch.zeros(len(self.tokens), *self.latent_hw)
         for key in keys:
@@ -117,7 +119,7 @@ class AttentionMaps:
                  size: tuple[int, int] | None = None) -> np.ndarray:
         """(H, W) in [0, 1]: token `token`'s map, upsampled (bicubic) to the image and normalised."""
         if not 0 <= token < len(self.tokens):
-            raise InputError(f"token {token} is out of range; allowed: 0..{len(self.tokens) - 1}")
+            raise InputError.said("error.out_of_range", name="token", value=token, allowed=f"0..{len(self.tokens) - 1}")
         latent = torch.from_numpy(self.aggregate(steps, resolution)[token : token + 1])
         return normalise(resize_maps(latent, size or self.image_hw)[0].numpy())
 
@@ -126,20 +128,20 @@ class AttentionMaps:
         matches = [i for i in self.word_slots() if shown(self.tokens[i]).lower() == word.lower()]
         if not matches:
             words = [shown(self.tokens[i]) for i in self.word_slots()]
-            raise InputError(f"word {word!r} is not in the prompt's tokens; allowed: {', '.join(words)}")
+            raise InputError.said("error.word_not_in_prompt", word=repr(word), allowed=", ".join(words))
         return normalise(np.mean([self.heat_map(i, steps, resolution) for i in matches], axis=0))
 
     def self_attention_probe(self, y: int, x: int, step: int | None = None,
                              resolution: str | None = None) -> np.ndarray:
         """(H, W) in [0, 1]: where image pixel (y, x) attends, at one step (default: the last)."""
         if not self.self_attn:
-            raise InputError("self-attention was not captured; capture it with self_attention=True")
+            raise InputError.said("error.self_attention_not_captured")
         key = resolution or sorted(self.self_attn, key=lambda k: -np.prod(parse_grid(k)))[0]
         if key not in self.self_attn:
-            raise InputError(f"self-attention at {key!r} was not captured; allowed: {', '.join(self.self_attn)}")
+            raise InputError.said("error.self_attention_grid", grid=repr(key), allowed=", ".join(self.self_attn))
         height, width = self.image_hw
         if not (0 <= y < height and 0 <= x < width):
-            raise InputError(f"pixel ({y}, {x}) is outside the image; allowed: 0..{height - 1}, 0..{width - 1}")
+            raise InputError.said("error.pixel_outside", y=y, x=x, last_y=height - 1, last_x=width - 1)
         h, w = parse_grid(key)
         row = self._step_rows(self.steps[-1] if step is None else step)[0]
         position = (y * h // height) * w + (x * w // width)
