@@ -9,16 +9,20 @@
 The package is in layers, each importing only the ones below it:
 
     sdviz.cli        the command line (python -m sdviz, or `sdviz`)
+    sdviz.notebook   a run shown in a notebook, and `live`, a widget that follows a run
     sdviz.workflows  writing a run's files, comparing runs, inverting an image
     sdviz.drawing    sheets, GIF/MP4, charts, views, the run page
     sdviz.analysis   schedules, alignment, guidance, forward process, distances, metrics
     sdviz.sampling   settings, models, schedulers, families, the traced sampler, the trajectory
 
 The names below load on first use (PEP 562), so `import sdviz` does not import
-torch; the sampler and its torch come with the first `Run` or `generate`.
+torch; the sampler and its torch come with the first `Run` or `generate`. In a Jupyter
+kernel, `import sdviz` also registers how a Trajectory and a Comparison show themselves
+(their page, inline: `sdviz.notebook.register`).
 """
 
 import importlib
+import sys
 
 _EXPORTS = {
     "InputError": "sdviz.sampling.errors",
@@ -30,8 +34,9 @@ _EXPORTS = {
     "Comparison": "sdviz.workflows.compare", "compare": "sdviz.workflows.compare",
     "Inversion": "sdviz.workflows.invert", "invert": "sdviz.workflows.invert",
     "write_run": "sdviz.workflows.render",
+    "live": "sdviz.notebook",
 }
-_SUBMODULES = ("analysis", "cli", "drawing", "sampling", "workflows")
+_SUBMODULES = ("analysis", "cli", "drawing", "messages", "notebook", "sampling", "workflows")
 
 __all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
@@ -50,3 +55,9 @@ def __getattr__(name: str):
 
 def __dir__():
     return sorted([*globals(), *_EXPORTS, *_SUBMODULES])
+
+
+if "IPython" in sys.modules:  # a notebook's kernel (or an IPython shell): runs show themselves there
+    from sdviz.notebook import register
+
+    register()

@@ -141,6 +141,25 @@ def requests_made(driver) -> list[str]:
     return [u for u in urls if not u.startswith(("data:", "file:"))]
 
 
+def slides(driver, total: int, to: int):
+    """The page opens on its last step; the slider's Home key goes to step 1 with other frames, and the arrow
+    keys on to step `to`. Returns the step label and the slider."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    label = driver.find_element(By.ID, "step-label")
+    assert label.text.startswith(f"step {total} / {total}")
+    before = driver.find_element(By.ID, "x_t").get_attribute("src")
+    slider = driver.find_element(By.ID, "slider")
+    slider.send_keys(Keys.HOME)
+    assert label.text.startswith(f"step 1 / {total}")
+    assert driver.find_element(By.ID, "x_t").get_attribute("src") != before
+    for _ in range(to - 1):
+        slider.send_keys(Keys.ARROW_RIGHT)
+    assert label.text.startswith(f"step {to} / {total}")
+    return label, slider
+
+
 @pytest.mark.browser
 def test_the_page_replays_the_run_offline_in_a_browser(run, embedded, tmp_path, shots):
     from selenium.webdriver.common.by import By
@@ -151,18 +170,9 @@ def test_the_page_replays_the_run_offline_in_a_browser(run, embedded, tmp_path, 
     driver = browser(tmp_path)
     try:
         driver.get(path.as_uri())
-        label = driver.find_element(By.ID, "step-label")
-        assert label.text.startswith("step 12 / 12")
         assert driver.find_element(By.ID, "prompt").text == HOSTILE  # markup shown as text
         assert driver.execute_script("return window.pwned === undefined")
-        before = driver.find_element(By.ID, "x_t").get_attribute("src")
-        slider = driver.find_element(By.ID, "slider")
-        slider.send_keys(Keys.HOME)
-        assert label.text.startswith("step 1 / 12")
-        assert driver.find_element(By.ID, "x_t").get_attribute("src") != before
-        for _ in range(3):
-            slider.send_keys(Keys.ARROW_RIGHT)
-        assert label.text.startswith("step 4 / 12")
+        label, slider = slides(driver, 12, 4)
         heat = driver.find_element(By.ID, "heat")
         assert not heat.is_displayed()
         chip = next(c for c in driver.find_elements(By.CSS_SELECTOR, "#chips .word") if c.text == "red")

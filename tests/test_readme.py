@@ -24,10 +24,11 @@ def test_the_readme_python_examples_run(tmp_path, monkeypatch, default):
     monkeypatch.setattr(sdviz, "load_model", lambda *args, **kwargs: default)  # loaded once for the suite
     Image.new("RGB", (64, 64), (200, 40, 40)).save(tmp_path / "photo.png")
     blocks = python_blocks()
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     scope = {"pipe": default.pipe}
     for block in blocks:
         exec(compile(block, str(README), "exec"), scope)  # noqa: S102 - the README's own code
     assert (tmp_path / "filmstrip.png").is_file() and (tmp_path / "compare.png").is_file()
     assert (tmp_path / "out" / "trajectory.json").is_file()
     assert scope["result"].psnr > 10 and len(scope["comparing"].comparison.trajectories) == 2
+    assert scope["live"].trajectory.complete and len(scope["live"].trajectory.steps) == 30  # the notebook's

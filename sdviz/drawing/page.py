@@ -43,6 +43,9 @@ _MARKER = re.compile(r"{{([\w.]+)}}")  # a catalogue key in a page's template
 SETTING_WORDS = {"model": "run.model", "scheduler": "run.scheduler", "steps": "run.steps", "guidance": "run.guidance",
                  "true_cfg": "run.true_cfg", "seed": "run.seed", "width": "run.width", "height": "run.height",
                  "eta": "run.eta", "preview": "run.preview", "negative_prompt": "run.negative"}  # the table's names
+INLINE_BYTES = 4_000_000  # a page shown inline (a notebook's output) is at most this, its frames made smaller
+INLINE_SIDES = (PAGE_SIDE, 128, 64)  # ... to the first of these sides that keeps it within
+FRAME_HEIGHT = 820  # pixels: the frame an inline page is shown in (it scrolls inside)
 POSITIONS = 101  # a comparison's shared slider: 0..100 % of the way from the noise to the image
 
 
@@ -91,11 +94,12 @@ def _heat(traj, indices: list[int]) -> dict | None:
             "maps": base64.b64encode(stacked.tobytes()).decode()}
 
 
-def run_data(traj, previewer=None, guidance: dict | None = None) -> dict:
+def run_data(traj, previewer=None, guidance: dict | None = None, side: int = PAGE_SIDE) -> dict:
     """What the page shows of a run, as JSON-ready values. The run's `previewer` decodes again the steps
     whose frames are not kept (without it only the kept ones are shown), the guidance halves' x0 (else they
     come from `guidance`, step index -> (x0_uncond frame, x0_cond frame), or are left out) and, through its
-    model's latent-to-RGB map, the predicted noise (else its first three channels)."""
+    model's latent-to-RGB map, the predicted noise (else its first three channels). Frames are no higher
+    than `side` pixels."""
     indices = [i for i, s in enumerate(traj.steps) if previewer is not None or s.x_t_image is not None
                or (traj.frame_cache is not None and traj.frame_cache.get(i) is not None)]
     if not indices:
@@ -107,14 +111,14 @@ def run_data(traj, previewer=None, guidance: dict | None = None) -> dict:
         record = traj.steps[index]
         x_t, x0 = traj.step_frames(index, previewer)
         step = {"index": index, "timestep": float(record.timestep), "sigma": float(record.sigma),
-                "x_t": image_uri(x_t), "x0": image_uri(x0)}
+                "x_t": image_uri(x_t, side), "x0": image_uri(x0, side)}
         if record.noise_pred is not None:
-            step["noise"] = image_uri(_noise_frame(record.noise_pred, latent_rgb, size))
+            step["noise"] = image_uri(_noise_frame(record.noise_pred, latent_rgb, size), side)
         halves = guidance.get(index) if guidance else None
         if halves is None and previewer is not None and record.x0_uncond is not None:
             halves = previewer.guidance_frames(record)
         if halves is not None:
-            step["x0_uncond"], step["x0_cond"] = image_uri(halves[0]), image_uri(halves[1])
+            step["x0_uncond"], step["x0_cond"] = image_uri(halves[0], side), image_uri(halves[1], side)
         steps.append(step)
     settings = traj.settings
     listed = ("model", "scheduler", "steps", "guidance", "true_cfg", "seed", "width", "height", "eta", "preview",
@@ -132,8 +136,8 @@ def run_data(traj, previewer=None, guidance: dict | None = None) -> dict:
         "shapes": traj.shapes, "total": len(traj.steps), "complete": bool(traj.complete),
         "denoiser": text("diagram.transformer" if traj.facts.denoiser == "transformer" else "diagram.unet"),
         "prediction": text(f"prediction.{traj.facts.prediction_type}"),
-        "noise": image_uri(traj.noise_image) if traj.noise_image is not None else None,
-        "final": image_uri(traj.final_image) if traj.final_image is not None else None,
+        "noise": image_uri(traj.noise_image, side) if traj.noise_image is not None else None,
+        "final": image_uri(traj.final_image, side) if traj.final_image is not None else None,
         "slots": [[shown(slot["token"]), slot["kind"]] for slot in traj.tokens["slots"]
                   if slot["kind"] != "padding"],
         "padding": sum(1 for slot in traj.tokens["slots"] if slot["kind"] == "padding"),
@@ -142,13 +146,13 @@ def run_data(traj, previewer=None, guidance: dict | None = None) -> dict:
     }
 
 
-def run_page(traj, previewer=None, guidance: dict | None = None) -> str:
-    data = run_data(traj, previewer, guidance)
+def run_page(traj, previewer=None, guidance: dict | None = None, side: int = PAGE_SIDE) -> str:
+    data = run_data(traj, previewer, guidance, side)
     title = f"sdviz run: {data['prompt'][:80]}"
     return _page(title, data, "run")
 
 
-def comparison_page(comparison) -> str:
+def comparison_page(comparison, side: int = PAGE_SIDE) -> str:
     """The variants side by side: each one's x_t and x0 at one shared slider, lined up by progress or by
     noise level (the page switches), their distance curves, and the final images."""
     variants = []
@@ -157,9 +161,9 @@ def comparison_page(comparison) -> str:
         distances = traj.distance_to_final
         variants.append({
             "label": label, "total": len(traj.steps),
-            "steps": [{"sigma": float(s.sigma), "x_t": image_uri(x_t), "x0": image_uri(x0)}
+            "steps": [{"sigma": float(s.sigma), "x_t": image_uri(x_t, side), "x0": image_uri(x0, side)}
                       for s, (x_t, x0) in zip(traj.steps, frames)],
-            "final": image_uri(traj.final_image) if traj.final_image is not None else None,
+            "final": image_uri(traj.final_image, side) if traj.final_image is not None else None,
             "distance": distances["x0"] if distances else None,
         })
     data = {
@@ -170,6 +174,24 @@ def comparison_page(comparison) -> str:
         "positions": {by: positions(comparison.trajectories, by) for by in ALIGNMENTS},
     }
     return _page(f"sdviz comparison: {data['prompt'][:80]}", data, "comparison")
+
+
+def bounded(build, most: int = INLINE_BYTES) -> str:
+    """The page `build(side)` makes at the largest side of INLINE_SIDES whose page is no more than `most` bytes
+    (else at the smallest): a page shown inside another (a notebook's output) stays of bounded size."""
+    for side in INLINE_SIDES:
+        page = build(side)
+        if len(page.encode()) <= most:
+            break
+    return page
+
+
+def framed(page: str, title: str, height: int = FRAME_HEIGHT) -> str:
+    """The page inside a frame of its own, to show within another page (a notebook's output): `srcdoc` holds it
+    whole (no network) and `sandbox="allow-scripts"` runs its script in an origin of its own, which cannot
+    reach the page around it."""
+    return (f'<iframe sandbox="allow-scripts" title="{html.escape(title)}" srcdoc="{html.escape(page, quote=True)}" '
+            f'style="width:100%;height:{height}px;border:1px solid #ddd;border-radius:4px"></iframe>')
 
 
 def write_page(traj, path, previewer=None) -> Path:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Iterator
 
 import numpy as np
@@ -299,6 +300,7 @@ def _new_trajectory(model, settings: Settings, init_image, fork, start_latents) 
                  "others": others} if others else view.to_dict()),
         x_start=np.zeros(0, np.float32),
         init_image=np.asarray(init_image) if img2img else None,
+        model_ref=weakref.ref(model),
     )
     message = truncation_warning(view, facts.tokens)
     if message:
@@ -308,8 +310,14 @@ def _new_trajectory(model, settings: Settings, init_image, fork, start_latents) 
 
 
 def generate(model, settings: Settings, init_image=None, callback=None, capture=None, fork=None,
-             start_latents=None) -> Trajectory:
-    """Runs to the end and returns the trajectory; callback(record) is called at every step."""
+             start_latents=None, attention: bool = False) -> Trajectory:
+    """Runs to the end and returns the trajectory; callback(record) is called at every step. `attention`
+    captures the per-word cross-attention maps (an `AttentionCapture` of the model's defaults; pass `capture`
+    for others)."""
+    if attention and capture is None:
+        from sdviz.sampling.attention import AttentionCapture
+
+        capture = AttentionCapture(model)
     run = Run(model, settings, init_image=init_image, capture=capture, fork=fork, start_latents=start_latents)
     for record in run:
         if callback is not None:

@@ -91,6 +91,30 @@ class Trajectory:
     attention: Any = None  # sdviz.sampling.attention.AttentionMaps when captured
     distance_to_final: dict[str, list[float]] | None = None  # per step, x0 and x_t: see sdviz.analysis.forward
     frame_cache: Any = field(default=None, repr=False)  # sdviz.sampling.frames.FrameCache once frames are released
+    model_ref: Any = field(default=None, repr=False, compare=False)  # weakref.ref to the model that ran it, so a
+    # view can decode its frames again (`decoder`); not saved and not pickled, and never keeps the model alive
+
+    def __repr__(self) -> str:
+        """One line: the prompt, the model, the scheduler, the steps run and the size (a notebook shows the
+        run's page from the HTML formatter `sdviz.notebook` registers)."""
+        s = self.settings
+        prompt = s.prompt if len(s.prompt) <= 40 else s.prompt[:39] + "…"
+        done = f"{len(self.steps)} steps" + ("" if self.complete else f" (incomplete, of {s.steps})")
+        return (f"<sdviz.Trajectory {prompt!r} · {s.model} · {s.scheduler} · {done} · {s.width}x{s.height} · "
+                f"seed {s.seed}>")
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "model_ref": None}  # a weak reference does not pickle; the copy decodes nothing
+
+    def decoder(self):
+        """The run's preview decoder (`Previewer`) while its model is loaded; None once it is not (or for a run
+        loaded from a folder)."""
+        model = self.model_ref() if self.model_ref is not None else None
+        if model is None:
+            return None
+        from sdviz.sampling.previews import Previewer  # torch: only where a model is loaded anyway
+
+        return Previewer.of(model, self.settings)
 
     @property
     def guidance_scale(self) -> float:
