@@ -5,6 +5,8 @@
     traj = sdviz.generate(model, sdviz.Settings(prompt="a fish on the left and a rocket on the right"))
     sdviz.drawing.sheets.filmstrip(traj).save("filmstrip.png")
     runs = sdviz.compare(model, sdviz.Settings(prompt="a rocket"), {"scheduler": ["ddim", "heun"]}, out="cmp")
+    sdviz.trajectory_map(runs.trajectories)         # the path: every step in one plane (also runs.map())
+    runs.parting(0, 1)                              # where two variants part
 
 The package is in layers, each importing only the ones below it:
 
@@ -32,6 +34,7 @@ _EXPORTS = {
     "Settings": "sdviz.sampling.settings", "StepRecord": "sdviz.sampling.trajectory",
     "Trajectory": "sdviz.sampling.trajectory",
     "Comparison": "sdviz.workflows.compare", "compare": "sdviz.workflows.compare",
+    "trajectory_map": "sdviz.analysis.path", "region_words": "sdviz.analysis.path", "parting": "sdviz.analysis.path",
     "Inversion": "sdviz.workflows.invert", "invert": "sdviz.workflows.invert",
     "write_run": "sdviz.workflows.render",
     "live": "sdviz.notebook",

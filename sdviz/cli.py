@@ -1,4 +1,5 @@
-"""The command line: `sdviz render|compare|invert|html|forward|schedule|schedulers|layers` (or `python -m sdviz`).
+"""The command line: `sdviz render|compare|invert|html|map|words|forward|schedule|schedulers|layers` (or
+`python -m sdviz`).
 
 Bad input is refused before any model work with one line on stderr naming the
 value and what is allowed, and exit status 2; progress goes to stderr.
@@ -15,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from sdviz.analysis.align import ALIGNMENTS
+from sdviz.analysis.path import METHODS, SPANS
 from sdviz.analysis.schedule import COMPARED
-from sdviz.messages import LANGUAGES, speaking
+from sdviz.messages import LANGUAGES, speaking, text
 from sdviz.sampling import schedulers
 from sdviz.sampling.checks import PREVIEW_MODES
 from sdviz.sampling.errors import InputError
@@ -98,6 +100,26 @@ def _parser() -> argparse.ArgumentParser:
     page.add_argument("--out", default=None, type=Path, help="the page (default RUN_DIR/run.html or compare.html)")
     page.add_argument("--lang", default=None, choices=tuple(LANGUAGES),
                      help="the language of the files' words: en, zh (简体中文) or ja (日本語); default en")
+
+    path_map = commands.add_parser("map", help="the path: every step's x_t and x0 of saved runs in one 2-D plane")
+    path_map.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR",
+                          help="folders `render` wrote, or `compare` wrote (its variants are the runs)")
+    path_map.add_argument("--method", default="pca", help=f"the projection: {', '.join(METHODS)} (umap needs "
+                                                          "umap-learn)")
+    path_map.add_argument("--json", action="store_true", help="print the points as JSON")
+    path_map.add_argument("--out", type=Path, default=None, help="draw the map here as PNG")
+    path_map.add_argument("--lang", default=None, choices=tuple(LANGUAGES),
+                          help="the language of the words: en, zh (简体中文) or ja (日本語); default en")
+
+    words = commands.add_parser("words", help="the prompt's words ranked by their attention inside a box")
+    words.add_argument("run", type=Path, metavar="RUN_DIR", help="a folder `render --attention` wrote")
+    words.add_argument("--step", type=int, required=True, help="the step, counted from 1 as the page's slider counts")
+    words.add_argument("--box", required=True, metavar="X0,Y0,X1,Y1", help="the region, in image pixels")
+    words.add_argument("--span", default="step", help=f"{', '.join(SPANS)}: at the step, over the steps up to it, "
+                                                      "or over the whole run")
+    words.add_argument("--json", action="store_true", help="print the ranked words as JSON")
+    words.add_argument("--lang", default=None, choices=tuple(LANGUAGES),
+                       help="the language of the words: en, zh (简体中文) or ja (日本語); default en")
 
     commands.add_parser("schedulers", help="list the scheduler names")
 
@@ -366,11 +388,8 @@ def _saved_run(folder: Path, model: str | None):
     decoder (the run's model, loaded) only when some step's frames were not saved. Every file is read
     from inside the folder and checked (`Trajectory.load`, `_saved_frame`)."""
     from sdviz.sampling.saved import inside
-    from sdviz.sampling.trajectory import Trajectory
 
-    if not (folder / "trajectory.json").is_file():
-        raise InputError.said("cli.not_run_dir", name=f"{str(folder)!r:.80}")
-    traj = Trajectory.load(folder)
+    traj = _trajectory(folder)
     previewer = None
     if any(not s.decoded for s in traj.steps):
         from sdviz.sampling.models import load_model
@@ -388,6 +407,15 @@ def _saved_run(folder: Path, model: str | None):
         if all(path is not None for path in paths):
             guidance[step.index] = tuple(_saved_frame(path, name, size) for path, name in zip(paths, names))
     return traj, previewer, guidance
+
+
+def _trajectory(folder: Path):
+    """The trajectory saved in a folder `render` wrote (`Trajectory.load`, every file checked)."""
+    from sdviz.sampling.trajectory import Trajectory
+
+    if not (folder / "trajectory.json").is_file():
+        raise InputError.said("cli.not_run_dir", name=f"{str(folder)!r:.80}")
+    return Trajectory.load(folder)
 
 
 def _saved_frame(path: Path, name: str, size: tuple[int, int]) -> np.ndarray:
@@ -434,6 +462,79 @@ def _model_named(saved: str, given: str | None, what: str) -> str | None:
     if given is not None or saved == display_name(default_model()):
         return given
     raise InputError.said("cli.model_only", what=what, model=f"{saved!r:.80}")
+
+
+def path_map(args) -> int:
+    """`map RUN_DIR ...`: every step's x_t and x0 of the runs in one plane; a comparison's folder gives its
+    variants."""
+    from sdviz.analysis.path import trajectory_map
+
+    runs = [run for folder in args.runs for run in _runs_in(folder)]
+    mapped = trajectory_map([traj for _, traj in runs], args.method)
+    names = [name for name, _ in runs]
+    if args.json:
+        print(json.dumps(mapped.to_dict(names)))
+    else:
+        shares = [f"{100 * share:.1f}" for share in mapped.explained]
+        print(text("cli.map_pca", runs=len(runs), first=shares[0], second=shares[1]) if shares
+              else text("cli.map_umap", runs=len(runs)))
+        place = lambda point: f"({point[0]:.2f}, {point[1]:.2f})"  # noqa: E731
+        for (name, traj), points, x0 in zip(runs, mapped.points, mapped.x0_points):
+            ends = (place(x0[0]), place(x0[-1])) if len(x0) else ("-", "-")
+            print(text("cli.map_run", folder=name, steps=len(traj.steps), start=place(points[0]),
+                       end=place(points[-1]), first=ends[0], last=ends[1]))
+    if args.out is not None:
+        from sdviz.drawing.plots import map_chart
+
+        map_chart(mapped, [Path(name).name for name in names], args.out)
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def _runs_in(folder: Path) -> list[tuple[str, object]]:
+    """(name, trajectory) of a run folder, or of each variant of a comparison's folder (compare.json), its name
+    the folder as given (a variant's: within it)."""
+    if not (folder / "compare.json").is_file():
+        return [(str(folder), _trajectory(folder))]
+    from sdviz.sampling.saved import inside
+
+    runs = []
+    for variant in _comparison_summary(folder)["variants"]:
+        try:
+            runs.append((str(folder / variant["folder"]),
+                         _trajectory(inside(folder, variant["folder"], directory=True))))
+        except InputError as error:
+            raise InputError.said("cli.in_variant", folder=variant["folder"], message=error) from None
+    return runs
+
+
+def words(args) -> int:
+    """`words RUN_DIR --step K --box X0,Y0,X1,Y1`: the prompt's words ranked by the share of their attention
+    inside the box."""
+    from sdviz.analysis.path import region_words
+    from sdviz.sampling.checks import check_int
+
+    try:
+        box = [float(value) for value in args.box.split(",")]
+    except ValueError:
+        box = None
+    if box is None or len(box) != 4 or not all(np.isfinite(box)):
+        raise InputError.said("error.box_form", value=f"{args.box!r:.60}")
+    traj = _trajectory(args.run)
+    step = check_int("--step", args.step, 1, len(traj.steps))
+    ranked = region_words(traj, step - 1, box, args.span)
+    if args.json:
+        print(json.dumps(ranked))
+        return 0
+    total = len(traj.steps)
+    span = text(f"cli.span_{args.span}", step=step, total=total)
+    print(text("cli.words_title", box=",".join(f"{v:g}" for v in box), span=span))
+    width = max((len(item["word"]) for item in ranked), default=4)
+    for rank, item in enumerate(ranked, 1):
+        bar = "█" * round(40 * item["share"])
+        negative = f" {text('cli.words_negative')}" if item["negative"] else ""
+        print(f"{rank:3d}. {item['word']:<{width}} {bar:<40} {100 * item['share']:5.1f} %{negative}")
+    return 0
 
 
 def forward(args) -> int:
@@ -542,7 +643,7 @@ def _command(args) -> int:
             print(f"{name:16} {class_name:34} {label}")
         return 0
     commands = {"layers": layers, "forward": forward, "schedule": schedule, "html": page, "invert": invert,
-                "compare": compare}
+                "compare": compare, "map": path_map, "words": words}
     return commands.get(args.command, render)(args)
 
 

@@ -1,12 +1,14 @@
-"""Line charts as PNG files for the command line's exports, drawn with Pillow (the app draws its
-plots with gradio's own plot components): axes, a few ticks, one coloured line per series,
-a legend and an optional vertical marker. Nothing more; no plotting library needed."""
+"""Line charts and path maps as PNG files for the command line's exports, drawn with Pillow (the app draws
+its plots with gradio's own plot components): axes, a few ticks, one coloured line per series, a legend
+and an optional vertical marker; a path map's runs as lines of x_t from a circled start, with their x0
+as dots. Nothing more; no plotting library needed."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
+from sdviz.messages import text
 from sdviz.sampling.errors import InputError
 
 COLOURS = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14), (23, 190, 207))
@@ -20,19 +22,22 @@ def _ticks(low: float, high: float, count: int = 5) -> list[float]:
     return [low + (high - low) * k / (count - 1) for k in range(count)]
 
 
-def line_chart(series: dict[str, list[tuple[float, float]]], path, x_label: str = "", y_label: str = "",
-               title: str = "", marker: float | None = None) -> Path:
-    """series: name -> [(x, y), ...]; writes a PNG to `path` and returns it."""
+def _frame(points: list[tuple[float, float]], x_label: str, y_label: str, title: str, words: str = "",
+           pad: float = 0.0):
+    """A white sheet with a plot's box, ticks and labels fitted to `points` (and `pad` of their range more on
+    every side): (sheet, draw, at, font), `at(x, y)` the pixel of a value; `words` (legend text) given so the
+    font has their glyphs."""
     from PIL import Image, ImageDraw
 
     from sdviz.drawing.fonts import text_font
 
-    points = [p for values in series.values() for p in values]
     if not points:
         raise InputError.said("error.chart_empty")
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     x_low, x_high = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
     y_low, y_high = min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1
+    x_low, x_high = x_low - pad * (x_high - x_low), x_high + pad * (x_high - x_low)
+    y_low, y_high = y_low - pad * (y_high - y_low), y_high + pad * (y_high - y_low)
     width, height = SIZE
     left, top, right, bottom = MARGIN
     plot_w, plot_h = width - left - right, height - top - bottom
@@ -42,7 +47,7 @@ def line_chart(series: dict[str, list[tuple[float, float]]], path, x_label: str 
 
     sheet = Image.new("RGB", SIZE, "white")
     draw = ImageDraw.Draw(sheet)
-    font = text_font(13, f"{title}{x_label}{y_label}0123456789.e-")
+    font = text_font(13, f"{title}{x_label}{y_label}{words}0123456789.e-")
     draw.rectangle((left, top, left + plot_w, top + plot_h), outline=(0, 0, 0))
     for value in _ticks(y_low, y_high):
         _, y = at(x_low, value)
@@ -55,9 +60,25 @@ def line_chart(series: dict[str, list[tuple[float, float]]], path, x_label: str 
     draw.text((left, height - 18), x_label, fill=(0, 0, 0), font=font)
     draw.text((left, top - 34), title, fill=(0, 0, 0), font=font)
     draw.text((4, top - 18), y_label, fill=(0, 0, 0), font=font)
+    return sheet, draw, at, font
+
+
+def _legend(draw, font, k: int, name: str, colour) -> None:
+    """The legend's line k: a stroke of the series' colour and its name, at the plot's top right."""
+    left, top, right, _ = MARGIN
+    edge = SIZE[0] - right
+    draw.line((edge - 170, top + 12 + 16 * k, edge - 150, top + 12 + 16 * k), fill=colour, width=3)
+    draw.text((edge - 145, top + 5 + 16 * k), name, fill=(0, 0, 0), font=font)
+
+
+def line_chart(series: dict[str, list[tuple[float, float]]], path, x_label: str = "", y_label: str = "",
+               title: str = "", marker: float | None = None) -> Path:
+    """series: name -> [(x, y), ...]; writes a PNG to `path` and returns it."""
+    points = [p for values in series.values() for p in values]
+    sheet, draw, at, font = _frame(points, x_label, y_label, title, "".join(series))
     if marker is not None:
-        x, _ = at(marker, y_low)
-        draw.line((x, top, x, top + plot_h), fill=(120, 120, 120), width=2)
+        x, _ = at(marker, 0.0)
+        draw.line((x, MARGIN[1], x, SIZE[1] - MARGIN[3]), fill=(120, 120, 120), width=2)
     for k, (name, values) in enumerate(series.items()):
         colour = COLOURS[k % len(COLOURS)]
         if len(values) > 1:
@@ -65,9 +86,39 @@ def line_chart(series: dict[str, list[tuple[float, float]]], path, x_label: str 
         for x, y in values:
             cx, cy = at(x, y)
             draw.ellipse((cx - 2, cy - 2, cx + 2, cy + 2), fill=colour)
-        draw.line((left + plot_w - 170, top + 12 + 16 * k, left + plot_w - 150, top + 12 + 16 * k),
-                  fill=colour, width=3)
-        draw.text((left + plot_w - 145, top + 5 + 16 * k), name, fill=(0, 0, 0), font=font)
+        _legend(draw, font, k, name, colour)
+    path = Path(path)
+    sheet.save(path)
+    return path
+
+
+def map_axes(mapped) -> tuple[str, str]:
+    """A path map's axis labels: 'PC1 (61.2 %)' and 'PC2 (20.3 %)' for PCA, 'UMAP 1' and 'UMAP 2' for UMAP."""
+    if not mapped.explained:
+        return tuple(text("page.map_umap_axis", axis=k) for k in (1, 2))
+    return tuple(text("page.map_axis", axis=k + 1, percent=f"{100 * share:.1f}")
+                 for k, share in enumerate(mapped.explained[:2]))
+
+
+def map_chart(mapped, names: list[str], path, title: str = "") -> Path:
+    """A PNG of a path map (`sdviz.analysis.path.PathMap`): per run a line through its x_t points from its
+    start (a circle) to its end, its x0 points as small dots, each run one colour named by `names`."""
+    points = [tuple(p) for run in mapped.points + mapped.x0_points for p in run.tolist()]
+    x_label, y_label = map_axes(mapped)
+    legend = text("plot.map_legend")
+    sheet, draw, at, font = _frame(points, x_label, y_label, title or legend, "".join(names), pad=0.05)
+    for k, (name, x_t, x0) in enumerate(zip(names, mapped.points, mapped.x0_points)):
+        colour = COLOURS[k % len(COLOURS)]
+        pale = tuple(int(c + (255 - c) * 0.45) for c in colour)
+        for x, y in x0.tolist():
+            cx, cy = at(x, y)
+            draw.ellipse((cx - 2, cy - 2, cx + 2, cy + 2), fill=pale)
+        if len(x_t) > 1:
+            draw.line([at(x, y) for x, y in x_t.tolist()], fill=colour, width=2)
+        (sx, sy), (ex, ey) = at(*x_t[0].tolist()), at(*x_t[-1].tolist())
+        draw.ellipse((sx - 6, sy - 6, sx + 6, sy + 6), outline=colour, width=2)
+        draw.ellipse((ex - 4, ey - 4, ex + 4, ey + 4), fill=colour)
+        _legend(draw, font, k, name, colour)
     path = Path(path)
     sheet.save(path)
     return path

@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from sdviz.analysis.align import GRID_ROWS, at, check_alignment
+from sdviz.analysis.path import PARTED
 from sdviz.messages import text
-from sdviz.sampling.checks import check_text, validate
+from sdviz.sampling.checks import check_int, check_text, validate
 from sdviz.sampling.errors import InputError
 from sdviz.sampling.settings import Settings
 
@@ -126,6 +127,23 @@ class Comparison:
         for traj, previewer, index in zip(self.trajectories, self.previewers, indices):
             out.append((index, None if index is None else traj.step_frames(index, previewer)))
         return out
+
+    def map(self, method: str = "pca"):
+        """Every variant's x_t and x0 at every step in one shared plane (`sdviz.analysis.path.trajectory_map`)."""
+        from sdviz.analysis.path import trajectory_map
+
+        return trajectory_map(self.trajectories, method)
+
+    def parting(self, i: int, j: int, threshold: float = PARTED) -> dict:
+        """Where variants i and j (from 0) part: their x0 and x_t differences per step, lined up as the
+        comparison is, and the step from which the x0 difference stays above `threshold`
+        (`sdviz.analysis.path.parting`)."""
+        from sdviz.analysis.path import parting
+
+        last = len(self.trajectories) - 1
+        i, j = check_int("variant", i, 0, last), check_int("variant", j, 0, last)
+        return parting(self.trajectories[i], self.trajectories[j], (self.previewers[i], self.previewers[j]),
+                       threshold, self.by)
 
     def settled(self) -> list[int | None]:
         """Each variant's first step index from which its x0 stays near its final image (see
