@@ -117,3 +117,78 @@ def test_the_path_is_in_the_top_level_api_and_on_a_comparison(embedded):
     assert comparison.parting(1, 1)["parted_at"] is None  # a variant never parts from itself
     with pytest.raises(sdviz.InputError, match="variant 2 is out of range; allowed: 0..1"):
         comparison.parting(0, 2)
+
+
+# --- the pages ----------------------------------------------------------------------------------
+
+def _page_data(page: str) -> dict:
+    return json.loads(page.split('id="sdviz-data">')[1].split("</script>")[0])
+
+
+@pytest.fixture(scope="module")
+def run(embedded):
+    run = sdviz.Run(embedded, sdviz.Settings(prompt=FISH, steps=8, seed=2))
+    for _ in run:
+        pass
+    return run
+
+
+def test_the_run_page_holds_the_path_of_its_steps(run):
+    from sdviz.analysis.path import trajectory_map
+    from sdviz.drawing.page import run_data
+
+    traj = run.trajectory
+    mapped = run_data(traj, run.previewer)["map"]
+    assert len(mapped["points"]) == len(traj.steps) + 1 and len(mapped["x0_points"]) == len(traj.steps)
+    expected = trajectory_map([traj])
+    np.testing.assert_allclose(mapped["points"], expected.points[0], atol=1e-4)
+    np.testing.assert_allclose(mapped["x0_points"], expected.x0_points[0], atol=1e-4)
+    assert mapped["explained"] == expected.explained and sum(mapped["explained"]) <= 1
+
+
+def test_the_comparison_page_maps_every_variant_and_says_where_they_part(saved, run):
+    from sdviz.drawing.page import comparison_page
+
+    data = _page_data((saved / "cmp" / "compare.html").read_text())  # as `compare --html` wrote it
+    assert [r["variant"] for r in data["map"]["runs"]] == [0, 1]
+    assert all(len(r["points"]) == 7 and len(r["x0_points"]) == 6 for r in data["map"]["runs"])
+    np.testing.assert_allclose(data["map"]["runs"][0]["points"][0], data["map"]["runs"][1]["points"][0], atol=1e-4)
+    (parted,) = data["parting"]
+    assert (parted["variant"], parted["against"]) == (1, 0) and len(parted["x0"]) == len(parted["x_t"]) == 6
+    assert parted["parted_at"] is not None and max(parted["x0"]) > parted["threshold"]  # guidance 1 and 7.5 differ
+    traj = run.trajectory  # one run against itself never parts: every difference 0
+    same = _page_data(comparison_page(sdviz.Comparison([traj, traj], ["a", "b"], previewers=[run.previewer] * 2)))
+    assert same["parting"][0]["parted_at"] is None and same["parting"][0]["x0"] == [0.0] * len(traj.steps)
+
+
+@pytest.mark.browser
+def test_a_click_on_the_path_moves_the_slider_to_that_step(run, tmp_path, saved):
+    from selenium.webdriver.common.by import By
+
+    from sdviz.drawing.page import run_page
+    from tests.test_page import browser, requests_made
+
+    path = tmp_path / "run.html"
+    path.write_text(run_page(run.trajectory, run.previewer))
+    driver = browser(tmp_path)
+    try:
+        driver.get(path.as_uri())
+        label = driver.find_element(By.ID, "step-label")
+        assert label.text.startswith("step 8 / 8")
+        x_t = [c for c in driver.find_elements(By.CSS_SELECTOR, "#path circle.point") if c.get_attribute("r") == "3"
+               and c.get_attribute("fill-opacity") is None]
+        assert len(x_t) == 8  # x_t after each step (the start is a larger circle)
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", x_t[2])
+        x_t[2].click()  # x_t after step 3
+        assert label.text.startswith("step 3 / 8")
+        assert driver.find_element(By.ID, "slider").get_attribute("value") == "2"
+        ring = driver.execute_script("return Array.from(document.querySelectorAll('#path circle[r=\"7\"]'))"
+                                     ".map(c => [c.getAttribute('cx'), c.getAttribute('cy')])")
+        assert [x_t[2].get_attribute("cx"), x_t[2].get_attribute("cy")] in ring  # the step ringed on the map
+        driver.get((saved / "cmp" / "compare.html").as_uri())  # the comparison: both variants, where they part
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#path polyline")) == 2
+        assert "variant 2 parts from variant 1 at step" in driver.find_element(By.ID, "parting-text").text
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#parting polyline")) == 2  # the curve and the threshold
+        assert requests_made(driver) == []
+    finally:
+        driver.quit()

@@ -2,7 +2,8 @@
 
 The page holds everything inline: the frames as WebP data URIs (scaled down to PAGE_SIDE pixels high
 at most), the per-word attention maps as small arrays (at most HEAT_SIDE a side, one byte a value),
-the numbers, and its own plain script and style. The run's data sits in a JSON block that the script
+the numbers (the path's points among them: every step in one plane, `sdviz.analysis.path`, drawn as
+inline SVG), and its own plain script and style. The run's data sits in a JSON block that the script
 parses; every text from the run (prompt, tokens, settings) reaches the page as text (`textContent`),
 and images only as `data:image/` URIs, so nothing in a run can become code in the page.
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from sdviz.analysis.align import ALIGNMENTS, at, positions
 from sdviz.analysis.distance import settled_step
+from sdviz.analysis.path import trajectory_map
 from sdviz.drawing.sheets import pick
 from sdviz.drawing.uri import data_uri
 from sdviz.drawing.views import noise_image
@@ -38,7 +40,9 @@ FILMSTRIP = 10  # thumbnails in the page's filmstrip
 PAGE_WORDS = ("diagram.text", "page.token_embeddings", "page.latents", "page.decoder", "page.image", "filmstrip.noise",
               "filmstrip.step", "page.padding", "page.heat_note", "page.no_heat", "explore.x0", "page.distance_note",
               "page.settles", "page.step_label", "page.axis_noise", "page.axis_image", "page.not_run",
-              "page.variant_step", "page.position", "sentence.gap")  # what the pages' scripts write
+              "page.variant_step", "page.position", "sentence.gap", "page.map_axis", "page.map_umap_axis",
+              "page.map_start", "page.versus", "page.threshold", "page.parts_at",
+              "page.never_parts")  # what the pages' scripts write
 _MARKER = re.compile(r"{{([\w.]+)}}")  # a catalogue key in a page's template
 SETTING_WORDS = {"model": "run.model", "scheduler": "run.scheduler", "steps": "run.steps", "guidance": "run.guidance",
                  "true_cfg": "run.true_cfg", "seed": "run.seed", "width": "run.width", "height": "run.height",
@@ -143,7 +147,35 @@ def run_data(traj, previewer=None, guidance: dict | None = None, side: int = PAG
         "padding": sum(1 for slot in traj.tokens["slots"] if slot["kind"] == "padding"),
         "steps": steps, "filmstrip": pick(len(steps), FILMSTRIP),
         "heat": _heat(traj, indices), "distance": distances,
+        "map": _run_map(traj),
     }
+
+
+def _rounded(points: np.ndarray) -> list:
+    return np.round(points.astype(np.float64), 4).tolist()
+
+
+def _run_map(traj) -> dict | None:
+    """The run's path in the plane of its own steps (`trajectory_map`): its start and x_t after each step
+    (steps + 1 points), each step's x0, each axis's share of the variance; None for a run with no steps."""
+    if not traj.steps:
+        return None
+    mapped = trajectory_map([traj])
+    return {"points": _rounded(mapped.points[0]), "x0_points": _rounded(mapped.x0_points[0]),
+            "explained": mapped.explained}
+
+
+def _comparison_path(comparison) -> tuple[dict | None, list[dict]]:
+    """The variants that ran in one plane ({"explained", "runs": [{"variant", "points", "x0_points"}]}, or None),
+    and where each parts from the first (`Comparison.partings`)."""
+    ran = comparison.ran_map()
+    mapped = None if ran is None else {
+        "explained": ran[1].explained,
+        "runs": [{"variant": k, "points": _rounded(points), "x0_points": _rounded(x0)}
+                 for k, points, x0 in zip(ran[0], ran[1].points, ran[1].x0_points)]}
+    partings = [{key: parted[key] for key in ("variant", "against", "parted_at", "threshold", "x0", "x_t")}
+                for parted in comparison.partings()]
+    return mapped, partings
 
 
 def run_page(traj, previewer=None, guidance: dict | None = None, side: int = PAGE_SIDE) -> str:
@@ -154,7 +186,8 @@ def run_page(traj, previewer=None, guidance: dict | None = None, side: int = PAG
 
 def comparison_page(comparison, side: int = PAGE_SIDE) -> str:
     """The variants side by side: each one's x_t and x0 at one shared slider, lined up by progress or by
-    noise level (the page switches), their distance curves, and the final images."""
+    noise level (the page switches), their distance curves, their paths in one plane, where each parts from
+    the first, and the final images."""
     variants = []
     for traj, previewer, label in zip(comparison.trajectories, comparison.previewers, comparison.labels):
         frames = [traj.step_frames(i, previewer) for i in range(len(traj.steps))]
@@ -173,6 +206,7 @@ def comparison_page(comparison, side: int = PAGE_SIDE) -> str:
                for by in ALIGNMENTS},
         "positions": {by: positions(comparison.trajectories, by) for by in ALIGNMENTS},
     }
+    data["map"], data["parting"] = _comparison_path(comparison)
     return _page(f"sdviz comparison: {data['prompt'][:80]}", data, "comparison")
 
 

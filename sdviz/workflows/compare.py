@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from sdviz.analysis.align import GRID_ROWS, at, check_alignment
-from sdviz.analysis.path import PARTED
+from sdviz.analysis.path import PARTED, PathMap, parting, trajectory_map
 from sdviz.messages import text
 from sdviz.sampling.checks import check_int, check_text, validate
 from sdviz.sampling.errors import InputError
@@ -111,6 +111,7 @@ class Comparison:
     by: str = "progress"
     vary: dict[str, list] = field(default_factory=dict)
     previewers: list = field(default_factory=list, repr=False)
+    _partings: list | None = field(default=None, init=False, repr=False, compare=False)  # partings(), once
 
     def __post_init__(self):
         check_alignment(self.by)
@@ -130,20 +131,35 @@ class Comparison:
 
     def map(self, method: str = "pca"):
         """Every variant's x_t and x0 at every step in one shared plane (`sdviz.analysis.path.trajectory_map`)."""
-        from sdviz.analysis.path import trajectory_map
-
         return trajectory_map(self.trajectories, method)
 
     def parting(self, i: int, j: int, threshold: float = PARTED) -> dict:
         """Where variants i and j (from 0) part: their x0 and x_t differences per step, lined up as the
         comparison is, and the step from which the x0 difference stays above `threshold`
         (`sdviz.analysis.path.parting`)."""
-        from sdviz.analysis.path import parting
-
         last = len(self.trajectories) - 1
         i, j = check_int("variant", i, 0, last), check_int("variant", j, 0, last)
         return parting(self.trajectories[i], self.trajectories[j], (self.previewers[i], self.previewers[j]),
                        threshold, self.by)
+
+    def ran_map(self) -> tuple[list[int], PathMap] | None:
+        """(indices, PathMap): the map of the variants that ran, and which they are; None when none ran or their
+        latents differ in shape (a varied model of another size)."""
+        ran = [k for k, t in enumerate(self.trajectories) if t.steps]
+        if not ran or len({tuple(self.trajectories[k].x_start.shape) for k in ran}) > 1:
+            return None
+        return ran, trajectory_map([self.trajectories[k] for k in ran])
+
+    def partings(self) -> list[dict]:
+        """Where each variant after the first parts from the first (`parting`, computed once): [{"variant",
+        "against": 0, "parted_at", "threshold", "x0", "x_t", "steps", "by"}], for the variants that ran, at
+        the first's image size."""
+        if self._partings is None:
+            first = self.trajectories[0] if self.trajectories else None
+            self._partings = [{"variant": k, "against": 0, **self.parting(0, k)}
+                              for k, traj in enumerate(self.trajectories[1:], 1)
+                              if first.steps and traj.steps and traj.shapes["image"] == first.shapes["image"]]
+        return self._partings
 
     def settled(self) -> list[int | None]:
         """Each variant's first step index from which its x0 stays near its final image (see

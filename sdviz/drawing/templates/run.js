@@ -51,6 +51,13 @@ if (DATA.distance) {
   document.getElementById("distance-note").textContent = say("page.distance_note") +
     (d.settled ? WORDS["sentence.gap"] + say("page.settles", {step: d.settled, total: DATA.total}) : "");
 } else document.getElementById("distance-section").style.display = "none";
+let markPath = null;
+if (DATA.map) {  // a click on a point goes to the shown step nearest to it
+  const nearest = index => steps.reduce((best, s, k) => Math.abs(s.index - index) < Math.abs(steps[best].index - index)
+    ? k : best, 0);
+  markPath = pathMap(document.getElementById("path"), [{name: "", colour: "#1f77b4", points: DATA.map.points,
+    x0: DATA.map.x0_points}], DATA.map.explained, (run, index) => { slider.value = nearest(index); show(); });
+} else document.getElementById("path-section").style.display = "none";
 function show() {
   const k = +slider.value, s = steps[k];
   picture(document.getElementById("x_t"), s.x_t); picture(document.getElementById("x0"), s.x0);
@@ -60,6 +67,7 @@ function show() {
     timestep: +s.timestep.toFixed(2), sigma: s.sigma.toFixed(4)});
   thumbs.forEach(f => f.classList.toggle("on", +f.dataset.k === k));
   drawHeat(k); if (moveMark) moveMark(k / Math.max(steps.length - 1, 1));
+  if (markPath) markPath([s.index]);
 }
 let timer = null;
 document.getElementById("play").addEventListener("click", () => {
