@@ -192,3 +192,16 @@ def test_a_click_on_the_path_moves_the_slider_to_that_step(run, tmp_path, saved)
         assert requests_made(driver) == []
     finally:
         driver.quit()
+
+
+def test_compare_json_says_where_the_variants_part_and_maps_them(saved):
+    summary = json.loads((saved / "cmp" / "compare.json").read_text())
+    (parted,) = summary["parting"]
+    assert set(parted) == {"variant", "against", "parted_at", "threshold", "x0", "x_t"}
+    assert (parted["variant"], parted["against"]) == (1, 0) and len(parted["x0"]) == len(parted["x_t"]) == 6
+    after = parted["x0"][parted["parted_at"] - 1:]  # from the step where they part, x0 stays apart
+    assert after and all(difference > parted["threshold"] for difference in after)
+    assert [run["folder"] for run in summary["map"]["runs"]] == [v["folder"] for v in summary["variants"]]
+    mapped = json.loads(sdviz_main("map", str(saved / "cmp"), "--json").stdout)  # the CLI's map: the same points
+    for saved_run, mapped_run in zip(summary["map"]["runs"], mapped["runs"]):
+        np.testing.assert_allclose(saved_run["points"], mapped_run["points"], atol=1e-3)

@@ -173,9 +173,7 @@ def _comparison_path(comparison) -> tuple[dict | None, list[dict]]:
         "explained": ran[1].explained,
         "runs": [{"variant": k, "points": _rounded(points), "x0_points": _rounded(x0)}
                  for k, points, x0 in zip(ran[0], ran[1].points, ran[1].x0_points)]}
-    partings = [{key: parted[key] for key in ("variant", "against", "parted_at", "threshold", "x0", "x_t")}
-                for parted in comparison.partings()]
-    return mapped, partings
+    return mapped, comparison.partings()
 
 
 def run_page(traj, previewer=None, guidance: dict | None = None, side: int = PAGE_SIDE) -> str:

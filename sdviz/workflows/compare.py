@@ -5,8 +5,8 @@ VARIED (the product of the values given). Each variant is an ordinary run with i
 trajectory. The runs are lined up by progress or by noise level (`sdviz.analysis.align`).
 
 `compare(model, settings, vary)` runs every variant and returns a `Comparison`, which draws the
-grid (one column per variant), animates the lined-up runs (GIF, MP4) and writes what
-`python -m sdviz compare` writes.
+grid (one column per variant), animates the lined-up runs (GIF, MP4), maps their paths in one plane
+and finds where they part (`sdviz.analysis.path`), and writes what `python -m sdviz compare` writes.
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ class Comparison:
             out.append((index, None if index is None else traj.step_frames(index, previewer)))
         return out
 
-    def map(self, method: str = "pca"):
+    def map(self, method: str = "pca") -> PathMap:
         """Every variant's x_t and x0 at every step in one shared plane (`sdviz.analysis.path.trajectory_map`)."""
         return trajectory_map(self.trajectories, method)
 
@@ -152,13 +152,15 @@ class Comparison:
 
     def partings(self) -> list[dict]:
         """Where each variant after the first parts from the first (`parting`, computed once): [{"variant",
-        "against": 0, "parted_at", "threshold", "x0", "x_t", "steps", "by"}], for the variants that ran, at
-        the first's image size."""
+        "against": 0, "parted_at", "threshold", "x0", "x_t"}] (variants from 0, parted_at a step from 1, in
+        the longer run), for the variants that ran, at the first's image size."""
         if self._partings is None:
-            first = self.trajectories[0] if self.trajectories else None
-            self._partings = [{"variant": k, "against": 0, **self.parting(0, k)}
-                              for k, traj in enumerate(self.trajectories[1:], 1)
-                              if first.steps and traj.steps and traj.shapes["image"] == first.shapes["image"]]
+            first, self._partings = (self.trajectories or [None])[0], []
+            for k, traj in enumerate(self.trajectories[1:], 1):
+                if first.steps and traj.steps and traj.shapes["image"] == first.shapes["image"]:
+                    parted = self.parting(0, k)
+                    self._partings.append({"variant": k, "against": 0, **{key: parted[key] for key in (
+                        "parted_at", "threshold", "x0", "x_t")}})
         return self._partings
 
     def settled(self) -> list[int | None]:
@@ -226,13 +228,21 @@ class Comparison:
 
     def summary(self) -> dict[str, Any]:
         """compare.json: how the runs line up, what was varied, and per variant its folder, label,
-        settings, steps, whether it finished and the step (from 1) where its layout settled."""
+        settings, steps, whether it finished and the step (from 1) where its layout settled; where each
+        variant after the first parts from it ("parting": variant and against from 0, parted_at from 1 or
+        None, the threshold, the x0 and x_t difference curves); the variants' paths in one plane ("map":
+        `PathMap.to_dict` by their folders; the variants that ran, where their latents share one shape)."""
         variants_ = []
         for folder, label, traj, settled in zip(self.folders, self.labels, self.trajectories, self.settled()):
             variants_.append({"folder": folder, "label": label, "settings": traj.settings.to_dict(),
                               "steps": len(traj.steps), "complete": traj.complete,
                               "settled_step": None if settled is None else settled + 1})
-        return {"format": FORMAT, "align": self.by, "vary": self.vary, "variants": variants_}
+        summary = {"format": FORMAT, "align": self.by, "vary": self.vary, "variants": variants_,
+                   "parting": self.partings()}
+        ran = self.ran_map()
+        if ran is not None:
+            summary["map"] = ran[1].to_dict([self.folders[k] for k in ran[0]])
+        return summary
 
     def save(self, out) -> dict[str, Path]:
         """Writes compare.json, compare.png, compare.gif and compare.mp4 to `out` (`compare(out=...)`
