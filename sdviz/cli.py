@@ -484,9 +484,9 @@ def path_map(args) -> int:
             print(text("cli.map_run", folder=name, steps=len(traj.steps), start=place(points[0]),
                        end=place(points[-1]), first=ends[0], last=ends[1]))
     if args.out is not None:
-        from sdviz.drawing.plots import map_chart
+        from sdviz.drawing.pathmap import map_picture
 
-        map_chart(mapped, [Path(name).name for name in names], args.out)
+        map_picture(mapped, [Path(name).name for name in names])[0].save(args.out)
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

@@ -120,6 +120,61 @@ def test_the_step_slider_scrubs_the_run(browser, shots):
     browser.save_screenshot(str(shots / "02-explore.png"))
 
 
+def click_picture(driver, selector: str, x: float, y: float) -> None:
+    """A pointer's click on the picture's pixel (x, y) as the page shows it, scaled and letterboxed; (x, y) in
+    the pixels of the picture the page was sent."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    image = driver.find_element(By.CSS_SELECTOR, f"{selector} img")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", image)
+    WebDriverWait(driver, 30).until(lambda d: d.execute_script("return arguments[0].naturalWidth > 0", image))
+    width, height, shown_w, shown_h, scale = driver.execute_script(
+        "const i = arguments[0], r = i.getBoundingClientRect();"
+        "const s = Math.min(r.width / i.naturalWidth, r.height / i.naturalHeight);"
+        "return [r.width, r.height, i.naturalWidth * s, i.naturalHeight * s, s];", image)
+    dx = (width - shown_w) / 2 + (x + 0.5) * scale - width / 2  # from the element's centre, as Selenium counts
+    dy = (height - shown_h) / 2 + (y + 0.5) * scale - height / 2
+    ActionChains(driver).move_to_element_with_offset(image, round(dx), round(dy)).click().perform()
+
+
+def slider_value(driver) -> str:
+    return driver.find_element(By.CSS_SELECTOR, "#step-slider input[type=number]").get_attribute("value")
+
+
+def test_a_click_on_the_map_moves_the_slider_and_a_click_on_x0_ranks_the_words(browser, default, shots):
+    """The trajectory map beside the explorer: the point of step 3 clicked, the slider goes to the step whose
+    point is nearest (computed here from the same run); x0 clicked on its left, the region's words ranked."""
+    import sdviz
+    from sdviz.analysis.path import trajectory_map
+    from sdviz.drawing.pathmap import map_picture, nearest
+
+    WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#path-map img"))
+    traj = sdviz.generate(default, sdviz.Settings(prompt="a fish on the left and a rocket on the right on a blue "
+                                                          "background"))
+    _, where = map_picture(trajectory_map([traj]), ["this run"], marked=(0, 0))
+    _, _, _, x, y = next(w for w in where if w[1] == "x_t" and w[2] == 2)  # step 3's x_t
+    expected = nearest(where, x, y)[2] + 1
+    assert expected != int(slider_value(browser))
+    click_picture(browser, "#path-map", x, y)
+    try:
+        WebDriverWait(browser, 30).until(lambda d: slider_value(d) == str(expected))
+    except TimeoutException:
+        browser.save_screenshot(str(shots / "32-failed.png"))
+        raise AssertionError(f"slider at {slider_value(browser)}, not {expected}; clicked {x:.0f}, {y:.0f}") from None
+    WebDriverWait(browser, 30).until(
+        lambda d: f"step {expected} / 20" in d.find_element(By.CSS_SELECTOR, "#step-info").text)
+    browser.save_screenshot(str(shots / "32-path-map.png"))
+    # x0 clicked on its left third (the page was sent it enlarged 4 times): the fish's word above the rocket's
+    click_picture(browser, "#x0-view", 64, 128)
+    WebDriverWait(browser, 30).until(lambda d: "fish" in d.find_element(By.CSS_SELECTOR, "#region-words").text)
+    listed = browser.find_element(By.CSS_SELECTOR, "#region-words").text
+    words = [line.split(" · ")[0] for line in listed.splitlines() if " · " in line]
+    assert words.index("fish") < words.index("rocket"), listed
+    assert "8,24 – 24,40" in browser.find_element(By.CSS_SELECTOR, "#region-note").text  # around (16, 32)
+    browser.execute_script("document.querySelector('#region-words').scrollIntoView()")
+    browser.save_screenshot(str(shots / "33-region-words.png"))
+
+
 def test_each_object_word_gets_its_own_heat_map(browser, shots):
     """The Attention tab after the two-object run: clicking each object's word shows that word's map."""
     browser.find_element(By.XPATH, "//button[@role='tab' and normalize-space()='Attention']").click()

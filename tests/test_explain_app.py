@@ -4,6 +4,7 @@ shows is the run's (the same frames, numbers and marks as the core computes), fo
 from __future__ import annotations
 
 import asyncio
+import re
 
 import gradio as gr
 import numpy as np
@@ -157,6 +158,7 @@ def test_unguided_runs_and_the_walk(runner, explainer, explorer):
     assert f"{traj.facts.parameters['unet']:,}" in panels["components"]
     assert "the word that drew the most attention" in panels["attention-note"]
     assert "UNet" in panels["text-1"] and "cross-attention" in panels["text-6"]  # the walk's words: SD's UNet
+    assert "as a path" in panels["path-note"] and "of 11" in panels["path-note"]  # the map, with its settled step
 
 
 def test_fork_from_the_page_continues_the_sessions_run(runner, explorer):
@@ -186,7 +188,9 @@ def test_fork_from_the_page_continues_the_sessions_run(runner, explorer):
     assert opened == gr.update(open=True)
     assert "Forked after step 3 of 8" in note and "yellow triangle" in note
     assert set(plot["curve"]) == {"parent: predicted x0 to its final image", "fork: predicted x0 to its final image",
-                                  "fork point"}
+                                  "fork point", "mean |x0 − x0′|"}  # and how far the fork's x0 lies from the parent's
+    parted = re.search(r"The fork parts from its parent at step (\d+)", note)
+    assert parted and int(parted.group(1)) > 3, note  # where they part: after the steps it kept
     with pytest.raises(gr.Error, match="there is no run to fork yet"):
         asyncio.run(runner.stream_fork(parent=None, step=1, prompt=PROMPT).__anext__())
     with pytest.raises(gr.Error, match="guidance 1000.0 is out of range"):

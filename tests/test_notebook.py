@@ -145,8 +145,8 @@ def test_the_live_widget_streams_through_a_real_kernel_and_its_stop_button_acts_
 
 
 @pytest.fixture(scope="module")
-def model(embedded):
-    return embedded
+def model(default):
+    return default
 
 
 def test_a_trajectory_shows_its_page_and_its_repr_is_one_line(model):

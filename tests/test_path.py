@@ -1,5 +1,5 @@
 """The path a run takes (sdviz.analysis.path): the shared map of steps, the words behind a region, where two
-runs part; checked on the embedded object model's runs against numpy and against what the runs hold."""
+runs part; checked on the default object model's runs against numpy and against what the runs hold."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ TWO = "a {left} on the left and a {right} on the right"
 
 
 @pytest.fixture(scope="module")
-def runs(embedded):
+def runs(default):
     """One seed and prompt at guidance 1 and 7.5, and the same run with Euler ancestral."""
     base = sdviz.Settings(prompt=TWO.format(left="fish", right="rocket"), steps=12, seed=4)
-    low = sdviz.generate(embedded, sdviz.Settings(**{**base.to_dict(), "guidance": 1.0}))
-    high = sdviz.generate(embedded, base)
-    euler = sdviz.generate(embedded, sdviz.Settings(**{**base.to_dict(), "scheduler": "euler"}))
+    low = sdviz.generate(default, sdviz.Settings(**{**base.to_dict(), "guidance": 1.0}))
+    high = sdviz.generate(default, base)
+    euler = sdviz.generate(default, sdviz.Settings(**{**base.to_dict(), "scheduler": "euler"}))
     return low, high, euler
 
 
@@ -54,8 +54,8 @@ def test_a_variance_exploding_start_is_brought_to_the_denoisers_scale(runs):
 
 
 @pytest.mark.parametrize("left,right,seed", [("fish", "rocket", 0), ("apple", "star", 3), ("rocket", "tree", 7)])
-def test_a_box_on_an_object_ranks_its_word_above_the_other(embedded, left, right, seed):
-    traj = sdviz.generate(embedded, sdviz.Settings(prompt=TWO.format(left=left, right=right), steps=10, seed=seed),
+def test_a_box_on_an_object_ranks_its_word_above_the_other(default, left, right, seed):
+    traj = sdviz.generate(default, sdviz.Settings(prompt=TWO.format(left=left, right=right), steps=10, seed=seed),
                           attention=True)
     height, width = traj.attention.image_hw
     for box, near, far in (((0, 0, width // 2, height), left, right), ((width // 2, 0, width, height), right, left)):
@@ -73,18 +73,18 @@ def test_a_box_on_an_object_ranks_its_word_above_the_other(embedded, left, right
     assert kinds == {"start", "word", "end"}  # the start and end tokens are ranked too
 
 
-def test_the_negative_prompts_words_are_ranked_when_there_is_one(embedded):
-    traj = sdviz.generate(embedded, sdviz.Settings(prompt="a fish on the left", negative_prompt="a blue star",
+def test_the_negative_prompts_words_are_ranked_when_there_is_one(default):
+    traj = sdviz.generate(default, sdviz.Settings(prompt="a fish on the left", negative_prompt="a blue star",
                                                    steps=6), attention=True)
     ranked = region_words(traj, 5, (0, 0, 32, 32), "upto")
     negative = {item["word"] for item in ranked if item["negative"]}
     assert {"blue", "star"} <= negative and "fish" in {item["word"] for item in ranked if not item["negative"]}
 
 
-def test_words_refuse_a_run_without_attention_and_a_box_outside_the_image(runs, embedded):
+def test_words_refuse_a_run_without_attention_and_a_box_outside_the_image(runs, default):
     with pytest.raises(sdviz.InputError, match="no attention maps"):
         region_words(runs[0], 3, (0, 0, 10, 10))
-    traj = sdviz.generate(embedded, sdviz.Settings(prompt="a star", steps=3), attention=True)
+    traj = sdviz.generate(default, sdviz.Settings(prompt="a star", steps=3), attention=True)
     for box in ((0, 0, 65, 10), (10, 10, 10, 20), (-1, 0, 5, 5)):
         with pytest.raises(sdviz.InputError, match="outside the image"):
             region_words(traj, 1, box)
@@ -94,12 +94,12 @@ def test_words_refuse_a_run_without_attention_and_a_box_outside_the_image(runs, 
         region_words(traj, 3, (0, 0, 8, 8))
 
 
-def test_a_fork_that_changes_nothing_never_parts_and_a_new_prompt_parts_after_the_fork(runs, embedded):
+def test_a_fork_that_changes_nothing_never_parts_and_a_new_prompt_parts_after_the_fork(runs, default):
     parent = runs[1]
-    same = sdviz.generate(embedded, fork_settings(parent), fork=Fork(parent, at=4))
+    same = sdviz.generate(default, fork_settings(parent), fork=Fork(parent, at=4))
     result = parting(parent, same, (parent.decoder(), same.decoder()))
     assert result["parted_at"] is None and max(result["x0"]) <= PARTED
-    changed = sdviz.generate(embedded, fork_settings(parent, prompt=TWO.format(left="star", right="apple")),
+    changed = sdviz.generate(default, fork_settings(parent, prompt=TWO.format(left="star", right="apple")),
                              fork=Fork(parent, at=4))
     result = parting(parent, changed, (parent.decoder(), changed.decoder()))
     assert result["parted_at"] is not None and result["parted_at"] > 4

@@ -13,7 +13,7 @@ from sdviz.messages import LANGUAGES
 from sdviz.sampling.checks import check_choice
 from ui import api, html, words
 from ui.errors import Page
-from ui.tabs import attention, compare, downloads, explain, explore, run
+from ui.tabs import attention, compare, downloads, explain, explore, path, run
 from ui.tabs.shared import AGAIN, PRIVATE, Shared, States, refused
 from ui.words import say
 
@@ -50,6 +50,7 @@ def build_demo(config, session) -> gr.Blocks:
         with gr.Tabs():
             with gr.Tab(say("tab.explore")):
                 explored = explore.build()
+                pathed = path.build()
             with gr.Tab(say("tab.compare"), elem_id="compare-tab"):
                 compare_run = compare.build(comparer, shared, inputs.prompt, inputs.settings.model)
             schedule = explain.build_schedule(explainer, shared)
@@ -66,6 +67,8 @@ def build_demo(config, session) -> gr.Blocks:
                                 "negative_prompt", "guidance", "eta", "preview", "every", "attention",
                                 outputs=[*live.outputs(states), states.parent])
         steps = explore.wire(explorer, explored, row, shared, attended, schedule.plots, runs, fork_run)
+        path.wire(path.PathHandlers(session), pathed, states.trajectory, states.parent, row.step, attended.span,
+                  explored.x0_view, [*runs.all(), fork_run])
         after = [row.step, attended.tokens, attended.word, attended.resolution, attended.probe_resolution, files,
                  states.written]
 

@@ -168,3 +168,19 @@ def _strongest_word(traj, maps, image, note: str):
     token = max(maps.word_slots(), key=lambda slot: mass[slot])
     note += text("sentence.gap") + text("attention.strongest", word=shown(maps.tokens[token]))
     return enlarge(overlay(image, maps.heat_map(token)), FILMSTRIP_SIDE * 2), note
+
+
+def path_panel(traj, decode):
+    """The walk's path: the run's map (`sdviz.analysis.path`), and a sentence on where its x0 gathers (the step
+    from which it stays near the final image) while x_t travels on."""
+    from sdviz.analysis.distance import SETTLED_DISTANCE, distance_to_final, settled_step
+    from sdviz.analysis.path import trajectory_map
+    from sdviz.drawing.pathmap import map_picture
+
+    if traj.distance_to_final is None:
+        traj.distance_to_final = distance_to_final(traj, decode)
+    settled = settled_step(traj.distance_to_final["x0"])
+    picture, _ = map_picture(trajectory_map([traj]), [text("path.this_run")], marked=(0, len(traj.steps) - 1))
+    if settled is None:
+        return picture, text("walk.path_never", steps=len(traj.steps), threshold=SETTLED_DISTANCE)
+    return picture, text("walk.path_note", settled=settled + 1, steps=len(traj.steps), threshold=SETTLED_DISTANCE)

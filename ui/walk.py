@@ -11,7 +11,8 @@ from sdviz.messages import text
 from ui.words import say
 
 SECTION_PANELS = (  # each section's panels, in order; its title and text are the catalogue's walk.title.N, walk.text.N
-    ("components",), ("tokens",), ("denoise",), ("forward", "forward-note", "prediction"), ("latent", "latent-note"),
+    ("components",), ("tokens",), ("denoise", "path", "path-note"), ("forward", "forward-note", "prediction"),
+    ("latent", "latent-note"),
     ("attention-note", "attention"), ("guidance", "guidance-note"),
 )
 SCHEDULER_NOTES = ("lcm", "tcd")  # the schedulers whose step returns something beside the sample that is not x0

@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from sdviz.messages import text
 from sdviz.sampling.errors import InputError
 
 COLOURS = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14), (23, 190, 207))
@@ -86,38 +85,6 @@ def line_chart(series: dict[str, list[tuple[float, float]]], path, x_label: str 
         for x, y in values:
             cx, cy = at(x, y)
             draw.ellipse((cx - 2, cy - 2, cx + 2, cy + 2), fill=colour)
-        _legend(draw, font, k, name, colour)
-    path = Path(path)
-    sheet.save(path)
-    return path
-
-
-def map_axes(mapped) -> tuple[str, str]:
-    """A path map's axis labels: 'PC1 (61.2 %)' and 'PC2 (20.3 %)' for PCA, 'UMAP 1' and 'UMAP 2' for UMAP."""
-    if not mapped.explained:
-        return tuple(text("page.map_umap_axis", axis=k) for k in (1, 2))
-    return tuple(text("page.map_axis", axis=k + 1, percent=f"{100 * share:.1f}")
-                 for k, share in enumerate(mapped.explained[:2]))
-
-
-def map_chart(mapped, names: list[str], path, title: str = "") -> Path:
-    """A PNG of a path map (`sdviz.analysis.path.PathMap`): per run a line through its x_t points from its
-    start (a circle) to its end, its x0 points as small dots, each run one colour named by `names`."""
-    points = [tuple(p) for run in mapped.points + mapped.x0_points for p in run.tolist()]
-    x_label, y_label = map_axes(mapped)
-    legend = text("plot.map_legend")
-    sheet, draw, at, font = _frame(points, x_label, y_label, title or legend, "".join(names), pad=0.05)
-    for k, (name, x_t, x0) in enumerate(zip(names, mapped.points, mapped.x0_points)):
-        colour = COLOURS[k % len(COLOURS)]
-        pale = tuple(int(c + (255 - c) * 0.45) for c in colour)
-        for x, y in x0.tolist():
-            cx, cy = at(x, y)
-            draw.ellipse((cx - 2, cy - 2, cx + 2, cy + 2), fill=pale)
-        if len(x_t) > 1:
-            draw.line([at(x, y) for x, y in x_t.tolist()], fill=colour, width=2)
-        (sx, sy), (ex, ey) = at(*x_t[0].tolist()), at(*x_t[-1].tolist())
-        draw.ellipse((sx - 6, sy - 6, sx + 6, sy + 6), outline=colour, width=2)
-        draw.ellipse((ex - 4, ey - 4, ex + 4, ey + 4), fill=colour)
         _legend(draw, font, k, name, colour)
     path = Path(path)
     sheet.save(path)

@@ -40,8 +40,13 @@ def step_file(index: int, count: int) -> str:
 def enlarge(frame: np.ndarray, side: int) -> np.ndarray:
     """Nearest-neighbour enlargement by a whole factor so the short side is at least `side`, by no more than
     keeps the result within MAX_ENLARGED_PIXELS (a thin frame is not blown up by its short side)."""
-    factor = min(max(1, -(-side // min(frame.shape[:2]))), _most_factor(frame.shape[:2], MAX_ENLARGED_PIXELS))
+    factor = enlarge_factor(frame.shape[:2], side)
     return frame.repeat(factor, axis=0).repeat(factor, axis=1) if factor > 1 else frame
+
+
+def enlarge_factor(size: tuple[int, int], side: int) -> int:
+    """The whole factor `enlarge` enlarges an (h, w) frame by."""
+    return min(max(1, -(-side // min(size))), _most_factor(size, MAX_ENLARGED_PIXELS))
 
 
 def _most_factor(size: tuple[int, int], pixels: int) -> int:

@@ -14,11 +14,12 @@ import gradio as gr
 
 from sdviz.drawing.views import overlay
 from sdviz.sampling.attention import model_layer_table
-from sdviz.sampling.checks import check_choice, check_float, check_int, check_settings
-from sdviz.sampling.errors import InputError, shortened
+from sdviz.sampling.checks import check_choice, check_float, check_settings
+from sdviz.sampling.errors import InputError
 from sdviz.sampling.settings import Settings
 from sdviz.sampling.tokens import shown
 from ui import components
+from ui.clicks import clickable, clicked
 from ui.errors import user_errors
 from ui.session import step_index
 from ui.tabs.shared import PRIVATE, Shared
@@ -113,12 +114,7 @@ class AttentionHandlers:
             raise InputError.said("error.probe_needs_attention")
         index = step_index(traj, step)
         height, width = traj.shapes["image"][1:]
-        data = getattr(event, "_data", None)
-        pixel = data.get("index") if isinstance(data, dict) else None
-        if not isinstance(pixel, (list, tuple)) or len(pixel) != 2:
-            raise InputError.said("error.not_a_pixel", value=shortened(pixel))
-        x = check_int("pixel x", pixel[0], 0, width - 1)
-        y = check_int("pixel y", pixel[1], 0, height - 1)
+        x, y = clicked(event, height, width)  # the probe shows x0 as the explorer sent it: enlarged
         check_choice("self-attention resolution", resolution, sorted(traj.attention.self_attn))
         return self.threads.call(self._probe, traj, index, resolution, x, y)  # torch: on a model thread
 
@@ -126,7 +122,7 @@ class AttentionHandlers:
         probed = traj.attention.self_attention_probe(y, x, step=index, resolution=resolution)
         image = overlay(traj.step_frames(index, self.session.decoder(traj))[1], probed)
         image[y, x] = (255, 255, 255)
-        return self.files.image(image)
+        return self.files.image(clickable(image))
 
     @user_errors
     def layers(self, model_name, width, height, guidance):

@@ -30,6 +30,7 @@ from ui import components, html
 from ui.errors import user_errors
 from ui.session import stop_event
 from ui.streaming import PartStop, follow
+from ui.tabs import path
 from ui.tabs.run import DISPLAY_RATE, model_choices
 from ui.tabs.shared import PRIVATE, RUN_WIDGETS, Shared, refused
 from ui.words import say
@@ -134,6 +135,7 @@ def build(handlers: CompareHandlers, shared: Shared, prompt: gr.Textbox, model: 
                                 title=say("compare.plot"),
                                 height=260, elem_id="compare-plot")
     note = gr.Markdown(elem_id="compare-note")
+    paths = path.build_compare()
     gr.Markdown(say("compare.finals"))
     finals = gr.HTML(elem_id="compare-finals")
     files_button = gr.Button(say("compare.files_button"), size="sm", elem_id="compare-files-button")
@@ -143,9 +145,10 @@ def build(handlers: CompareHandlers, shared: Shared, prompt: gr.Textbox, model: 
     compare_run = shared.start(compare, handlers.stream, *RUN_WIDGETS, first_name=vary_first,
                                first_values=vary_first_values, second_name=vary_second,
                                second_values=vary_second_values, align=align, outputs=[status, columns, comparison])
-    compare_run.success(lambda: None, None, files, show_progress="hidden", **PRIVATE).then(
+    finished = compare_run.success(lambda: None, None, files, show_progress="hidden", **PRIVATE).then(
         handlers.finish, [comparison, align], [position, columns, variants_plot, note, finals], show_progress="hidden",
         **PRIVATE)
+    path.wire_compare(path.PathHandlers(handlers.session), paths, comparison, position, align, finished)
     compare_run.failure(refused, None, status, show_progress="hidden", **PRIVATE)
     for trigger in (position.change, align.change):
         trigger(handlers.show, [comparison, position, align], [columns, variants_plot, note], concurrency_limit=None,
@@ -229,7 +232,8 @@ class CompareHandlers:
             if records is None:
                 traj = run.trajectory
                 for message in traj.warnings:  # a cut prompt, an ignored eta, the time limit
-                    gr.Warning(html_text.escape(f"variant {index + 1} ({labels[index]}): {message}", quote=False))
+                    gr.Warning(html_text.escape(text("compare.variant_warning", number=index + 1, label=labels[index],
+                                                     message=message), quote=False))
                 if traj.steps:
                     x_t, x0 = traj.step_frames(len(traj.steps) - 1, self.session.decoder(traj))
                     figures[index] = html.compare_column(

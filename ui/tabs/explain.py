@@ -39,6 +39,7 @@ from ui.sheets import (
     forward_sheet,
     guidance_pictures,
     latent_sheet,
+    path_panel,
     tokens_html,
 )
 from ui.tabs.shared import PRIVATE, Shared
@@ -253,9 +254,11 @@ class ExplainHandlers:
             guidance = draw_sheet([(step, [("x0", x0_image)])], text("walk.no_guidance"))
             formula = unguided_text(traj)
         heat, attention_note = attention_panel(traj, model, image)
+        path, path_note = path_panel(traj, decode)
         picture = self.files.image
         panels = {"components": components_html(traj), "tokens": tokens_html(traj),
-                  "denoise": picture(np.asarray(strip)), "forward": picture(np.asarray(forward)),
+                  "denoise": picture(np.asarray(strip)), "path": picture(np.asarray(path)), "path-note": path_note,
+                  "forward": picture(np.asarray(forward)),
                   "forward-note": forward_note, "prediction": picture(np.asarray(prediction)),
                   "latent": picture(np.asarray(latent)), "latent-note": latent_note,
                   "attention-note": attention_note, "attention": picture(heat) if heat is not None else None,

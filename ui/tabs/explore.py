@@ -24,11 +24,13 @@ from sdviz.drawing.sheets import pick
 from sdviz.drawing.sheets import sheet as draw_sheet
 from sdviz.messages import text
 from ui import components, html, walk
+from ui.clicks import clickable
 from ui.errors import user_errors
 from ui.plots import compared_frame, distance_frame, formula_text, mark, schedule_frame, unguided_text
 from ui.session import step_index
 from ui.sheets import FORWARD_COLUMNS, guidance_pictures
 from ui.tabs.attention import AttentionView, heat, word_choices
+from ui.tabs.path import fork_parting
 from ui.tabs.run import RunEvents
 from ui.tabs.shared import PRIVATE, Shared
 from ui.words import say
@@ -220,7 +222,7 @@ class ExploreHandlers:
         info += walk.few_step_note(traj)
         heat_map = heat(traj, index, token, resolution, span, x0_image)
         predicted = self.files.image(views.noise_image(record.noise_pred, latent_rgb, size))
-        return (self.files.image(x_t_image), self.files.image(x0_image),
+        return (self.files.image(x_t_image), self.files.image(clickable(x0_image)),  # clicked for its words
                 gr.update(value=predicted, label=text(f"prediction.{traj.facts.prediction_type}")),
                 gr.update(value=None if denoised is None else self.files.image(denoised), visible=denoised is not None),
                 channels, info, self.files.image(heat_map) if heat_map is not None else None)
@@ -265,11 +267,11 @@ class ExploreHandlers:
         parent_decode, fork_decode = self.session.decoder(parent), self.session.decoder(fork)
         count = min(len(parent.steps), len(fork.steps))
         chosen = sorted({*pick(count, FORWARD_COLUMNS - 1), max(at - 1, 0)})
-        rows = [(name, [(f"step {k + 1}", traj.step_frames(k, decode)[0]) for k in chosen])
-                for name, traj, decode in (("parent", parent, parent_decode), ("fork", fork, fork_decode))]
-        marked = {chosen.index(max(at - 1, 0)): f"forked after step {at}"} if at else None
-        sheet = draw_sheet(rows, f"the fork keeps the parent's first {at} steps, then follows its own settings",
-                           marked)
+        rows = [(name, [(text("filmstrip.step", step=k + 1), traj.step_frames(k, decode)[0]) for k in chosen])
+                for name, traj, decode in ((text("plot.parent"), parent, parent_decode),
+                                           (text("plot.fork"), fork, fork_decode))]
+        marked = {chosen.index(max(at - 1, 0)): text("fork.sheet_mark", at=at)} if at else None
+        sheet = draw_sheet(rows, text("fork.sheet_title", at=at), marked)
         for traj, decode in ((parent, parent_decode), (fork, fork_decode)):
             if traj.distance_to_final is None:
                 traj.distance_to_final = distance_to_final(traj, decode)
@@ -281,7 +283,9 @@ class ExploreHandlers:
                    if getattr(parent.settings, key) != getattr(fork.settings, key)]
         note = text("note.forked", at=at, total=len(parent.steps),
                     changes="; ".join(changed) if changed else text("note.fork_unchanged"))
-        return self.files.image(np.asarray(sheet)), mark(plot, at, text("plot.fork_point")), note, gr.update(open=True)
+        difference, parts = fork_parting(parent, fork, (parent_decode, fork_decode))  # where the two part
+        plot = mark(pd.concat([plot, difference], ignore_index=True), at, text("plot.fork_point"))
+        return self.files.image(np.asarray(sheet)), plot, note + text("sentence.gap") + parts, gr.update(open=True)
 
     # --- an edit against its source; an inversion's round trip ------------------------------------
 
