@@ -7,6 +7,7 @@ latents; attention must be the softmax the model computed; the CLI, the layer ta
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -414,7 +415,6 @@ def test_the_pages_panels_draw_each_family(family_dirs):
 def test_previews_know_each_familys_published_vae(family_models):
     """SD3's and Flux's VAEs (16 channels, their scaling and shift) get ComfyUI's latent-to-RGB factors and
     madebyollin's tiny decoders; the tiny models here, whose VAEs are their own, get a fitted map."""
-    from dataclasses import replace
 
     from sdviz.sampling.previews import FLUX_LATENT_RGB, SD3_LATENT_RGB, fit_latent_rgb, taesd_source
 
@@ -500,3 +500,24 @@ def test_sdxl_image_to_image_leaves_the_shared_vae_in_float32(family_dirs):
                           init_image=image)
     assert len(traj.steps) == 2 and np.isfinite(traj.steps[-1].x0_pred).all()
     assert model.pipe.vae.dtype == torch.float32
+
+
+@pytest.mark.parametrize("family", ["sdxl", "sd3", "flux"])
+def test_the_path_views_read_every_familys_latents_and_attention(family_models, family):
+    """The map, a region's words and where two runs part, on each family's own latents and attention maps."""
+    from sdviz.analysis.path import parting, region_words, trajectory_map
+
+    model = family_models[family]
+    settings = Settings(prompt="a cat on the left and a dog", steps=3, width=SIZE, height=SIZE)
+    traj = sdviz.generate(model, settings, capture=AttentionCapture(model))
+    other = sdviz.generate(model, replace(settings, seed=1))
+    mapped = trajectory_map([traj, other])
+    assert [len(points) for points in mapped.points] == [4, 4] and [len(p) for p in mapped.x0_points] == [3, 3]
+    height, width = traj.attention.image_hw
+    left = region_words(traj, 2, (0, 0, width // 2, height), "run")
+    right = {item["index"]: item["share"] for item in region_words(traj, 2, (width // 2, 0, width, height), "run")}
+    assert {"cat", "dog"} <= {item["word"] for item in left}
+    for item in left:  # a word's share inside a box and outside it sum to 1
+        assert item["share"] + right[item["index"]] == pytest.approx(1.0, abs=1e-6)
+    result = parting(traj, other, (traj.decoder(), other.decoder()))
+    assert len(result["x0"]) == 3 and result["x0"][0] > 0  # another seed: apart from the first step

@@ -72,6 +72,7 @@ def test_a_fast_run_streams_at_display_rate_keeps_every_step_and_holds_no_frames
 
 
 def test_the_explorer_and_downloads_decode_released_steps_as_the_run_did(session, runner, tmp_path):
+    from ui.clicks import clickable
     from ui.tabs.downloads import DownloadHandlers
     from ui.tabs.explore import ExploreHandlers
 
@@ -84,7 +85,8 @@ def test_the_explorer_and_downloads_decode_released_steps_as_the_run_did(session
     for step in (12, 2, 7):
         x_t, x0, *_ = explorer.show_step(traj, step, None, "all", "this step")
         assert np.array_equal(np.asarray(Image.open(x_t).convert("RGB")), reference.steps[step - 1].x_t_image)
-        assert np.array_equal(np.asarray(Image.open(x0).convert("RGB")), reference.steps[step - 1].x0_image)
+        assert np.array_equal(np.asarray(Image.open(x0).convert("RGB")),  # sent enlarged, to be clicked on
+                              clickable(reference.steps[step - 1].x0_image))
     files, _ = DownloadHandlers(session).downloads(traj, None)
     assert [f.rsplit("/", 1)[-1] for f in files] == ["filmstrip.png", "trajectory.gif", "trajectory.mp4",
                                                       "trajectory.zip", "run.html"]

@@ -105,3 +105,13 @@ def test_a_fork_that_changes_nothing_never_parts_and_a_new_prompt_parts_after_th
     assert result["parted_at"] is not None and result["parted_at"] > 4
     assert result["x0"][:4] == [0.0] * 4 and len(result["x_t"]) == 12 and result["threshold"] == PARTED
 
+
+
+def test_an_image_to_image_run_maps_from_its_noised_image(default, runs):
+    traj = sdviz.generate(default, sdviz.Settings(prompt=TWO.format(left="star", right="apple"), steps=10,
+                                                  strength=0.5), init_image=runs[1].final_image)
+    mapped = trajectory_map([traj, runs[1]])
+    assert len(mapped.points[0]) == len(traj.steps) + 1 and len(traj.steps) == 5
+    # it starts from the noised image, nearer to the image it was given than the other run's pure noise is
+    start, noise, image = mapped.points[0][0], mapped.points[1][0], mapped.points[1][-1]
+    assert np.linalg.norm(start - image) < np.linalg.norm(noise - image)
