@@ -170,18 +170,6 @@ def test_a_trajectory_shows_its_page_and_its_repr_is_one_line(model):
         assert 'lang="ja"' in page_inside(html_of(traj))
 
 
-def test_the_html_formatter_is_registered_in_an_ipython_shell():
-    code = ("from IPython.core.interactiveshell import InteractiveShell\n"
-            "shell = InteractiveShell.instance()\n"
-            "import sdviz\n"
-            "model = sdviz.load_model()\n"
-            "traj = sdviz.generate(model, sdviz.Settings(prompt='a star', steps=3))\n"
-            "data, _ = shell.display_formatter.format(traj)\n"
-            "print(sorted(data), data['text/plain'][:17], data['text/html'][:31])\n")
-    assert python(code).strip().splitlines()[-1] == \
-        "['text/html', 'text/plain'] <sdviz.Trajectory <iframe sandbox=\"allow-scripts\""
-
-
 def test_the_live_widget_streams_stops_within_a_step_and_explores_what_ran(model):
     pytest.importorskip("anywidget")
     settings = sdviz.Settings(prompt="a fish on the left and a star on the right", steps=40, seed=5)
@@ -225,20 +213,25 @@ def test_bad_settings_are_refused_before_a_widget_is_made(model):
     assert not [t for t in threading.enumerate() if t.name == "sdviz-live"]  # no run was started for it
 
 
-def test_sdviz_imports_without_anywidget_and_live_says_what_to_install():
+def test_in_an_ipython_shell_a_run_shows_its_page_and_sdviz_needs_no_anywidget():
+    """A fresh Python without anywidget: importing sdviz in an IPython shell registers the HTML formatter (a run
+    shows its page, its plain repr one line), and sdviz.live says what to install."""
     code = ("import sys\n"
             "sys.modules['anywidget'] = None\n"  # as if not installed
+            "from IPython.core.interactiveshell import InteractiveShell\n"
+            "shell = InteractiveShell.instance()\n"
             "import sdviz\n"
             "model = sdviz.load_model()\n"
-            "traj = sdviz.generate(model, sdviz.Settings(prompt='a star', steps=2))\n"
-            "from sdviz.notebook import html_of\n"
-            "assert html_of(traj).startswith('<iframe')\n"
+            "traj = sdviz.generate(model, sdviz.Settings(prompt='a star', steps=3))\n"
+            "data, _ = shell.display_formatter.format(traj)\n"
+            "print(sorted(data), data['text/plain'][:17], data['text/html'][:31])\n"
             "try:\n"
             "    sdviz.live(model, sdviz.Settings(prompt='a star', steps=2))\n"
             "except ImportError as error:\n"
             "    print(error)\n")
-    printed = python(code)
-    assert 'pip install "sdviz[notebook]"' in printed and "anywidget" in printed
+    formatted, refused = python(code).strip().splitlines()[-2:]
+    assert formatted == "['text/html', 'text/plain'] <sdviz.Trajectory <iframe sandbox=\"allow-scripts\""
+    assert 'pip install "sdviz[notebook]"' in refused and "anywidget" in refused
 
 
 @pytest.mark.browser
