@@ -150,3 +150,29 @@ def test_downloads_and_the_values_offered(comparer):
     assert example_values("scheduler").count(",") >= 2 and example_values("prompt", PROMPT).startswith(PROMPT)
     others = comparer.session.model(None).examples  # the model's own prompts: the first other than the one typed
     assert example_values("prompt", others[0], prompts=others) == f"{others[0]} {TEXT_SEPARATOR} {others[1]}"
+
+
+def test_the_compare_tabs_map_and_where_the_variants_part(comparer):
+    """The tab's map of the variants (a click moves the shared slider to the clicked variant's step) and their
+    x0 difference from a chosen variant, with the step each parts at: the library's, with the session's decoders."""
+    from sdviz.analysis.path import parting
+    from sdviz.drawing.pathmap import nearest
+    from ui.tabs.path import PathHandlers
+
+    paths = PathHandlers(comparer.session)
+    comparison = stream(comparer, ("guidance", "1, 7.5"), ("", ""), steps=8)[-1][2]
+    assert isinstance(paths.compare_map(comparison, 50, "progress"), str)  # the picture's file
+    picture, where, drawn = paths._compare_picture(comparison, 1.0, "progress")
+    assert len(drawn) == 2 and {w[0] for w in where} == {0, 1}
+    _, _, _, x, y = next(w for w in where if w == (1, "x_t", 3, w[3], w[4]))  # variant 2's x_t after step 4
+    assert nearest(where, x, y) == (1, "x_t", 3)
+    event = gr.EventData(None, {"index": [round(x), round(y)], "value": None})
+    assert paths.compare_click(comparison, "progress", event) == round(100 * 3 / 7)  # 3 of its 7 steps along
+    plot, note = paths.compare_parting(comparison, 1, "progress")
+    first, second = comparison.trajectories
+    expected = parting(first, second, (comparer.session.decoder(first), comparer.session.decoder(second)))
+    assert set(plot["variant"]) == {"2: guidance=7.5"} and len(plot) == 8
+    assert "variant 2 (guidance=7.5) parts from variant 1 at step 1 of 8" in note, note
+    assert plot["value"].tolist() == expected["x0"] and expected["parted_at"] == 1
+    plot, note = paths.compare_parting(comparison, 2, "sigma")  # against the other one, lined up by noise level
+    assert set(plot["variant"]) == {"1: guidance=1.0"} and "from variant 2" in note

@@ -8,13 +8,13 @@ Compare tab, to that variant's step on the shared position).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import gradio as gr
 import numpy as np
 import pandas as pd
 
-from sdviz.analysis.align import check_alignment, positions
+from sdviz.analysis.align import at, check_alignment, positions
 from sdviz.analysis.path import PARTED, parting, region_words, trajectory_map
 from sdviz.drawing.pathmap import map_picture, nearest
 from sdviz.drawing.views import overlay
@@ -231,14 +231,15 @@ class PathHandlers:
         return gr.update(choices=choices, value=1)
 
     def _compare_picture(self, comparison, position: float, by: str):
-        runs = [(t, label) for t, label in zip(comparison.trajectories, comparison.labels) if t.steps]
-        if not runs:
-            return None, []
-        from sdviz.analysis.align import at
-
-        mapped = trajectory_map([t for t, _ in runs])
-        marked = (0, at([runs[0][0]], position, by)[0])
-        return map_picture(mapped, [f"{n}: {label}" for n, (_, label) in enumerate(runs, 1)], marked=marked)
+        """(picture, where, the variants drawn): the map of the variants that ran (`Comparison.ran_map`)."""
+        ran = comparison.ran_map()
+        if ran is None:
+            return None, [], []
+        indices, mapped = ran
+        drawn = [comparison.trajectories[k] for k in indices]
+        marked = (0, at(drawn[:1], position, by)[0])
+        labels = [f"{k + 1}: {comparison.labels[k]}" for k in indices]
+        return *map_picture(mapped, labels, marked=marked), drawn
 
     @user_errors
     def compare_map(self, comparison, position, align):
@@ -246,7 +247,7 @@ class PathHandlers:
         where = check_int("position", position, 0, 100) / 100
         if comparison is None or not comparison.trajectories:
             return gr.skip()
-        picture, _ = self.threads.call(self._compare_picture, comparison, where, by)
+        picture, _, _ = self.threads.call(self._compare_picture, comparison, where, by)
         return None if picture is None else self.files.image(np.asarray(picture))
 
     @user_errors
@@ -255,13 +256,12 @@ class PathHandlers:
         by = check_alignment(align)
         if comparison is None or not comparison.trajectories:
             return gr.skip()
-        picture, where = self.threads.call(self._compare_picture, comparison, 1.0, by)
+        picture, where, drawn = self.threads.call(self._compare_picture, comparison, 1.0, by)
         if picture is None:
             return gr.skip()
         x, y = clicked(event, picture.size[1], picture.size[0], enlarged=False)
         run, _, index = nearest(where, x, y)
-        shown = [t for t in comparison.trajectories if t.steps]
-        return round(100 * positions(shown, by)[run][index])
+        return round(100 * positions(drawn, by)[run][index])
 
     @user_errors
     def compare_parting(self, comparison, against, align):
@@ -275,11 +275,11 @@ class PathHandlers:
     def _compare_parting(self, comparison, reference: int, by: str):
         rows, lines = [], []
         base = comparison.trajectories[reference]
-        base_decoder = self.session.decoder(base)
+        lined = replace(comparison, by=by, previewers=[self.session.decoder(t) for t in comparison.trajectories])
         for number, (traj, label) in enumerate(zip(comparison.trajectories, comparison.labels), 1):
             if number - 1 == reference or not traj.steps or not base.steps:
                 continue
-            result = parting(base, traj, (base_decoder, self.session.decoder(traj)), by=by)
+            result = lined.parting(reference, number - 1)  # the library's, with the session's decoders
             total = len(result["x0"])
             rows += [(100 * k / max(total - 1, 1), value, f"{number}: {label}") for k, value in enumerate(result["x0"])]
             if result["parted_at"] is None:
