@@ -113,10 +113,17 @@ def core_run(model, settings: sdviz.Settings, attention: bool) -> tuple[float, f
 # Timestamps (the page's clock) of the click, the first streamed step (its status, frames and filmstrip
 # come in one update), "finished", and the guidance panel redrawn for the run (after the explorer).
 WATCH = """
+(window.sdvizObservers || []).forEach(o => o.disconnect());  // the last round's
+window.sdvizObservers = [];
+const watch = (element, callback) => {
+  const observer = new MutationObserver(callback);
+  observer.observe(element, {childList: true, subtree: true, characterData: true});
+  window.sdvizObservers.push(observer);
+};
 window.sdvizTimes = {click: null, first: null, finished: null, explained: null};
 const status = document.querySelector('#status');
 let queued = false;  // this run's first status ("queued"); while it is redrawn, the last run's may show with it
-new MutationObserver(() => {
+watch(status, () => {
   const text = status.textContent, times = window.sdvizTimes, t = performance.now();
   const old = text.includes('queued') || text.includes('finished');
   if (text.includes('queued')) queued = true;
@@ -124,11 +131,22 @@ new MutationObserver(() => {
   if (times.finished === null && times.first !== null && text.includes('finished') && !text.includes('queued')) {
     times.finished = t;
   }
-}).observe(status, {childList: true, subtree: true, characterData: true});
-new MutationObserver(() => {
+});
+watch(document.querySelector('#guidance-formula'), () => {
   const times = window.sdvizTimes;
   if (times.explained === null && times.finished !== null) times.explained = performance.now();
-}).observe(document.querySelector('#guidance-formula'), {childList: true, subtree: true, characterData: true});
+});
+// the timeline (wall-clock seconds, as the server's): each status and live frames drawn, with their step
+const wall = () => (performance.timeOrigin + performance.now()) / 1000;
+window.sdvizTimeline = [];
+const shown = (what, element) => watch(element, () => {
+  const marked = element.querySelector('[data-step]');
+  window.sdvizTimeline.push({at: wall(), what: what, step: marked ? Number(marked.dataset.step) : null,
+                             text: what === 'status' ? element.textContent : ''});
+});
+shown('status', status);
+shown('live', document.querySelector('#live'));
+window.sdvizTimeline.push({at: wall(), what: 'click'});
 window.sdvizTimes.click = performance.now();
 document.querySelector('#generate').click();
 """
@@ -165,7 +183,7 @@ class Page:
         self.driver = open_page(url, profile)
         time.sleep(1)
 
-    def run(self, server, seed: int) -> tuple[float, float, float, float, float]:
+    def run(self, server, seed: int, at_finished=None) -> tuple[float, float, float, float, float]:
         """(click to first frame, click to finished, the browser's and the server's CPU seconds, finished to
         the guidance panel drawn) for the page's default run with this seed (each round its own, so that
         every round redraws the guidance panel)."""
@@ -181,6 +199,8 @@ class Page:
             lambda d: d.execute_script("return window.sdvizTimes.finished !== null"))
         times = self.driver.execute_script("return window.sdvizTimes")
         cpu, server_cpu = tree_cpu_seconds(self.driver.service.process.pid) - cpu, server.cpu_seconds() - server_cpu
+        if at_finished is not None:
+            at_finished()
         self.Wait(self.driver, 120, poll_frequency=0.05).until(  # the events after "finished"
             lambda d: d.execute_script("return window.sdvizTimes.explained !== null"))
         times = self.driver.execute_script("return window.sdvizTimes")
@@ -450,6 +470,148 @@ def page_only(rounds: int) -> None:
           f"CPU: browser {browser_cpu:.2f} s, server {server_cpu:.2f} s")
 
 
+# --- where the page's time goes: the server's timeline beside the browser's ---------------------------
+
+def chromium_cpu(root: int) -> dict[str, float]:
+    """CPU seconds so far of chromium's processes under `root` (chromedriver), by kind: the renderer (the
+    page's script, layout and painting), the GPU process (compositing, in software here), the rest."""
+    kinds: dict[str, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if "chrom" not in command:
+            continue
+        kind = next((k for k in ("renderer", "gpu-process") if f"--type={k}" in command), "browser and others")
+        kinds[kind] = kinds.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return kinds
+
+
+RENDERER_METRICS = ("TaskDuration", "ScriptDuration", "LayoutDuration", "RecalcStyleDuration")
+
+
+def renderer_metrics(driver) -> dict[str, float]:
+    """The page's main thread so far (Chrome's Performance domain): seconds in tasks, script, layout, style."""
+    metrics = driver.execute_cdp_cmd("Performance.getMetrics", {})["metrics"]
+    return {m["name"]: m["value"] for m in metrics if m["name"] in RENDERER_METRICS}
+
+
+def timeline_round(page: Page, server, model, trace: Path, seed: int) -> dict:
+    """One round: the core's run (its steps' own seconds), then the page's run with both timelines."""
+    settings = sdviz.Settings(prompt=PROMPT, seed=seed)
+    from ui.session import SELF_ATTENTION_POSITIONS
+
+    capture = AttentionCapture(model, self_attention=True, self_max_positions=SELF_ATTENTION_POSITIONS)
+    started = time.perf_counter()
+    core = sdviz.generate(model, settings, capture=capture)
+    core_wall = time.perf_counter() - started
+    trace.write_text("")
+    cpu, metrics = chromium_cpu(page.driver.service.process.pid), renderer_metrics(page.driver)
+    ended = {}
+
+    def at_finished():
+        ended["cpu"], ended["metrics"] = chromium_cpu(page.driver.service.process.pid), renderer_metrics(page.driver)
+
+    first, finished, browser_cpu, server_cpu, _ = page.run(server, seed, at_finished)
+    after_cpu, after_metrics = ended["cpu"], ended["metrics"]
+    browser = page.driver.execute_script("return window.sdvizTimeline")
+    served = [json.loads(line) for line in trace.read_text().splitlines()]
+    return {"core": core_wall, "core_encode": core.timings["encode_prompt"],
+            "core_steps": [r.seconds for r in core.steps], "first": first, "finished": finished,
+            "browser_cpu": browser_cpu, "server_cpu": server_cpu, "browser": browser, "served": served,
+            "chromium": {k: after_cpu.get(k, 0) - cpu.get(k, 0) for k in after_cpu},
+            "renderer": {k: after_metrics[k] - metrics.get(k, 0) for k in after_metrics}}
+
+
+def timeline_figures(r: dict) -> dict:
+    """The round's breakdown, in seconds from the click (the browser's and the server's clocks are one)."""
+    click = next(e["at"] for e in r["browser"] if e["what"] == "click")
+    status = [e for e in r["browser"] if e["what"] == "status"]
+    at = next(i for i, e in enumerate(status) if "queued" in e["text"])  # this run's first status
+    queued = status[at]["at"]
+    first = next(i for i in range(at, len(status)) if status[i]["step"] and "queued" not in status[i]["text"])
+    first_shown = status[first]["at"]
+    finished_shown = next(e["at"] for e in status[first:] if "finished" in e["text"])
+    served = r["served"]
+    handler = next(e["at"] for e in served if e["what"] == "handler")
+    records = [e for e in served if e["what"] == "record"]
+    stream = [e for e in served if e["what"] == "sent" and e["fn"] == "RunHandlers.stream"
+              and e["msg"] in ("process_generating", "process_completed")]
+    batches = [e for e in served if e["what"] == "batch"]
+    answers = [e for e in served if e["what"] == "answered"]  # the live feed's (ui.live_feed)
+    updates = sorted([e for e in stream if e["msg"] == "process_generating"] + answers, key=lambda e: e["at"])
+    first_batch = next(i for i, b in enumerate(batches) if 0 in b["steps"])
+    first_sent = [e for e in updates if e["at"] >= batches[first_batch]["at"]][0]["at"]
+    finished_sent = [e for e in stream if e["msg"] == "process_generating"][-1]["at"]
+    arm_done = next(e["at"] for e in served if e["what"] == "sent" and (e["fn"] or "").endswith("armed")
+                    and e["msg"] == "process_completed")
+    live = [e for e in r["browser"] if e["what"] == "live" and e["step"]]
+    # each step update's delay from sent to drawn: the live frames of its last step
+    delays = []
+    for batch in batches:
+        sent = next((e["at"] for e in updates if e["at"] >= batch["at"]), None)
+        drawn = next((e["at"] for e in live if e["step"] == batch["steps"][-1] + 1), None)
+        if sent is not None and drawn is not None:
+            delays.append(drawn - sent)
+    return {
+        "click to the arm event's end sent": arm_done - click,
+        "click to 'queued' shown": queued - click,
+        "click to the run's handler": handler - click,
+        "handler to step 1 made (encode + step 1, previews)": records[0]["at"] - handler,
+        "core: encode + step 1": r["core_encode"] + r["core_steps"][0],
+        "step 1 made to its update sent": first_sent - records[0]["at"],
+        "update sent to step 1 shown": first_shown - first_sent,
+        "click to step 1 shown": first_shown - click,
+        "the model's steps, summed (app)": sum(e["seconds"] for e in records),
+        "handler: step 1 made to the last": records[-1]["at"] - records[0]["at"],
+        "the model's steps, summed (core)": sum(r["core_steps"]),
+        "last step made to 'finished' sent": finished_sent - records[-1]["at"],
+        "'finished' sent to shown": finished_shown - finished_sent,
+        "click to 'finished' shown": finished_shown - click,
+        "core run": r["core"],
+        "ratio: click to 'finished' / core run": (finished_shown - click) / r["core"],
+        "updates": len(updates),
+        "of which through the event": sum(e["what"] == "sent" for e in updates),
+        "bytes per update": statistics.mean(e["bytes"] for e in updates),
+        "update sent to drawn, median": statistics.median(delays) if delays else float("nan"),
+        "browser CPU": r["browser_cpu"],
+        **{f"browser CPU: {k}": v for k, v in sorted(r["chromium"].items())},
+        **{f"renderer main thread: {k}": v for k, v in r["renderer"].items()},
+        "server CPU": r["server_cpu"],
+    }
+
+
+def breakdown(rounds: int) -> None:
+    """The page's default run with the server's timeline (benchmarks/timeline.py) beside the browser's: each
+    figure of the breakdown in each round, then the medians."""
+    from tests.conftest import AppServer
+
+    work = Path(tempfile.mkdtemp(prefix="sdviz-bench-"))
+    trace = work / "timeline.jsonl"
+    trace.touch()
+    server = AppServer(work / "app", script="benchmarks/timeline.py", SDVIZ_TIMELINE=str(trace))
+    page, model = Page(server.url, work / "chromium"), sdviz.load_model()
+    page.driver.execute_cdp_cmd("Performance.enable", {})
+    figures = []
+    try:
+        timeline_round(page, server, model, trace, 0)  # warm up
+        for round_ in range(rounds):
+            figures.append(timeline_figures(timeline_round(page, server, model, trace, round_ + 1)))
+            print(json.dumps({k: round(v, 4) for k, v in figures[-1].items()}), file=sys.stderr)
+    finally:
+        page.close()
+        server.stop()
+    print(f"| the page's default run, {rounds} rounds | median | min | max |\n|---|---|---|---|")
+    for key in figures[0]:
+        values = [f[key] for f in figures]
+        unit = "" if key.startswith(("updates", "of which", "bytes", "ratio")) else " s"
+        print(f"| {key} | {statistics.median(values):.3f}{unit} | {min(values):.3f} | {max(values):.3f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -457,7 +619,12 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help=f"record the figures in {DOC.relative_to(ROOT)}")
     parser.add_argument("--page-only", action="store_true",
                         help="only the default run in Chromium against the core (part 1), a line per round")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="where the default run's time goes: the server's timeline beside the browser's")
     args = parser.parse_args()
+    if args.breakdown:
+        breakdown(args.rounds)
+        return
     if args.page_only:
         page_only(args.rounds)
         return

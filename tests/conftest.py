@@ -85,9 +85,10 @@ def free_port() -> int:
 
 
 class AppServer:
-    """`python app.py` launched as a user launches it, on a free local port, with its own temp folder."""
+    """`python app.py` launched as a user launches it, on a free local port, with its own temp folder (`script`:
+    another launcher of the app, such as benchmarks/timeline.py)."""
 
-    def __init__(self, tmp: Path, **env: str):
+    def __init__(self, tmp: Path, script: str = "app.py", **env: str):
         import os
         import subprocess
         import sys
@@ -106,7 +107,7 @@ class AppServer:
                 full_env.pop(name, None)
         self.log_path = tmp.parent / f"{tmp.name}-app.log"
         self.log = open(self.log_path, "w")  # noqa: SIM115 - the server's stdout until stop() closes it
-        self.process = subprocess.Popen([sys.executable, "app.py"], cwd=root, env=full_env, stdout=self.log,
+        self.process = subprocess.Popen([sys.executable, script], cwd=root, env=full_env, stdout=self.log,
                                         stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{self.port}/"
         deadline = time.time() + 120

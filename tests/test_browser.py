@@ -83,8 +83,11 @@ def test_generate_streams_every_step_into_the_filmstrip(browser, shots):
     prompt = browser.find_element(By.CSS_SELECTOR, "#prompt textarea")
     prompt.clear()
     prompt.send_keys("a fish on the left and a rocket on the right on a blue background")
+    drawn = int(browser.find_element(By.CSS_SELECTOR, "#live-feed").get_attribute("data-drawn") or 0)
     browser.execute_script(OBSERVE)
     WebDriverWait(browser, 60).until(lambda d: "finished" in status_text(d))
+    # the live panels came by the page's own questions (ui.live_feed), not as the run event's messages
+    assert int(browser.find_element(By.CSS_SELECTOR, "#live-feed").get_attribute("data-drawn")) - drawn >= 5
     log = browser.execute_script("return window.sdvizLog")
     click = browser.execute_script("return window.sdvizClick")
     counts = [entry["frames"] for entry in log if entry["frames"]]

@@ -59,8 +59,9 @@ CSS = """
 
 
 def png_data_uri(image: np.ndarray, side: int = THUMB_SIDE) -> str:
-    """A thumbnail `side` pixels high (small frames enlarged by whole factors, large ones scaled down), as PNG."""
-    return data_uri(image, side, lossless="PNG", lossy=None, enlarge=True)
+    """A thumbnail no higher than `side` pixels (larger frames scaled down; a smaller one sent as it is, for the
+    page to enlarge, pixelated), as PNG."""
+    return data_uri(image, side, lossless="PNG", lossy=None)
 
 
 def frame_data_uri(frame: np.ndarray, side: int = LIVE_SIDE) -> str:
@@ -234,6 +235,48 @@ class Filmstrip:
 
 
 FILMSTRIP_TEMPLATE = '<div class="sdviz-filmstrip">${value}</div>'  # the page's row around the figures
+FEED_SPACING_MS = 150  # the page's script asks for the next update this long after it drew the last, at least
+# The page's side of ui.live_feed: asks the server function `live` what changed in the session's run, and puts
+# each panel in place of the one the page shows (each has a root element of its own class), the filmstrip's
+# new figures at its end. It asks again once the browser has drawn that and FEED_SPACING_MS have passed, so a
+# busy browser asks less often (what changed meanwhile comes together); after an error, after a pause.
+FEED_SCRIPT = """
+const spacing = FEED_SPACING_MS;
+const seen = {run: 0, at: 0};
+const count = element.closest('#live-feed') || element;  // data-drawn: the updates drawn so far
+const swap = (selector, markup) => {
+  const shown = document.querySelector(selector);
+  if (shown && typeof markup === 'string') shown.outerHTML = markup;
+};
+const pause = (ms) => new Promise((done) => setTimeout(done, ms));
+(async () => {
+  while (element.isConnected) {
+    let news = null;
+    try {
+      news = await server.live({run: seen.run, at: seen.at});
+    } catch (error) {
+      await pause(2000);
+      continue;
+    }
+    if (!news || typeof news.run !== 'number' || news.error) {
+      await pause(2000);
+      continue;
+    }
+    seen.run = news.run;
+    seen.at = news.at;
+    swap('#diagram .sdviz-diagram', news.diagram);
+    swap('#status .sdviz-status', news.status);
+    swap('#live .sdviz-live', news.live);
+    const row = document.querySelector('#filmstrip .sdviz-filmstrip');
+    if (row && typeof news.strip === 'string') row.innerHTML = news.strip;
+    if (row && news.figures) row.insertAdjacentHTML('beforeend', news.figures);
+    if (Object.keys(news).length > 2) count.dataset.drawn = String(Number(count.dataset.drawn || 0) + 1);
+    const asked = performance.now();
+    await new Promise((drawn) => requestAnimationFrame(() => setTimeout(drawn, 0)));
+    await pause(Math.max(0, spacing - (performance.now() - asked)));
+  }
+})();
+""".replace("FEED_SPACING_MS", str(FEED_SPACING_MS))
 # the page appends a streamed run's new figures to the row it shows (Filmstrip.news)
 FILMSTRIP_APPEND = """(figures) => {
   const row = document.querySelector('#filmstrip .sdviz-filmstrip');

@@ -44,7 +44,7 @@ def build_demo(config, session) -> gr.Blocks:
             with gr.Column(scale=2):
                 inputs = run.build_inputs(config, default_model)
             with gr.Column(scale=3):
-                live = run.build_live(diagram)
+                live = run.build_live(diagram, session.feeds)
         row = explore.build_step_row()
         shared = Shared(states, run.form(inputs, states, row.step), live.status, row.step, config.admitted)
         with gr.Tabs():
@@ -65,7 +65,7 @@ def build_demo(config, session) -> gr.Blocks:
         runs = run.wire(runner, inputs, live, shared)
         fork_run = shared.start(explored.fork, runner.stream_fork, "stop_signal", "parent", "step", "prompt",
                                 "negative_prompt", "guidance", "eta", "preview", "every", "attention",
-                                outputs=[*live.outputs(states), states.parent])
+                                outputs=[*live.outputs(states), states.parent], clears=(live.final,))
         steps = explore.wire(explorer, explored, row, shared, attended, schedule.plots, runs, fork_run)
         path.wire(path.PathHandlers(session), pathed, states.trajectory, states.parent, row.step, attended.span,
                   explored.x0_view, [*runs.all(), fork_run])

@@ -21,6 +21,7 @@ from sdviz.sampling.images import load_image
 from sdviz.sampling.previews import Previewer
 from sdviz.sampling.sampler import Run
 from sdviz.sampling.settings import Settings
+from ui.live_feed import LiveFeeds
 from ui.model_threads import ModelThreads
 from ui.zerogpu import decode_latents, decode_record, denoised_frame, guidance_frames
 
@@ -91,12 +92,14 @@ class RunDecoder:
 
 
 class Session:
-    """The model cache by menu name, the model threads, the file store and the host's limits; builds runs."""
+    """The model cache by menu name, the model threads, the file store, the host's limits and the sessions' live
+    feeds; builds runs."""
 
     def __init__(self, config, cache, files, threads: ModelThreads | None = None):
         self.config, self.cache, self.files, self.limits = config, cache, files, config.limits
         self.threads = threads or ModelThreads(config.concurrency)  # where every torch call of a handler runs
         self.sources = config.menu()  # menu name -> (folder or hub id, LoRAs)
+        self.feeds = LiveFeeds()  # each session's live panels, for its page's script (ui.live_feed)
 
     def model(self, name):
         """The loaded model a menu name (or, where allowed, any hub id or folder) stands for."""

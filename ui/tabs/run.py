@@ -18,12 +18,13 @@ from sdviz.messages import catalogue, text
 from sdviz.sampling import schedulers
 from sdviz.sampling.checks import MAX_SEED, PREVIEW_MODES
 from sdviz.sampling.errors import InputError
-from sdviz.sampling.frames import FrameCache
 from sdviz.sampling.settings import Settings
 from sdviz.workflows.invert import Inverting
 from ui import components, html
 from ui.errors import user_errors
 from ui.form import Form
+from ui.live_feed import session_of
+from ui.live_panels import PANELS, LivePanels
 from ui.session import StopSignal, stop_event
 from ui.streaming import PartStop, follow
 from ui.tabs.shared import PRIVATE, RUN_WIDGETS, Shared, States
@@ -106,6 +107,7 @@ class LiveView:
     filmstrip: gr.HTML
     new_figures: gr.HTML  # hidden: a streamed run's new filmstrip figures, appended by the page
     final: gr.Image
+    feed: gr.HTML  # empty: its script asks for the live panels of the session's run (ui.live_feed)
 
     def outputs(self, states: States) -> list:
         """The outputs of every run, in the order of the updates it streams (the trajectory at TRAJECTORY; an
@@ -183,7 +185,8 @@ def _build_settings(config, default) -> RunSettings:
                        attention)
 
 
-def build_live(diagram: gr.HTML) -> LiveView:
+def build_live(diagram: gr.HTML, feeds) -> LiveView:
+    """The live panels; `feeds` (ui.live_feed.LiveFeeds) answers the page's script."""
     status = gr.HTML(html.status(), elem_id="status")
     frames = gr.HTML(html.live(), elem_id="live")
     filmstrip = gr.HTML("", html_template=html.FILMSTRIP_TEMPLATE, elem_id="filmstrip")
@@ -191,7 +194,8 @@ def build_live(diagram: gr.HTML) -> LiveView:
     new_figures.change(None, new_figures, None, js=html.FILMSTRIP_APPEND, show_progress="hidden")  # in the page
     final = gr.Image(label=say("run.final"), height=192, format="png", interactive=False, elem_id="final",
                      elem_classes="sdviz-pixelated")
-    return LiveView(diagram, status, frames, filmstrip, new_figures, final)
+    feed = gr.HTML("", js_on_load=html.FEED_SCRIPT, server_functions=[feeds.server_function()], elem_id="live-feed")
+    return LiveView(diagram, status, frames, filmstrip, new_figures, final, feed)
 
 
 def form(inputs: RunInputs, states: States, step: gr.Slider) -> Form:
@@ -223,19 +227,20 @@ class RunEvents:
 def wire(handlers: RunHandlers, inputs: RunInputs, live: LiveView, shared: Shared) -> RunEvents:
     """The run column's events: its three tabs' runs, the random seed, a model chosen, a prompt tried."""
     outputs, states, s = live.outputs(shared.states), shared.states, inputs.settings
+    clears = (live.final,)  # a new run's arming empties the last run's final image
     events = RunEvents(
         txt2img=shared.start(inputs.generate, handlers.stream, *RUN_WIDGETS, "attention", "true_cfg",
-                             outputs=outputs),
+                             outputs=outputs, clears=clears),
         img2img=shared.start(inputs.generate_img2img, handlers.stream_img2img, *RUN_WIDGETS, "attention",
-                             "init_image", "strength", outputs=outputs),
+                             "init_image", "strength", outputs=outputs, clears=clears),
         edit=shared.start(inputs.edit_button, handlers.stream_edit, *RUN_WIDGETS, "attention",
                           prompt=inputs.edit_prompt, init_image=inputs.edit_image, strength=inputs.edit_strength,
                           source_prompt=inputs.source_prompt, source_guidance=inputs.source_guidance,
-                          outputs=outputs),
+                          outputs=outputs, clears=clears),
         invert=shared.start(inputs.invert_button, handlers.stream_invert, "stop_signal", "negative_prompt", "model",
                             "steps", "guidance", "seed", "width", "height", "preview", "every", "attention",
                             prompt=inputs.source_prompt, init_image=inputs.edit_image,
-                            outputs=[*outputs, states.parent]))
+                            outputs=[*outputs, states.parent], clears=clears))
     s.dice.click(random_seed, None, s.seed, **PRIVATE)
     s.model.change(handlers.model_changed, [s.model, s.scheduler], [s.width, s.height, s.scheduler, s.true_cfg,
                                                                    inputs.examples], **PRIVATE)
@@ -337,54 +342,39 @@ class RunHandlers:
             yield (*update, parent)
 
     async def _stream(self, run):
-        """The live panels at display rate. The frames each step brings are shown (the newest),
-        thumbnailed (those on the filmstrip's stride) and moved into the session's bounded
-        frame cache: the trajectory the session keeps holds latents, not frames."""
-        traj = run.trajectory
-        traj.frame_cache = FrameCache()
-        img2img = traj.settings.img2img
-        strip = html.Filmstrip()
+        """The live panels (`ui.live_panels`) at display rate, each update published to the session's live feed,
+        which the page's script asks for (`ui.live_feed`); the event carries them too only while no page asks,
+        and always carries the first (unless a page asks) and the last."""
+        traj, panels = run.trajectory, LivePanels(run.trajectory)
+        feed = self.session.feeds.start(session_of())
 
-        def drawn(active: str, step: str = "") -> str:
-            return html.diagram(traj.shapes, traj.facts, active, traj.settings.scheduler, step, img2img)
+        def update(part: dict, final) -> tuple:
+            return (*[gr.skip() if part[name] is None else part[name] for name in PANELS], final, traj)
 
-        yield (drawn("encode" if img2img else "text"), html.status(note=text("status.encoding")),
-               html.live(), "", "", None, traj)  # no earlier run's frames or final image beside this one
-        shown, newest = 0, None
-        async for records in follow(run, iterate, 1 / DISPLAY_RATE, self.threads):
-            for message in traj.warnings[shown:]:  # a cut prompt, an ignored eta
-                gr.Warning(html_text.escape(message, quote=False))
-            shown = len(traj.warnings)
-            if not strip.figures and traj.noise_image is not None:
-                strip.add(0, traj.noise_image)
-            decoded = [r for r in records if r.decoded]
-            for record in decoded:
-                strip.add(record.index + 1, record.x_t_image)
-            whole, new = strip.news()
-            if decoded:
-                newest = decoded[-1].index + 1, decoded[-1].x_t_image
-            live = html.live(decoded[-1].x_t_image, decoded[-1].x0_image, newest[0]) if decoded else gr.skip()
-            for record in decoded:
-                traj.frame_cache.take(record)
-            yield (
-                drawn("unet") if records[0].index == 0 else gr.skip(),
-                html.status(records[-1], run.total),
-                live,
-                gr.skip() if whole is None else whole,
-                new or gr.skip(),
-                gr.skip(),
-                traj,
-            )
-        for message in traj.warnings[shown:]:  # the run-time limit
-            gr.Warning(html_text.escape(message, quote=False))
-        if newest is not None:
-            strip.close(*newest)
-        for record in traj.steps:  # a fork's kept steps came with frames, not through the stream
-            traj.frame_cache.take(record)
-        final = traj.final_image
-        ended = "· " + text("status.ended" if traj.complete else "status.stopped")
-        if run.timed_out:
-            ended = "· " + self.session.limits.cut_short([traj])
-        status = html.status(traj.steps[-1] if traj.steps else None, run.total or 0, ended)
-        shown_final = self.files.image(final) if final is not None else gr.skip()
-        yield (drawn("vae", "· " + text("diagram.done")), status, gr.skip(), strip.html(), gr.skip(), shown_final, traj)
+        try:
+            part = panels.start()
+            feed.publish(**part)
+            if not feed.followed():  # else the page's script draws it (the final image went when the run was armed)
+                yield update(part, None)
+            shown = 0
+            async for records in follow(run, iterate, 1 / DISPLAY_RATE, self.threads):
+                shown = _warn(traj.warnings, shown)  # a cut prompt, an ignored eta
+                part = panels.step(records, run.total)
+                feed.publish(**part)
+                if not feed.followed():
+                    yield update(part, gr.skip())
+            _warn(traj.warnings, shown)  # the run-time limit
+            ended = text("status.ended" if traj.complete else "status.stopped")
+            part = panels.end(run.total or 0, self.session.limits.cut_short([traj]) if run.timed_out else ended)
+            feed.publish(**part)  # the same as the event's last update, whichever the page draws last
+            yield update(part, self.files.image(traj.final_image) if traj.final_image is not None else gr.skip())
+        except BaseException:  # refused, failed or abandoned: the page's status is ready again, as after a refusal
+            feed.publish(status=html.status())
+            raise
+
+
+def _warn(warnings: list, shown: int) -> int:
+    """The run's warnings after the first `shown`, as the page's toasts; returns how many there are now."""
+    for message in warnings[shown:]:
+        gr.Warning(html_text.escape(message, quote=False))
+    return len(warnings)

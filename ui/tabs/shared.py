@@ -67,13 +67,17 @@ class Shared:
         """The options of an event that runs the model: queued on the model's concurrency."""
         return dict(concurrency_limit=self.concurrency, concurrency_id="model", show_progress="hidden", **PRIVATE)
 
-    def start(self, button: gr.Button, handler, *names: str, outputs: list, **widgets) -> gr.events.Dependency:
+    def start(self, button: gr.Button, handler, *names: str, outputs: list, clears: tuple = (),
+              **widgets) -> gr.events.Dependency:
         """`button` starts a run of `handler` with the form's widgets `names` and this event's own `widgets`.
 
         Each run gets its stop signal before it is queued, so Stop reaches it queued or running;
-        arming a new run stops the session's earlier one. A stopped run still finishes (its
-        partial trajectory, attention maps and downloads).
+        arming a new run stops the session's earlier one, and empties `clears` (the earlier run's final
+        image). A stopped run still finishes (its partial trajectory, attention maps and downloads).
         """
-        armed = button.click(arm, self.states.stop_signal, [self.states.stop_signal, self.status],
+        def armed(previous):
+            return (*arm(previous), *[None] * len(clears))
+
+        event = button.click(armed, self.states.stop_signal, [self.states.stop_signal, self.status, *clears],
                              concurrency_limit=None, show_progress="hidden", **AGAIN, **PRIVATE)
-        return armed.then(**self.form.bind(handler, *names, **widgets), outputs=outputs, **self.queued, **AGAIN)
+        return event.then(**self.form.bind(handler, *names, **widgets), outputs=outputs, **self.queued, **AGAIN)
