@@ -547,7 +547,7 @@ def timeline_figures(r: dict) -> dict:
     first_batch = next(i for i, b in enumerate(batches) if 0 in b["steps"])
     first_sent = [e for e in updates if e["at"] >= batches[first_batch]["at"]][0]["at"]
     finished_sent = [e for e in stream if e["msg"] == "process_generating"][-1]["at"]
-    arm_done = next(e["at"] for e in served if e["what"] == "sent" and (e["fn"] or "").endswith("armed")
+    arm_done = next(e["at"] for e in served if e["what"] == "sent" and (e["fn"] or "").endswith(("armed", "arm"))
                     and e["msg"] == "process_completed")
     live = [e for e in r["browser"] if e["what"] == "live" and e["step"]]
     # each step update's delay from sent to drawn: the live frames of its last step

@@ -121,6 +121,23 @@ def test_the_step_slider_scrubs_the_run(browser, shots):
         lambda d: d.find_element(By.CSS_SELECTOR, "#xt-view img").get_attribute("src") != before)
     browser.execute_script("document.querySelector('#step-slider').scrollIntoView()")
     browser.save_screenshot(str(shots / "02-explore.png"))
+    # every step of the finished run can be explored: the slider spans them all, and the first, the last and
+    # two between show their own x_t and x0 (each step's frames, against the run's: test_live's explorer test)
+    slider = browser.find_element(By.CSS_SELECTOR, "#step-slider input[type=range]")
+    assert (slider.get_attribute("min"), slider.get_attribute("max")) == ("1", "20")
+
+    def pictures(d) -> tuple:
+        return tuple(d.find_element(By.CSS_SELECTOR, f"#{view} img").get_attribute("src") for view in ("xt-view",
+                                                                                                   "x0-view"))
+
+    shown = {pictures(browser)}  # step 5
+    for step in (1, 13, 20):
+        set_number(browser, "#step-slider", step)
+        WebDriverWait(browser, 30).until(
+            lambda d, step=step: f"step {step} / 20" in d.find_element(By.CSS_SELECTOR, "#step-info").text)
+        WebDriverWait(browser, 30).until(lambda d: pictures(d) not in shown)
+        shown.add(pictures(browser))
+    assert len(shown) == 4
 
 
 def click_picture(driver, selector: str, x: float, y: float) -> None:
