@@ -13,13 +13,6 @@ from sdviz.sampling.models import SHAPES_MODEL
 
 TOKENIZER = SHAPES_MODEL / "tokenizer"
 
-def pytest_xdist_auto_num_workers(config) -> int:
-    """`-n logical`: one worker more than the cores (at most --maxprocesses). The browser and app tests spend part
-    of their time waiting on a page or a server, which the extra worker fills: on 2 cores the suite took 712 s
-    with 3 workers against 894 s with 2, measured back to back."""
-    return (os.cpu_count() or 1) + 1
-
-
 if os.environ.get("PYTEST_XDIST_WORKER"):  # tests split over workers: one core each, for them and their servers
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
