@@ -27,7 +27,6 @@ WAIT_SECONDS = 5.0  # a question with no news is answered after this long, and a
 FOLLOW_SECONDS = 2.0  # a page answered this recently (or waiting now) is following its session's runs
 IDLE_SECONDS = 600.0  # a session's feed not asked for or written to this long is dropped
 MOST_FEEDS = 10_000  # sessions followed at once at most: the oldest idle one goes first
-PANELS = ("diagram", "status", "live")
 
 
 class Feed:
