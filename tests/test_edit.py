@@ -150,7 +150,9 @@ def test_the_edit_tab_streams_an_edit_with_ddim(session, runner, embedded, init_
     assert traj.settings.scheduler == "ddim" and traj.settings.source_prompt == SOURCE
     np.testing.assert_array_equal(traj.steps[-1].x_next, cycle_reference(embedded, init_image, 0, 0.5)[0])
     assert traj.attention is not None and "circle</w>" in traj.attention.tokens
-    view, plot, note, box = ExploreHandlers(session).edit_view_ended(traj)
+    explorer = ExploreHandlers(session)
+    view, plot, note, box = explorer.edit_step(traj, len(traj.steps))  # drawn with the slider's step
     assert view and "after step 1" in note and box["open"] is True
+    assert all(isinstance(kept, type(gr.skip())) for kept in explorer.edit_closed(traj))  # an edit's stays open
     with pytest.raises(gr.Error, match="source prompt is empty"):
         stream("  ")

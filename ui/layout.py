@@ -66,9 +66,10 @@ def build_demo(config, session) -> gr.Blocks:
         fork_run = shared.start(explored.fork, runner.stream_fork, "stop_signal", "parent", "step", "prompt",
                                 "negative_prompt", "guidance", "eta", "preview", "every", "attention",
                                 outputs=[*live.outputs(states), states.parent], clears=(live.final,))
-        steps = explore.wire(explorer, explored, row, shared, attended, schedule.plots, runs, fork_run)
-        path.wire(path.PathHandlers(session), pathed, states.trajectory, states.parent, row.step, attended.span,
-                  explored.x0_view, [*runs.all(), fork_run])
+        path_steps = path.wire(path.PathHandlers(session), pathed, states.trajectory, states.parent, row.step,
+                               attended.span, explored.x0_view, [*runs.all(), fork_run])
+        steps = explore.wire(explorer, explored, row, shared, attended, schedule.plots, runs, fork_run,
+                             also=path_steps.parts, moves=path_steps.moves)
         after = [row.step, attended.tokens, attended.word, attended.resolution, attended.probe_resolution, files,
                  states.written]
 

@@ -4,7 +4,8 @@ boxes that open after an edit (against its source), an inversion (its round trip
 its parent).
 
 After each run `finish` sets the slider to the run's last step and the choices of the Tokens and
-Attention tabs; `StepEvents.after` then draws the step again.
+Attention tabs; `StepEvents.after` then draws the step again, every panel that follows the slider in one
+event.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from ui.sheets import FORWARD_COLUMNS, guidance_pictures
 from ui.tabs.attention import AttentionView, heat, word_choices
 from ui.tabs.path import fork_parting
 from ui.tabs.run import RunEvents
-from ui.tabs.shared import PRIVATE, Shared
+from ui.tabs.shared import PRIVATE, Joined, Shared
 from ui.words import say
 
 PLAY_SECONDS = 0.25  # per frame when playing the trajectory back
@@ -121,43 +122,61 @@ def build() -> ExploreView:
 
 @dataclass
 class StepEvents:
-    """The events that draw the slider's step, as an event's keyword arguments: the explorer's pictures and
-    the heat map (`show`); the guidance halves and the schedule tab's plots with the step marked (`views`)."""
+    """The events that draw the slider's step. `draw`: every panel that follows the slider as one event (the
+    explorer's pictures and heat map, guidance decomposed, the schedule tab's plots with the step marked, an
+    edit's views, and the `also` panels of other tabs: the path's map and region words); `show`: the
+    explorer's pictures alone, when the Attention tab's choices move."""
 
+    draw: Joined
     show: dict
-    views: dict
 
     def after(self, event):
-        """`event`, then the step drawn again (even when the slider lands on the value it had)."""
-        return event.then(**self.show).then(**self.views)
+        """`event`, then the step drawn (even when the slider lands on the value it had)."""
+        return event.then(**self.draw.event, **HIDDEN)
+
+    def played(self, play, trajectory, step):
+        """`play` (the slider's steps, one by one) as one event that draws each step with the slider."""
+        draw, at_run, at_step = self.draw, self.draw.place(trajectory), self.draw.place(step)
+
+        def played(*values):
+            values = list(values)
+            for shown in play(values[at_run], values[at_step]):
+                values[at_step] = shown
+                yield (shown, *draw(*values))
+        return played
+
+
+HIDDEN = dict(concurrency_limit=None, show_progress="hidden", **PRIVATE)
 
 
 def wire(handlers: ExploreHandlers, view: ExploreView, row: StepRow, shared: Shared, attention: AttentionView,
-         plots: list, runs: RunEvents, fork_run) -> StepEvents:
-    """The explorer's events: the step drawn when the slider (or the Attention tab's choices) move, play and
-    pause, and after each run (`runs`, and the fork's) the boxes of an edit, a round trip and a fork, opened
+         plots: list, runs: RunEvents, fork_run, also: tuple = (), moves: tuple = ()) -> StepEvents:
+    """The explorer's events: the step drawn when the reader moves the slider (one event a move; a move by a
+    run's end, play or `moves`, events that set the slider, draws through them), when the Attention tab's
+    choices move, and after each run (`runs`, and the fork's) the boxes of a round trip and a fork, opened
     for theirs and closed for the others. `plots`: the schedule tab's three, marked at the step."""
     trajectory, parent = shared.states.trajectory, shared.states.parent
-    hidden = dict(concurrency_limit=None, show_progress="hidden", **PRIVATE)
-    steps = StepEvents(
-        show=dict(fn=handlers.show_step, inputs=[trajectory, row.step, attention.word, attention.resolution,
-                                                 attention.span],
-                  outputs=[*view.pictures, view.channels, view.step_info, attention.heat], **hidden),
-        views=dict(fn=handlers.step_views, inputs=[trajectory, row.step],
-                   outputs=[*view.guidance, view.formula, *plots], **hidden))
-    for trigger in (row.step.change, attention.word.change, attention.resolution.change, attention.span.change):
-        trigger(**steps.show)
-    row.step.change(**steps.views)
-    row.step.release(handlers.edit_view, [trajectory, row.step], view.edit, **hidden)
-    playing = row.play.click(handlers.play, [trajectory, row.step], row.step, **hidden)
+    show = dict(fn=handlers.show_step, inputs=[trajectory, row.step, attention.word, attention.resolution,
+                                               attention.span],
+                outputs=[*view.pictures, view.channels, view.step_info, attention.heat])
+    views = dict(fn=handlers.step_views, inputs=[trajectory, row.step], outputs=[*view.guidance, view.formula, *plots])
+    edit = dict(fn=handlers.edit_step, inputs=[trajectory, row.step], outputs=view.edit)
+    steps = StepEvents(Joined(show, views, edit, *also), show)
+    row.step.input(**steps.draw.event, **HIDDEN)  # the reader's move, drag or typed; not the page's own
+    for trigger in (attention.word.change, attention.resolution.change, attention.span.change):
+        trigger(**show, **HIDDEN)
+    for event in moves:
+        steps.after(event)
+    playing = row.play.click(steps.played(handlers.play, trajectory, row.step), steps.draw.inputs,
+                             [row.step, *steps.draw.outputs], **HIDDEN)
     row.pause.click(None, cancels=[playing], **PRIVATE)
 
     quiet = dict(show_progress="hidden", **PRIVATE)
     fork_run.success(handlers.fork_view, [trajectory, parent], view.forked, **quiet)
     for event in runs.all():  # nobody's fork: no earlier fork's views
         event.success(lambda: (None, None, "", gr.update(open=False)), None, view.forked, **quiet)
-    for event in (*runs.all(), fork_run):  # opened for an edit (at its last step), else closed
-        event.success(handlers.edit_view_ended, trajectory, view.edit, **quiet)
+    for event in (*runs.all(), fork_run):  # closed unless an edit (`draw` opens it at the edit's last step)
+        event.success(handlers.edit_closed, trajectory, view.edit, **quiet)
     for event in (runs.txt2img, runs.img2img, runs.edit, fork_run):
         event.success(lambda: (None, "", gr.update(open=False)), None, view.trip, **quiet)
     runs.invert.success(handlers.round_trip_view, [trajectory, parent], view.trip, **quiet)
@@ -290,18 +309,19 @@ class ExploreHandlers:
     # --- an edit against its source; an inversion's round trip ------------------------------------
 
     @user_errors
-    def edit_view(self, traj, step):
+    def edit_step(self, traj, step):
         """An edit's source chain, its own and their difference at the slider's step, the departure curve and
-        a note; the panel opened. Closed for other runs."""
-        index = step_index(traj, step) if traj is not None and traj.steps else None
-        if index is None or not is_edit(traj):
-            return None, None, "", gr.update(open=False)
-        return self.threads.call(self._edit_view, traj, index)
+        a note; the panel opened. Another run's: left as it is (closed after the run: `edit_closed`)."""
+        if traj is None or not traj.steps or not is_edit(traj):
+            return (gr.skip(),) * 4
+        return self.threads.call(self._edit_view, traj, step_index(traj, step))
 
-    @user_errors
-    def edit_view_ended(self, traj):
-        """The edit's views at its last step, after a run (closed for other runs)."""
-        return self.edit_view(traj, len(traj.steps)) if traj is not None and traj.steps else self.edit_view(None, 1)
+    @staticmethod
+    def edit_closed(traj):
+        """After a run: the edit's panel closed and emptied for a run that is not an edit."""
+        if traj is not None and traj.steps and is_edit(traj):
+            return (gr.skip(),) * 4
+        return None, None, "", gr.update(open=False)
 
     def _edit_view(self, traj, index):
         decoder = self.session.decoder(traj)

@@ -86,20 +86,31 @@ def build_compare() -> ComparePathView:
     return ComparePathView(picture, against, plot, note)
 
 
-def wire(handlers: PathHandlers, view: PathView, trajectory, parent, step, span, x0_view, runs) -> None:
+@dataclass
+class PathSteps:
+    """What the path adds to the slider's step: its panels drawn at the step (`parts`, an event's keyword
+    arguments each, joined to the explorer's one event a move) and the events that move the slider (`moves`)."""
+
+    parts: tuple
+    moves: tuple
+
+
+def wire(handlers: PathHandlers, view: PathView, trajectory, parent, step, span, x0_view, runs) -> PathSteps:
     """The map drawn at the slider's step and a click on it moving the slider; a click on x0 ranking the words
     of the region around it, kept as the slider moves; a word clicked shows its map. Each run starts afresh."""
     hidden = dict(concurrency_limit=None, show_progress="hidden", **PRIVATE)
-    step.change(handlers.map_view, [trajectory, parent, step], view.map, **hidden)
-    view.map.select(handlers.map_click, [trajectory, parent], step, **hidden)
+    drawn = dict(fn=handlers.map_view, inputs=[trajectory, parent, step], outputs=[view.map])
+    ranked = dict(fn=handlers.region_again, inputs=[trajectory, step, span, view.box],
+                  outputs=[view.words, view.words_note])
+    clicked_map = view.map.select(handlers.map_click, [trajectory, parent], step, **hidden)
     x0_view.select(handlers.region, [trajectory, step, span], [view.words, view.heat, view.words_note, view.box],
                    **hidden)
-    for trigger in (step.change, span.change):
-        trigger(handlers.region_again, [trajectory, step, span, view.box], [view.words, view.words_note], **hidden)
+    span.change(**ranked, **hidden)
     view.words.select(handlers.word_heat, [trajectory, step, span, view.box], view.heat, **hidden)
     for event in runs:
         event.success(lambda: (None, None, say("path.words_note"), None), None,
                       [view.words, view.heat, view.words_note, view.box], show_progress="hidden", **PRIVATE)
+    return PathSteps((drawn, ranked), (clicked_map,))
 
 
 def wire_compare(handlers: PathHandlers, view: ComparePathView, comparison, position, align, finished) -> None:

@@ -31,6 +31,36 @@ def arm(previous: StopSignal | None):
     return StopSignal(), html.status(note="queued: waiting for the model")
 
 
+class Joined:
+    """Several handlers as one event: their inputs once each, their outputs in turn, as an event's keyword
+    arguments (`event(**joined.event)`). One event a slider move instead of one a panel: every message of
+    every event costs the page a walk of the components events have touched (gradio's loading states)."""
+
+    def __init__(self, *parts: dict):
+        self.parts = parts
+        self.inputs: list = []
+        for part in parts:
+            self.inputs += [c for c in part["inputs"] if not any(c is known for known in self.inputs)]
+        self.places = [[next(n for n, known in enumerate(self.inputs) if known is c) for c in part["inputs"]]
+                       for part in parts]
+        self.outputs = [c for part in parts for c in part["outputs"]]
+
+    def __call__(self, *values):
+        answers = []
+        for part, places in zip(self.parts, self.places):
+            answer = part["fn"](*[values[n] for n in places])
+            answers += answer if len(part["outputs"]) > 1 else [answer]
+        return tuple(answers)
+
+    def place(self, component) -> int:
+        """Where `component` is among the inputs."""
+        return next(n for n, known in enumerate(self.inputs) if known is component)
+
+    @property
+    def event(self) -> dict:
+        return dict(fn=self, inputs=self.inputs, outputs=self.outputs)
+
+
 def refused() -> str:
     """The status after a run was refused (the message says why): the page is ready again."""
     return html.status()
