@@ -142,6 +142,16 @@ def test_the_step_slider_scrubs_the_run(browser, shots):
             WebDriverWait(browser, 30).until(lambda d: pictures(d) not in shown)
         shown.add(pictures(browser))
     assert len(shown) == 20
+    # play from step 16: the slider and the pictures move on together, one event a step, to the last
+    set_number(browser, "#step-slider", 16)
+    WebDriverWait(browser, 30).until(lambda d: "step 16 / 20" in d.find_element(By.CSS_SELECTOR, "#step-info").text)
+    seen = []
+    browser.find_element(By.CSS_SELECTOR, "#play").click()
+    for step in range(17, 21):
+        WebDriverWait(browser, 30, poll_frequency=0.05).until(
+            lambda d, step=step: f"step {step} / 20" in d.find_element(By.CSS_SELECTOR, "#step-info").text)
+        seen.append((slider_value(browser), pictures(browser)))
+    assert [value for value, _ in seen][-1] == "20" and len({p for _, p in seen}) == 4, seen
 
 
 def click_picture(driver, selector: str, x: float, y: float) -> None:
