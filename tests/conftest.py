@@ -175,6 +175,19 @@ def chromium(profile: Path, performance_log: bool = False, language: str | None 
     return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
 
 
+
+def post_json(url: str, body: str) -> tuple[int, str]:
+    """POSTs `body` as JSON, as a page or a hostile client would; the status and the text answered, errors too."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, data=body.encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
 def open_page(url: str, profile: Path, language: str | None = None):
     """Chromium on the app's page (in the browser's `language`), once its Generate button is there."""
     from selenium.webdriver.common.by import By

@@ -10,6 +10,7 @@ import urllib.request
 
 import pytest
 
+from tests.conftest import post_json
 from ui import html, live_feed
 from ui.live_feed import LiveFeeds
 
@@ -124,14 +125,8 @@ def feed_call(url: str, session: str, data) -> tuple[int, str]:
     """The page's question to the server function, sent by hand (as `server.live(...)` sends it)."""
     config = json.load(urllib.request.urlopen(url + "config", timeout=30))
     feed = next(c["id"] for c in config["components"] if c["props"].get("elem_id") == "live-feed")
-    body = json.dumps({"component_id": feed, "fn_name": "live", "session_hash": session, "data": data}).encode()
-    request = urllib.request.Request(url + "gradio_api/component_server", data=body,
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            return answer.status, answer.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
+    body = json.dumps({"component_id": feed, "fn_name": "live", "session_hash": session, "data": data})
+    return post_json(url + "gradio_api/component_server", body)
 
 
 def test_the_server_function_refuses_hostile_questions_by_name_and_keeps_serving(app_server):

@@ -16,6 +16,8 @@ import uuid
 
 import pytest
 
+from tests.conftest import post_json
+
 # the input's label -> the parameter its refusal names
 NAMED = {
     "Prompt": "prompt", "Negative prompt": "negative prompt", "What it should show instead (the edit)": "prompt",
@@ -249,13 +251,7 @@ def test_every_handler_is_under_the_error_policy_and_takes_values_as_sent():
 def test_malformed_bodies_and_unknown_endpoints_are_answered_in_one_line(app_server):
     """gradio answers these with `{"error": null}`, a plain "Internal Server Error", or a dump of the body."""
     def post(path: str, body: str) -> tuple[int, str]:
-        request = urllib.request.Request(app_server.url + path, data=body.encode(),
-                                         headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, response.read().decode()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read().decode()
+        return post_json(app_server.url + path, body)
 
     status, text = post("gradio_api/call/nothing", '{"data": ["a fish"]}')
     assert status == 404 and json.loads(text) == {
