@@ -183,6 +183,27 @@ class Page:
         self.driver = open_page(url, profile)
         time.sleep(1)
 
+    def scrub(self, moves: int) -> list[float]:
+        """Seconds from each move of the step slider (the range moved one step by the keyboard, as a reader
+        drags it) to the explorer's step drawn: its facts and its x_t picture both of the new step."""
+        from selenium.webdriver.common.keys import Keys
+
+        slider = self.driver.find_element(self.By.CSS_SELECTOR, "#step-slider input[type=range]")
+        last = int(slider.get_attribute("max"))
+        self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", slider)
+        seconds = []
+        for step in range(last - 1, max(0, last - 1 - moves), -1):  # from the last step down
+            before = self.driver.find_element(self.By.CSS_SELECTOR, "#xt-view img").get_attribute("src")
+            started = time.perf_counter()
+            slider.send_keys(Keys.ARROW_LEFT)
+            self.Wait(self.driver, 60, poll_frequency=0.02).until(
+                lambda d, step=step, before=before: f"step {step} / {last}" in d.find_element(
+                    self.By.CSS_SELECTOR, "#step-info").text
+                and d.find_element(self.By.CSS_SELECTOR, "#xt-view img").get_attribute("src") != before)
+            seconds.append(time.perf_counter() - started)
+            time.sleep(0.3)  # a reader's pace between moves
+        return seconds
+
     def run(self, server, seed: int, at_finished=None) -> tuple[float, float, float, float, float]:
         """(click to first frame, click to finished, the browser's and the server's CPU seconds, finished to
         the guidance panel drawn) for the page's default run with this seed (each round its own, so that
@@ -602,6 +623,7 @@ def breakdown(rounds: int) -> None:
         for round_ in range(rounds):
             figures.append(timeline_figures(timeline_round(page, server, model, trace, round_ + 1)))
             print(json.dumps({k: round(v, 4) for k, v in figures[-1].items()}), file=sys.stderr)
+        moves = page.scrub(2 * rounds + 4)  # on the last round's finished run
     finally:
         page.close()
         server.stop()
@@ -610,6 +632,8 @@ def breakdown(rounds: int) -> None:
         values = [f[key] for f in figures]
         unit = "" if key.startswith(("updates", "of which", "bytes", "ratio")) else " s"
         print(f"| {key} | {statistics.median(values):.3f}{unit} | {min(values):.3f} | {max(values):.3f} |")
+    print(f"| the explorer: a slider move to its step drawn ({len(moves)} moves) | {statistics.median(moves):.3f} s "
+          f"| {min(moves):.3f} | {max(moves):.3f} |")
 
 
 def main() -> None:
