@@ -568,8 +568,6 @@ def timeline_figures(r: dict) -> dict:
     first_batch = next(i for i, b in enumerate(batches) if 0 in b["steps"])
     first_sent = [e for e in updates if e["at"] >= batches[first_batch]["at"]][0]["at"]
     finished_sent = [e for e in stream if e["msg"] == "process_generating"][-1]["at"]
-    arm_done = next(e["at"] for e in served if e["what"] == "sent" and (e["fn"] or "").endswith(("armed", "arm"))
-                    and e["msg"] == "process_completed")
     live = [e for e in r["browser"] if e["what"] == "live" and e["step"]]
     # each step update's delay from sent to drawn: the live frames of its last step
     delays = []
@@ -579,7 +577,6 @@ def timeline_figures(r: dict) -> dict:
         if sent is not None and drawn is not None:
             delays.append(drawn - sent)
     return {
-        "click to the arm event's end sent": arm_done - click,
         "click to 'queued' shown": queued - click,
         "click to the run's handler": handler - click,
         "handler to step 1 made (encode + step 1, previews)": records[0]["at"] - handler,

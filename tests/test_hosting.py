@@ -240,14 +240,33 @@ def test_only_sdviz_refusals_reach_the_user_as_messages():
     assert error.value.message == "the request failed (ValueError); the server logged the details"
 
 
-def test_a_new_generate_stops_the_sessions_earlier_run_and_says_queued():
-    from ui.session import StopSignal
-    from ui.tabs.shared import arm
+def test_a_run_is_armed_before_it_is_queued_and_stop_reaches_it_queued_or_running():
+    """The page's script arms each run as its button is pressed (ui.session.Arming): a new run stops the
+    session's earlier ones at once, Stop reaches a run still queued, another session's runs go on, and a run
+    sent with no token (a raw client) gets its own signal, which Stop reaches too."""
+    from sdviz.sampling.errors import InputError
+    from ui.session import ARMED_KEPT, Arming
 
-    earlier = StopSignal()
-    signal, status = arm(earlier)
-    assert earlier.event.is_set() and not signal.event.is_set()
-    assert "queued" in status
+    arming = Arming()
+    first, elsewhere = arming.arm("page"), arming.arm("another page")
+    queued = arming.take("page", first)
+    assert not queued.event.is_set() and arming.take("page", first) is queued
+    second = arming.arm("page")  # Generate again, the first run still queued
+    assert queued.event.is_set() and not arming.take("page", second).event.is_set()
+    assert not arming.take("another page", elsewhere).event.is_set()
+    arming.stop("page")  # Stop before the second run has started: it starts stopped
+    assert arming.take("page", second).event.is_set()
+    assert not arming.take("another page", elsewhere).event.is_set()
+    raw = arming.take("page", None)
+    assert not raw.event.is_set() and arming.take("page", "not a token it gave") is not raw
+    arming.stop("page")
+    assert raw.event.is_set()
+    for _ in range(3 * ARMED_KEPT):  # a session keeps its newest runs only
+        arming.arm("page")
+    assert len(arming._sessions["page"]) == ARMED_KEPT
+    for hostile in (7, ["a list"], {"object": 1}, "x" * 5000):
+        with pytest.raises(InputError, match="run token .* allowed"):
+            arming.take("page", hostile)
 
 
 def busy_seconds(server: AppServer, seconds: float) -> float:

@@ -33,7 +33,7 @@ NAMED = {
     "Self-attention resolution": "self-attention resolution",
     "Vary": "vary", "and vary": "vary", "its values": "values", "vary": "vary", "align": "align",
     "Line the runs up by": "align", "Where along the runs (% of the way from the noise to the image)": "position",
-    "where they part, against variant": "against variant",
+    "where they part, against variant": "against variant", "Run token": "run token",
 }
 # a valid value where the page's own default is none (the images: an upload of the test's), so that each
 # hostile value is the only thing wrong with its request

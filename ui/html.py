@@ -249,6 +249,18 @@ const swap = (selector, markup) => {
   if (shown && typeof markup === 'string') shown.outerHTML = markup;
 };
 const pause = (ms) => new Promise((done) => setTimeout(done, ms));
+// a run's button pressed: the run armed on the server before gradio queues it (ui.session.Arming; the run's
+// event awaits this through arm_js), its token the run's; the status says it is queued
+window.sdvizArm = async () => {
+  try {
+    const armed = await server.arm({});
+    if (armed && typeof armed.token === 'string') {
+      swap('#status .sdviz-status', armed.status);
+      return armed.token;
+    }
+  } catch (error) {}
+  return null;  // the run is armed when it starts (ui.session.Arming.take)
+};
 (async () => {
   while (element.isConnected) {
     let news = null;
@@ -277,6 +289,13 @@ const pause = (ms) => new Promise((done) => setTimeout(done, ms));
   }
 })();
 """.replace("FEED_SPACING_MS", str(FEED_SPACING_MS))
+
+
+def arm_js(place: int) -> str:
+    """A run event's js: the run armed by the page's script (FEED_SCRIPT's sdvizArm), its token put in the
+    request's value number `place` (the run's "stop_signal"), before gradio sends it."""
+    return ("async (...values) => { const token = window.sdvizArm ? await window.sdvizArm() : null; "
+            f"values[{place}] = token; return values; }}")
 # the page appends a streamed run's new figures to the row it shows (Filmstrip.news)
 FILMSTRIP_APPEND = """(figures) => {
   const row = document.querySelector('#filmstrip .sdviz-filmstrip');

@@ -44,9 +44,10 @@ def build_demo(config, session) -> gr.Blocks:
             with gr.Column(scale=2):
                 inputs = run.build_inputs(config, default_model)
             with gr.Column(scale=3):
-                live = run.build_live(diagram, session.feeds)
+                live = run.build_live(diagram, session)
         row = explore.build_step_row()
-        shared = Shared(states, run.form(inputs, states, row.step), live.status, row.step, config.admitted)
+        shared = Shared(states, run.form(inputs, states, row.step, live.token), live.status, row.step,
+                        config.admitted)
         with gr.Tabs():
             with gr.Tab(say("tab.explore")):
                 explored = explore.build()
@@ -65,7 +66,7 @@ def build_demo(config, session) -> gr.Blocks:
         runs = run.wire(runner, inputs, live, shared)
         fork_run = shared.start(explored.fork, runner.stream_fork, "stop_signal", "parent", "step", "prompt",
                                 "negative_prompt", "guidance", "eta", "preview", "every", "attention",
-                                outputs=[*live.outputs(states), states.parent], clears=(live.final,))
+                                outputs=[*live.outputs(states), states.parent])
         path_steps = path.wire(path.PathHandlers(session), pathed, states.trajectory, states.parent, row.step,
                                attended.span, explored.x0_view, [*runs.all(), fork_run])
         steps = explore.wire(explorer, explored, row, shared, attended, schedule.plots, runs, fork_run,
@@ -81,7 +82,7 @@ def build_demo(config, session) -> gr.Blocks:
         for event in (*runs.all(), fork_run):
             explained(event.success(explorer.finish, states.trajectory, after, **AGAIN, **PRIVATE))
             event.failure(refused, None, live.status, show_progress="hidden", **PRIVATE)
-        stopping = run.wire_stop(inputs.stop, shared, [*runs.all(), fork_run, compare_run])
+        stopping = run.wire_stop(inputs.stop, runner, [*runs.all(), fork_run, compare_run])
         if stopping is not None:  # ZeroGPU: a cancelled run never finishes
             explained(stopping.then(explorer.finish, states.trajectory, after, **PRIVATE))
 

@@ -2,7 +2,8 @@
 
 The shared objects are read-only or thread-safe: the model cache (looked up by the menu's names),
 the model threads every torch call runs on, and the file store. Per-request data stays in the
-handlers' locals and in `gr.State` (the trajectory, the run's `StopSignal`), never here.
+handlers' locals and in `gr.State` (the trajectory); a run's `StopSignal` is kept by session and token
+(`Arming`), so that Stop reaches it queued or running.
 
 A run is built here and only here (`build_run`, `build_fork`): every value checked, then the host's
 limits, before any model work. A finished run's frames are decoded again by its one decoder object
@@ -12,6 +13,8 @@ limits, before any model work. A finished run's frames are decoded again by its 
 from __future__ import annotations
 
 import threading
+import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from sdviz.sampling.attention import AttentionCapture
@@ -21,7 +24,7 @@ from sdviz.sampling.images import load_image
 from sdviz.sampling.previews import Previewer
 from sdviz.sampling.sampler import Run
 from sdviz.sampling.settings import Settings
-from ui.live_feed import LiveFeeds
+from ui.live_feed import LiveFeeds, session_asking, session_of
 from ui.model_threads import ModelThreads
 from ui.zerogpu import decode_latents, decode_record, denoised_frame, guidance_frames
 
@@ -45,6 +48,80 @@ class StopSignal:
 def stop_event(stop_signal) -> threading.Event | None:
     """The event a run watches for the session's Stop (none when the page sent no StopSignal)."""
     return stop_signal.event if isinstance(stop_signal, StopSignal) else None
+
+
+TOKEN_CHARS = 32  # a run token: uuid4's hex
+ARMED_KEPT = 8  # a session's newest runs kept by token (the earlier ones, superseded, stay stopped)
+MOST_SESSIONS = 10_000  # sessions kept at once at most: the one armed longest ago goes first
+
+
+class Arming:
+    """Each session's runs, armed by the page's script before they are queued (`server_function`, called by
+    `ui.html.FEED_SCRIPT` as Generate is pressed, its answer the run's token in the run's request), so that
+    Stop reaches a run queued or running and a new run stops the session's earlier ones at once, without an
+    event of gradio's of its own: every event's messages cost the page a walk of its components."""
+
+    def __init__(self):
+        self._sessions: OrderedDict[str, OrderedDict[str, StopSignal]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _runs(self, session: str) -> OrderedDict[str, StopSignal]:
+        runs = self._sessions.get(session)
+        if runs is None:
+            runs = self._sessions[session] = OrderedDict()
+            while len(self._sessions) > MOST_SESSIONS:
+                self._sessions.popitem(last=False)
+        self._sessions.move_to_end(session)
+        return runs
+
+    def arm(self, session: str) -> str:
+        """A new run of `session`, its token; the session's earlier runs, queued or running, stop."""
+        token = uuid.uuid4().hex
+        with self._lock:
+            runs = self._runs(session)
+            for signal in runs.values():
+                signal.event.set()
+            runs[token] = StopSignal()
+            while len(runs) > ARMED_KEPT:
+                runs.popitem(last=False)
+        return token
+
+    def take(self, session: str | None, token) -> StopSignal:
+        """The stop signal of the run armed as `token`. A run its page did not arm (no token, or one this
+        server did not give: a raw client of the page's events) gets its own, which Stop reaches too."""
+        if token is not None and not (isinstance(token, str) and len(token) <= TOKEN_CHARS):
+            raise InputError.said("error.run_token", value=shortened(token), chars=TOKEN_CHARS)
+        if session is None:  # a run called in process: nothing to stop it but its caller
+            return StopSignal()
+        with self._lock:
+            runs = self._runs(session)
+            signal = runs.get(token) if token else None
+            if signal is None:
+                signal = runs[uuid.uuid4().hex] = StopSignal()
+                while len(runs) > ARMED_KEPT:
+                    runs.popitem(last=False)
+            return signal
+
+    def stop(self, session: str | None) -> None:
+        """Stop: the session's runs, queued or running, end after their current step."""
+        if session is None:
+            return
+        with self._lock:
+            for signal in self._runs(session).values():
+                signal.event.set()
+
+    def server_function(self, queued):
+        """The server function the page's script calls as a run's button is pressed (`ui.html.FEED_SCRIPT`):
+        the run's token, and the status `queued(request)` (in the session's language)."""
+        import gradio as gr
+
+        async def arm(asked=None, request=None):
+            try:
+                return {"token": self.arm(await session_asking(request)), "status": queued(request)}
+            except InputError as error:
+                return {"error": str(error)}
+        arm.__annotations__["request"] = gr.Request  # gradio hands the request by this annotation
+        return arm
 
 
 def check_attention(attention) -> None:
@@ -100,6 +177,14 @@ class Session:
         self.threads = threads or ModelThreads(config.concurrency)  # where every torch call of a handler runs
         self.sources = config.menu()  # menu name -> (folder or hub id, LoRAs)
         self.feeds = LiveFeeds()  # each session's live panels, for its page's script (ui.live_feed)
+        self.arming = Arming()  # each session's runs, armed by its page's script: what Stop reaches
+
+    def stop_event(self, given) -> threading.Event:
+        """The event a run watches for its session's Stop: the StopSignal a caller in process gave, else the
+        one the page's script armed for the run token `given` (`Arming`)."""
+        if isinstance(given, StopSignal):
+            return given.event
+        return self.arming.take(session_of(), given).event
 
     def model(self, name):
         """The loaded model a menu name (or, where allowed, any hub id or folder) stands for."""

@@ -28,7 +28,6 @@ from sdviz.workflows.compare import TEXT_SEPARATOR, VARIED, Comparing, Compariso
 from sdviz.workflows.render import write_trajectory_zip
 from ui import components, html
 from ui.errors import user_errors
-from ui.session import stop_event
 from ui.streaming import PartStop, follow
 from ui.tabs import path
 from ui.tabs.run import DISPLAY_RATE, model_choices
@@ -214,7 +213,7 @@ class CompareHandlers:
         `run`: the run's values by name (see `ui.form`), the model among them."""
         vary = read_vary(first_name, first_values, second_name, second_values)
         by = check_alignment(align)
-        stopping = stop_event(stop_signal)
+        stopping = self.session.stop_event(stop_signal)
         labels, runs = self.build_runs(vary, stop_event=stopping, **run)
         # each column's figure, encoded once when its variant moves on (not again at every update)
         figures = [html.compare_column(n, label, "waiting") for n, label in enumerate(labels, 1)]

@@ -25,10 +25,9 @@ from ui.errors import user_errors
 from ui.form import Form
 from ui.live_feed import session_of
 from ui.live_panels import PANELS, LivePanels
-from ui.session import StopSignal, stop_event
 from ui.streaming import PartStop, follow
 from ui.tabs.shared import PRIVATE, RUN_WIDGETS, Shared, States
-from ui.words import say
+from ui.words import say, session_language
 from ui.zerogpu import iterate, on_spaces
 
 DISPLAY_RATE = 10.0  # live updates per second at most; every step is still kept
@@ -107,7 +106,8 @@ class LiveView:
     filmstrip: gr.HTML
     new_figures: gr.HTML  # hidden: a streamed run's new filmstrip figures, appended by the page
     final: gr.Image
-    feed: gr.HTML  # empty: its script asks for the live panels of the session's run (ui.live_feed)
+    feed: gr.HTML  # empty: its script asks for the live panels of the session's run (ui.live_feed), arms runs
+    token: gr.Textbox  # hidden: a run's token, set by the page's script as the run is sent (Shared.start)
 
     def outputs(self, states: States) -> list:
         """The outputs of every run, in the order of the updates it streams (the trajectory at TRAJECTORY; an
@@ -185,8 +185,9 @@ def _build_settings(config, default) -> RunSettings:
                        attention)
 
 
-def build_live(diagram: gr.HTML, feeds) -> LiveView:
-    """The live panels; `feeds` (ui.live_feed.LiveFeeds) answers the page's script."""
+def build_live(diagram: gr.HTML, session) -> LiveView:
+    """The live panels; the session's feeds (ui.live_feed.LiveFeeds) and arming (ui.session.Arming) answer the
+    page's script."""
     status = gr.HTML(html.status(), elem_id="status")
     frames = gr.HTML(html.live(), elem_id="live")
     filmstrip = gr.HTML("", html_template=html.FILMSTRIP_TEMPLATE, elem_id="filmstrip")
@@ -194,15 +195,20 @@ def build_live(diagram: gr.HTML, feeds) -> LiveView:
     new_figures.change(None, new_figures, None, js=html.FILMSTRIP_APPEND, show_progress="hidden")  # in the page
     final = gr.Image(label=say("run.final"), height=192, format="png", interactive=False, elem_id="final",
                      elem_classes="sdviz-pixelated")
-    feed = gr.HTML("", js_on_load=html.FEED_SCRIPT, server_functions=[feeds.server_function()], elem_id="live-feed")
-    return LiveView(diagram, status, frames, filmstrip, new_figures, final, feed)
+    def queued(request) -> str:
+        return html.status(note=text("status.queued", language=session_language(request)))
+
+    feed = gr.HTML("", js_on_load=html.FEED_SCRIPT, elem_id="live-feed",
+                   server_functions=[session.feeds.server_function(), session.arming.server_function(queued)])
+    token = components.Textbox(label=say("run.run_token"), visible=False, elem_id="run-token")
+    return LiveView(diagram, status, frames, filmstrip, new_figures, final, feed, token)
 
 
-def form(inputs: RunInputs, states: States, step: gr.Slider) -> Form:
-    """The run's widgets by name: `Settings`' field names, plus the session's stop signal and the fork's
-    parent (the session's run) and step."""
+def form(inputs: RunInputs, states: States, step: gr.Slider, token: gr.Textbox) -> Form:
+    """The run's widgets by name: `Settings`' field names, plus the run's token ("stop_signal": what Stop
+    reaches, ui.session.Arming) and the fork's parent (the session's run) and step."""
     s = inputs.settings
-    return Form(stop_signal=states.stop_signal, prompt=inputs.prompt, negative_prompt=inputs.negative, model=s.model,
+    return Form(stop_signal=token, prompt=inputs.prompt, negative_prompt=inputs.negative, model=s.model,
                 scheduler=s.scheduler, steps=s.steps, guidance=s.guidance, seed=s.seed, width=s.width,
                 height=s.height, eta=s.eta, preview=s.preview, every=s.every, attention=s.attention,
                 true_cfg=s.true_cfg, init_image=inputs.init_image, strength=inputs.strength,
@@ -227,20 +233,19 @@ class RunEvents:
 def wire(handlers: RunHandlers, inputs: RunInputs, live: LiveView, shared: Shared) -> RunEvents:
     """The run column's events: its three tabs' runs, the random seed, a model chosen, a prompt tried."""
     outputs, states, s = live.outputs(shared.states), shared.states, inputs.settings
-    clears = (live.final,)  # a new run's arming empties the last run's final image
     events = RunEvents(
         txt2img=shared.start(inputs.generate, handlers.stream, *RUN_WIDGETS, "attention", "true_cfg",
-                             outputs=outputs, clears=clears),
+                             outputs=outputs),
         img2img=shared.start(inputs.generate_img2img, handlers.stream_img2img, *RUN_WIDGETS, "attention",
-                             "init_image", "strength", outputs=outputs, clears=clears),
+                             "init_image", "strength", outputs=outputs),
         edit=shared.start(inputs.edit_button, handlers.stream_edit, *RUN_WIDGETS, "attention",
                           prompt=inputs.edit_prompt, init_image=inputs.edit_image, strength=inputs.edit_strength,
                           source_prompt=inputs.source_prompt, source_guidance=inputs.source_guidance,
-                          outputs=outputs, clears=clears),
+                          outputs=outputs),
         invert=shared.start(inputs.invert_button, handlers.stream_invert, "stop_signal", "negative_prompt", "model",
                             "steps", "guidance", "seed", "width", "height", "preview", "every", "attention",
                             prompt=inputs.source_prompt, init_image=inputs.edit_image,
-                            outputs=[*outputs, states.parent], clears=clears))
+                            outputs=[*outputs, states.parent]))
     s.dice.click(random_seed, None, s.seed, **PRIVATE)
     s.model.change(handlers.model_changed, [s.model, s.scheduler], [s.width, s.height, s.scheduler, s.true_cfg,
                                                                    inputs.examples], **PRIVATE)
@@ -248,20 +253,14 @@ def wire(handlers: RunHandlers, inputs: RunInputs, live: LiveView, shared: Share
     return events
 
 
-def wire_stop(button: gr.Button, shared: Shared, runs: list) -> gr.events.Dependency | None:
+def wire_stop(button: gr.Button, handlers: RunHandlers, runs: list) -> gr.events.Dependency | None:
     """Stop: the session's run (queued or running) ends after its current step and finishes as usual. On
     ZeroGPU the run is in another process, where only gradio's cancel reaches: the cancel event is
     returned, to be followed as a run's end is (a cancelled run never finishes)."""
     if on_spaces():
         return button.click(None, cancels=runs, **PRIVATE)
-    button.click(stop, shared.states.stop_signal, None, concurrency_limit=None, **PRIVATE)
+    button.click(handlers.stop, None, None, concurrency_limit=None, **PRIVATE)
     return None
-
-
-def stop(stop_signal: StopSignal | None) -> None:
-    """Stop: the run (queued or running) ends after its current step and finishes as usual."""
-    if stop_signal is not None:
-        stop_signal.event.set()
 
 
 # --- the handlers --------------------------------------------------------------------------------
@@ -271,6 +270,10 @@ class RunHandlers:
 
     def __init__(self, session):
         self.session, self.files, self.threads = session, session.files, session.threads
+
+    def stop(self) -> None:
+        """Stop: the session's run (queued or running) ends after its current step and finishes as usual."""
+        self.session.arming.stop(session_of())
 
     @user_errors
     def model_changed(self, name, scheduler):
@@ -291,14 +294,14 @@ class RunHandlers:
     async def stream(self, stop_signal=None, **run):
         """Text to image, streamed: diagram, status, x_t and x0, filmstrip, final image, trajectory state.
         `run`: the run's values by name (see `ui.form`)."""
-        run = self.session.build_run(**run, stop_event=stop_event(stop_signal))
+        run = self.session.build_run(**run, stop_event=self.session.stop_event(stop_signal))
         async for update in self._stream(run):
             yield update
 
     @user_errors
     async def stream_img2img(self, stop_signal=None, **run):
         """Image to image, streamed like `stream`; refuses to run without an image (`init_image`)."""
-        run = self.session.build_run(**run, stop_event=stop_event(stop_signal), img2img=True)
+        run = self.session.build_run(**run, stop_event=self.session.stop_event(stop_signal), img2img=True)
         async for update in self._stream(run):
             yield update
 
@@ -310,7 +313,7 @@ class RunHandlers:
         if not isinstance(source_prompt, str) or not source_prompt.strip():
             raise InputError.said("error.no_source_prompt")
         run = self.session.build_run(**run, scheduler="ddim", source_prompt=source_prompt,
-                                     stop_event=stop_event(stop_signal), img2img=True)
+                                     stop_event=self.session.stop_event(stop_signal), img2img=True)
         if scheduler != "ddim":
             gr.Info(text("info.edit_ddim", scheduler=scheduler))
         async for update in self._stream(run):
@@ -322,10 +325,11 @@ class RunHandlers:
         flow Euler), both streamed; the session's run is the reconstruction, the inversion kept beside it.
         Both share one run's time limit (`sdviz.workflows.invert.Inverting`). `run` names no scheduler or eta:
         the model's family decides them. A stopped inversion is the session's run, with no reconstruction."""
-        first = self.session.build_run(**run, attention=attention, stop_event=PartStop(stop_event(stop_signal)),
-                                       img2img=True, invert=True)  # the scheduler the model's family reverses
+        stopping = self.session.stop_event(stop_signal)
+        first = self.session.build_run(**run, attention=attention, stop_event=PartStop(stopping), img2img=True,
+                                       invert=True)  # the scheduler the model's family reverses
         inverting = Inverting(first, self.session.capture(first.model, attention),
-                              stop_signal=PartStop(stop_event(stop_signal)))  # following one run stops it: not the next
+                              stop_signal=PartStop(stopping))  # following one run stops it: not the next
         for phase in inverting.runs():
             inversion = None if phase is first else first.trajectory  # kept beside the reconstruction
             async for update in self._stream(phase):
@@ -337,7 +341,7 @@ class RunHandlers:
         sends its prompt, negative prompt, guidance, eta and preview settings; model, scheduler, steps, seed
         and size stay the parent's, and a change of those is refused), streamed like a run; the parent is
         kept beside it."""
-        run = self.session.build_fork(parent, step, attention, stop_event(stop_signal), **changes)
+        run = self.session.build_fork(parent, step, attention, self.session.stop_event(stop_signal), **changes)
         async for update in self._stream(run):
             yield (*update, parent)
 
@@ -354,7 +358,9 @@ class RunHandlers:
         try:
             part = panels.start()
             feed.publish(**part)
-            if not feed.followed():  # else the page's script draws it (the final image went when the run was armed)
+            if feed.followed():  # the page's script draws the panels: the event empties the last final image
+                yield update(dict.fromkeys(PANELS), None)
+            else:
                 yield update(part, None)
             shown = 0
             async for records in follow(run, iterate, 1 / DISPLAY_RATE, self.threads):

@@ -1,5 +1,5 @@
 """What the tabs share, handed from one tab's builder to the next: the session's states, the step
-slider, the run's inputs by name, and how a run is started (its stop signal armed, then queued).
+slider, the run's inputs by name, and how a run is started (armed by the page's script, then queued).
 Also the event options every tab's events use.
 """
 
@@ -11,24 +11,12 @@ import gradio as gr
 
 from ui import html
 from ui.form import Form
-from ui.session import StopSignal
 
 PRIVATE = {"api_visibility": "private"}  # the page's own events: not offered as API endpoints
 AGAIN = {"trigger_mode": "multiple"}  # pressed again during a run: that run stops, the new one is queued
 # The form's names every run takes; all runs but Compare's add "attention".
 RUN_WIDGETS = ("stop_signal", "prompt", "negative_prompt", "model", "scheduler", "steps", "guidance", "seed",
                "width", "height", "eta", "preview", "every")
-
-
-def arm(previous: StopSignal | None):
-    """A new run's stop signal, kept in the session's state before the run is queued.
-
-    The session's earlier run, queued or running, is stopped: one session runs one
-    run at a time, and Stop always reaches the run the page shows.
-    """
-    if previous is not None:
-        previous.event.set()
-    return StopSignal(), html.status(note="queued: waiting for the model")
 
 
 class Joined:
@@ -73,13 +61,12 @@ class States:
     trajectory: gr.State  # the session's run (sdviz Trajectory): every tab shows it
     comparison: gr.State  # the session's comparison (sdviz.workflows.compare.Comparison)
     parent: gr.State  # the run the shown one was forked from (an inversion: the inversion)
-    stop_signal: gr.State  # the running (or queued) run's StopSignal
     written: gr.State  # the run's download files, once asked for
     opened: gr.State  # the explaining tabs this session opened: drawn again after each run
 
     @classmethod
     def create(cls) -> States:
-        return cls(gr.State(None), gr.State(None), gr.State(None), gr.State(None), gr.State(None), gr.State([]))
+        return cls(gr.State(None), gr.State(None), gr.State(None), gr.State(None), gr.State([]))
 
 
 @dataclass
@@ -97,17 +84,13 @@ class Shared:
         """The options of an event that runs the model: queued on the model's concurrency."""
         return dict(concurrency_limit=self.concurrency, concurrency_id="model", show_progress="hidden", **PRIVATE)
 
-    def start(self, button: gr.Button, handler, *names: str, outputs: list, clears: tuple = (),
-              **widgets) -> gr.events.Dependency:
+    def start(self, button: gr.Button, handler, *names: str, outputs: list, **widgets) -> gr.events.Dependency:
         """`button` starts a run of `handler` with the form's widgets `names` and this event's own `widgets`.
 
-        Each run gets its stop signal before it is queued, so Stop reaches it queued or running;
-        arming a new run stops the session's earlier one, and empties `clears` (the earlier run's final
-        image). A stopped run still finishes (its partial trajectory, attention maps and downloads).
-        """
-        def armed(previous):
-            return (*arm(previous), *[None] * len(clears))
-
-        event = button.click(armed, self.states.stop_signal, [self.states.stop_signal, self.status, *clears],
-                             concurrency_limit=None, show_progress="hidden", **AGAIN, **PRIVATE)
-        return event.then(**self.form.bind(handler, *names, **widgets), outputs=outputs, **self.queued, **AGAIN)
+        As it is pressed the page's script arms the run (`ui.session.Arming`: the session's earlier run stops,
+        Stop reaches this one queued or running) and the run's request carries its token ("stop_signal"), with
+        no event of its own before the run's. A stopped run still finishes (its partial trajectory, attention
+        maps and downloads)."""
+        bound = self.form.bind(handler, *names, **widgets)
+        place = next(n for n, c in enumerate(bound["inputs"]) if c is self.form.widgets["stop_signal"])
+        return button.click(**bound, outputs=outputs, js=html.arm_js(place), **self.queued, **AGAIN)
