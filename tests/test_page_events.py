@@ -142,6 +142,36 @@ def page(app_server):
     return session
 
 
+def test_stop_reaches_a_run_armed_but_not_yet_started_and_a_new_run_stops_the_earlier(app_server):
+    """The page's script arms a run as its button is pressed (the feed's "arm" server function), then sends the
+    run with the token it was given: Stop pressed in between (the run still queued) stops it before its first
+    step, and arming again stops the earlier run; another session's run is not touched."""
+    session, other = PageSession(app_server.url), PageSession(app_server.url)
+    feed = next(c["id"] for c in json.load(urllib.request.urlopen(app_server.url + "config", timeout=30))["components"]
+                if c["props"].get("elem_id") == "live-feed")
+
+    def arm(page: PageSession) -> dict:
+        body = json.dumps({"component_id": feed, "fn_name": "arm", "session_hash": page.hash, "data": [{}]})
+        status, text = post_json(app_server.url + "gradio_api/component_server", body)
+        assert status == 200, text
+        return json.loads(text)
+
+    def status_of(message: dict) -> str:
+        assert message["success"], answer(message)
+        return message["output"]["data"][1]
+
+    armed, elsewhere = arm(session), arm(other)
+    assert len(armed["token"]) == 32 and "queued" in armed["status"]
+    assert session.named("stop")["success"]  # Stop, the run armed but not yet sent
+    stopped = status_of(session.named("stream_1", Steps=4, **{"Run token": armed["token"]}))
+    assert "stopped" in stopped and 'data-step="0"' in stopped, stopped
+    earlier = arm(session)["token"]
+    arm(session)  # Generate again before the earlier run was sent
+    assert "stopped" in status_of(session.named("stream_1", Steps=4, **{"Run token": earlier}))
+    ran = status_of(other.named("stream_1", Steps=4, **{"Run token": elsewhere["token"]}))
+    assert "finished" in ran and 'data-step="4"' in ran, ran
+
+
 def test_every_page_event_answers_hostile_values_by_name(page, app_server, tmp_path):
     """Every input of every event the page uses, each hostile value in turn: one message naming the parameter,
     shortened, saying what is allowed; no traceback logged; a file value outside the uploads is refused."""
