@@ -161,7 +161,9 @@ def test_fork_from_a_step_with_a_new_prompt(page, shots):
 
 
 def column_captions(driver) -> list[str]:
-    return [f.get_attribute("data-caption") for f in driver.find_elements(By.CSS_SELECTOR, "#compare-columns figure")]
+    """The columns' captions, read at once (the page's script swaps the row as a comparison streams)."""
+    return driver.execute_script("return Array.from(document.querySelectorAll('#compare-columns figure'), "
+                                 "f => f.dataset.caption)")
 
 
 def test_compare_streams_the_variants_and_lines_them_up(page, shots):
@@ -172,9 +174,13 @@ def test_compare_streams_the_variants_and_lines_them_up(page, shots):
     values = page.find_element(By.CSS_SELECTOR, "#vary-first-values textarea")
     values.clear()
     values.send_keys("ddim, heun")
+    drawn_before = int(page.find_element(By.CSS_SELECTOR, "#live-feed").get_attribute("data-drawn") or 0)
     page.find_element(By.CSS_SELECTOR, "#compare").click()
     WebDriverWait(page, 30).until(lambda d: column_captions(d)[:2] and column_captions(d)[1] == "waiting"
                                   and column_captions(d)[0].startswith("step "))  # live: the first variant steps
+    # the variants came by the page's own questions (ui.live_feed), not as the comparison event's messages
+    WebDriverWait(page, 30).until(lambda d: int(d.find_element(By.CSS_SELECTOR, "#live-feed").get_attribute(
+        "data-drawn")) - drawn_before >= 5)
     WebDriverWait(page, 120).until(lambda d: "comparison done" in text(d, "#compare-status"))
     WebDriverWait(page, 30).until(lambda d: drawn(d, "#compare-plot") and "settles its layout first"
                                   in text(d, "#compare-note"))

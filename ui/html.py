@@ -99,9 +99,11 @@ def compare_column(number: int, label: str, caption: str, x_t_image: np.ndarray 
 
 
 def compare_columns(figures: list[str]) -> str:
-    """The variants side by side: their columns (`compare_column`) in one row."""
-    return (f'<div class="sdviz-compare" style="--variants:{max(len(figures), 1)}">' + "".join(figures)
-            + f"</div><p>{text('compare.legend')}</p>" if figures else "")
+    """The variants side by side: their columns (`compare_column`) in one row, under one root element (what
+    the page's script swaps as a comparison streams; empty before any)."""
+    row = (f'<div class="sdviz-compare" style="--variants:{max(len(figures), 1)}">' + "".join(figures)
+           + f"</div><p>{text('compare.legend')}</p>" if figures else "")
+    return f'<div class="sdviz-compare-row">{row}</div>'
 
 
 def compare_finals(finals: list[tuple[str, np.ndarray | None]], side: int = LIVE_SIDE) -> str:
@@ -279,6 +281,7 @@ window.sdvizArm = async () => {
     swap('#diagram .sdviz-diagram', news.diagram);
     swap('#status .sdviz-status', news.status);
     swap('#live .sdviz-live', news.live);
+    swap('#compare-columns .sdviz-compare-row', news.columns);  // a comparison's variants (ui.tabs.compare)
     const row = document.querySelector('#filmstrip .sdviz-filmstrip');
     if (row && typeof news.strip === 'string') row.innerHTML = news.strip;
     if (row && news.figures) row.insertAdjacentHTML('beforeend', news.figures);

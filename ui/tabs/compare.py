@@ -28,6 +28,7 @@ from sdviz.workflows.compare import TEXT_SEPARATOR, VARIED, Comparing, Compariso
 from sdviz.workflows.render import write_trajectory_zip
 from ui import components, html
 from ui.errors import user_errors
+from ui.live_feed import session_of
 from ui.streaming import PartStop, follow
 from ui.tabs import path
 from ui.tabs.run import DISPLAY_RATE, model_choices
@@ -128,7 +129,7 @@ def build(handlers: CompareHandlers, shared: Shared, prompt: gr.Textbox, model: 
     position = components.Slider(0, POSITION_STEPS, value=POSITION_STEPS, step=1, interactive=False,
                          label=say("compare.position"),
                          elem_id="compare-position")
-    columns = gr.HTML(elem_id="compare-columns")
+    columns = gr.HTML(html.compare_columns([]), elem_id="compare-columns")
     variants_plot = gr.LinePlot(x=PLOT_X, y="distance", color="variant", y_title=say("plot.x0_final"),
                                 x_title=say("plot.position"), color_title=say("plot.variant"),
                                 title=say("compare.plot"),
@@ -210,7 +211,9 @@ class CompareHandlers:
     async def stream(self, stop_signal=None, first_name=None, first_values="", second_name=None, second_values="",
                      align="progress", **run):
         """The variants, one after another, each streamed into its column: status, columns, comparison.
-        `run`: the run's values by name (see `ui.form`), the model among them."""
+        `run`: the run's values by name (see `ui.form`), the model among them. Like a run's live panels
+        (`RunHandlers._stream`), each update goes to the session's live feed, which the page's script asks for,
+        and through the event only while no page asks; the last always goes both ways."""
         vary = read_vary(first_name, first_values, second_name, second_values)
         by = check_alignment(align)
         stopping = self.session.stop_event(stop_signal)
@@ -225,7 +228,14 @@ class CompareHandlers:
             return html.status(note=text("compare.variant_status", number=index + 1, total=len(runs),
                                          label=labels[index], note=note))
 
-        yield status(0, text("compare.starting")), columns(), None
+        feed = self.session.feeds.start(session_of())
+
+        def update(shown_status: str, shown_columns: str, comparison):
+            feed.publish(status=shown_status, columns=shown_columns)
+            return None if feed.followed() else (shown_status, shown_columns, comparison)
+
+        if (sent := update(status(0, text("compare.starting")), columns(), None)) is not None:
+            yield sent
         async for index, records in self.follow_variants(runs, labels, stopping, shown_only=True):
             run = runs[index]
             if records is None:
@@ -246,14 +256,17 @@ class CompareHandlers:
                 caption = text("page.variant_step", step=record.index + 1, total=run.total, sigma=f"{record.sigma:.3g}")
                 figures[index] = html.compare_column(index + 1, labels[index], caption, record.x_t_image,
                                                      record.x0_image)
-            yield (status(index, text("compare.step_of", step=records[-1].index + 1, total=run.total)), columns(),
-                   gr.skip())
+            if (sent := update(status(index, text("compare.step_of", step=records[-1].index + 1, total=run.total)),
+                               columns(), gr.skip())) is not None:
+                yield sent
         done = Comparison([run.trajectory for run in runs], labels, by, dict(vary))
         stopped = [label for label, traj in zip(labels, done.trajectories) if not traj.complete]
         note = text("compare.finished", done=len(runs) - len(stopped), total=len(runs))
         if stopped and not (stopping is not None and stopping.is_set()):  # not Stop: the run-time limit
             note += " · " + self.session.limits.cut_short(done.trajectories, labels)
-        yield html.status(note=text("compare.done", note=note)), columns(), done
+        ended = html.status(note=text("compare.done", note=note)), columns()
+        feed.publish(status=ended[0], columns=ended[1])  # the same as the event's last, whichever is drawn last
+        yield (*ended, done)
 
     @user_errors
     def finish(self, comparison, align):
