@@ -115,8 +115,8 @@ def test_the_pages_script_draws_every_panel_the_feed_sends():
     frame = np.zeros((8, 8, 3), np.uint8)
     panels = (("#status .sdviz-status", html.status()), ("#live .sdviz-live", html.live(frame, frame, 1)),
               ("#filmstrip .sdviz-filmstrip", html.FILMSTRIP_TEMPLATE),
-              ("#compare-columns .sdviz-compare-row", html.compare_columns([html.compare_column(1, "ddim", "waiting")])),
-              ("#compare-columns .sdviz-compare-row", html.compare_columns([])))
+              *(("#compare-columns .sdviz-compare-row", html.compare_columns(figures))
+                for figures in ([html.compare_column(1, "ddim", "waiting")], [])))
     for selector, markup in panels:
         assert selector in html.FEED_SCRIPT
         assert markup.startswith(f'<div class="{selector.split(".")[-1]}"') and markup.endswith("</div>")

@@ -44,6 +44,12 @@ def word_choices(traj) -> tuple[list, list[str], list[str]]:
     return token_choices, resolutions, self_resolutions
 
 
+def span_steps(span: str, index: int):
+    """The steps a heat map of the span choice `span` sums at step `index` (AttentionMaps.heat_map's `steps`):
+    that step, the steps up to it, or every step (None)."""
+    return {"this step": index, "up to this step": range(index + 1)}.get(span)
+
+
 def heat(traj, index: int, token, resolution, span, x0_image):
     """The heat map of the chosen word over `x0_image` (the whole run's: over the final image), at step `index`,
     up to it or over the whole run; None without attention maps or a word."""
@@ -56,7 +62,7 @@ def heat(traj, index: int, token, resolution, span, x0_image):
     check_choice("word", token, [value for _, value in token_choices])
     if isinstance(token, str):  # a negative prompt's word: 'negative:3'
         maps, token = maps.negative, int(token[len(NEGATIVE_WORD):])
-    steps = {"this step": index, "up to this step": range(index + 1)}.get(span)
+    steps = span_steps(span, index)
     base = traj.final_image if span == "whole run" and traj.final_image is not None else x0_image
     return overlay(base, maps.heat_map(token, steps=steps, resolution=resolution))
 

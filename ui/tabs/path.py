@@ -26,7 +26,7 @@ from ui import components
 from ui.clicks import clickable, clicked
 from ui.errors import user_errors
 from ui.session import step_index
-from ui.tabs.attention import SPANS
+from ui.tabs.attention import SPANS, span_steps
 from ui.tabs.shared import PRIVATE
 from ui.words import say
 
@@ -225,7 +225,7 @@ class PathHandlers:
         check_choice("word", chosen, list(keys))
         item = keys[chosen]
         maps = traj.attention.negative if item["negative"] else traj.attention
-        steps = {"this step": index, "up to this step": range(index + 1)}.get(span)
+        steps = span_steps(span, index)
         x0_image = traj.step_frames(index, self.session.decoder(traj))[1]
         picture = overlay(x0_image, maps.heat_map(item["index"], steps=steps))
         x0, y0, x1, y1 = box
