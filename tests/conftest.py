@@ -176,12 +176,14 @@ def chromium(profile: Path, performance_log: bool = False, language: str | None 
 
 
 
-def post_json(url: str, body: str) -> tuple[int, str]:
-    """POSTs `body` as JSON, as a page or a hostile client would; the status and the text answered, errors too."""
+def post_json(url: str, body: str, **headers: str) -> tuple[int, str]:
+    """POSTs `body` as JSON, as a page or a hostile client would (with `headers`, `Accept_Language=...` for
+    Accept-Language); the status and the text answered, errors too."""
     import urllib.error
     import urllib.request
 
-    request = urllib.request.Request(url, data=body.encode(), headers={"Content-Type": "application/json"})
+    sent = {"Content-Type": "application/json", **{name.replace("_", "-"): value for name, value in headers.items()}}
+    request = urllib.request.Request(url, data=body.encode(), headers=sent)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, response.read().decode()

@@ -150,9 +150,9 @@ def test_stop_reaches_a_run_armed_but_not_yet_started_and_a_new_run_stops_the_ea
     feed = next(c["id"] for c in json.load(urllib.request.urlopen(app_server.url + "config", timeout=30))["components"]
                 if c["props"].get("elem_id") == "live-feed")
 
-    def arm(page: PageSession) -> dict:
+    def arm(page: PageSession, language: str = "en-US") -> dict:
         body = json.dumps({"component_id": feed, "fn_name": "arm", "session_hash": page.hash, "data": [{}]})
-        status, text = post_json(app_server.url + "gradio_api/component_server", body)
+        status, text = post_json(app_server.url + "gradio_api/component_server", body, Accept_Language=language)
         assert status == 200, text
         return json.loads(text)
 
@@ -162,6 +162,7 @@ def test_stop_reaches_a_run_armed_but_not_yet_started_and_a_new_run_stops_the_ea
 
     armed, elsewhere = arm(session), arm(other)
     assert len(armed["token"]) == 32 and "queued" in armed["status"]
+    assert "排队中" in arm(PageSession(app_server.url), "zh-CN")["status"]  # in the page's language
     assert session.named("stop")["success"]  # Stop, the run armed but not yet sent
     stopped = status_of(session.named("stream_1", Steps=4, **{"Run token": armed["token"]}))
     assert "stopped" in stopped and 'data-step="0"' in stopped, stopped
