@@ -32,7 +32,7 @@ from ui.live_feed import session_of
 from ui.streaming import PartStop, follow
 from ui.tabs import path
 from ui.tabs.run import DISPLAY_RATE, model_choices
-from ui.tabs.shared import PRIVATE, RUN_WIDGETS, Shared, refused
+from ui.tabs.shared import PRIVATE, RUN_WIDGETS, Joined, Shared, refused
 from ui.words import say
 from ui.zerogpu import iterate
 
@@ -148,11 +148,16 @@ def build(handlers: CompareHandlers, shared: Shared, prompt: gr.Textbox, model: 
     finished = compare_run.success(lambda: None, None, files, show_progress="hidden", **PRIVATE).then(
         handlers.finish, [comparison, align], [position, columns, variants_plot, note, finals], show_progress="hidden",
         **PRIVATE)
-    path.wire_compare(path.PathHandlers(handlers.session), paths, comparison, position, align, finished)
+    path_steps = path.wire_compare(path.PathHandlers(handlers.session), paths, comparison, position, align, finished)
     compare_run.failure(refused, None, status, show_progress="hidden", **PRIVATE)
-    for trigger in (position.change, align.change):
-        trigger(handlers.show, [comparison, position, align], [columns, variants_plot, note], concurrency_limit=None,
-                show_progress="hidden", **PRIVATE)
+    # the variants and the map at the slider's position, one event a move (the reader's, or a click on the map)
+    moved = Joined(dict(fn=handlers.show, inputs=[comparison, position, align], outputs=[columns, variants_plot, note]),
+                   *path_steps.parts)
+    hidden = dict(concurrency_limit=None, show_progress="hidden", **PRIVATE)
+    for trigger in (position.input, align.change):
+        trigger(**moved.event, **hidden)
+    for event in path_steps.moves:
+        event.then(**moved.event, **hidden)
     for menu, values in ((vary_first, vary_first_values), (vary_second, vary_second_values)):
         menu.input(handlers.vary_values, [menu, prompt, model], values, show_progress="hidden", **PRIVATE)
     files_button.click(handlers.downloads, comparison, files, **PRIVATE)

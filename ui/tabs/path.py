@@ -113,19 +113,19 @@ def wire(handlers: PathHandlers, view: PathView, trajectory, parent, step, span,
     return PathSteps((drawn, ranked), (clicked_map,))
 
 
-def wire_compare(handlers: PathHandlers, view: ComparePathView, comparison, position, align, finished) -> None:
-    """After a comparison (`finished`): its map and where its variants part from the first; the map follows the
-    shared slider, the parting the chosen variant, and a click on the map moves the slider."""
+def wire_compare(handlers: PathHandlers, view: ComparePathView, comparison, position, align, finished) -> PathSteps:
+    """After a comparison (`finished`): its map and where its variants part from the first; the parting follows
+    the chosen variant, and a click on the map moves the slider. The map drawn at the slider's position is
+    returned as a part (`PathSteps.parts`) for the tab's one event a move, with the click (`PathSteps.moves`)."""
     hidden = dict(concurrency_limit=None, show_progress="hidden", **PRIVATE)
-    draw = dict(fn=handlers.compare_map, inputs=[comparison, position, align], outputs=view.map, **hidden)
+    draw = dict(fn=handlers.compare_map, inputs=[comparison, position, align], outputs=[view.map])
     part = dict(fn=handlers.compare_parting, inputs=[comparison, view.against, align],
                 outputs=[view.plot, view.note], **hidden)
-    finished.then(handlers.compare_finished, comparison, view.against, **hidden).then(**draw).then(**part)
-    for trigger in (position.change, align.change):
-        trigger(**draw)
+    finished.then(handlers.compare_finished, comparison, view.against, **hidden).then(**draw, **hidden).then(**part)
     for trigger in (view.against.input, align.change):
         trigger(**part)
-    view.map.select(handlers.compare_click, [comparison, align], position, **hidden)
+    clicked_map = view.map.select(handlers.compare_click, [comparison, align], position, **hidden)
+    return PathSteps((draw,), (clicked_map,))
 
 
 def _word_key(item: dict) -> str:
