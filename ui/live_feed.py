@@ -133,15 +133,9 @@ class LiveFeeds:
     def server_function(self):
         """The server function the page's script asks (`ui.html.FEED_SCRIPT`), named as it calls it. A question
         it cannot read is answered with the refusal, in the script's terms."""
-        import gradio as gr
-
-        async def live(asked, request=None):
-            try:
-                return await self.ask(await session_asking(request), asked)
-            except InputError as error:
-                return {"error": str(error)}
-        live.__annotations__["request"] = gr.Request  # resolved here: gradio hands the request by this annotation
-        return live
+        async def live(asked, request):
+            return await self.ask(await session_asking(request), asked)
+        return server_function(live)
 
     async def ask(self, session: str, asked) -> dict:
         """The page's question {"run": r, "at": n}: what changed after change n of run r, once there is
@@ -162,6 +156,22 @@ class LiveFeeds:
                 feed.waiting -= 1
         feed.touched = feed.answered = time.monotonic()
         return feed.answer(run, seen) if feed.has_news(run, seen) else {"run": feed.run, "at": feed.seq}
+
+
+def server_function(answer):
+    """`answer(asked, request)` as a server function of the page's script (a gr.HTML's): gradio hands it the
+    request (by the annotation, resolved here), and a question it refuses is answered with the refusal, in the
+    script's terms ({"error": ...}), never a traceback."""
+    import gradio as gr
+
+    async def answered(asked=None, request: gr.Request = None):
+        try:
+            return await answer(asked, request)
+        except InputError as error:
+            return {"error": str(error)}
+    answered.__name__ = answered.__qualname__ = answer.__name__  # as the script calls it: server.live, server.arm
+    answered.__annotations__["request"] = gr.Request
+    return answered
 
 
 async def session_asking(request) -> str:

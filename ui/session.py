@@ -24,7 +24,7 @@ from sdviz.sampling.images import load_image
 from sdviz.sampling.previews import Previewer
 from sdviz.sampling.sampler import Run
 from sdviz.sampling.settings import Settings
-from ui.live_feed import LiveFeeds, session_asking, session_of
+from ui.live_feed import LiveFeeds, server_function, session_asking, session_of
 from ui.model_threads import ModelThreads
 from ui.zerogpu import decode_latents, decode_record, denoised_frame, guidance_frames
 
@@ -43,11 +43,6 @@ class StopSignal:
 
     def __reduce__(self):
         return (StopSignal, ())
-
-
-def stop_event(stop_signal) -> threading.Event | None:
-    """The event a run watches for the session's Stop (none when the page sent no StopSignal)."""
-    return stop_signal.event if isinstance(stop_signal, StopSignal) else None
 
 
 TOKEN_CHARS = 32  # a run token: uuid4's hex
@@ -81,10 +76,15 @@ class Arming:
             runs = self._runs(session)
             for signal in runs.values():
                 signal.event.set()
-            runs[token] = StopSignal()
-            while len(runs) > ARMED_KEPT:
-                runs.popitem(last=False)
+            self._keep(runs, token, StopSignal())
         return token
+
+    @staticmethod
+    def _keep(runs: OrderedDict, token: str, signal: StopSignal) -> StopSignal:
+        runs[token] = signal
+        while len(runs) > ARMED_KEPT:
+            runs.popitem(last=False)
+        return signal
 
     def take(self, session: str | None, token) -> StopSignal:
         """The stop signal of the run armed as `token`. A run its page did not arm (no token, or one this
@@ -96,11 +96,7 @@ class Arming:
         with self._lock:
             runs = self._runs(session)
             signal = runs.get(token) if token else None
-            if signal is None:
-                signal = runs[uuid.uuid4().hex] = StopSignal()
-                while len(runs) > ARMED_KEPT:
-                    runs.popitem(last=False)
-            return signal
+            return signal if signal is not None else self._keep(runs, uuid.uuid4().hex, StopSignal())
 
     def stop(self, session: str | None) -> None:
         """Stop: the session's runs, queued or running, end after their current step."""
@@ -113,15 +109,9 @@ class Arming:
     def server_function(self, queued):
         """The server function the page's script calls as a run's button is pressed (`ui.html.FEED_SCRIPT`):
         the run's token, and the status `queued(request)` (in the session's language)."""
-        import gradio as gr
-
-        async def arm(asked=None, request=None):
-            try:
-                return {"token": self.arm(await session_asking(request)), "status": queued(request)}
-            except InputError as error:
-                return {"error": str(error)}
-        arm.__annotations__["request"] = gr.Request  # gradio hands the request by this annotation
-        return arm
+        async def arm(asked, request):
+            return {"token": self.arm(await session_asking(request)), "status": queued(request)}
+        return server_function(arm)
 
 
 def check_attention(attention) -> None:

@@ -29,8 +29,7 @@ class Joined:
         self.inputs: list = []
         for part in parts:
             self.inputs += [c for c in part["inputs"] if not any(c is known for known in self.inputs)]
-        self.places = [[next(n for n, known in enumerate(self.inputs) if known is c) for c in part["inputs"]]
-                       for part in parts]
+        self.places = [[self.place(c) for c in part["inputs"]] for part in parts]
         self.outputs = [c for part in parts for c in part["outputs"]]
 
     def __call__(self, *values):
